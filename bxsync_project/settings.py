@@ -1,0 +1,162 @@
+"""One env-driven settings file. Every knob is an environment variable (or a line in `.env`), see README."""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+# `make run` refuses to start without SECRET_KEY unless DEBUG (see statussync/management/commands/serve.py);
+# tests and one-off commands get an obviously-insecure development key.
+SECRET_KEY = env("SECRET_KEY", default="insecure-dev-key-set-SECRET_KEY-in-production")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_q",
+    "statussync",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "bxsync_project.urls"
+WSGI_APPLICATION = "bxsync_project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'bxsync.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web and workers share one SQLite file. WAL lets readers run beside the one writer; IMMEDIATE takes the
+    # write lock at BEGIN so a read-then-write transaction waits instead of failing at once with
+    # "database is locked" (https://blog.pecar.me/django-sqlite-dblock; healthchecks ships the same default).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+        }
+    )
+    test_name = env("BXSYNC_TEST_DB", default="")
+    if test_name:
+        # End-to-end tests share a file test database with subprocesses (an in-memory one is per process).
+        DATABASES["default"]["TEST"] = {"NAME": test_name}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    # A shared cache is needed across web and worker processes (wake-up flags, django-q2 stats); the
+    # database cache is the embedded choice. LocMemCache would be per process and silently wrong.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "bxsync_cache"}}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# Webhook bodies are small (a handful of form fields); anything big is not Bitrix.
+BXSYNC_MAX_EVENT_BYTES = env.int("BXSYNC_MAX_EVENT_BYTES", default=64 * 1024)
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "statussync.intake.exception_handler",
+}
+
+# --- bxsync: the portals (public contract, see README) ---
+BXSYNC_CMS_REST_URL = env("BXSYNC_CMS_REST_URL", default="")
+BXSYNC_CMS_APP_TOKEN = env("BXSYNC_CMS_APP_TOKEN", default="")
+BXSYNC_CRM_REST_URL = env("BXSYNC_CRM_REST_URL", default="")
+BXSYNC_CRM_APP_TOKEN = env("BXSYNC_CRM_APP_TOKEN", default="")
+BXSYNC_DEAL_ORDER_FIELD = env("BXSYNC_DEAL_ORDER_FIELD", default="UF_CRM_ORDER_ID")
+
+# --- bxsync: tuning (documented in README "Settings") ---
+BXSYNC_REST_TIMEOUT = env.float("BXSYNC_REST_TIMEOUT", default=20.0)
+# Bitrix cloud leaky bucket: 2 requests/s drain, 50 burst (Enterprise: 5/s, 250).
+BXSYNC_RATE_PER_SECOND = env.float("BXSYNC_RATE_PER_SECOND", default=2.0)
+BXSYNC_RATE_BURST = env.int("BXSYNC_RATE_BURST", default=50)
+BXSYNC_RATE_MAX_WAIT = env.float("BXSYNC_RATE_MAX_WAIT", default=30.0)
+BXSYNC_JOB_BATCH = env.int("BXSYNC_JOB_BATCH", default=50)
+BXSYNC_JOB_MAX_ATTEMPTS = env.int("BXSYNC_JOB_MAX_ATTEMPTS", default=8)
+BXSYNC_JOB_LEASE_SECONDS = env.int("BXSYNC_JOB_LEASE_SECONDS", default=120)
+BXSYNC_RETRY_BASE_SECONDS = env.float("BXSYNC_RETRY_BASE_SECONDS", default=2.0)
+BXSYNC_RETRY_MAX_SECONDS = env.float("BXSYNC_RETRY_MAX_SECONDS", default=600.0)
+BXSYNC_CONFLICT_TOLERANCE_SECONDS = env.float("BXSYNC_CONFLICT_TOLERANCE_SECONDS", default=2.0)
+BXSYNC_RECONCILE_MINUTES = env.int("BXSYNC_RECONCILE_MINUTES", default=5)
+BXSYNC_RECONCILE_OVERLAP_SECONDS = env.int("BXSYNC_RECONCILE_OVERLAP_SECONDS", default=300)
+BXSYNC_RECONCILE_INITIAL_DAYS = env.int("BXSYNC_RECONCILE_INITIAL_DAYS", default=7)
+BXSYNC_AUDIT_RETENTION_DAYS = env.int("BXSYNC_AUDIT_RETENTION_DAYS", default=90)
+BXSYNC_WORKERS = env.int("BXSYNC_WORKERS", default=2)
+BXSYNC_PAYMENT_WORKERS = env.int("BXSYNC_PAYMENT_WORKERS", default=1)
+BXSYNC_WEB_WORKERS = env.int("BXSYNC_WEB_WORKERS", default=2)
+
+# --- django-q2 (see ../shared/reference/django-stack.md §1) ---
+# The queue only wakes workers: the Job table is the record of pending work, so broker redelivery is not
+# needed and is switched off (ack_failures, max_attempts=1) to avoid django-q2's endless no-backoff retries.
+# timeout < retry, as django-q2 requires, or a slow task is handed out twice.
+Q_CLUSTER = {
+    "name": env("Q_NAME", default="bxsync"),
+    "workers": BXSYNC_WORKERS,
+    "timeout": env.int("Q_TIMEOUT", default=300),
+    "retry": env.int("Q_RETRY", default=360),
+    "max_attempts": 1,
+    "ack_failures": True,
+    "queue_limit": 4,
+    "save_limit": 200,
+    "catch_up": False,
+    "sync": env.bool("Q_SYNC", default=False),
+    "ALT_CLUSTERS": {
+        # Payment work has its own queue and workers so it never waits behind a bulk edit.
+        "payments": {"workers": BXSYNC_PAYMENT_WORKERS, "timeout": 120, "retry": 180},
+    },
+}
+if REDIS_URL and env.bool("BXSYNC_REDIS_BROKER", default=True):
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER.update({"orm": "default", "poll": env.float("Q_POLL", default=0.3)})
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    "loggers": {"urllib3": {"level": "WARNING"}},
+}

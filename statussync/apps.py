@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class StatussyncConfig(AppConfig):
+    name = "statussync"
+    verbose_name = "Status sync"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,193 @@
+"""Pending work: request, claim, finish, retry and the wake-up of workers.
+
+The Job table is the record of pending work; django-q2 only wakes a worker. A worker that dies leaves its jobs
+`running` with an expired lease, and `jobs_recover` (run by the sweeper schedule) puts them back to pending.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.db.models import F, Min
+from django.utils import timezone
+
+from statussync.models import Job, JobKind, JobState, Queue
+
+logger = logging.getLogger(__name__)
+
+WAKE_FLAG_SECONDS = 30
+# A worker that finds nothing due waits this long for work coming due soon (a retry backoff) rather than
+# leaving it to the once-a-minute sweeper.
+HOLD_SECONDS = 5.0
+
+
+def job_request(*, kind: str, entity_id: str, origin: str = "event", event: str = "") -> Job:
+    """Ask for `kind` `entity_id` to be synced; coalesces into the pending job for it, if there is one."""
+    queue = Queue.PAYMENTS if kind == JobKind.PAYMENT else Queue.DEFAULT
+    now = timezone.now()
+    for _ in range(3):
+        updated = Job.objects.filter(kind=kind, entity_id=entity_id, state=JobState.PENDING).update(
+            events_coalesced=F("events_coalesced") + 1, updated_at=now
+        )
+        if updated:
+            job = Job.objects.get(kind=kind, entity_id=entity_id, state=JobState.PENDING)
+            break
+        try:
+            with transaction.atomic():
+                job = Job.objects.create(
+                    kind=kind, entity_id=entity_id, queue=queue, origin=origin, event=event, not_before=now
+                )
+            break
+        except IntegrityError:
+            # Another request created the pending job between our update and insert: coalesce into it.
+            continue
+    else:  # pragma: no cover - three lost races in a row
+        raise RuntimeError(f"could not request a job for {kind} {entity_id}")
+    transaction.on_commit(lambda: queue_wake(queue=job.queue))
+    return job
+
+
+def queue_wake(*, queue: str) -> None:
+    """Enqueue one worker run for `queue` unless one is already on its way (a bulk edit of 10,000 deals
+    must not become 10,000 broker messages)."""
+    from django_q.tasks import async_task
+
+    if not cache.add(_wake_key(queue), 1, timeout=WAKE_FLAG_SECONDS):
+        return
+    options = {"cluster": queue} if queue != Queue.DEFAULT else {}
+    async_task("statussync.tasks.jobs_run", queue, task_name=f"jobs-{queue}", q_options=options)
+
+
+def jobs_claim(*, queue: str, limit: int) -> list[Job]:
+    """Take up to `limit` due pending jobs of `queue` for this worker (compare-and-set, no row locks, so it
+    works the same on SQLite and PostgreSQL)."""
+    now = timezone.now()
+    ids = list(
+        Job.objects.filter(queue=queue, state=JobState.PENDING, not_before__lte=now)
+        .order_by("not_before", "id")
+        .values_list("id", flat=True)[:limit]
+    )
+    if not ids:
+        return []
+    token = uuid.uuid4().hex
+    lease = now + timedelta(seconds=settings.BXSYNC_JOB_LEASE_SECONDS)
+    Job.objects.filter(id__in=ids, state=JobState.PENDING).update(
+        state=JobState.RUNNING, claim_token=token, lease_until=lease, attempts=F("attempts") + 1, updated_at=now
+    )
+    return list(Job.objects.filter(claim_token=token, state=JobState.RUNNING).order_by("id"))
+
+
+def jobs_finish(*, jobs: list[Job]) -> None:
+    """Mark jobs done."""
+    now = timezone.now()
+    Job.objects.filter(id__in=[j.id for j in jobs], state=JobState.RUNNING).update(
+        state=JobState.DONE, finished_at=now, lease_until=None, updated_at=now
+    )
+
+
+def job_retry(*, job: Job, error: str, delay: float | None = None) -> str:
+    """Put a failed job back with exponential backoff and jitter, or into the dead-letter list once it has
+    used its attempts. Returns the new state."""
+    now = timezone.now()
+    if job.attempts >= settings.BXSYNC_JOB_MAX_ATTEMPTS:
+        Job.objects.filter(id=job.id).update(
+            state=JobState.DEAD, last_error=error[:2000], lease_until=None, finished_at=now, updated_at=now
+        )
+        return JobState.DEAD
+    if delay is None:
+        delay = retry_delay(attempt=job.attempts)
+    if Job.objects.filter(kind=job.kind, entity_id=job.entity_id, state=JobState.PENDING).exists():
+        # A newer event already queued this entity again; that job will re-read it.
+        Job.objects.filter(id=job.id).update(
+            state=JobState.DONE, last_error=f"superseded; {error}"[:2000], finished_at=now, updated_at=now
+        )
+        return JobState.DONE
+    try:
+        with transaction.atomic():
+            Job.objects.filter(id=job.id).update(
+                state=JobState.PENDING,
+                not_before=now + timedelta(seconds=delay),
+                last_error=error[:2000],
+                lease_until=None,
+                claim_token="",
+                updated_at=now,
+            )
+    except IntegrityError:
+        Job.objects.filter(id=job.id).update(state=JobState.DONE, finished_at=now, updated_at=now)
+        return JobState.DONE
+    return JobState.PENDING
+
+
+def job_release(*, job: Job, delay: float = 1.0) -> None:
+    """Give a claimed job back without counting an attempt (its link is busy in another worker)."""
+    job.attempts = max(job.attempts - 1, 0)
+    Job.objects.filter(id=job.id).update(attempts=job.attempts)
+    job_retry(job=job, error="link busy in another worker", delay=delay)
+
+
+def retry_delay(*, attempt: int) -> float:
+    """Exponential backoff with full jitter between half and the whole step."""
+    step = min(settings.BXSYNC_RETRY_MAX_SECONDS, settings.BXSYNC_RETRY_BASE_SECONDS * 2 ** max(attempt - 1, 0))
+    return step * random.uniform(0.5, 1.0)
+
+
+def jobs_recover() -> int:
+    """Return jobs whose worker died (lease expired while running) to pending. Returns how many."""
+    now = timezone.now()
+    recovered = 0
+    for job in Job.objects.filter(state=JobState.RUNNING, lease_until__lt=now):
+        if job_retry(job=job, error="worker stopped before finishing", delay=0) == JobState.PENDING:
+            recovered += 1
+    return recovered
+
+
+def jobs_process(
+    *, queue: str, handle: Callable[[list[Job]], None], max_seconds: float | None = None
+) -> int:
+    """Claim and handle batches of due jobs until none is left. Returns how many jobs were handled."""
+    cache.delete(_wake_key(queue))  # from here on, a new event wakes another run rather than relying on us
+    started = time.monotonic()
+    handled = 0
+    while max_seconds is None or time.monotonic() - started < max_seconds:
+        jobs = jobs_claim(queue=queue, limit=settings.BXSYNC_JOB_BATCH)
+        if jobs:
+            handle(jobs)
+            handled += len(jobs)
+            continue
+        next_due = Job.objects.filter(queue=queue, state=JobState.PENDING).aggregate(t=Min("not_before"))["t"]
+        if next_due is None:
+            break
+        wait = (next_due - timezone.now()).total_seconds()
+        if wait > HOLD_SECONDS:
+            break
+        time.sleep(max(wait, 0.05))
+    return handled
+
+
+def _wake_key(queue: str) -> str:
+    return f"bxsync:wake:{queue}"
+
+
+def jobs_sweep() -> dict[str, int]:
+    """Recover jobs of dead workers, then wake every queue that has due work."""
+    recovered = jobs_recover()
+    woken = 0
+    due = (
+        Job.objects.filter(state=JobState.PENDING, not_before__lte=timezone.now())
+        .values_list("queue", flat=True)
+        .distinct()
+    )
+    for queue in due:
+        # Clear a stale flag first: a wake message can be lost (the Redis broker has no receipts).
+        cache.delete(_wake_key(queue))
+        queue_wake(queue=queue)
+        woken += 1
+    return {"recovered": recovered, "queues_woken": woken}

@@ -1,0 +1,275 @@
+"""bxsync's records: the mapping, order↔deal links with their base state, intake, pending work and the audit log.
+
+Uniqueness rules live in the database (partial unique constraints), so two workers or two admins can never
+create a second active link for one order, or an ambiguous mapping rule.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+
+class Side(models.TextChoices):
+    CMS = "cms", "Shop (order)"
+    CRM = "crm", "CRM (deal)"
+
+
+class Direction(models.TextChoices):
+    BOTH = "both", "Both ways"
+    TO_CRM = "to_crm", "Shop → CRM only"
+    TO_CMS = "to_cms", "CRM → shop only"
+
+
+class ConflictPolicy(models.TextChoices):
+    LATEST = "latest", "Latest change wins"
+    CMS_WINS = "cms_wins", "Shop wins"
+    CRM_WINS = "crm_wins", "CRM wins"
+    MANUAL = "manual", "Flag for a manager"
+
+
+class Pipeline(models.Model):
+    """Mapping settings of one CRM pipeline (deal category)."""
+
+    pipeline_id = models.IntegerField(unique=True, help_text="CRM deal category id; 0 is the default pipeline.")
+    paid_stage = models.CharField(max_length=50, blank=True, help_text="Stage a deal moves to when its order is paid.")
+    conflict_policy = models.CharField(
+        max_length=10, choices=ConflictPolicy.choices, default=ConflictPolicy.LATEST
+    )
+
+    class Meta:
+        ordering = ["pipeline_id"]
+
+    def __str__(self) -> str:
+        return f"pipeline {self.pipeline_id}"
+
+
+class StatusRule(models.Model):
+    """One order status ↔ deal stage pair of a pipeline, valid in one or both directions."""
+
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="rules")
+    order_status = models.CharField(max_length=50)
+    deal_stage = models.CharField(max_length=50)
+    direction = models.CharField(max_length=6, choices=Direction.choices, default=Direction.BOTH)
+
+    class Meta:
+        ordering = ["pipeline__pipeline_id", "id"]
+        constraints = [
+            # Within one pipeline and one direction a source value maps to at most one target (DESIGN.md).
+            models.UniqueConstraint(
+                fields=["pipeline", "order_status"],
+                condition=Q(direction__in=["both", "to_crm"]),
+                name="one_stage_per_order_status",
+            ),
+            models.UniqueConstraint(
+                fields=["pipeline", "deal_stage"],
+                condition=Q(direction__in=["both", "to_cms"]),
+                name="one_status_per_deal_stage",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        arrow = {"both": "↔", "to_crm": "→", "to_cms": "←"}[self.direction]
+        return f"{self.order_status} {arrow} {self.deal_stage}"
+
+
+class AwaitingPaymentStatus(models.Model):
+    """An order status that means "not paid yet": a paid order is never sent back into one."""
+
+    order_status = models.CharField(max_length=50, unique=True)
+
+    def __str__(self) -> str:
+        return self.order_status
+
+
+class LinkState(models.TextChoices):
+    ACTIVE = "active", "Active"
+    CLOSED = "closed", "Closed"
+
+
+class Link(models.Model):
+    """An order linked to a deal, with the base: the last state both sides agreed on."""
+
+    order_id = models.CharField(max_length=32, db_index=True)
+    deal_id = models.CharField(max_length=32, db_index=True)
+    state = models.CharField(max_length=8, choices=LinkState.choices, default=LinkState.ACTIVE)
+    pipeline_id = models.IntegerField(null=True, blank=True)
+    base_order_status = models.CharField(max_length=50, blank=True)
+    base_deal_stage = models.CharField(max_length=50, blank=True)
+    base_paid = models.BooleanField(default=False)
+    base_at = models.DateTimeField(null=True, blank=True, help_text="When the base was last moved.")
+    # What bxsync itself wrote last, so the echo of that write is recognised and named as such.
+    last_write_side = models.CharField(max_length=3, choices=Side.choices, blank=True)
+    last_write_value = models.CharField(max_length=50, blank=True)
+    last_write_at = models.DateTimeField(null=True, blank=True)
+    needs_attention = models.BooleanField(default=False, db_index=True)
+    attention_reason = models.CharField(max_length=300, blank=True)
+    # A short lease instead of a database lock: the lock must survive REST calls that take seconds, and on
+    # SQLite an open write transaction would block every webhook for that long.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    lease_token = models.CharField(max_length=32, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    close_reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["order_id"], condition=Q(state="active"), name="one_active_link_per_order"),
+            models.UniqueConstraint(fields=["deal_id"], condition=Q(state="active"), name="one_active_link_per_deal"),
+        ]
+
+    def __str__(self) -> str:
+        return f"order {self.order_id} ↔ deal {self.deal_id}"
+
+
+class UnmappedValue(models.Model):
+    """A status or stage seen with no mapping rule for it: nothing was written; a manager should add a rule."""
+
+    side = models.CharField(max_length=3, choices=Side.choices)
+    pipeline_id = models.IntegerField()
+    value = models.CharField(max_length=50)
+    first_seen = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField(auto_now=True)
+    times_seen = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["side", "pipeline_id", "value"], name="unmapped_once")]
+
+    def __str__(self) -> str:
+        return f"{self.get_side_display()}: {self.value} (pipeline {self.pipeline_id})"
+
+
+class InboundEvent(models.Model):
+    """A webhook event exactly as far as it matters, stored before the 200 (Bitrix never re-sends)."""
+
+    side = models.CharField(max_length=3, choices=Side.choices)
+    event = models.CharField(max_length=64)
+    entity_id = models.CharField(max_length=32, blank=True)
+    ts = models.CharField(max_length=20, blank=True, help_text="When the event left Bitrix's queue.")
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    dedupe_key = models.CharField(max_length=200, unique=True)
+    duplicates = models.PositiveIntegerField(default=0)
+    # Payload with the application token and any OAuth tokens removed.
+    payload = models.JSONField(default=dict)
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.entity_id}"
+
+
+class JobKind(models.TextChoices):
+    ORDER = "order", "Order changed"
+    DEAL = "deal", "Deal changed"
+    PAYMENT = "payment", "Payment changed"
+
+
+class JobState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    DEAD = "dead", "Dead letter"
+
+
+class Queue(models.TextChoices):
+    DEFAULT = "default", "Default"
+    PAYMENTS = "payments", "Payments"
+
+
+class Job(models.Model):
+    """Pending work for one order, deal or payment. The database, not the broker, is the record of it.
+
+    Many events for one entity coalesce into the one pending job (a partial unique constraint); an event for
+    an entity whose job is already running creates a new pending job, so the later change is read again.
+    """
+
+    kind = models.CharField(max_length=8, choices=JobKind.choices)
+    entity_id = models.CharField(max_length=32)
+    queue = models.CharField(max_length=10, choices=Queue.choices, default=Queue.DEFAULT)
+    state = models.CharField(max_length=8, choices=JobState.choices, default=JobState.PENDING, db_index=True)
+    origin = models.CharField(max_length=16, default="event", help_text="event, reconcile or admin")
+    event = models.CharField(max_length=64, blank=True, help_text="The (first) event that asked for this work.")
+    events_coalesced = models.PositiveIntegerField(default=1)
+    attempts = models.PositiveIntegerField(default=0)
+    not_before = models.DateTimeField(db_index=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    claim_token = models.CharField(max_length=32, blank=True, db_index=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "entity_id"], condition=Q(state="pending"), name="one_pending_job_per_entity"
+            ),
+        ]
+        indexes = [models.Index(fields=["queue", "state", "not_before"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.entity_id} ({self.state})"
+
+
+class Outcome(models.TextChoices):
+    APPLIED = "applied", "Applied"
+    PAYMENT_APPLIED = "payment_applied", "Payment applied"
+    ECHO = "echo", "Echo of our own write"
+    NO_CHANGE = "no_change", "No change"
+    CONFLICT_RESOLVED = "conflict_resolved", "Conflict resolved"
+    CONFLICT_FLAGGED = "conflict_flagged", "Conflict flagged"
+    REGRESSION_BLOCKED = "regression_blocked", "Regression blocked"
+    UNMAPPED = "unmapped", "Unmapped"
+    UNLINKED = "unlinked", "Unlinked"
+    AMBIGUOUS = "ambiguous", "Ambiguous"
+    LINKED = "linked", "Linked"
+    CLOSED = "closed", "Link closed"
+    IGNORED = "ignored", "Ignored"
+    FAILED = "failed", "Failed"
+    RETRIED = "retried", "Retried"
+    RECEIVED = "received", "Event received"
+
+
+class AuditEntry(models.Model):
+    """One event or decision, with enough detail to answer "why is this order in this status?"."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    side = models.CharField(max_length=3, choices=Side.choices, blank=True)
+    event = models.CharField(max_length=64, blank=True)
+    order_id = models.CharField(max_length=32, blank=True, db_index=True)
+    deal_id = models.CharField(max_length=32, blank=True, db_index=True)
+    link = models.ForeignKey(Link, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit")
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, db_index=True)
+    before = models.JSONField(default=dict, blank=True)
+    after = models.JSONField(default=dict, blank=True)
+    message = models.TextField(blank=True)
+    rest_calls = models.PositiveIntegerField(default=0)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    origin = models.CharField(max_length=16, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.outcome}"
+
+
+class Watermark(models.Model):
+    """How far reconciliation has read each portal's change feed."""
+
+    portal = models.CharField(max_length=3, choices=Side.choices, unique=True)
+    value = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+
+class PortalHealth(models.Model):
+    """Last contact and last error per portal, for /api/health/ (kept without secrets)."""
+
+    portal = models.CharField(max_length=3, choices=Side.choices, unique=True)
+    last_contact_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    auth_failed = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return self.portal

@@ -1,0 +1,29 @@
+"""Shared fixtures: portal settings for tests, and raw webhook bodies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+CMS_TOKEN = "shoptoken0123456789abcdefghijklm"
+CRM_TOKEN = "jvh9y1ulvt2m6k5or90v9mg8nn32ozas"
+CMS_URL = "https://shop.example.ru/rest/1/cmssecretcode123/"
+CRM_URL = "https://crm.example.ru/rest/7/crmsecretcode456/"
+
+
+@pytest.fixture
+def portals(settings):
+    """bxsync configured for two (mocked) portals."""
+    settings.BXSYNC_CMS_APP_TOKEN = CMS_TOKEN
+    settings.BXSYNC_CRM_APP_TOKEN = CRM_TOKEN
+    settings.BXSYNC_CMS_REST_URL = CMS_URL
+    settings.BXSYNC_CRM_REST_URL = CRM_URL
+    return settings
+
+
+def event_body(name: str) -> bytes:
+    """A raw webhook body from tests/fixtures/events."""
+    return (FIXTURES / "events" / f"{name}.txt").read_bytes()

@@ -1,0 +1,195 @@
+"""The webhook endpoints: good, duplicate, forged, malformed, oversized and unknown-event requests."""
+
+from __future__ import annotations
+
+import pytest
+
+from statussync.models import InboundEvent, Job, JobKind, JobState
+from tests.conftest import CRM_TOKEN, event_body
+
+FORM = "application/x-www-form-urlencoded"
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("portals")]
+
+
+def post(client, side: str, body: bytes, content_type: str = FORM):
+    return client.post(f"/api/bitrix/{side}/", data=body, content_type=content_type)
+
+
+@pytest.mark.parametrize(
+    ("side", "fixture", "kind", "entity_id", "queue"),
+    [
+        ("crm", "crm_deal_update", JobKind.DEAL, "7405", "default"),
+        ("crm", "crm_deal_update_no_handler_id", JobKind.DEAL, "7406", "default"),
+        ("crm", "crm_deal_add", JobKind.DEAL, "7410", "default"),
+        ("crm", "crm_deal_delete", JobKind.DEAL, "7405", "default"),
+        ("crm", "crm_deal_move_to_category", JobKind.DEAL, "7405", "default"),
+        ("cms", "cms_order_saved", JobKind.ORDER, "300", "default"),
+        ("cms", "cms_order_deleted", JobKind.ORDER, "300", "default"),
+        ("cms", "cms_payment_saved", JobKind.PAYMENT, "512", "payments"),
+    ],
+)
+def test_it_stores_each_event_and_queues_its_job(client, side, fixture, kind, entity_id, queue):
+    response = post(client, side, event_body(fixture))
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "stored"
+    event = InboundEvent.objects.get()
+    assert event.entity_id == entity_id
+    job = Job.objects.get()
+    assert (job.kind, job.entity_id, job.queue, job.state) == (kind, entity_id, queue, JobState.PENDING)
+
+
+def test_it_never_stores_the_application_token(client):
+    post(client, "crm", event_body("crm_deal_update"))
+
+    stored = InboundEvent.objects.get().payload
+    assert CRM_TOKEN not in str(stored)
+    assert stored["auth"]["domain"] == "some-domain.bitrix24.ru"
+    assert stored["data"]["FIELDS"]["ID"] == "7405"
+
+
+def test_it_answers_200_for_a_duplicate_and_stores_it_once(client):
+    first = post(client, "crm", event_body("crm_deal_update"))
+    second = post(client, "crm", event_body("crm_deal_update"))
+
+    assert first.json()["status"] == "stored"
+    assert second.status_code == 200
+    assert second.json()["status"] == "duplicate"
+    assert InboundEvent.objects.get().duplicates == 1
+    assert Job.objects.count() == 1
+
+
+def test_it_coalesces_many_events_for_one_deal_into_one_job(client):
+    body = event_body("crm_deal_update").decode()
+    for ts in range(1766047124, 1766047134):
+        post(client, "crm", body.replace("ts=1766047124", f"ts={ts}").encode())
+
+    job = Job.objects.get()
+    assert job.events_coalesced == 10
+    assert InboundEvent.objects.count() == 10
+
+
+def test_it_queues_again_when_the_job_is_already_running(client):
+    post(client, "crm", event_body("crm_deal_update"))
+    Job.objects.update(state=JobState.RUNNING)
+    body = event_body("crm_deal_update").decode().replace("ts=1766047124", "ts=1766047999")
+    post(client, "crm", body.encode())
+
+    assert Job.objects.filter(state=JobState.PENDING).count() == 1
+    assert Job.objects.filter(state=JobState.RUNNING).count() == 1
+
+
+def test_it_answers_200_for_an_event_it_ignores_and_queues_nothing(client):
+    response = post(client, "crm", event_body("crm_contact_add_unrelated"))
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "ignored"
+    assert Job.objects.count() == 0
+    assert "access_token" not in InboundEvent.objects.get().payload["auth"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        event_body("crm_deal_update").replace(CRM_TOKEN.encode(), b"forgedforgedforgedforgedforged00"),
+        event_body("crm_deal_update").replace(b"&auth%5Bapplication_token%5D=" + CRM_TOKEN.encode(), b""),
+        # The shop's token is not the CRM's.
+        event_body("cms_order_saved"),
+    ],
+    ids=["wrong-token", "missing-token", "other-portals-token"],
+)
+def test_it_refuses_a_forged_event_and_stores_nothing(client, body):
+    response = post(client, "crm", body)
+
+    assert response.status_code == 403
+    assert response["Content-Type"] == "application/json"
+    assert "error" in response.json()
+    assert InboundEvent.objects.count() == 0
+    assert Job.objects.count() == 0
+
+
+def test_it_refuses_everything_when_no_token_is_configured(client, settings):
+    settings.BXSYNC_CRM_APP_TOKEN = ""
+
+    assert post(client, "crm", event_body("crm_deal_update")).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"", FORM),
+        (b"event=ONCRMDEALUPDATE&data%5BFIELDS%5D%5BID=7&auth%5Bapplication_token%5D=x", FORM),
+        (b"\xff\xfe\x00garbage", FORM),
+        (b"<xml/>", "text/xml"),
+        (b"{not json", "application/json"),
+    ],
+    ids=["empty", "broken-bracket", "not-utf8", "xml", "bad-json"],
+)
+def test_it_answers_400_json_for_a_malformed_body(client, body, content_type):
+    response = post(client, "crm", body, content_type)
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert InboundEvent.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        event_body("crm_deal_update").replace(b"data%5BFIELDS%5D%5BID%5D=7405&", b""),
+        event_body("crm_deal_update").replace(b"data%5BFIELDS%5D%5BID%5D=7405", b"data%5BFIELDS%5D%5BID%5D=abc"),
+        event_body("crm_deal_update").replace(b"event=ONCRMDEALUPDATE&", b""),
+    ],
+    ids=["no-id", "non-numeric-id", "no-event"],
+)
+def test_it_answers_400_for_an_event_without_an_id(client, body):
+    response = post(client, "crm", body)
+
+    assert response.status_code == 400
+    assert Job.objects.count() == 0
+
+
+def test_it_answers_413_json_for_an_oversized_body(client, settings):
+    settings.BXSYNC_MAX_EVENT_BYTES = 1024
+    body = event_body("crm_deal_update") + b"&pad=" + b"x" * 2000
+
+    response = post(client, "crm", body)
+
+    assert response.status_code == 413
+    assert response["Content-Type"] == "application/json"
+    assert InboundEvent.objects.count() == 0
+
+
+def test_it_answers_json_for_a_get(client):
+    response = client.get("/api/bitrix/crm/")
+
+    assert response.status_code == 405
+    assert response["Content-Type"] == "application/json"
+
+
+def test_it_accepts_json_with_the_same_shape(client):
+    payload = {"event": "ONCRMDEALUPDATE", "data": {"FIELDS": {"ID": "9"}}, "ts": "1", "auth": {"application_token": CRM_TOKEN}}
+
+    response = client.post("/api/bitrix/crm/", data=payload, content_type="application/json")
+
+    assert response.status_code == 200
+    assert Job.objects.get().entity_id == "9"
+
+
+def test_it_reports_health_without_calling_the_portals(client):
+    response = client.get("/api/health/")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["ok"] is True
+    assert body["database"]["ok"] is True
+    assert body["portals"]["crm"]["configured"] is True
+
+
+def test_it_reports_unhealthy_when_a_portal_is_not_configured(client, settings):
+    settings.BXSYNC_CRM_REST_URL = ""
+
+    response = client.get("/api/health/")
+
+    assert response.status_code == 503
+    assert response.json()["portals"]["crm"]["ok"] is False
