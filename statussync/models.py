@@ -1,4 +1,4 @@
-"""bxsync's records: the mapping, order↔deal links with their base state, intake, pending work and the audit log.
+"""bxsync's records: the mapping, order↔deal links with their base state, intake, pending work and audit.
 
 Uniqueness rules live in the database (partial unique constraints), so two workers or two admins can never
 create a second active link for one order, or an ambiguous mapping rule.
@@ -31,8 +31,12 @@ class ConflictPolicy(models.TextChoices):
 class Pipeline(models.Model):
     """Mapping settings of one CRM pipeline (deal category)."""
 
-    pipeline_id = models.IntegerField(unique=True, help_text="CRM deal category id; 0 is the default pipeline.")
-    paid_stage = models.CharField(max_length=50, blank=True, help_text="Stage a deal moves to when its order is paid.")
+    pipeline_id = models.IntegerField(
+        unique=True, help_text="CRM deal category id; 0 is the default pipeline."
+    )
+    paid_stage = models.CharField(
+        max_length=50, blank=True, help_text="Stage a deal moves to when its order is paid."
+    )
     conflict_policy = models.CharField(
         max_length=10, choices=ConflictPolicy.choices, default=ConflictPolicy.LATEST
     )
@@ -115,8 +119,12 @@ class Link(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["order_id"], condition=Q(state="active"), name="one_active_link_per_order"),
-            models.UniqueConstraint(fields=["deal_id"], condition=Q(state="active"), name="one_active_link_per_deal"),
+            models.UniqueConstraint(
+                fields=["order_id"], condition=Q(state="active"), name="one_active_link_per_order"
+            ),
+            models.UniqueConstraint(
+                fields=["deal_id"], condition=Q(state="active"), name="one_active_link_per_deal"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -124,7 +132,7 @@ class Link(models.Model):
 
 
 class UnmappedValue(models.Model):
-    """A status or stage seen with no mapping rule for it: nothing was written; a manager should add a rule."""
+    """A status or stage seen without a mapping rule: nothing was written; a manager should add a rule."""
 
     side = models.CharField(max_length=3, choices=Side.choices)
     pipeline_id = models.IntegerField()
@@ -187,7 +195,9 @@ class Job(models.Model):
     queue = models.CharField(max_length=10, choices=Queue.choices, default=Queue.DEFAULT)
     state = models.CharField(max_length=8, choices=JobState.choices, default=JobState.PENDING, db_index=True)
     origin = models.CharField(max_length=16, default="event", help_text="event, reconcile or admin")
-    event = models.CharField(max_length=64, blank=True, help_text="The (first) event that asked for this work.")
+    event = models.CharField(
+        max_length=64, blank=True, help_text="The (first) event that asked for this work."
+    )
     events_coalesced = models.PositiveIntegerField(default=1)
     attempts = models.PositiveIntegerField(default=0)
     not_before = models.DateTimeField(db_index=True)
@@ -260,6 +270,9 @@ class Watermark(models.Model):
     portal = models.CharField(max_length=3, choices=Side.choices, unique=True)
     value = models.DateTimeField()
     updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.portal} since {self.value:%Y-%m-%d %H:%M:%S}"
 
 
 class PortalHealth(models.Model):

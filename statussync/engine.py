@@ -1,0 +1,335 @@
+"""The sync decision: a pure three-way merge, no I/O.
+
+Given the link's base (the last state both sides agreed on), the order and the deal as they are now, the
+mapping and the side whose event asked for the work, `decide` says what to write (at most one write) and
+what the new base is. Only a side that differs from its base is propagated, so the echo of bxsync's own
+write finds both sides equal to the base and writes nothing: one human change, exactly one write.
+
+Every rule of DESIGN.md "Behaviour" 1 to 6 is a row in tests/test_engine.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping as MappingABC
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Literal
+
+SideName = Literal["cms", "crm"]
+# Who asked for this decision: the shop (an order event), a payment event, the CRM (a deal event), or
+# nobody in particular (reconciliation, an admin resync).
+Origin = Literal["cms", "payment", "crm"] | None
+
+
+@dataclass(frozen=True)
+class OrderState:
+    """An order as the shop reports it now."""
+
+    order_id: str
+    status: str
+    paid: bool
+    status_changed_at: datetime | None = None  # sale `dateStatus`
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class DealState:
+    """A deal as the CRM reports it now."""
+
+    deal_id: str
+    stage: str
+    pipeline: int
+    stage_changed_at: datetime | None = None  # crm `MOVED_TIME`
+    order_id: str = ""  # the deal order field
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class Base:
+    """The last state both sides agreed on, and what bxsync itself wrote last."""
+
+    order_status: str
+    deal_stage: str
+    paid: bool
+    pipeline: int | None = None
+    last_write_side: SideName | Literal[""] = ""
+    last_write_value: str = ""
+
+
+@dataclass(frozen=True)
+class PipelineMap:
+    """The mapping of one pipeline, split by direction."""
+
+    pipeline: int
+    to_crm: MappingABC[str, str]  # order status -> deal stage (rules "both" and "to_crm")
+    to_cms: MappingABC[str, str]  # deal stage -> order status (rules "both" and "to_cms")
+    paid_stage: str = ""
+    conflict_policy: str = "latest"
+    success_stages: frozenset[str] = frozenset()  # the pipeline's "S" stage, read from the CRM
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """The whole status map."""
+
+    pipelines: MappingABC[int, PipelineMap]
+    awaiting_payment_statuses: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Write:
+    """One write: a new order status (side "cms") or a new deal stage (side "crm")."""
+
+    side: SideName
+    value: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do. `new_base` None means the base stays as it is."""
+
+    outcome: str
+    reason: str
+    write: Write | None = None
+    new_base: Base | None = None
+    flag: str = ""  # non-empty: the link needs a manager's attention, for this reason
+    close: bool = False
+    unmapped: tuple[SideName, int, str] | None = None
+
+
+@dataclass(frozen=True)
+class LinkResolution:
+    """Which deal an order is linked to, found through the deal order field."""
+
+    outcome: Literal["linked", "unlinked", "ambiguous"]
+    deal: DealState | None = None
+    candidates: tuple[str, ...] = field(default_factory=tuple)
+
+
+def link_resolve(*, order_id: str, candidates: Sequence[DealState]) -> LinkResolution:
+    """No deal holds the order id: unlinked. Several: ambiguous, and nothing is written. One: linked."""
+    live = [d for d in candidates if not d.deleted]
+    if not live:
+        return LinkResolution(outcome="unlinked")
+    if len(live) > 1:
+        return LinkResolution(outcome="ambiguous", candidates=tuple(sorted(d.deal_id for d in live)))
+    return LinkResolution(outcome="linked", deal=live[0], candidates=(live[0].deal_id,))
+
+
+def decide(
+    *,
+    base: Base | None,
+    order: OrderState | None,
+    deal: DealState | None,
+    mapping: Mapping,
+    origin: Origin,
+    tolerance_seconds: float = 2.0,
+) -> Decision:
+    """The three-way merge. `base` None is a link seen for the first time."""
+    if order is None or order.deleted:
+        return Decision(outcome="closed", reason="the order was deleted; the link is closed", close=True)
+    if deal is None or deal.deleted:
+        return Decision(outcome="closed", reason="the deal was deleted; the link is closed", close=True)
+
+    pm = mapping.pipelines.get(deal.pipeline)
+    if pm is None:
+        return Decision(
+            outcome="unmapped",
+            reason=f"pipeline {deal.pipeline} has no mapping",
+            unmapped=("crm", deal.pipeline, deal.stage),
+        )
+
+    agreed = Base(order_status=order.status, deal_stage=deal.stage, paid=order.paid, pipeline=deal.pipeline)
+    in_agreement = pm.to_crm.get(order.status) == deal.stage or pm.to_cms.get(deal.stage) == order.status
+
+    if base is None:
+        # Only a payment event makes a first-seen paid order a payment; a long-paid order is just paid.
+        paid_changed = order.paid and origin == "payment"
+        # Agreement on the status rules does not absorb a payment: the deal still has to reach the paid stage.
+        if in_agreement and not paid_changed:
+            return Decision(
+                outcome="no_change", reason="first sight: both sides already agree", new_base=agreed
+            )
+        # Nothing agreed yet: the side whose event brought us here is the one that changed. Reconciliation
+        # has no such side, so both count as changed and the conflict policy decides.
+        order_changed = origin in ("cms", "payment", None)
+        deal_changed = origin in ("crm", None)
+        previous = replace(agreed, paid=order.paid and not paid_changed)
+    else:
+        order_changed = order.status != base.order_status
+        deal_changed = deal.stage != base.deal_stage or (
+            base.pipeline is not None and base.pipeline != deal.pipeline
+        )
+        paid_changed = order.paid and not base.paid
+        previous = base
+
+    if paid_changed:
+        payment = _payment(
+            order=order, deal=deal, pm=pm, order_changed=order_changed, deal_changed=deal_changed
+        )
+        if payment is not None:
+            return payment
+
+    if not order_changed and not deal_changed:
+        if base is not None and _is_echo(base=base, order=order, deal=deal, origin=origin):
+            return Decision(
+                outcome="echo", reason="the echo of bxsync's own write", new_base=_keep_paid(base, order)
+            )
+        new_base = _keep_paid(base, order) if base is not None and base.paid != order.paid else None
+        return Decision(outcome="no_change", reason="neither side differs from the base", new_base=new_base)
+
+    if order_changed and deal_changed:
+        if in_agreement:
+            return Decision(
+                outcome="no_change", reason="both sides changed to matching values", new_base=agreed
+            )
+        return _conflict(
+            order=order, deal=deal, pm=pm, mapping=mapping, previous=previous, tol=tolerance_seconds
+        )
+    if order_changed:
+        return _order_to_deal(order=order, deal=deal, pm=pm)
+    return _deal_to_order(order=order, deal=deal, pm=pm, mapping=mapping, previous=previous)
+
+
+def _payment(
+    *, order: OrderState, deal: DealState, pm: PipelineMap, order_changed: bool, deal_changed: bool
+) -> Decision | None:
+    """Payment beats every policy: the deal goes to the pipeline's paid stage (DESIGN.md Behaviour 3).
+
+    None (no paid stage configured, or the deal itself moved to a mapped stage that needs no payment move):
+    the ordinary status rules decide, and the new base they produce records the payment.
+    """
+    target = pm.paid_stage
+    # An order that is paid and finished in the same save belongs at the success stage, not before it.
+    status_stage = pm.to_crm.get(order.status)
+    if order_changed and status_stage and status_stage in pm.success_stages:
+        target = status_stage
+    if not target:
+        return None
+    paid_base = Base(order_status=order.status, deal_stage=deal.stage, paid=True, pipeline=deal.pipeline)
+    if deal.stage == target or deal.stage in pm.success_stages:
+        if deal_changed and pm.to_cms.get(deal.stage, order.status) != order.status:
+            # A manager moved the deal there (e.g. to WON) since the base: no payment move is needed, but
+            # that move is a deal change the order must still follow; absorbing it into the base loses it.
+            return None
+        return Decision(
+            outcome="no_change", reason=f"order paid; the deal is already at {deal.stage}", new_base=paid_base
+        )
+    return Decision(
+        outcome="payment_applied",
+        reason=f"order paid: deal {deal.stage} → {target}",
+        write=Write("crm", target),
+        new_base=replace(paid_base, deal_stage=target, last_write_side="crm", last_write_value=target),
+    )
+
+
+def _order_to_deal(
+    *, order: OrderState, deal: DealState, pm: PipelineMap, outcome: str = "applied"
+) -> Decision:
+    target = pm.to_crm.get(order.status)
+    if target is None:
+        return Decision(
+            outcome="unmapped",
+            reason=f"order status {order.status} has no stage in pipeline {pm.pipeline}",
+            unmapped=("cms", pm.pipeline, order.status),
+        )
+    agreed = Base(order_status=order.status, deal_stage=deal.stage, paid=order.paid, pipeline=deal.pipeline)
+    if target == deal.stage:
+        return Decision(outcome="no_change", reason=f"the deal is already at {target}", new_base=agreed)
+    return Decision(
+        outcome=outcome,
+        reason=f"order status {order.status}: deal {deal.stage} → {target}",
+        write=Write("crm", target),
+        new_base=replace(agreed, deal_stage=target, last_write_side="crm", last_write_value=target),
+    )
+
+
+def _deal_to_order(
+    *,
+    order: OrderState,
+    deal: DealState,
+    pm: PipelineMap,
+    mapping: Mapping,
+    previous: Base,
+    outcome: str = "applied",
+) -> Decision:
+    target = pm.to_cms.get(deal.stage)
+    if target is None:
+        return Decision(
+            outcome="unmapped",
+            reason=f"deal stage {deal.stage} has no order status in pipeline {pm.pipeline}",
+            unmapped=("crm", pm.pipeline, deal.stage),
+        )
+    if order.paid and target in mapping.awaiting_payment_statuses and target != order.status:
+        # The deal side of the base moves so the same stage is not re-flagged on every event; the order
+        # side stays, and the link waits for a manager.
+        reason = f"deal moved to {deal.stage}, which would put paid order back to {target}"
+        return Decision(
+            outcome="regression_blocked",
+            reason=reason,
+            flag=reason,
+            new_base=replace(previous, deal_stage=deal.stage, pipeline=deal.pipeline, paid=True),
+        )
+    agreed = Base(order_status=order.status, deal_stage=deal.stage, paid=order.paid, pipeline=deal.pipeline)
+    if target == order.status:
+        return Decision(outcome="no_change", reason=f"the order is already {target}", new_base=agreed)
+    return Decision(
+        outcome=outcome,
+        reason=f"deal stage {deal.stage}: order {order.status} → {target}",
+        write=Write("cms", target),
+        new_base=replace(agreed, order_status=target, last_write_side="cms", last_write_value=target),
+    )
+
+
+def _conflict(
+    *, order: OrderState, deal: DealState, pm: PipelineMap, mapping: Mapping, previous: Base, tol: float
+) -> Decision:
+    """Both sides changed since the base: the pipeline's policy decides (DESIGN.md Behaviour 5)."""
+    policy = pm.conflict_policy
+    winner: SideName | None
+    if policy == "cms_wins":
+        winner = "cms"
+    elif policy == "crm_wins":
+        winner = "crm"
+    elif policy == "latest":
+        winner = _latest(order=order, deal=deal, tol=tol)
+        if winner is None:
+            reason = (
+                f"both sides changed (order {order.status}, deal {deal.stage}) at the same time "
+                f"or without change times; not guessed"
+            )
+            return Decision(outcome="conflict_flagged", reason=reason, flag=reason)
+    else:
+        reason = f"both sides changed (order {order.status}, deal {deal.stage}); policy is manual"
+        return Decision(outcome="conflict_flagged", reason=reason, flag=reason)
+
+    if winner == "cms":
+        decision = _order_to_deal(order=order, deal=deal, pm=pm, outcome="conflict_resolved")
+    else:
+        decision = _deal_to_order(
+            order=order, deal=deal, pm=pm, mapping=mapping, previous=previous, outcome="conflict_resolved"
+        )
+    side_name = "shop" if winner == "cms" else "CRM"
+    return replace(decision, reason=f"both sides changed; {policy}: the {side_name} wins; {decision.reason}")
+
+
+def _latest(*, order: OrderState, deal: DealState, tol: float) -> SideName | None:
+    if order.status_changed_at is None or deal.stage_changed_at is None:
+        return None
+    delta = (order.status_changed_at - deal.stage_changed_at).total_seconds()
+    if abs(delta) <= tol:
+        return None
+    return "cms" if delta > 0 else "crm"
+
+
+def _is_echo(*, base: Base, order: OrderState, deal: DealState, origin: Origin) -> bool:
+    if origin == "crm":
+        return base.last_write_side == "crm" and base.last_write_value == deal.stage
+    if origin in ("cms", "payment"):
+        return base.last_write_side == "cms" and base.last_write_value == order.status
+    return False
+
+
+def _keep_paid(base: Base, order: OrderState) -> Base:
+    return replace(base, paid=order.paid)

@@ -1,0 +1,80 @@
+"""`manage.py statusmap import FILE|-`, `statusmap export`, `statusmap check` (DESIGN.md "Commands")."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from statussync.mapping import (
+    MappingError,
+    mapping_check,
+    mapping_decode,
+    mapping_describe,
+    mapping_export,
+    mapping_import,
+)
+
+
+class Command(BaseCommand):
+    help = "Import, export or check the order status ↔ deal stage mapping (docs/mapping.example.json)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        actions = parser.add_subparsers(dest="action", required=True, metavar="{import,export,check}")
+        load = actions.add_parser(
+            "import", help="Replace the whole mapping with a JSON file, atomically; nothing changes on error."
+        )
+        load.add_argument("file", help="The mapping file, or - to read standard input.")
+        actions.add_parser("export", help="Print the mapping as JSON (the same format import reads).")
+        actions.add_parser("check", help="Report problems with the stored mapping; exit 1 if there are any.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        action = options["action"]
+        if action == "import":
+            self._import(options["file"])
+        elif action == "export":
+            self.stdout.write(json.dumps(mapping_export(), indent=2, ensure_ascii=False))
+        else:
+            self._check()
+
+    def _import(self, path: str) -> None:
+        text, name = self._read(path)
+        try:
+            data = mapping_decode(text=text)
+        except MappingError as exc:
+            raise CommandError(f"{name}: {exc.problems[0]}; mapping not imported, nothing changed") from None
+        try:
+            summary = mapping_import(data=data)
+        except MappingError as exc:
+            for problem in exc.problems:
+                self.stderr.write(f"{name}: {problem}")
+            raise CommandError(
+                f"mapping not imported: {len(exc.problems)} problem(s); nothing changed"
+            ) from None
+        self.stdout.write(summary.describe())
+        # Accepted but probably not what the manager meant; check would say the same.
+        for warning in mapping_check():
+            self.stderr.write(f"warning: {warning}")
+
+    def _read(self, path: str) -> tuple[str, str]:
+        if path == "-":
+            # Looked up at call time, not import time, so tests can substitute stdin.
+            return sys.stdin.read(), "<stdin>"
+        try:
+            # utf-8-sig: editors on Windows save JSON with a byte-order mark.
+            with open(path, encoding="utf-8-sig") as f:
+                return f.read(), path
+        except OSError as exc:
+            raise CommandError(f"cannot read mapping file {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise CommandError(f"mapping file {path} is not UTF-8 text (byte {exc.start})") from None
+
+    def _check(self) -> None:
+        problems = mapping_check()
+        if problems:
+            for problem in problems:
+                self.stderr.write(problem)
+            raise CommandError(f"mapping check found {len(problems)} problem(s)")
+        self.stdout.write(f"mapping OK: {mapping_describe()}")
