@@ -1,0 +1,188 @@
+"""Exceptions raised by the Bitrix client, how Bitrix error envelopes map onto them, and URL redaction.
+
+The class says what the caller should do: ``TransientError`` -> retry later, ``PermanentError`` -> give up
+(``NotFoundError``: the object is gone), ``AuthError`` -> an operator must fix the webhook or its rights.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+
+class BitrixError(Exception):
+    """Base class. ``str()`` names portal, method, HTTP status and code/description, never the webhook URL.
+
+    Attributes: ``portal`` ('cms'|'crm'), ``method``, ``http_status`` (None when no response was received,
+    e.g. a timeout, or for a command inside a batch), ``code`` (the Bitrix error code as str, '' when empty),
+    ``description``, ``retry_after`` (seconds, when known).
+    """
+
+    def __init__(
+        self,
+        *,
+        portal: str,
+        method: str,
+        http_status: int | None = None,
+        code: str = "",
+        description: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        self.portal = portal
+        self.method = method
+        self.http_status = http_status
+        self.code = code
+        self.description = description
+        self.retry_after = retry_after
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        status = f"HTTP {self.http_status}" if self.http_status is not None else "no HTTP status"
+        return f"[{self.portal}] {self.method}: {status}, error {self.code or '-'}: {self.description or '-'}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only __init__ would break the default pickling (django-q2 pickles task results).
+        return _rebuild, (type(self), self.__dict__.copy())
+
+
+def _rebuild(cls: type[BitrixError], state: dict[str, Any]) -> BitrixError:
+    return cls(**state)
+
+
+class TransientError(BitrixError):
+    """Retry later: rate/overload limits, 5xx, timeouts, connection errors, garbage from a proxy."""
+
+
+class RateLimitedError(TransientError):
+    """Our own limiter would have had to wait longer than ``max_wait``; ``retry_after`` holds that wait."""
+
+
+class PermanentError(BitrixError):
+    """Do not retry: the request itself is wrong (bad id, unknown method, batch misuse...)."""
+
+
+class NotFoundError(PermanentError):
+    """The deal, order or payment does not exist (any more)."""
+
+
+class AuthError(BitrixError):
+    """The webhook code is wrong/expired or its user lacks a scope or rights. Retrying will not help."""
+
+
+# [R: _includes/system-errors.md; R: settings/performance/limits.md]
+_TRANSIENT_CODES = {
+    "QUERY_LIMIT_EXCEEDED",  # 503, leaky bucket
+    "OPERATION_TIME_LIMIT",  # 429, method blocked for a while
+    "OVERLOAD_LIMIT",  # 503, manual block by Bitrix support
+    "INTERNAL_SERVER_ERROR",
+    "ERROR_UNEXPECTED_ANSWER",
+    # 500: on a boxed site this is "public part temporarily closed" (maintenance), so it is worth a retry.
+    "PORTAL_DELETED",
+}
+_AUTH_CODES = {
+    "NO_AUTH_FOUND",
+    "EXPIRED_TOKEN",
+    "INVALID_CREDENTIALS",  # 403 in the docs, 401 in the Python SDK [PY: b24pysdk/errors/__init__.py]
+    "INSUFFICIENT_SCOPE",
+    "ACCESS_DENIED",  # 403 system error; 400 from crm.item.* [R: api-reference/crm/universal/crm-item-get.md]
+    "USER_ACCESS_ERROR",
+    "ALLOWED_ONLY_INTRANET_USER",
+    # sale.*: numeric codes [R: api-reference/sale/order/sale-order-update.md, .../sale-payment-get.md]
+    "200040300010",  # no rights to read orders/payments
+    "200040300020",  # no rights to update the order
+}
+_NOT_FOUND_CODES = {
+    "NOT_FOUND",  # crm.item.* [R: api-reference/crm/universal/crm-item-get.md]
+    "200540400001",  # "order is not exists" [R: api-reference/sale/order/sale-order-update.md]
+    "200640400001",  # "payment is not exists" [R: api-reference/sale/payment/sale-payment-get.md]
+}
+# Other sale codes carry the HTTP-like 403 in digits 5-7 (2000403xxxxx); treat the family as "no rights".
+_SALE_FORBIDDEN = re.compile(r"2\d{3}403\d{5}")
+
+
+def classify_error(
+    *,
+    portal: str,
+    method: str,
+    http_status: int | None,
+    code: Any,
+    description: Any,
+    retry_after: float | None = None,
+) -> BitrixError:
+    """Build the right exception for a Bitrix error envelope (or a ``result_error`` entry of a batch).
+
+    ``code`` may be a string, a number (sale.* uses numeric codes) or empty/None (legacy crm.deal.* answers
+    HTTP 400 with ``"error": ""`` and only a text) [R: api-reference/crm/deals/crm-deal-get.md].
+    """
+    code_str = "" if code is None else str(code)
+    text = "" if description is None else str(description)
+    key = code_str.upper()
+    lowered = text.strip().rstrip(".").lower()
+    kwargs: dict[str, Any] = {
+        "portal": portal,
+        "method": method,
+        "http_status": http_status,
+        "code": code_str,
+        "description": text,
+    }
+    # Legacy crm.deal.* answer 400 with an empty code and only a text: "Not found", "Access denied",
+    # "ID is not defined or invalid" [R: api-reference/crm/deals/crm-deal-get.md]
+    legacy_text = "" if code_str else lowered
+    cls: type[BitrixError]
+    if key in _TRANSIENT_CODES:
+        cls = TransientError
+    elif key in _AUTH_CODES or _SALE_FORBIDDEN.fullmatch(code_str) or legacy_text == "access denied":
+        cls = AuthError
+    elif key in _NOT_FOUND_CODES or legacy_text == "not found":
+        cls = NotFoundError
+    elif http_status in (401, 403):
+        cls = AuthError
+    elif http_status is not None and (http_status == 429 or http_status >= 500):
+        cls = TransientError
+    else:
+        cls = PermanentError
+    if issubclass(cls, TransientError):
+        kwargs["retry_after"] = retry_after
+    return cls(**kwargs)
+
+
+_REDACTED = "***"
+
+
+def _secret_segments(secret_url: str) -> tuple[str, str] | None:
+    """(user, code) from ``https://host/rest/<user>/<code>/...``; None if the URL has another shape."""
+    parts = urlsplit(secret_url).path.split("/")
+    if "rest" not in parts:
+        return None
+    i = len(parts) - 1 - parts[::-1].index("rest")
+    if i + 2 >= len(parts) or not parts[i + 1] or not parts[i + 2]:
+        return None
+    return parts[i + 1], parts[i + 2]
+
+
+def redact(text: str, secret_url: str) -> str:
+    """Remove the webhook credential from ``text``.
+
+    The inbound webhook URL ``https://host/rest/<user>/<code>/`` *is* the credential
+    [R: local-integrations/local-webhooks.md]. The base URL becomes ``https://host/rest/***/`` and any
+    other occurrence of the code becomes ``***`` (requests puts only the path in its messages:
+    "Max retries exceeded with url: /rest/1/<code>/...").
+    """
+    if not text or not secret_url:
+        return text
+    segments = _secret_segments(secret_url)
+    if segments is None:
+        # Unknown shape: hide the whole path rather than guess which part of it is secret.
+        parts = urlsplit(secret_url)
+        path = parts.path.rstrip("/")
+        if path:
+            origin = f"{parts.scheme}://{parts.netloc}"
+            text = text.replace(origin + path, f"{origin}/{_REDACTED}").replace(path, f"/{_REDACTED}")
+        return text
+    user, code = segments
+    base = secret_url[: secret_url.index(f"/rest/{user}/{code}")]
+    text = text.replace(f"{base}/rest/{user}/{code}", f"{base}/rest/{_REDACTED}")
+    for variant in {code, quote(code, safe="")}:
+        text = text.replace(variant, _REDACTED)
+    return text

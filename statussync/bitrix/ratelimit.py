@@ -1,0 +1,225 @@
+"""Client-side rate limiting, so that we stay under Bitrix's leaky bucket instead of collecting 503s.
+
+Bitrix cloud counts every HTTP request per portal (and source IP) in a bucket that drains 2/s and
+rejects above 50 (Enterprise: 5/s, 250) with ``503 QUERY_LIMIT_EXCEEDED``; a batch of up to 50 commands is
+one request [R: settings/performance/limits.md; R: settings/performance/index.md]. All our workers share one
+bucket on the Bitrix side, so our mirror of it must be shared too: a database row or a Redis key, updated
+atomically.
+
+The algorithm is GCRA: the bucket is a single "theoretical arrival time" (tat). A request reserves the
+slot ``tat = max(tat, now) + 1/rate`` and may go at ``tat - burst/rate``, so ``burst`` requests pass at once
+and the rest are spaced ``1/rate`` apart.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import redis
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+
+from .errors import RateLimitedError
+
+__all__ = [
+    "BucketStore",
+    "DatabaseBucketStore",
+    "GcraLimiter",
+    "MemoryBucketStore",
+    "RateLimiter",
+    "RedisBucketStore",
+    "gcra_reserve",
+    "limiter_for",
+]
+
+
+class RateLimiter(Protocol):
+    def acquire(self) -> None:
+        """Block until one request may go; raise ``RateLimitedError`` if that would take over max_wait."""
+
+
+class BucketStore(Protocol):
+    def reserve(self, *, key: str, rate: float, burst: int, now: float, max_wait: float) -> float:
+        """Atomically reserve a slot and return the seconds to wait for it (>= 0).
+
+        If the wait would exceed ``max_wait`` nothing is reserved and that (larger) wait is returned.
+        """
+
+
+def gcra_reserve(
+    tat: float | None, *, rate: float, burst: int, now: float, max_wait: float
+) -> tuple[float | None, float]:
+    """One GCRA step: ``(new_tat, wait)``; ``new_tat`` is None when refused (wait > max_wait)."""
+    new_tat = max(tat if tat is not None else now, now) + 1.0 / rate
+    wait = new_tat - now - burst / rate
+    if wait > max_wait:
+        return None, wait
+    return new_tat, max(wait, 0.0)
+
+
+class GcraLimiter:
+    """A ``RateLimiter`` that reserves a slot in a (shared) ``BucketStore`` and then sleeps until it."""
+
+    def __init__(
+        self,
+        *,
+        key: str,
+        rate: float,
+        burst: int,
+        max_wait: float,
+        store: BucketStore,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate <= 0 or burst < 1 or max_wait < 0:
+            raise ValueError("need rate > 0, burst >= 1 and max_wait >= 0")
+        self.key = key
+        self.rate = rate
+        self.burst = burst
+        self.max_wait = max_wait
+        self.store = store
+        self.clock = clock
+        self.sleep = sleep
+
+    def acquire(self) -> None:
+        """Wait for our slot. A refused slot is not reserved, so refusing costs the other workers nothing."""
+        wait = self.store.reserve(
+            key=self.key, rate=self.rate, burst=self.burst, now=self.clock(), max_wait=self.max_wait
+        )
+        if wait > self.max_wait:
+            raise RateLimitedError(
+                portal=self.key,
+                method="",
+                description=f"local rate limit: next slot in {wait:.1f}s (max_wait {self.max_wait:g}s)",
+                retry_after=wait,
+            )
+        if wait > 0:
+            self.sleep(wait)
+
+
+class MemoryBucketStore:
+    """Per-process store (tests, a single worker)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tats: dict[str, float] = {}
+
+    def reserve(self, *, key: str, rate: float, burst: int, now: float, max_wait: float) -> float:
+        with self._lock:
+            new_tat, wait = gcra_reserve(
+                self._tats.get(key), rate=rate, burst=burst, now=now, max_wait=max_wait
+            )
+            if new_tat is not None:
+                self._tats[key] = new_tat
+            return wait
+
+
+# Plain SQL that SQLite and PostgreSQL both accept (ON CONFLICT needs SQLite >= 3.24, PostgreSQL >= 9.5).
+_SQL_CREATE = (
+    'CREATE TABLE IF NOT EXISTS bxsync_rate_bucket ("key" TEXT PRIMARY KEY, tat DOUBLE PRECISION NOT NULL)'
+)
+_SQL_ENSURE_ROW = 'INSERT INTO bxsync_rate_bucket ("key", tat) VALUES (%s, 0) ON CONFLICT ("key") DO NOTHING'
+_SQL_SELECT = 'SELECT tat FROM bxsync_rate_bucket WHERE "key" = %s'
+_SQL_SELECT_FOR_UPDATE = _SQL_SELECT + " FOR UPDATE"
+_SQL_UPDATE = 'UPDATE bxsync_rate_bucket SET tat = %s WHERE "key" = %s'
+
+
+class DatabaseBucketStore:
+    """Store shared by all processes using one database (SQLite or PostgreSQL), without a model/migration.
+
+    Do not call it inside a long transaction of your own: the row lock (and, on SQLite, the database write
+    lock) would be held until that transaction ends, and a rollback would undo the reservation.
+    """
+
+    TABLE = "bxsync_rate_bucket"
+
+    def __init__(self, *, using: str = DEFAULT_DB_ALIAS) -> None:
+        self.using = using
+        self._table_ready = False
+
+    def reserve(self, *, key: str, rate: float, burst: int, now: float, max_wait: float) -> float:
+        try:
+            return self._reserve(key=key, rate=rate, burst=burst, now=now, max_wait=max_wait)
+        except DatabaseError:
+            # Worth one retry: two processes creating the table at once on PostgreSQL (one gets a unique
+            # violation on pg_type despite IF NOT EXISTS), or the table went with a rolled-back transaction.
+            self._table_ready = False
+            return self._reserve(key=key, rate=rate, burst=burst, now=now, max_wait=max_wait)
+
+    def _reserve(self, *, key: str, rate: float, burst: int, now: float, max_wait: float) -> float:
+        connection = connections[self.using]
+        # SELECT ... FOR UPDATE serializes on PostgreSQL. SQLite has no row locks, but our settings open
+        # transactions with BEGIN IMMEDIATE, which takes the database write lock up front.
+        select = _SQL_SELECT_FOR_UPDATE if connection.features.has_select_for_update else _SQL_SELECT
+        with transaction.atomic(using=self.using), connection.cursor() as cursor:
+            if not self._table_ready:
+                if self.TABLE not in connection.introspection.table_names(cursor):
+                    cursor.execute(_SQL_CREATE)
+                self._table_ready = True
+            # Make sure the row exists first, so that two workers never race on the INSERT.
+            cursor.execute(_SQL_ENSURE_ROW, [key])
+            cursor.execute(select, [key])
+            (tat,) = cursor.fetchone()
+            new_tat, wait = gcra_reserve(float(tat), rate=rate, burst=burst, now=now, max_wait=max_wait)
+            if new_tat is not None:
+                cursor.execute(_SQL_UPDATE, [new_tat, key])
+            return wait
+
+
+# KEYS[1] bucket key; ARGV: now, rate, burst, max_wait. Returns the wait as a string: Redis would truncate
+# a Lua number to an integer. The key expires once the bucket is full again, so idle portals leave nothing.
+_GCRA_LUA = """
+local now = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
+local max_wait = tonumber(ARGV[4])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local new_tat = tat + 1 / rate
+local wait = new_tat - now - burst / rate
+if wait > max_wait then return tostring(wait) end
+redis.call('SET', KEYS[1], string.format('%.6f', new_tat), 'EX', math.ceil(new_tat - now) + 1)
+if wait < 0 then wait = 0 end
+return tostring(wait)
+"""
+
+
+class RedisBucketStore:
+    """Store shared by every process that reaches one Redis; the GCRA step runs as one atomic Lua script."""
+
+    def __init__(
+        self, *, url: str | None = None, client: redis.Redis | None = None, prefix: str = "bxsync:rate:"
+    ) -> None:
+        self.prefix = prefix
+        self.redis = client if client is not None else redis.Redis.from_url(url or settings.REDIS_URL)
+        self._script = self.redis.register_script(_GCRA_LUA)
+
+    def reserve(self, *, key: str, rate: float, burst: int, now: float, max_wait: float) -> float:
+        # repr() keeps full float precision; Lua's tonumber() reads it back exactly.
+        result = self._script(
+            keys=[self.prefix + key], args=[repr(now), repr(float(rate)), burst, repr(max_wait)]
+        )
+        return float(result)
+
+
+@functools.lru_cache(maxsize=4)
+def _redis_store(url: str) -> RedisBucketStore:
+    # One connection pool per process, not one per client.
+    return RedisBucketStore(url=url)
+
+
+def limiter_for(portal: str) -> GcraLimiter:
+    """The shared limiter for ``portal`` from settings: Redis when ``REDIS_URL`` is set, else the database."""
+    redis_url = getattr(settings, "REDIS_URL", "")
+    store: BucketStore = _redis_store(redis_url) if redis_url else DatabaseBucketStore()
+    return GcraLimiter(
+        key=portal,
+        rate=float(getattr(settings, "BXSYNC_RATE_PER_SECOND", 2.0)),
+        burst=int(getattr(settings, "BXSYNC_RATE_BURST", 50)),
+        max_wait=float(getattr(settings, "BXSYNC_RATE_MAX_WAIT", 30.0)),
+        store=store,
+    )

@@ -1,0 +1,192 @@
+"""GCRA limiter and its stores. Every store runs the same behaviour tests; Redis ones skip only if the
+Redis at 127.0.0.1:6379 is unreachable."""
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+from django.db import connection
+
+from statussync.bitrix import (
+    DatabaseBucketStore,
+    GcraLimiter,
+    MemoryBucketStore,
+    RateLimitedError,
+    RedisBucketStore,
+    limiter_for,
+)
+from statussync.bitrix.ratelimit import _redis_store
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.skip("Redis at 127.0.0.1:6379 is unreachable")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
+    prefix = f"bxsync-test:{uuid.uuid4().hex}:"
+    yield prefix
+    for key in redis_client.scan_iter(match=prefix + "*"):
+        redis_client.delete(key)
+
+
+@pytest.fixture(params=["memory", "database", "redis"])
+def new_store(request) -> Callable[[], object]:
+    """A factory of store handles onto one shared bucket backend (like two worker processes would have)."""
+    if request.param == "database":
+        request.getfixturevalue("db")
+        return DatabaseBucketStore
+    if request.param == "redis":
+        client = request.getfixturevalue("redis_client")
+        prefix = request.getfixturevalue("redis_prefix")
+        return lambda: RedisBucketStore(client=client, prefix=prefix)
+    shared = MemoryBucketStore()
+    return lambda: shared
+
+
+def make_limiter(store, clock, *, key="crm", rate=2.0, burst=50, max_wait=30.0, sleep=None) -> GcraLimiter:
+    return GcraLimiter(
+        key=key,
+        rate=rate,
+        burst=burst,
+        max_wait=max_wait,
+        store=store,
+        clock=clock.time,
+        sleep=sleep or clock.sleep,
+    )
+
+
+def test_it_lets_a_burst_of_50_through_then_waits_half_a_second(new_store, clock):
+    limiter = make_limiter(new_store(), clock)
+
+    for _ in range(50):
+        limiter.acquire()
+    assert clock.sleeps == []
+
+    limiter.acquire()
+    limiter.acquire()
+    assert clock.sleeps == [pytest.approx(0.5), pytest.approx(0.5)]
+
+
+def test_it_refills_at_the_rate_while_idle(new_store, clock):
+    limiter = make_limiter(new_store(), clock)
+    for _ in range(50):
+        limiter.acquire()
+
+    clock.now += 10.0  # 2/s * 10 s = 20 slots back
+    for _ in range(20):
+        limiter.acquire()
+    assert clock.sleeps == []
+
+    limiter.acquire()
+    assert clock.sleeps == [pytest.approx(0.5)]
+
+
+def test_it_refuses_beyond_max_wait_without_reserving(new_store, clock):
+    # Sleeping does not move the clock here: many workers asking at the same instant.
+    waits: list[float] = []
+    limiter = make_limiter(new_store(), clock, max_wait=1.0, sleep=waits.append)
+    for _ in range(52):  # 50 free, then 0.5 s and 1.0 s (== max_wait, still allowed)
+        limiter.acquire()
+    assert waits == [pytest.approx(0.5), pytest.approx(1.0)]
+
+    for _ in range(3):
+        with pytest.raises(RateLimitedError) as info:
+            limiter.acquire()
+        # Refusals reserved nothing: the next slot is still 1.5 s away, not 2.0, 2.5...
+        assert info.value.retry_after == pytest.approx(1.5)
+        assert info.value.portal == "crm"
+
+    clock.now += 0.5
+    limiter.acquire()
+    assert waits[-1] == pytest.approx(1.0)
+
+
+def test_it_shares_the_bucket_between_limiter_instances(new_store, clock):
+    first = make_limiter(new_store(), clock)
+    second = make_limiter(new_store(), clock)
+
+    for _ in range(50):
+        first.acquire()
+    second.acquire()
+
+    assert clock.sleeps == [pytest.approx(0.5)]
+
+
+def test_it_keeps_buckets_apart_by_key(new_store, clock):
+    crm = make_limiter(new_store(), clock, key="crm")
+    cms = make_limiter(new_store(), clock, key="cms")
+
+    for _ in range(50):
+        crm.acquire()
+    cms.acquire()
+
+    assert clock.sleeps == []
+
+
+def test_it_returns_the_refused_wait_from_the_store(new_store, clock):
+    store = new_store()
+    args = {"key": "crm", "rate": 2.0, "burst": 1, "now": clock.now}
+
+    assert store.reserve(**args, max_wait=0.0) == 0.0
+    assert store.reserve(**args, max_wait=0.0) == pytest.approx(0.5)  # refused
+    assert store.reserve(**args, max_wait=0.5) == pytest.approx(0.5)  # the refusal reserved nothing
+
+
+def test_it_rejects_nonsense_settings():
+    with pytest.raises(ValueError, match="rate"):
+        GcraLimiter(key="crm", rate=0, burst=50, max_wait=30, store=MemoryBucketStore())
+
+
+@pytest.mark.django_db
+def test_it_creates_the_bucket_table_lazily_and_again_if_it_vanished(clock):
+    store = DatabaseBucketStore()
+    store.reserve(key="crm", rate=2.0, burst=50, now=clock.now, max_wait=30.0)
+    assert "bxsync_rate_bucket" in connection.introspection.table_names()
+
+    with connection.cursor() as cursor:  # as if the creating transaction had been rolled back
+        cursor.execute("DROP TABLE bxsync_rate_bucket")
+
+    assert store.reserve(key="crm", rate=2.0, burst=50, now=clock.now, max_wait=30.0) == 0.0
+
+
+def test_it_expires_idle_redis_buckets(redis_client, redis_prefix, clock):
+    store = RedisBucketStore(client=redis_client, prefix=redis_prefix)
+
+    store.reserve(key="crm", rate=2.0, burst=50, now=clock.now, max_wait=30.0)
+
+    assert 1 <= redis_client.ttl(redis_prefix + "crm") <= 2
+
+
+def test_it_builds_a_database_limiter_from_settings(settings):
+    settings.REDIS_URL = ""
+    settings.BXSYNC_RATE_PER_SECOND = 5.0
+    settings.BXSYNC_RATE_BURST = 250
+    settings.BXSYNC_RATE_MAX_WAIT = 10.0
+
+    limiter = limiter_for("crm")
+
+    assert (limiter.key, limiter.rate, limiter.burst, limiter.max_wait) == ("crm", 5.0, 250, 10.0)
+    assert isinstance(limiter.store, DatabaseBucketStore)
+
+
+def test_it_builds_a_redis_limiter_when_redis_is_configured(settings):
+    settings.REDIS_URL = REDIS_URL
+    try:
+        first, second = limiter_for("crm"), limiter_for("cms")
+    finally:
+        _redis_store.cache_clear()
+
+    assert isinstance(first.store, RedisBucketStore)
+    assert first.store is second.store  # one connection pool per process
+    assert first.store.prefix == "bxsync:rate:"
