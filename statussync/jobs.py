@@ -80,7 +80,11 @@ def jobs_claim(*, queue: str, limit: int) -> list[Job]:
     token = uuid.uuid4().hex
     lease = now + timedelta(seconds=settings.BXSYNC_JOB_LEASE_SECONDS)
     Job.objects.filter(id__in=ids, state=JobState.PENDING).update(
-        state=JobState.RUNNING, claim_token=token, lease_until=lease, attempts=F("attempts") + 1, updated_at=now
+        state=JobState.RUNNING,
+        claim_token=token,
+        lease_until=lease,
+        attempts=F("attempts") + 1,
+        updated_at=now,
     )
     return list(Job.objects.filter(claim_token=token, state=JobState.RUNNING).order_by("id"))
 
@@ -135,7 +139,9 @@ def job_release(*, job: Job, delay: float = 1.0) -> None:
 
 def retry_delay(*, attempt: int) -> float:
     """Exponential backoff with full jitter between half and the whole step."""
-    step = min(settings.BXSYNC_RETRY_MAX_SECONDS, settings.BXSYNC_RETRY_BASE_SECONDS * 2 ** max(attempt - 1, 0))
+    step = min(
+        settings.BXSYNC_RETRY_MAX_SECONDS, settings.BXSYNC_RETRY_BASE_SECONDS * 2 ** max(attempt - 1, 0)
+    )
     return step * random.uniform(0.5, 1.0)
 
 
@@ -149,9 +155,7 @@ def jobs_recover() -> int:
     return recovered
 
 
-def jobs_process(
-    *, queue: str, handle: Callable[[list[Job]], None], max_seconds: float | None = None
-) -> int:
+def jobs_process(*, queue: str, handle: Callable[[list[Job]], None], max_seconds: float | None = None) -> int:
     """Claim and handle batches of due jobs until none is left. Returns how many jobs were handled."""
     cache.delete(_wake_key(queue))  # from here on, a new event wakes another run rather than relying on us
     started = time.monotonic()

@@ -1,0 +1,40 @@
+"""`manage.py serve` (what `make run` runs): the web server and all workers, in the foreground."""
+
+from __future__ import annotations
+
+import os
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from statussync.runner import services_run
+from statussync.schedules import schedules_ensure
+
+
+class Command(BaseCommand):
+    help = "Run the production web server on PORT and every worker process; Ctrl+C stops them all."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))  # noqa: S104 - a server
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+
+    def handle(self, *args, host: str, port: int, **options):
+        if not os.environ.get("SECRET_KEY") and not settings.DEBUG:
+            raise CommandError(
+                "SECRET_KEY is not set. Set it (or DEBUG=true for a local trial) and start again."
+            )
+        missing = [
+            name
+            for name in (
+                "BXSYNC_CMS_REST_URL",
+                "BXSYNC_CMS_APP_TOKEN",
+                "BXSYNC_CRM_REST_URL",
+                "BXSYNC_CRM_APP_TOKEN",
+            )
+            if not getattr(settings, name)
+        ]
+        if missing:
+            self.stderr.write(f"warning: {', '.join(missing)} not set; /api/health/ will report it")
+        schedules_ensure()
+        self.stdout.write(f"bxsync on http://{host}:{port}/ (admin at /admin/, health at /api/health/)")
+        raise SystemExit(services_run(host=host, port=port))

@@ -1,0 +1,130 @@
+"""What bxsync reads from and writes to the two portals: REST commands and the parsing of their results
+into the engine's states. The HTTP itself is `statussync.bitrix`'s job; this module only knows field names.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.utils.dateparse import parse_datetime
+
+from statussync.bitrix import BitrixClient
+from statussync.engine import DealState, OrderState
+
+Command = tuple[str, dict[str, Any]]
+
+SUCCESS_STAGES_CACHE_SECONDS = 600
+
+
+def deal_order_field() -> str:
+    """The deal field that holds the shop order id (BXSYNC_DEAL_ORDER_FIELD)."""
+    return settings.BXSYNC_DEAL_ORDER_FIELD
+
+
+def deal_select() -> list[str]:
+    return ["ID", "STAGE_ID", "CATEGORY_ID", "MOVED_TIME", "DATE_MODIFY", deal_order_field()]
+
+
+def deal_get(deal_id: str) -> Command:
+    return "crm.deal.get", {"id": deal_id}
+
+
+def deals_by_order(order_id: str) -> Command:
+    """Link discovery: the deals whose order field holds this order id (DESIGN.md contract)."""
+    return "crm.deal.list", {"filter": {deal_order_field(): order_id}, "select": deal_select()}
+
+
+def deal_stage_update(deal_id: str, stage: str) -> Command:
+    # crm.deal.update only moves a deal within its current pipeline; the engine always maps within the
+    # deal's own pipeline [R: api-reference/crm/deals/crm-deal-update.md]. No Live Feed/history noise.
+    return "crm.deal.update", {
+        "id": deal_id,
+        "fields": {"STAGE_ID": stage},
+        "params": {"REGISTER_SONET_EVENT": "N"},
+    }
+
+
+def order_get(order_id: str) -> Command:
+    return "sale.order.get", {"id": order_id}
+
+
+def order_status_update(order_id: str, status: str) -> Command:
+    return "sale.order.update", {"id": order_id, "fields": {"statusId": status}}
+
+
+def payment_get(payment_id: str) -> Command:
+    return "sale.payment.get", {"id": payment_id}
+
+
+def stage_list(pipeline: int) -> Command:
+    # One dictionary per call: DEAL_STAGE for the default pipeline, DEAL_STAGE_<n> for others
+    # [R: api-reference/crm/status/crm-status-list.md].
+    entity = "DEAL_STAGE" if pipeline == 0 else f"DEAL_STAGE_{pipeline}"
+    return "crm.status.list", {"filter": {"ENTITY_ID": entity}, "order": {"SORT": "ASC"}}
+
+
+def deal_from_rest(row: dict[str, Any]) -> DealState:
+    """A crm.deal.get/list row (UPPER_CASE fields) as the engine's DealState."""
+    return DealState(
+        deal_id=str(row["ID"]),
+        stage=str(row.get("STAGE_ID") or ""),
+        pipeline=int(row.get("CATEGORY_ID") or 0),
+        stage_changed_at=parse_time(row.get("MOVED_TIME")),
+        order_id=str(row.get(deal_order_field()) or "").strip(),
+    )
+
+
+def order_from_rest(result: dict[str, Any]) -> OrderState:
+    """A sale.order.get result ({"order": {...}}, camelCase fields) as the engine's OrderState."""
+    order = result.get("order", result)
+    return OrderState(
+        order_id=str(order["id"]),
+        status=str(order.get("statusId") or ""),
+        paid=str(order.get("payed", "N")).upper() == "Y",
+        status_changed_at=parse_time(order.get("dateStatus")),
+    )
+
+
+def payment_order_id(result: dict[str, Any]) -> str:
+    """The order id of a sale.payment.get result ({"payment": {...}})."""
+    payment = result.get("payment", result)
+    return str(payment.get("orderId") or "")
+
+
+def parse_time(value: Any) -> datetime | None:
+    """Bitrix sends ISO 8601 with an offset, e.g. 2024-08-30T14:29:00+02:00 [R: crm-deal-get.md]."""
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        return parse_datetime(value)
+    except ValueError:
+        return None
+
+
+def success_stages(*, crm: BitrixClient, pipelines: list[int]) -> dict[int, frozenset[str]]:
+    """Each pipeline's success ("S") stage, read from the CRM and cached; stage ids are read, never derived
+    [R: tutorials/crm/how-to-get-lists/how-to-get-stages-with-semantics.md]."""
+    found: dict[int, frozenset[str]] = {}
+    missing = []
+    for pipeline in pipelines:
+        cached = cache.get(f"bxsync:success-stages:{pipeline}")
+        if cached is None:
+            missing.append(pipeline)
+        else:
+            found[pipeline] = frozenset(cached)
+    if missing:
+        batch = crm.batch({f"p{p}": stage_list(p) for p in missing})
+        for pipeline in missing:
+            rows = batch.results.get(f"p{pipeline}") or []
+            stages = [
+                str(r["STATUS_ID"])
+                for r in rows
+                if r.get("SEMANTICS") == "S" or (r.get("EXTRA") or {}).get("SEMANTICS") == "success"
+            ]
+            if f"p{pipeline}" not in batch.errors:
+                cache.set(f"bxsync:success-stages:{pipeline}", stages, SUCCESS_STAGES_CACHE_SECONDS)
+            found[pipeline] = frozenset(stages)
+    return found

@@ -1,0 +1,92 @@
+"""Runs the web server and every worker process in the foreground, and stops them all together.
+
+`make run` and `make demo` share this. One child exiting stops the rest and ends with an error, so the
+operator's supervisor (systemd, a container runtime) sees the failure and restarts the whole service.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+STOP_GRACE_SECONDS = 20
+
+
+def service_commands(*, host: str, port: int) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """The processes bxsync needs: a production WSGI server and one django-q2 cluster per queue."""
+    python = sys.executable
+    manage = str(Path(settings.BASE_DIR) / "manage.py")
+    return {
+        "web": (
+            [
+                python,
+                "-m",
+                "gunicorn",
+                "bxsync_project.wsgi",
+                "--bind",
+                f"{host}:{port}",
+                "--workers",
+                str(settings.BXSYNC_WEB_WORKERS),
+                "--access-logfile",
+                "-",
+                "--graceful-timeout",
+                "10",
+            ],
+            {},
+        ),
+        "worker": ([python, manage, "qcluster"], {}),
+        # Q_CLUSTER_NAME only on this process: a web process inheriting it would route every task to the
+        # payments queue (django-stack.md §1.4).
+        "payments": ([python, manage, "qcluster"], {"Q_CLUSTER_NAME": "payments"}),
+    }
+
+
+def services_run(*, host: str, port: int, extra_env: Mapping[str, str] | None = None) -> int:
+    """Start every process; when one exits or we are told to stop, stop all. Returns the exit code."""
+    env = {**os.environ, **(extra_env or {})}
+    env.pop("Q_CLUSTER_NAME", None)
+    children: dict[str, subprocess.Popen] = {}
+    stopping = False
+
+    def stop(signum, _frame):
+        nonlocal stopping
+        stopping = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for name, (cmd, own_env) in service_commands(host=host, port=port).items():
+            children[name] = subprocess.Popen(cmd, env={**env, **own_env}, cwd=settings.BASE_DIR)  # noqa: S603 - our own argv
+            logger.info("started %s (pid %s)", name, children[name].pid)
+        code = 0
+        while not stopping:
+            for name, child in children.items():
+                if child.poll() is not None:
+                    logger.error("%s exited with %s; stopping everything", name, child.returncode)
+                    code = 1
+                    stopping = True
+                    break
+            time.sleep(0.2)
+        return code
+    finally:
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for child in children.values():
+            try:
+                child.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

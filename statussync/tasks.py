@@ -1,0 +1,32 @@
+"""Thin django-q2 entry points: they load nothing themselves and call a service."""
+
+from __future__ import annotations
+
+
+def jobs_run(queue: str) -> int:
+    """Work through the due jobs of `queue` (woken by an event or the sweeper)."""
+    from statussync.jobs import jobs_process
+    from statussync.sync import jobs_handle
+
+    return jobs_process(queue=queue, handle=jobs_handle)
+
+
+def sweep() -> dict[str, int]:
+    """Every minute: recover jobs of dead workers and wake queues whose jobs came due."""
+    from statussync.jobs import jobs_sweep
+
+    return jobs_sweep()
+
+
+def reconcile() -> dict[str, int]:
+    """Scheduled reconciliation: queue what changed on either portal since the watermark."""
+    from statussync.reconcile import reconcile_run
+
+    return reconcile_run(process_inline=False).counts()
+
+
+def audit_purge() -> int:
+    """Daily: drop audit entries, events and finished jobs older than the retention."""
+    from statussync.retention import records_purge
+
+    return records_purge()
