@@ -79,7 +79,9 @@ if REDIS_URL:
 else:
     # A shared cache is needed across web and worker processes (wake-up flags, django-q2 stats); the
     # database cache is the embedded choice. LocMemCache would be per process and silently wrong.
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "bxsync_cache"}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "bxsync_cache"}
+    }
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

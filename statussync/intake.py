@@ -67,7 +67,11 @@ class _EventReceiveApi(APIView):
         auth = payload.get("auth")
         given = auth.get("application_token") if isinstance(auth, dict) else None
         # Compared in constant time; an unset token on our side refuses everything rather than accepting all.
-        if not expected or not isinstance(given, str) or not hmac.compare_digest(given.encode(), expected.encode()):
+        if (
+            not expected
+            or not isinstance(given, str)
+            or not hmac.compare_digest(given.encode(), expected.encode())
+        ):
             return _error(status.HTTP_403_FORBIDDEN, "wrong or missing application_token")
 
         try:
@@ -134,7 +138,8 @@ class HealthApi(APIView):
             healthy &= configured and not auth_failed
         report["portals"] = portals
         return Response(
-            {"ok": healthy, **report}, status=status.HTTP_200_OK if healthy else status.HTTP_503_SERVICE_UNAVAILABLE
+            {"ok": healthy, **report},
+            status=status.HTTP_200_OK if healthy else status.HTTP_503_SERVICE_UNAVAILABLE,
         )
 
 

@@ -457,10 +457,8 @@ class _SyncRun:
                 )
         if decision.flag:
             updates.update(needs_attention=True, attention_reason=decision.flag[:300])
-        elif (
-            decision.write is not None
-            or (decision.outcome == Outcome.NO_CHANGE
-            and decision.new_base is not None)
+        elif decision.write is not None or (
+            decision.outcome == Outcome.NO_CHANGE and decision.new_base is not None
         ):
             # A later agreement settles an earlier conflict or regression.
             updates.update(needs_attention=False, attention_reason="")

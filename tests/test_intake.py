@@ -137,7 +137,9 @@ def test_it_answers_400_json_for_a_malformed_body(client, body, content_type):
     "body",
     [
         event_body("crm_deal_update").replace(b"data%5BFIELDS%5D%5BID%5D=7405&", b""),
-        event_body("crm_deal_update").replace(b"data%5BFIELDS%5D%5BID%5D=7405", b"data%5BFIELDS%5D%5BID%5D=abc"),
+        event_body("crm_deal_update").replace(
+            b"data%5BFIELDS%5D%5BID%5D=7405", b"data%5BFIELDS%5D%5BID%5D=abc"
+        ),
         event_body("crm_deal_update").replace(b"event=ONCRMDEALUPDATE&", b""),
     ],
     ids=["no-id", "non-numeric-id", "no-event"],
@@ -168,7 +170,12 @@ def test_it_answers_json_for_a_get(client):
 
 
 def test_it_accepts_json_with_the_same_shape(client):
-    payload = {"event": "ONCRMDEALUPDATE", "data": {"FIELDS": {"ID": "9"}}, "ts": "1", "auth": {"application_token": CRM_TOKEN}}
+    payload = {
+        "event": "ONCRMDEALUPDATE",
+        "data": {"FIELDS": {"ID": "9"}},
+        "ts": "1",
+        "auth": {"application_token": CRM_TOKEN},
+    }
 
     response = client.post("/api/bitrix/crm/", data=payload, content_type="application/json")
 

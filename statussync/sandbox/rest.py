@@ -1,0 +1,565 @@
+"""The REST side common to both emulated portals: auth, limits, faults, envelopes, ``batch`` and counters.
+
+A concrete portal (``ShopPortal``, ``CrmPortal``) registers its methods; everything a Bitrix client can
+observe about the transport lives here:
+- inbound webhook ``/rest/<user_id>/<code>/<method>[.json]``, wrong user/code → 401 NO_AUTH_FOUND
+  [R: local-integrations/local-webhooks.md; R: _includes/system-errors.md];
+- success ``{"result", "time"}`` plus ``total``/``next`` for lists
+  [R: settings/how-to-call-rest-api/list-methods-pecularities.md];
+- errors ``{"error", "error_description"}`` with an HTTP status [R: error-codes.md];
+- leaky bucket 503 QUERY_LIMIT_EXCEEDED, ``batch`` counts once; operating limit 429 per method
+  [R: settings/performance/limits.md];
+- ``batch``: ≤ 50 commands, HTTP 200 even when commands fail, no nested batch
+  [R: settings/how-to-call-rest-api/batch.md].
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import re
+import string
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .events import EventDispatcher
+from .faults import Faults
+from .filters import FilterError
+from .limits import LeakyBucket, OperatingLimiter
+from .query import parse_bracket_query
+from .store import Counters, PortalClock
+
+if TYPE_CHECKING:
+    from .server import PortalServer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WEBHOOK_USER = 1
+DEFAULT_HUMAN_USER = 7
+BATCH_MAX = 50
+
+
+class RestError(Exception):
+    """A Bitrix error answer: HTTP status + ``error`` code (string or sale's numeric) + description."""
+
+    def __init__(self, status: int, error: str | int, description: str) -> None:
+        super().__init__(f"{status} {error}: {description}")
+        self.status = status
+        self.error = error
+        self.description = description
+
+    def body(self) -> dict[str, Any]:
+        """The JSON error envelope."""
+        return {"error": self.error, "error_description": self.description}
+
+
+@dataclass
+class MethodResult:
+    """What a method handler returns: the ``result`` payload and, for list methods, ``total``/``next``."""
+
+    result: Any
+    total: int | None = None
+    next: int | None = None
+
+
+@dataclass
+class CallContext:
+    """Who is calling: the webhook's user id (REST writes are attributed to it)."""
+
+    user_id: int
+    source: str = "rest"
+
+
+Handler = Callable[[dict[str, Any], CallContext], MethodResult]
+
+
+@dataclass
+class PortalConfig:
+    """Settings shared by both portals; empty ``webhook_code``/``application_token`` come from the seed."""
+
+    port: int = 0
+    host: str = "127.0.0.1"
+    user_id: int = DEFAULT_WEBHOOK_USER
+    human_user_id: int = DEFAULT_HUMAN_USER
+    webhook_code: str = ""
+    application_token: str = ""
+    handler_url: str | None = None
+    # Event names the outgoing webhook is subscribed to; None = every event the portal emits.
+    subscribed_events: frozenset[str] | None = None
+    rate: float = 2.0
+    burst: int = 50
+    operating_limit: float | None = None
+    operating_limits: dict[str, float] = field(default_factory=dict)
+    tz_offset: str = "+03:00"
+    # UNCONFIRMED upstream whether a save without changes fires the update event; default: it does.
+    event_on_noop_update: bool = True
+    handler_timeout: float = 10.0
+    delivery_workers: int = 1
+
+
+@dataclass
+class _Outcome:
+    status: int
+    result: MethodResult | None
+    error: dict[str, Any] | None
+    operating: float
+    operating_reset_at: float | None
+    started: float
+    finished: float
+    processing: float
+
+
+def _token(rng: random.Random, length: int) -> str:
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(rng.choice(alphabet) for _ in range(length))
+
+
+def lower_keys(params: dict[str, Any]) -> dict[str, Any]:
+    """Top-level parameter names are case-insensitive: docs show ``ID`` and ``id`` [R: crm-deal-list.md]."""
+    return {str(k).lower(): v for k, v in params.items()}
+
+
+def truthy(value: Any) -> bool:
+    """Bitrix-ish boolean: 1/"1"/true/"Y"/"true"."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "y", "true", "yes")
+    return bool(value)
+
+
+def php_array(values: dict[str, Any]) -> Any:
+    """Mimic PHP's json_encode of an array: empty → ``[]``, keys ``"0".."n-1"`` → a list, else an object.
+
+    [R: settings/how-to-call-rest-api/batch.md] the docs' own batch examples show ``"result_error": []``.
+    """
+    if not values:
+        return []
+    keys = list(values)
+    if all(k.isdigit() for k in keys) and [int(k) for k in keys] == list(range(len(keys))):
+        return [values[k] for k in keys]
+    return values
+
+
+_RESULT_REF = re.compile(r"\$result\[([^\]]+)\]((?:\[[^\]]*\])*)")
+
+
+class Portal:
+    """Base of an emulated Bitrix portal. Subclasses set ``kind`` and register methods in ``_register``."""
+
+    kind = "portal"
+    #: Events this portal emits.
+    EVENT_NAMES: frozenset[str] = frozenset()
+    #: Events the outgoing webhook is subscribed to unless configured (None = all).
+    DEFAULT_SUBSCRIBED: frozenset[str] | None = None
+
+    def __init__(self, config: PortalConfig, seed: int | str = 0) -> None:
+        self.config = config
+        self.seed = seed
+        self.lock = threading.RLock()
+        self.clock = PortalClock(config.tz_offset)
+        self.metrics = Counters()
+        self.faults = Faults(seed=f"{seed}:{self.kind}:faults")
+        self.bucket = LeakyBucket(config.rate, config.burst)
+        self.operating = OperatingLimiter(config.operating_limit, config.operating_limits)
+        ids = random.Random(f"{seed}:{self.kind}:ids")
+        self.webhook_code = config.webhook_code or _token(ids, 16)
+        application_token = config.application_token or _token(ids, 32)
+        member_id = hashlib.sha256(f"{seed}:{self.kind}".encode()).hexdigest()[:32]
+        self.events = EventDispatcher(
+            self.metrics,
+            self.faults,
+            domain=f"{self.kind}.sandbox.local",
+            client_endpoint=f"https://{self.kind}.sandbox.local/rest/",
+            member_id=member_id,
+            application_token=application_token,
+            handler_url=config.handler_url,
+            subscribed=(
+                config.subscribed_events if config.subscribed_events is not None else self.DEFAULT_SUBSCRIBED
+            ),
+            handler_timeout=config.handler_timeout,
+            workers=config.delivery_workers,
+        )
+        self._methods: dict[str, Handler] = {}
+        self._stop = threading.Event()
+        self._server: PortalServer | None = None
+        self.port = config.port
+        self._register()
+
+    # -- wiring ----------------------------------------------------------------------------------------------
+
+    def _register(self) -> None:
+        """Subclasses register their REST methods here."""
+
+    def register(self, method: str, handler: Handler) -> None:
+        """Expose ``handler`` as REST method ``method`` (names are case-insensitive)."""
+        self._methods[method.lower()] = handler
+
+    @property
+    def methods(self) -> list[str]:
+        """Names of the REST methods this portal answers."""
+        return sorted([*self._methods, "batch"])
+
+    def human_actions(self) -> dict[str, Callable[..., Any]]:
+        """Name → callable of the non-REST actions the control API may trigger."""
+        return {}
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def start(self, control: Any = None) -> None:
+        """Bind the HTTP server (``config.port``, 0 = ephemeral) and start serving and delivering events."""
+        from .server import PortalServer
+
+        self._stop.clear()
+        self._server = PortalServer(self, control)
+        self.port = self._server.port
+        base = f"http://{self.config.host}:{self.port}"
+        self.events.domain = f"{self.config.host}:{self.port}"
+        self.events.client_endpoint = f"{base}/rest/"
+        self._server.start()
+        self.events.start()
+
+    def stop(self) -> None:
+        """Stop HTTP and event delivery; pending sleeps (latency/timeout faults) are cut short."""
+        self._stop.set()
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        self.events.stop()
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return f"http://{self.config.host}:{self.port}"
+
+    @property
+    def webhook_url(self) -> str:
+        """Inbound-webhook base URL ``http://127.0.0.1:<port>/rest/<user>/<code>/``."""
+        return f"{self.base_url}/rest/{self.config.user_id}/{self.webhook_code}/"
+
+    @property
+    def application_token(self) -> str:
+        """The ``auth[application_token]`` sent with every outgoing event."""
+        return self.events.application_token
+
+    # -- control ---------------------------------------------------------------------------------------------
+
+    def configure_events(
+        self,
+        handler_url: str | None = None,
+        application_token: str | None = None,
+        subscribed_events: list[str] | frozenset[str] | None = None,
+        handler_timeout: float | None = None,
+    ) -> None:
+        """Set the outgoing webhook's handler URL, token, subscribed event names and delivery timeout."""
+        self.events.configure(
+            handler_url=handler_url,
+            application_token=application_token,
+            subscribed=frozenset(subscribed_events) if subscribed_events is not None else None,
+            handler_timeout=handler_timeout,
+        )
+
+    def set_faults(self, **changes: Any) -> dict[str, Any]:
+        """Change fault switches (see ``FaultSettings``); returns the new settings."""
+        return self.faults.set(**changes)
+
+    def clear_faults(self) -> None:
+        """Turn every fault off."""
+        self.faults.clear()
+
+    def set_limits(
+        self,
+        rate: float | None = None,
+        burst: int | None = None,
+        operating_limit: float | None = None,
+        operating_limits: dict[str, float] | None = None,
+    ) -> None:
+        """Change the leaky bucket and the operating-time limits at runtime (both reset)."""
+        self.bucket.configure(rate=rate, burst=burst)
+        self.bucket.reset()
+        self.operating.configure(limit=operating_limit, per_method=operating_limits)
+        self.operating.reset()
+
+    def counters(self) -> dict[str, Any]:
+        """All counters: ``rest_calls``, ``rest_rejected``, ``writes`` (``rest``/``human``), ``events``."""
+        data = self.metrics.snapshot()
+        data["events_pending"] = self.events.pending()
+        return data
+
+    def reset_counters(self) -> None:
+        """Zero the counters and the event log (state is kept)."""
+        self.metrics.reset()
+        self.events.clear_log()
+
+    def wait_events_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued event has been delivered or failed."""
+        return self.events.wait_idle(timeout)
+
+    def event_log(self) -> list[dict[str, Any]]:
+        """Recent events with outcome, oldest first."""
+        return self.events.log()
+
+    def info(self) -> dict[str, Any]:
+        """What a client needs to know about this portal (control API ``info``)."""
+        return {
+            "kind": self.kind,
+            "base_url": self.base_url,
+            "webhook_url": self.webhook_url,
+            "user_id": self.config.user_id,
+            "human_user_id": self.config.human_user_id,
+            "application_token": self.application_token,
+            "handler_url": self.events.handler_url,
+            "events": sorted(self.EVENT_NAMES),
+            "subscribed_events": sorted(self.events.subscribed)
+            if self.events.subscribed is not None
+            else None,
+            "methods": self.methods,
+            "rate": self.bucket.rate,
+            "burst": self.bucket.burst,
+            "options": self.options(),
+        }
+
+    def options(self) -> dict[str, Any]:
+        """Behaviour switches that are not faults."""
+        return {"event_on_noop_update": self.config.event_on_noop_update}
+
+    def set_options(self, **options: Any) -> dict[str, Any]:
+        """Change behaviour switches (``event_on_noop_update``); unknown names raise ValueError."""
+        for name, value in options.items():
+            if name == "event_on_noop_update":
+                self.config.event_on_noop_update = truthy(value)
+            else:
+                raise ValueError(f"unknown option {name!r}")
+        return self.options()
+
+    def state(self) -> dict[str, Any]:
+        """All entities (control API ``state``)."""
+        return {}
+
+    def entity(self, kind: str, entity_id: int) -> dict[str, Any] | None:
+        """One entity by kind (``deal``/``order``/``payment``) for the control API."""
+        return None
+
+    def reset_state(self) -> None:
+        """Delete every entity silently."""
+
+    def count_write(self, source: str, method: str) -> None:
+        """Count one write (``source`` is ``rest`` or ``human``; ``method`` the REST-equivalent name)."""
+        self.metrics.inc("writes", source, method)
+
+    # -- REST entry point ------------------------------------------------------------------------------------
+
+    def handle_rest(
+        self, user_id: str, code: str, method: str, params: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
+        """Answer one inbound-webhook call: returns (HTTP status, JSON body)."""
+        if self.faults.in_outage():
+            self.metrics.inc("rest_rejected", "outage")
+            return 503, {
+                "error": "SERVICE_UNAVAILABLE",
+                "error_description": "Service temporarily unavailable",
+            }
+        if str(user_id) != str(self.config.user_id) or code != self.webhook_code:
+            self.metrics.inc("rest_rejected", "auth")
+            # [R: _includes/system-errors.md] bad webhook code → 401 NO_AUTH_FOUND
+            return 401, {"error": "NO_AUTH_FOUND", "error_description": "Wrong authorization data"}
+        method = method.lower()
+        # [R: settings/performance/limits.md] one HTTP request = 1 in the bucket, a batch included.
+        if not self.bucket.try_acquire():
+            self.metrics.inc("rest_rejected", "rate_limit")
+            return 503, {"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"}
+        if self.faults.roll("error_rate"):
+            self.metrics.inc("rest_rejected", "fault_5xx")
+            return 500, {"error": "INTERNAL_SERVER_ERROR", "error_description": "Internal server error"}
+        latency = self.faults.value("latency")
+        if latency > 0:
+            self._stop.wait(latency)
+        ctx = CallContext(user_id=int(self.config.user_id))
+        self.metrics.inc("rest_calls", method)
+        if method == "batch":
+            status, body = self._batch(params, ctx, latency)
+        else:
+            outcome = self._invoke(method, params, ctx, extra_seconds=latency)
+            status, body = outcome.status, self._envelope(outcome)
+        if self.faults.roll("timeout_rate"):
+            # The call took effect; the answer just never arrives in time.
+            self.metrics.inc("rest_rejected", "fault_timeout")
+            self._stop.wait(self.faults.value("timeout_seconds"))
+        return status, body
+
+    def _invoke(
+        self, method: str, params: dict[str, Any], ctx: CallContext, extra_seconds: float = 0.0
+    ) -> _Outcome:
+        started = time.time()
+        handler = self._methods.get(method)
+        if handler is None:
+            # [R: api-reference/rest-v3.md] unknown method → 404 ERROR_METHOD_NOT_FOUND
+            return _Outcome(
+                404,
+                None,
+                {"error": "ERROR_METHOD_NOT_FOUND", "error_description": "Method not found!"},
+                0.0,
+                None,
+                started,
+                time.time(),
+                0.0,
+            )
+        allowed, operating, reset_at = self.operating.status(method)
+        if not allowed:
+            self.metrics.inc("rest_rejected", "operating_limit")
+            return _Outcome(
+                429,
+                None,
+                {
+                    "error": "OPERATION_TIME_LIMIT",
+                    "error_description": "Method is blocked due to operation time limit.",
+                },
+                operating,
+                reset_at,
+                started,
+                time.time(),
+                0.0,
+            )
+        t0 = time.perf_counter()
+        result: MethodResult | None = None
+        error: dict[str, Any] | None = None
+        status = 200
+        try:
+            result = handler(params, ctx)
+        except RestError as exc:
+            status, error = exc.status, exc.body()
+        except FilterError as exc:
+            status, error = 400, {"error": "", "error_description": str(exc)}
+        except Exception:  # a sandbox bug must look like a portal 500, not kill the server thread
+            log.exception("sandbox %s: %s failed", self.kind, method)
+            status, error = (
+                500,
+                {"error": "INTERNAL_SERVER_ERROR", "error_description": "Internal server error"},
+            )
+        processing = time.perf_counter() - t0
+        # [R: settings/performance/limits.md] operating time is accumulated per method.
+        self.operating.record(method, processing + extra_seconds)
+        _, operating, reset_at = self.operating.status(method)
+        return _Outcome(status, result, error, operating, reset_at, started, time.time(), processing)
+
+    def _time_block(self, outcome: _Outcome) -> dict[str, Any]:
+        reset_at = outcome.operating_reset_at or (outcome.finished + self.operating.window)
+        return {
+            "start": outcome.started,
+            "finish": outcome.finished,
+            "duration": outcome.finished - outcome.started,
+            "processing": outcome.processing,
+            "date_start": self.clock.format(_from_ts(outcome.started, self.clock)),
+            "date_finish": self.clock.format(_from_ts(outcome.finished, self.clock)),
+            "operating_reset_at": int(reset_at),
+            "operating": round(outcome.operating, 6),
+        }
+
+    def _envelope(self, outcome: _Outcome) -> dict[str, Any]:
+        if outcome.error is not None or outcome.result is None:
+            return outcome.error or {
+                "error": "INTERNAL_SERVER_ERROR",
+                "error_description": "Internal server error",
+            }
+        body: dict[str, Any] = {"result": outcome.result.result}
+        if outcome.result.total is not None:
+            body["total"] = outcome.result.total
+        if outcome.result.next is not None:
+            body["next"] = outcome.result.next
+        body["time"] = self._time_block(outcome)
+        return body
+
+    # -- batch -----------------------------------------------------------------------------------------------
+
+    def _batch(
+        self, params: dict[str, Any], ctx: CallContext, extra_seconds: float
+    ) -> tuple[int, dict[str, Any]]:
+        started = time.time()
+        t0 = time.perf_counter()
+        params = lower_keys(params)
+        cmd = params.get("cmd") or {}
+        halt = truthy(params.get("halt", 0))
+        if isinstance(cmd, list):
+            items = [(str(i), c) for i, c in enumerate(cmd)]
+        elif isinstance(cmd, dict):
+            items = [(str(k), c) for k, c in cmd.items()]
+        else:
+            return 400, {"error": "INVALID_ARG_VALUE", "error_description": "Parameter 'cmd' must be array."}
+        if len(items) > BATCH_MAX:
+            # [R: settings/how-to-call-rest-api/batch.md] more than 50 commands
+            return 400, {
+                "error": "ERROR_BATCH_LENGTH_EXCEEDED",
+                "error_description": "Max batch length exceeded",
+            }
+        results: dict[str, Any] = {}
+        errors: dict[str, Any] = {}
+        totals: dict[str, Any] = {}
+        nexts: dict[str, Any] = {}
+        times: dict[str, Any] = {}
+        for key, command in items:
+            raw_method, _, query = str(command).partition("?")
+            sub_method = raw_method.strip().lower().removesuffix(".json")
+            sub_params = _substitute(parse_bracket_query(query), results)
+            if sub_method == "batch":
+                errors[key] = {
+                    "error": "ERROR_BATCH_METHOD_NOT_ALLOWED",
+                    "error_description": "Method is not allowed for batch usage",
+                }
+            else:
+                self.metrics.inc("rest_calls", sub_method)
+                outcome = self._invoke(sub_method, sub_params, ctx)
+                if outcome.error is None and outcome.result is not None:
+                    results[key] = outcome.result.result
+                    if outcome.result.total is not None:
+                        totals[key] = outcome.result.total
+                    if outcome.result.next is not None:
+                        nexts[key] = outcome.result.next
+                    times[key] = self._time_block(outcome)
+                else:
+                    errors[key] = outcome.error
+            if halt and key in errors:
+                break
+        finished = time.time()
+        # The outer batch call itself is not counted against the operating limit [R: limits.md].
+        outcome = _Outcome(
+            200, None, None, 0.0, None, started, finished, time.perf_counter() - t0 + extra_seconds
+        )
+        payload = {
+            "result": php_array(results),
+            "result_error": php_array(errors),
+            "result_total": php_array(totals),
+            "result_next": php_array(nexts),
+            "result_time": php_array(times),
+        }
+        # [R: settings/how-to-call-rest-api/batch.md] HTTP 200 even when commands fail.
+        return 200, {"result": payload, "time": self._time_block(outcome)}
+
+
+def _from_ts(ts: float, clock: PortalClock) -> datetime:
+    return datetime.fromtimestamp(ts, clock.tz)
+
+
+def _lookup(results: dict[str, Any], key: str, path: str) -> Any:
+    node: Any = results.get(key)
+    for part in re.findall(r"\[([^\]]*)\]", path):
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return ""
+    return node
+
+
+def _substitute(value: Any, results: dict[str, Any]) -> Any:
+    """Replace ``$result[key][FIELD]`` references with earlier commands' results [R: batch.md]."""
+    if isinstance(value, dict):
+        return {k: _substitute(v, results) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, results) for v in value]
+    if isinstance(value, str) and "$result[" in value:
+        return _RESULT_REF.sub(lambda m: str(_lookup(results, m.group(1), m.group(2))), value)
+    return value
