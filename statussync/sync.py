@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,7 +41,7 @@ from statussync.models import (
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(eq=False)
 class Item:
     """One order, deal or linked pair to sync, and everything learnt about it during the run."""
 
@@ -63,6 +63,11 @@ class Item:
     outcome: str = ""  # set when the item ends before the engine (unlinked, ambiguous, ignored)
     message: str = ""
     busy: bool = False
+
+    @property
+    def live(self) -> bool:
+        """Still on its way to a decision (not busy, failed or settled early)."""
+        return not self.busy and not self.error and not self.outcome
 
     def describe(self) -> str:
         parts = []
@@ -138,6 +143,10 @@ class _SyncRun:
                 self._lease_links()
             self._read_round_one()
             self._read_round_two()
+            # An order and a deal never linked before, both in this batch: found twice, decided once.
+            self._merge_by(
+                lambda i: (i.order_id, i.deal_id) if i.live and i.link is None and i.deal else None
+            )
             self._decide()
             if not self.dry_run:
                 self._write()
@@ -148,7 +157,7 @@ class _SyncRun:
                 self._note_portal_health()
 
     def _live(self) -> list[Item]:
-        return [i for i in self.items if not i.busy and not i.error and not i.outcome]
+        return [i for i in self.items if i.live]
 
     # --- phases --------------------------------------------------------------------------------------------
     def _resolve_payments(self) -> None:
@@ -168,20 +177,7 @@ class _SyncRun:
                 continue
             item.order_id = order_id
         # A payment and an order event for the same order in one batch: one item, and the payment counts.
-        by_order: dict[str, Item] = {}
-        merged: list[Item] = []
-        for item in self.items:
-            if item.order_id and not item.deal_id and not item.error and not item.outcome:
-                other = by_order.get(item.order_id)
-                if other is not None:
-                    other.jobs += item.jobs
-                    other.events += item.events
-                    if item.origin == "payment":
-                        other.origin = "payment"
-                    continue
-                by_order[item.order_id] = item
-            merged.append(item)
-        self.items = merged
+        self._merge_by(lambda i: i.order_id if i.order_id and not i.deal_id and i.live else None)
 
     def _attach_links(self) -> None:
         order_ids = {i.order_id for i in self.items if i.order_id}
@@ -191,25 +187,32 @@ class _SyncRun:
         )
         by_order = {link.order_id: link for link in links}
         by_deal = {link.deal_id: link for link in links}
-        by_link: dict[int, Item] = {}
-        merged: list[Item] = []
         for item in self.items:
             link = by_order.get(item.order_id) if item.order_id else by_deal.get(item.deal_id)
             if link is not None:
-                other = by_link.get(link.id)
-                if other is not None:
-                    # Both sides of one link in one batch: one decision, and no single side asked for it.
-                    other.jobs += item.jobs
-                    other.events += item.events
-                    if other.origin != item.origin and "payment" not in (other.origin, item.origin):
-                        other.origin = None
-                    elif item.origin == "payment":
-                        other.origin = "payment"
-                    continue
                 item.link = link
                 item.order_id, item.deal_id = link.order_id, link.deal_id
-                by_link[link.id] = item
-            merged.append(item)
+        # Both sides of one link in one batch: one decision.
+        self._merge_by(lambda i: i.link.id if i.link else None)
+
+    def _merge_by(self, key: Callable[[Item], Hashable | None]) -> None:
+        """One item per key: jobs and events join; the origin is the payment's, or nobody's when mixed."""
+        first: dict[Hashable, Item] = {}
+        merged: list[Item] = []
+        for item in self.items:
+            k = key(item)
+            other = first.get(k) if k is not None else None
+            if other is None:
+                if k is not None:
+                    first[k] = item
+                merged.append(item)
+                continue
+            other.jobs += item.jobs
+            other.events += item.events
+            if "payment" in (other.origin, item.origin):
+                other.origin = "payment"
+            elif other.origin != item.origin:
+                other.origin = None
         self.items = merged
 
     def _lease_links(self) -> None:

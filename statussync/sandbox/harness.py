@@ -160,9 +160,15 @@ class Sandbox:
                 return False
         return True
 
+    def advance_clock(self, seconds: float) -> None:
+        """Move both portals' clocks forward by ``seconds`` (stays moved until ``reset``)."""
+        for portal in (self.shop, self.crm):
+            portal.clock.advance(seconds)
+
     def reset(self) -> None:
         """Delete all entities, zero counters, clear faults and refill the rate-limit buckets."""
         for portal in (self.shop, self.crm):
+            portal.clock.offset = type(portal.clock.offset)()
             portal.reset_state()
             portal.reset_counters()
             portal.clear_faults()

@@ -20,10 +20,17 @@ class PortalClock:
 
     def __init__(self, tz_offset: str = "+03:00") -> None:
         self.tz = parse_tz_offset(tz_offset)
+        # Tests move a portal's clock forward instead of sleeping: Bitrix dates have one-second precision,
+        # so "later" needs whole seconds between two changes.
+        self.offset = timedelta()
 
     def now(self) -> datetime:
         """Current time in the portal tz, truncated to seconds like Bitrix stores it."""
-        return datetime.now(self.tz).replace(microsecond=0)
+        return (datetime.now(self.tz) + self.offset).replace(microsecond=0)
+
+    def advance(self, seconds: float) -> None:
+        """Move this portal's clock forward."""
+        self.offset += timedelta(seconds=seconds)
 
     def now_iso(self) -> str:
         """Current time formatted like ``2024-08-30T14:29:00+03:00``."""

@@ -1,0 +1,332 @@
+"""The sync run against the sandbox portals (real HTTP on localhost), in-process with the test database.
+
+Events are not delivered here (no handler URL): each test requests the jobs an event would, and runs a worker
+pass by hand, so every step is deterministic. tests/e2e/ does the same through real servers and processes.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from statussync.jobs import job_request, jobs_claim, jobs_recover
+from statussync.mapping import mapping_import
+from statussync.models import AuditEntry, Job, JobKind, JobState, Link, LinkState, PortalHealth, UnmappedValue
+from statussync.sandbox import Sandbox, SandboxConfig
+from statussync.sync import jobs_handle
+
+MAPPING = json.loads((Path(__file__).parent.parent / "docs" / "mapping.example.json").read_text())
+MAPPING["pipelines"].append(
+    {
+        "pipeline": 1,
+        "paid_stage": "C1:PREPAYMENT_INVOICE",
+        "conflict_policy": "latest",
+        "rules": [
+            {"order_status": "N", "deal_stage": "C1:NEW", "direction": "both"},
+            {"order_status": "P", "deal_stage": "C1:PREPARATION", "direction": "both"},
+            {"order_status": "F", "deal_stage": "C1:WON", "direction": "both"},
+        ],
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    with Sandbox(SandboxConfig(seed=3)) as sb:
+        yield sb
+
+
+@pytest.fixture
+def sb(sandbox, settings, db):
+    """A fresh sandbox state, bxsync pointed at it, and the example mapping plus a pipeline 1."""
+    sandbox.reset()
+    sandbox.set_limits(rate=1000, burst=1000)
+    for name, value in sandbox.env().items():
+        setattr(settings, name, value)
+    settings.BXSYNC_RATE_PER_SECOND = 1000
+    settings.BXSYNC_RATE_BURST = 1000
+    settings.BXSYNC_REST_TIMEOUT = 5
+    mapping_import(data=MAPPING)
+    return sandbox
+
+
+def run_worker(queue: str = "default") -> int:
+    """One worker pass over the due jobs of a queue."""
+    handled = 0
+    while jobs := jobs_claim(queue=queue, limit=50):
+        jobs_handle(jobs)
+        handled += len(jobs)
+    return handled
+
+
+def rest_writes(sb: Sandbox) -> int:
+    counters = sb.counters()
+    rest = {**counters["shop"]["writes"].get("rest", {}), **counters["crm"]["writes"].get("rest", {})}
+    return sum(rest.values())
+
+
+def pay(sb: Sandbox, order_id: str) -> str:
+    """A customer pays the order; returns the payment id (what ONPAYMENTENTITYSAVED carries)."""
+    order = sb.shop.pay_order(int(order_id))
+    return str(next(p["id"] for p in order["payments"] if p["paid"] == "Y"))
+
+
+def linked_pair(sb: Sandbox, pipeline: int = 0) -> tuple[str, str]:
+    """A seeded order and deal that bxsync has already linked (base N / first stage)."""
+    order_id, deal_id = sb.seed(
+        1,
+        pipeline_share=1.0 if pipeline else 0.0,
+        pipelines=[pipeline] if pipeline else None,
+        orders_without_deal=0,
+        deals_without_order=0,
+    )[0]
+    job_request(kind=JobKind.ORDER, entity_id=str(order_id))
+    run_worker()
+    link = Link.objects.get(order_id=str(order_id))
+    assert link.base_at is not None
+    return str(order_id), str(deal_id)
+
+
+def test_it_links_a_new_pair_without_writing_when_they_already_agree(sb):
+    order_id, deal_id = linked_pair(sb)
+
+    link = Link.objects.get(order_id=order_id)
+    assert link.deal_id == deal_id
+    assert (link.base_order_status, link.base_deal_stage) == ("N", "NEW")
+    assert rest_writes(sb) == 0
+
+
+def test_it_moves_the_deal_when_the_order_status_changes_and_ignores_the_echo(sb):
+    order_id, deal_id = linked_pair(sb)
+    sb.shop.set_order_status(int(order_id), "P")
+
+    job_request(kind=JobKind.ORDER, entity_id=order_id)
+    run_worker()
+    assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "PREPARATION"
+    assert sb.crm.get_deal(int(deal_id))["MODIFY_BY_ID"] == "1"  # the webhook user
+    assert rest_writes(sb) == 1
+
+    # The echo: Bitrix fires ONCRMDEALUPDATE for bxsync's own crm.deal.update.
+    job_request(kind=JobKind.DEAL, entity_id=deal_id)
+    run_worker()
+    assert rest_writes(sb) == 1
+    outcomes = list(AuditEntry.objects.filter(order_id=order_id).values_list("outcome", flat=True))
+    assert outcomes[:2] == ["echo", "applied"]
+    applied = AuditEntry.objects.get(order_id=order_id, outcome="applied")
+    assert applied.before["order_status"] == "P"
+    assert applied.after["deal_stage"] == "PREPARATION"
+    assert applied.rest_calls >= 3
+
+
+def test_it_sets_the_order_status_when_the_deal_moves(sb):
+    order_id, deal_id = linked_pair(sb)
+    sb.crm.move_deal(int(deal_id), "WON")
+
+    job_request(kind=JobKind.DEAL, entity_id=deal_id)
+    run_worker()
+
+    assert sb.shop.get_order(int(order_id))["statusId"] == "F"
+    link = Link.objects.get(order_id=order_id)
+    assert (link.base_order_status, link.base_deal_stage) == ("F", "WON")
+
+
+def test_it_uses_the_mapping_of_the_deals_own_pipeline(sb):
+    order_id, deal_id = linked_pair(sb, pipeline=1)
+    sb.shop.set_order_status(int(order_id), "P")
+
+    job_request(kind=JobKind.ORDER, entity_id=order_id)
+    run_worker()
+
+    assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "C1:PREPARATION"
+
+
+def test_it_moves_a_paid_orders_deal_to_the_paid_stage_on_the_payment_queue(sb):
+    order_id, deal_id = linked_pair(sb)
+    payment_id = pay(sb, order_id)  # the shop also sets status P (status_on_paid)
+
+    job = job_request(kind=JobKind.PAYMENT, entity_id=payment_id)
+    assert job.queue == "payments"
+    assert run_worker("default") == 0
+    run_worker("payments")
+
+    assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "PREPAYMENT_INVOICE"
+    # The order event of the same save (status N → P) and the deal's echo change nothing more.
+    job_request(kind=JobKind.ORDER, entity_id=order_id)
+    job_request(kind=JobKind.DEAL, entity_id=deal_id)
+    run_worker()
+    assert rest_writes(sb) == 1
+    assert AuditEntry.objects.filter(order_id=order_id, outcome="payment_applied").count() == 1
+
+
+def test_it_blocks_a_deal_move_that_would_unpay_a_paid_order(sb):
+    order_id, deal_id = linked_pair(sb)
+    job_request(kind=JobKind.PAYMENT, entity_id=pay(sb, order_id))
+    run_worker("payments")
+    sb.crm.move_deal(int(deal_id), "NEW")
+
+    job_request(kind=JobKind.DEAL, entity_id=deal_id)
+    run_worker()
+
+    assert sb.shop.get_order(int(order_id))["statusId"] == "P"
+    link = Link.objects.get(order_id=order_id)
+    assert link.needs_attention
+    assert "paid order" in link.attention_reason
+    assert AuditEntry.objects.filter(order_id=order_id, outcome="regression_blocked").exists()
+
+
+def test_it_records_an_order_without_a_deal_as_unlinked(sb):
+    order_id = str(sb.shop.create_order(price=100)["id"])
+
+    job_request(kind=JobKind.ORDER, entity_id=order_id)
+    run_worker()
+
+    assert not Link.objects.exists()
+    assert AuditEntry.objects.get(order_id=order_id).outcome == "unlinked"
+
+
+def test_it_writes_nothing_when_two_deals_name_the_same_order(sb):
+    order_id, _ = sb.seed(1, pipeline_share=0, orders_without_deal=0, deals_without_order=0)[0]
+    sb.crm.create_deal(title="duplicate", category_id=0, stage_id="WON", order_id=order_id)
+    sb.shop.set_order_status(order_id, "P")
+
+    job_request(kind=JobKind.ORDER, entity_id=str(order_id))
+    run_worker()
+
+    assert not Link.objects.exists()
+    assert AuditEntry.objects.get(order_id=str(order_id)).outcome == "ambiguous"
+    assert rest_writes(sb) == 0
+
+
+def test_it_lists_a_status_without_a_rule_as_unmapped(sb):
+    order_id, _ = linked_pair(sb)
+    sb.shop.set_order_status(int(order_id), "D")
+
+    job_request(kind=JobKind.ORDER, entity_id=order_id)
+    run_worker()
+
+    assert UnmappedValue.objects.get(side="cms", value="D").pipeline_id == 0
+    assert rest_writes(sb) == 0
+
+
+def test_it_closes_the_link_of_a_deleted_deal(sb):
+    order_id, deal_id = linked_pair(sb)
+    sb.crm.delete_deal(int(deal_id))
+
+    job_request(kind=JobKind.DEAL, entity_id=deal_id)
+    run_worker()
+
+    assert Link.objects.get(order_id=order_id).state == LinkState.CLOSED
+
+
+def test_it_syncs_a_bulk_edit_in_a_few_batch_calls(sb):
+    pairs = sb.seed(120, pipeline_share=0, orders_without_deal=0, deals_without_order=0)
+    for order_id, _ in pairs:
+        job_request(kind=JobKind.ORDER, entity_id=str(order_id))
+    run_worker()
+    sb.reset_counters()
+    deal_ids = [d for _, d in pairs]
+    sb.crm.bulk_move(deal_ids, "PREPARATION")
+
+    for deal_id in deal_ids:
+        job_request(kind=JobKind.DEAL, entity_id=str(deal_id))
+    run_worker()
+
+    assert all(sb.shop.get_order(o)["statusId"] == "P" for o, _ in pairs)
+    counters = sb.counters()
+    http_calls = counters["shop"]["rest_calls"]["batch"] + counters["crm"]["rest_calls"]["batch"]
+    # 120 deals = 3 runs of at most 50; each run: one CRM read, one shop read, one shop write.
+    assert http_calls <= 10
+    assert counters["shop"]["rest_calls"]["sale.order.update"] == 120
+
+
+def test_it_retries_with_backoff_when_the_portal_is_down_and_loses_nothing(sb):
+    order_id, deal_id = linked_pair(sb)
+    sb.shop.set_order_status(int(order_id), "P")
+    sb.set_faults("crm", outage_seconds=60)
+
+    job_request(kind=JobKind.ORDER, entity_id=order_id)
+    run_worker()
+
+    job = Job.objects.get(kind="order", entity_id=order_id, state=JobState.PENDING)
+    assert job.attempts == 1
+    assert job.not_before > timezone.now()
+    assert "503" in job.last_error
+    assert AuditEntry.objects.filter(order_id=order_id, outcome="retried").exists()
+    assert PortalHealth.objects.get(portal="crm").last_error
+
+    sb.clear_faults()
+    Job.objects.filter(id=job.id).update(not_before=timezone.now())
+    run_worker()
+    assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "PREPARATION"
+
+
+def test_it_dead_letters_a_job_after_its_last_attempt(sb, settings):
+    settings.BXSYNC_JOB_MAX_ATTEMPTS = 2
+    order_id, _ = linked_pair(sb)
+    sb.set_faults("crm", outage_seconds=60)
+    job_request(kind=JobKind.ORDER, entity_id=order_id)
+    for _ in range(2):
+        Job.objects.filter(state=JobState.PENDING).update(not_before=timezone.now())
+        run_worker()
+
+    assert Job.objects.get(kind="order", entity_id=order_id, state=JobState.DEAD).attempts == 2
+    assert AuditEntry.objects.filter(order_id=order_id, outcome="failed").exists()
+
+
+def test_it_turns_health_red_and_does_not_storm_on_an_auth_error(sb, settings, client):
+    order_id, _ = linked_pair(sb)
+    settings.BXSYNC_CRM_REST_URL = settings.BXSYNC_CRM_REST_URL.replace("/rest/1/", "/rest/1/wrong")
+
+    job_request(kind=JobKind.ORDER, entity_id=order_id)
+    run_worker()
+
+    job = Job.objects.get(kind="order", entity_id=order_id, state=JobState.PENDING)
+    assert job.not_before > timezone.now() + timedelta(seconds=250)
+    health = client.get("/api/health/")
+    assert health.status_code == 503
+    assert health.json()["portals"]["crm"]["auth_failed"] is True
+    assert "wrong" not in json.dumps(health.json())  # the webhook code is a secret
+
+
+def test_it_picks_up_the_jobs_of_a_worker_that_died(sb):
+    order_id, deal_id = linked_pair(sb)
+    sb.shop.set_order_status(int(order_id), "P")
+    job_request(kind=JobKind.ORDER, entity_id=order_id)
+    claimed = jobs_claim(queue="default", limit=50)  # ... and the worker dies here
+    Job.objects.filter(id__in=[j.id for j in claimed]).update(
+        lease_until=timezone.now() - timedelta(seconds=1)
+    )
+
+    assert jobs_recover() == 1
+    run_worker()
+
+    assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "PREPARATION"
+
+
+def test_it_reconciles_changes_whose_events_never_arrived(sb):
+    pairs = sb.seed(3, pipeline_share=0, orders_without_deal=0, deals_without_order=0)
+    (o1, d1), (o2, d2), (_, d3) = pairs
+    sb.advance_clock(60)  # whole seconds after creation, so "latest" can tell the changes apart
+    sb.shop.set_order_status(o1, "P")  # never linked before, event lost
+    sb.crm.move_deal(d2, "LOSE")  # never linked before, event lost
+
+    dry = StringIO()
+    call_command("reconcile", "--dry-run", stdout=dry)
+    assert rest_writes(sb) == 0
+    assert not Link.objects.exists()
+    assert "would write 2 change(s)" in dry.getvalue()
+
+    out = StringIO()
+    call_command("reconcile", stdout=out)
+
+    assert sb.crm.get_deal(d1)["STAGE_ID"] == "PREPARATION"
+    assert sb.shop.get_order(o2)["statusId"] == "C"
+    assert sb.crm.get_deal(d3)["STAGE_ID"] == "NEW"
+    assert Link.objects.filter(state=LinkState.ACTIVE).count() == 3
+    assert rest_writes(sb) == 2
