@@ -6,6 +6,7 @@ operator's supervisor (systemd, a container runtime) sees the failure and restar
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -20,6 +21,20 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = 20
+PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
+try:
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL("libc.so.6", use_errno=True)
+except OSError:  # not Linux: children may outlive a runner that is killed outright
+    _LIBC = None
+
+
+def _die_with_parent() -> None:
+    """Children run in their own session, so Ctrl+C in a terminal reaches only us and we stop them in order
+    (a django-q2 cluster whose workers get the signal at the same time as its sentinel takes long to stop).
+    So that they do not outlive us if we are killed outright, ask Linux to send them SIGTERM then."""
+    # Only a libc call here: this runs between fork and exec, possibly in a process with threads (the demo).
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def service_commands(*, host: str, port: int) -> dict[str, tuple[list[str], dict[str, str]]]:
@@ -65,7 +80,13 @@ def services_run(*, host: str, port: int, extra_env: Mapping[str, str] | None = 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for name, (cmd, own_env) in service_commands(host=host, port=port).items():
-            children[name] = subprocess.Popen(cmd, env={**env, **own_env}, cwd=settings.BASE_DIR)  # noqa: S603 - our own argv
+            children[name] = subprocess.Popen(  # noqa: S603 - our own argv
+                cmd,
+                env={**env, **own_env},
+                cwd=settings.BASE_DIR,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
             logger.info("started %s (pid %s)", name, children[name].pid)
         code = 0
         while not stopping:
