@@ -27,6 +27,10 @@ WAKE_FLAG_SECONDS = 30
 # A worker that finds nothing due waits this long for work coming due soon (a retry backoff) rather than
 # leaving it to the once-a-minute sweeper.
 HOLD_SECONDS = 5.0
+# Events of a bulk edit arrive over a few seconds. Letting the oldest due job wait this long before a run
+# that would not be full turns a trickle of one-job runs into runs of 50 (one batch call instead of 50),
+# at the price of this much latency. Payment jobs never wait.
+BATCH_WINDOW_SECONDS = {"default": 0.3, "payments": 0.0}
 
 
 def job_request(*, kind: str, entity_id: str, origin: str = "event", event: str = "") -> Job:
@@ -161,6 +165,7 @@ def jobs_process(*, queue: str, handle: Callable[[list[Job]], None], max_seconds
     started = time.monotonic()
     handled = 0
     while max_seconds is None or time.monotonic() - started < max_seconds:
+        _batch_window(queue=queue)
         jobs = jobs_claim(queue=queue, limit=settings.BXSYNC_JOB_BATCH)
         if jobs:
             handle(jobs)
@@ -174,6 +179,20 @@ def jobs_process(*, queue: str, handle: Callable[[list[Job]], None], max_seconds
             break
         time.sleep(max(wait, 0.05))
     return handled
+
+
+def _batch_window(*, queue: str) -> None:
+    """Wait (briefly) for a run to fill up, unless it is full already or its oldest job waited enough."""
+    window = BATCH_WINDOW_SECONDS.get(queue, 0.0)
+    if window <= 0:
+        return
+    now = timezone.now()
+    due = Job.objects.filter(queue=queue, state=JobState.PENDING, not_before__lte=now)
+    if due[settings.BXSYNC_JOB_BATCH - 1 : settings.BXSYNC_JOB_BATCH].exists():
+        return
+    oldest = due.aggregate(t=Min("created_at"))["t"]
+    if oldest is not None:
+        time.sleep(min(max(window - (now - oldest).total_seconds(), 0.0), window))
 
 
 def _wake_key(queue: str) -> str:

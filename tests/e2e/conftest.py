@@ -1,0 +1,170 @@
+"""End-to-end harness: the sandbox portals, and bxsync as `make run` starts it — `manage.py serve`, which runs
+gunicorn and two real `qcluster` processes — on a file SQLite database of its own.
+
+Tests act as humans on the sandbox and watch the other portal, the sandbox's counters and bxsync's database.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from statussync.sandbox import CrmConfig, Sandbox, SandboxConfig, ShopConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+MAPPING = ROOT / "docs" / "mapping.demo.json"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition: Callable[[], Any], *, timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll until `condition()` is truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.1)
+
+
+@dataclass
+class Stack:
+    sandbox: Sandbox
+    url: str
+    db_path: Path
+    env: dict[str, str]
+
+    def query(self, sql: str, *params: Any) -> list[tuple]:
+        """Read bxsync's database (a separate connection; WAL lets us read beside the workers)."""
+        with sqlite3.connect(self.db_path, timeout=10) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def idle(self) -> bool:
+        """No event on its way and no job pending or running."""
+        if not self.sandbox.wait_events_idle(timeout=0.05):
+            return False
+        busy = self.query("SELECT count(*) FROM statussync_job WHERE state IN ('pending', 'running')")[0][0]
+        return busy == 0
+
+    def wait_idle(self, timeout: float = 60.0) -> None:
+        # Twice: the last job's own writes fire echo events that make new jobs.
+        for _ in range(2):
+            wait_for(self.idle, timeout=timeout, what="bxsync to finish its work")
+            time.sleep(0.3)  # an echo event leaves the sandbox within this; cheaper than a missed one
+        wait_for(self.idle, timeout=timeout, what="bxsync to finish its work")
+
+    def rest_writes(self) -> int:
+        counters = self.sandbox.counters()
+        rest = {**counters["shop"]["writes"].get("rest", {}), **counters["crm"]["writes"].get("rest", {})}
+        return sum(rest.values())
+
+    def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=check,
+        )
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("e2e")
+    port = free_port()
+    web = f"http://127.0.0.1:{port}"
+    sandbox = Sandbox(
+        SandboxConfig(
+            seed=11,
+            shop=ShopConfig(handler_url=f"{web}/api/bitrix/cms/", rate=20, burst=50),
+            crm=CrmConfig(handler_url=f"{web}/api/bitrix/crm/", rate=20, burst=50),
+        )
+    ).start()
+    db_path = tmp / "bxsync.sqlite3"
+    env = {
+        **os.environ,
+        **sandbox.env(),
+        "DATABASE_URL": f"sqlite:///{db_path}",
+        "SECRET_KEY": "e2e-secret-key-not-for-production-0123456789abcdef",
+        "DEBUG": "false",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "BXSYNC_RATE_PER_SECOND": "20",
+        "BXSYNC_RATE_BURST": "50",
+        "BXSYNC_RETRY_BASE_SECONDS": "0.5",
+        "Q_POLL": "0.1",
+        "BXSYNC_WEB_WORKERS": "2",
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env.pop("REDIS_URL", None)
+    stack = Stack(sandbox=sandbox, url=web, db_path=db_path, env=env)
+    stack.manage("migrate", "--noinput", "--verbosity", "0")
+    stack.manage("statusmap", "import", str(MAPPING))
+    log = (tmp / "serve.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+    def healthy() -> bool:
+        try:
+            return requests.get(f"{web}/api/health/", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return server.poll() is not None and pytest.fail(
+                f"serve exited: {(tmp / 'serve.log').read_text()}"
+            )
+
+    try:
+        wait_for(healthy, timeout=60, what="bxsync to answer /api/health/")
+        yield stack
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+        sandbox.stop()
+
+
+@pytest.fixture
+def e2e(stack: Stack) -> Iterator[Stack]:
+    """The stack, settled, with faults cleared and counters zeroed before each test."""
+    stack.sandbox.clear_faults()
+    stack.wait_idle()
+    stack.sandbox.reset_counters()
+    yield stack
+    stack.sandbox.clear_faults()
+
+
+def seed_linked(stack: Stack, n: int, *, pipeline_share: float = 0.0) -> list[tuple[int, int]]:
+    """`n` new order/deal pairs, linked by a reconciliation (as a first `make run` would)."""
+    pairs = stack.sandbox.seed(n, pipeline_share=pipeline_share, orders_without_deal=0, deals_without_order=0)
+    stack.manage("reconcile")
+    linked = {int(o) for (o,) in stack.query("SELECT order_id FROM statussync_link WHERE state = 'active'")}
+    assert {o for o, _ in pairs} <= linked
+    stack.sandbox.advance_clock(5)  # later human changes are whole seconds after creation
+    return pairs
