@@ -9,18 +9,17 @@ STAMP := $(VENV)/.installed
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) manage.py collectstatic --noinput --verbosity 0
 	touch $(STAMP)
 
 migrate: $(STAMP)
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py collectstatic --noinput --verbosity 0
 
 # The demo's portals live in memory, so its database starts afresh each time (and never touches bxsync.sqlite3).
 DEMO_DATABASE_URL ?= sqlite:///$(CURDIR)/demo.sqlite3
 demo: $(STAMP)
 	rm -f demo.sqlite3 demo.sqlite3-wal demo.sqlite3-shm
 	DATABASE_URL=$(DEMO_DATABASE_URL) $(PY) manage.py migrate --noinput --verbosity 0
-	$(PY) manage.py collectstatic --noinput --verbosity 0
 	DATABASE_URL=$(DEMO_DATABASE_URL) $(PY) manage.py demo
 
 run: migrate
