@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+import redis
 import requests
 
 from statussync.sandbox import CrmConfig, Sandbox, SandboxConfig, ShopConfig
@@ -45,17 +47,25 @@ def wait_for(condition: Callable[[], Any], *, timeout: float = 30.0, what: str =
         time.sleep(0.1)
 
 
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
+REDIS_SERVER = "redis://127.0.0.1:6379"
+
+
 @dataclass
 class Stack:
     sandbox: Sandbox
     url: str
-    db_path: Path
+    database_url: str
     env: dict[str, str]
 
     def query(self, sql: str, *params: Any) -> list[tuple]:
-        """Read bxsync's database (a separate connection; WAL lets us read beside the workers)."""
-        with sqlite3.connect(self.db_path, timeout=10) as conn:
-            return conn.execute(sql, params).fetchall()
+        """Read bxsync's database over a separate connection (`?` placeholders)."""
+        if self.database_url.startswith("sqlite"):
+            # WAL lets us read beside the workers.
+            with sqlite3.connect(self.database_url.removeprefix("sqlite:///"), timeout=10) as conn:
+                return conn.execute(sql, params).fetchall()
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            return conn.execute(sql.replace("?", "%s"), params).fetchall()
 
     def idle(self) -> bool:
         """No event on its way and no job pending or running."""
@@ -88,9 +98,11 @@ class Stack:
         )
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("e2e")
+@pytest.fixture(scope="module", params=["embedded", "scaled"])
+def stack(request, tmp_path_factory) -> Iterator[Stack]:
+    """`embedded`: SQLite and the django-q2 ORM broker, as `make run` does by default. `scaled`: PostgreSQL,
+    Redis as cache, rate-limiter store and broker — the scale-out configuration."""
+    tmp = tmp_path_factory.mktemp(f"e2e-{request.param}")
     port = free_port()
     web = f"http://127.0.0.1:{port}"
     sandbox = Sandbox(
@@ -100,11 +112,15 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
             crm=CrmConfig(handler_url=f"{web}/api/bitrix/crm/", rate=20, burst=50),
         )
     ).start()
-    db_path = tmp / "bxsync.sqlite3"
+    if request.param == "embedded":
+        database_url, backends = f"sqlite:///{tmp / 'bxsync.sqlite3'}", {}
+    else:
+        database_url, backends = _scaled_backends()
     env = {
         **os.environ,
         **sandbox.env(),
-        "DATABASE_URL": f"sqlite:///{db_path}",
+        **backends,
+        "DATABASE_URL": database_url,
         "SECRET_KEY": "e2e-secret-key-not-for-production-0123456789abcdef",
         "DEBUG": "false",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
@@ -115,8 +131,9 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         "BXSYNC_WEB_WORKERS": "2",
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    env.pop("REDIS_URL", None)
-    stack = Stack(sandbox=sandbox, url=web, db_path=db_path, env=env)
+    if not backends:
+        env.pop("REDIS_URL", None)
+    stack = Stack(sandbox=sandbox, url=web, database_url=database_url, env=env)
     stack.manage("migrate", "--noinput", "--verbosity", "0")
     stack.manage("statusmap", "import", str(MAPPING))
     log = (tmp / "serve.log").open("w")
@@ -148,6 +165,26 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
             server.wait()
         log.close()
         sandbox.stop()
+        if request.param == "scaled":
+            _scaled_backends_drop(database_url, backends["REDIS_URL"])
+
+
+def _scaled_backends() -> tuple[str, dict[str, str]]:
+    """A fresh PostgreSQL database and an empty Redis database of our own on the machine's servers."""
+    name = f"bxsync_e2e_{os.getpid()}"
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    redis_url = f"{REDIS_SERVER}/7"
+    redis.Redis.from_url(redis_url).flushdb()
+    return f"{PG_SERVER}/{name}", {"REDIS_URL": redis_url}
+
+
+def _scaled_backends_drop(database_url: str, redis_url: str) -> None:
+    name = database_url.rsplit("/", 1)[1]
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    redis.Redis.from_url(redis_url).flushdb()
 
 
 @pytest.fixture
