@@ -88,7 +88,7 @@ def reconcile_run(
     deals = [d for d in report.deals if linked_orders.get(d) not in order_set]
 
     if process_inline or dry_run:
-        items = items_for(order_ids=report.orders, deal_ids=deals, origin=None)
+        items = items_for(order_ids=report.orders, deal_ids=deals)
         for start in range(0, len(items), CHUNK):
             chunk = items[start : start + CHUNK]
             report.results += items_sync(items=chunk, dry_run=dry_run)

@@ -8,7 +8,6 @@ must be found first), one write round per portal.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field, replace
@@ -49,6 +48,7 @@ class Item:
     order_id: str = ""
     deal_id: str = ""
     payment_id: str = ""  # a payment event's id, until its order is known
+    source: str = "event"  # what asked for it: event, reconcile or admin (for the audit)
     events: list[str] = field(default_factory=list)
     jobs: list[Job] = field(default_factory=list)
     started: datetime | None = None
@@ -95,7 +95,7 @@ def items_from_jobs(*, jobs: list[Job]) -> list[Item]:
             origin = None
         item = items.get(key)
         if item is None:
-            item = Item(origin=origin, started=job.created_at)
+            item = Item(origin=origin, started=job.created_at, source=job.origin)
             if job.kind == JobKind.DEAL:
                 item.deal_id = job.entity_id
             elif job.kind == JobKind.PAYMENT:
@@ -413,7 +413,7 @@ class _SyncRun:
                     message=message,
                     rest_calls=item.calls,
                     latency_ms=_latency_ms(item),
-                    origin=item.jobs[0].origin if item.jobs else "manual",
+                    origin=item.source,
                 )
                 if item.decision and item.decision.unmapped:
                     _unmapped_seen(*item.decision.unmapped)
@@ -501,7 +501,7 @@ class _SyncRun:
             message=message[:2000],
             rest_calls=item.calls,
             latency_ms=_latency_ms(item),
-            origin=item.jobs[0].origin if item.jobs else "manual",
+            origin=item.source,
         )
         return ItemResult(item, outcome, message)
 
@@ -636,14 +636,11 @@ def _unmapped_seen(side: str, pipeline: int, value: str) -> None:
 
 
 def items_for(
-    *, order_ids: Iterable[str] = (), deal_ids: Iterable[str] = (), origin: Origin = None
+    *, order_ids: Iterable[str] = (), deal_ids: Iterable[str] = (), source: str = "reconcile"
 ) -> list[Item]:
-    """Items for an on-demand sync (reconciliation, admin resync), without jobs."""
+    """Items for an on-demand sync (reconciliation, admin resync), without jobs. No side asked for them, so
+    a difference on both sides is settled by the conflict policy."""
     now = timezone.now()
-    items = [Item(origin=origin, order_id=str(o), started=now) for o in order_ids]
-    items += [Item(origin=origin, deal_id=str(d), started=now) for d in deal_ids]
+    items = [Item(origin=None, order_id=str(o), started=now, source=source) for o in order_ids]
+    items += [Item(origin=None, deal_id=str(d), started=now, source=source) for d in deal_ids]
     return items
-
-
-def monotonic_ms(start: float) -> int:
-    return int((time.monotonic() - start) * 1000)

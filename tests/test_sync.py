@@ -330,3 +330,32 @@ def test_it_reconciles_changes_whose_events_never_arrived(sb):
     assert sb.crm.get_deal(d3)["STAGE_ID"] == "NEW"
     assert Link.objects.filter(state=LinkState.ACTIVE).count() == 3
     assert rest_writes(sb) == 2
+
+
+def test_it_follows_a_deal_moved_to_another_pipeline_with_that_pipelines_mapping(sb):
+    order_id, deal_id = linked_pair(sb)
+    sb.crm.move_deal_to_pipeline(int(deal_id), 1, "C1:WON")
+
+    job_request(kind=JobKind.DEAL, entity_id=deal_id, event="ONCRMDEALMOVETOCATEGORY")
+    run_worker()
+
+    assert sb.shop.get_order(int(order_id))["statusId"] == "F"
+    assert Link.objects.get(order_id=order_id).pipeline_id == 1
+
+
+def test_it_keeps_webhook_secrets_out_of_the_audit_and_the_jobs(sb, settings):
+    order_id, _ = linked_pair(sb)
+    secret = settings.BXSYNC_CRM_REST_URL.rstrip("/").rsplit("/", 1)[1]
+    sb.set_faults("crm", outage_seconds=60)
+    sb.shop.set_order_status(int(order_id), "P")
+    job_request(kind=JobKind.ORDER, entity_id=order_id)
+    run_worker()
+    settings.BXSYNC_CRM_REST_URL = "http://127.0.0.1:1/rest/1/" + secret + "/"  # nothing listens there
+    Job.objects.filter(state=JobState.PENDING).update(not_before=timezone.now())
+    run_worker()
+
+    texts = [str(v) for v in AuditEntry.objects.values_list("message", "before", "after")]
+    texts += list(Job.objects.values_list("last_error", flat=True))
+    texts += list(PortalHealth.objects.values_list("last_error", flat=True))
+    assert any("crm" in t for t in texts)
+    assert not any(secret in t for t in texts)

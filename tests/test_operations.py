@@ -1,0 +1,72 @@
+"""Operating bxsync: the sweeper, retention, schedules and the `serve` guard rails."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+from django_q.models import OrmQ, Schedule
+
+from statussync.jobs import job_request, jobs_sweep
+from statussync.models import AuditEntry, InboundEvent, Job, JobKind, JobState
+from statussync.retention import records_purge
+from statussync.schedules import schedules_ensure
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_creates_each_schedule_once_however_often_it_starts():
+    schedules_ensure()
+    schedules_ensure()
+
+    names = sorted(Schedule.objects.values_list("name", flat=True))
+    assert names == ["bxsync-audit-purge", "bxsync-reconcile", "bxsync-sweep"]
+    assert Schedule.objects.get(name="bxsync-reconcile").minutes == 5
+
+
+def test_it_sweeps_dead_workers_jobs_back_and_wakes_their_queue(django_capture_on_commit_callbacks):
+    job = job_request(kind=JobKind.DEAL, entity_id="7")
+    Job.objects.filter(id=job.id).update(
+        state=JobState.RUNNING, lease_until=timezone.now() - timedelta(seconds=5)
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        result = jobs_sweep()
+
+    assert result == {"recovered": 1, "queues_woken": 1}
+    assert Job.objects.get(id=job.id).state == JobState.PENDING
+    assert OrmQ.objects.count() == 1  # one wake-up message, not one per job
+
+
+def test_it_wakes_a_queue_once_for_a_burst_of_events(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        for deal_id in range(100):
+            job_request(kind=JobKind.DEAL, entity_id=str(deal_id))
+
+    assert OrmQ.objects.count() == 1
+
+
+def test_it_purges_records_older_than_the_retention():
+    old = timezone.now() - timedelta(days=100)
+    AuditEntry.objects.create(outcome="applied")
+    stale = AuditEntry.objects.create(outcome="applied")
+    AuditEntry.objects.filter(id=stale.id).update(created_at=old)
+    event = InboundEvent.objects.create(side="crm", event="ONCRMDEALUPDATE", dedupe_key="k")
+    InboundEvent.objects.filter(id=event.id).update(received_at=old)
+    dead = job_request(kind=JobKind.DEAL, entity_id="1")
+    Job.objects.filter(id=dead.id).update(state=JobState.DEAD, updated_at=old)
+
+    assert records_purge(days=90) == 2
+
+    assert AuditEntry.objects.count() == 1
+    assert Job.objects.filter(state=JobState.DEAD).count() == 1  # the dead-letter list waits for a manager
+
+
+def test_it_refuses_to_serve_without_a_secret_key(settings, monkeypatch):
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    settings.DEBUG = False
+
+    with pytest.raises(CommandError, match="SECRET_KEY"):
+        call_command("serve")
