@@ -25,41 +25,11 @@ from statussync.engine import (
     decide,
     link_resolve,
 )
+from tests.mappings import two_pipelines
 
 # ----------------------------------------------------------------------------------------------------------
 # The mapping: DESIGN.md "The mapping file", verbatim, plus pipeline 1.
 # ----------------------------------------------------------------------------------------------------------
-
-DESIGN_EXAMPLE_FILE: dict[str, Any] = {
-    "awaiting_payment_statuses": ["N"],
-    "pipelines": [
-        {
-            "pipeline": 0,
-            "paid_stage": "PREPAYMENT_INVOICE",
-            "conflict_policy": "latest",
-            "rules": [
-                {"order_status": "N", "deal_stage": "NEW", "direction": "both"},
-                {"order_status": "P", "deal_stage": "PREPARATION", "direction": "both"},
-                {"order_status": "F", "deal_stage": "WON", "direction": "both"},
-                {"order_status": "C", "deal_stage": "LOSE", "direction": "both"},
-                {"order_status": "C", "deal_stage": "APOLOGY", "direction": "to_cms"},
-            ],
-        }
-    ],
-}
-
-PIPELINE_1_FILE: dict[str, Any] = {
-    "pipeline": 1,
-    "paid_stage": "C1:PREPAYMENT_INVOICE",
-    "conflict_policy": "latest",
-    "rules": [
-        {"order_status": "N", "deal_stage": "C1:NEW", "direction": "both"},
-        {"order_status": "P", "deal_stage": "C1:PREPARATION", "direction": "both"},
-        {"order_status": "F", "deal_stage": "C1:WON", "direction": "both"},
-        {"order_status": "C", "deal_stage": "C1:LOSE", "direction": "both"},
-        {"order_status": "C", "deal_stage": "C1:APOLOGY", "direction": "to_cms"},
-    ],
-}
 
 # The success ("S" semantic) stage of each pipeline is read from the CRM, not from the file.
 SUCCESS_STAGES = {0: frozenset({"WON"}), 1: frozenset({"C1:WON"})}
@@ -90,7 +60,7 @@ def _mapping(file: dict[str, Any]) -> Mapping:
     )
 
 
-MAPPING = _mapping({**DESIGN_EXAMPLE_FILE, "pipelines": [*DESIGN_EXAMPLE_FILE["pipelines"], PIPELINE_1_FILE]})
+MAPPING = _mapping(two_pipelines())
 
 
 def with_pipeline(mapping: Mapping = MAPPING, pipeline: int = 0, **changes: Any) -> Mapping:

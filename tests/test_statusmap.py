@@ -16,28 +16,12 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from statussync.mapping import MappingError, mapping_import, mapping_load, mapping_parse
+from tests.mappings import DESIGN_EXAMPLE
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_FILE = REPO / "docs" / "mapping.example.json"
 
-# The example of DESIGN.md, verbatim in meaning.
-EXAMPLE: dict[str, Any] = {
-    "awaiting_payment_statuses": ["N"],
-    "pipelines": [
-        {
-            "pipeline": 0,
-            "paid_stage": "PREPAYMENT_INVOICE",
-            "conflict_policy": "latest",
-            "rules": [
-                {"order_status": "N", "deal_stage": "NEW", "direction": "both"},
-                {"order_status": "P", "deal_stage": "PREPARATION", "direction": "both"},
-                {"order_status": "F", "deal_stage": "WON", "direction": "both"},
-                {"order_status": "C", "deal_stage": "LOSE", "direction": "both"},
-                {"order_status": "C", "deal_stage": "APOLOGY", "direction": "to_cms"},
-            ],
-        }
-    ],
-}
+EXAMPLE = DESIGN_EXAMPLE
 
 
 def run(

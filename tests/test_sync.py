@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from io import StringIO
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -20,20 +19,9 @@ from statussync.mapping import mapping_import
 from statussync.models import AuditEntry, Job, JobKind, JobState, Link, LinkState, PortalHealth, UnmappedValue
 from statussync.sandbox import Sandbox, SandboxConfig
 from statussync.sync import jobs_handle
+from tests.mappings import two_pipelines
 
-MAPPING = json.loads((Path(__file__).parent.parent / "docs" / "mapping.example.json").read_text())
-MAPPING["pipelines"].append(
-    {
-        "pipeline": 1,
-        "paid_stage": "C1:PREPAYMENT_INVOICE",
-        "conflict_policy": "latest",
-        "rules": [
-            {"order_status": "N", "deal_stage": "C1:NEW", "direction": "both"},
-            {"order_status": "P", "deal_stage": "C1:PREPARATION", "direction": "both"},
-            {"order_status": "F", "deal_stage": "C1:WON", "direction": "both"},
-        ],
-    }
-)
+MAPPING = two_pipelines()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ import redis
 import requests
 
 from statussync.sandbox import CrmConfig, Sandbox, SandboxConfig, ShopConfig
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 MAPPING = ROOT / "docs" / "mapping.demo.json"
@@ -33,18 +34,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_for(condition: Callable[[], Any], *, timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll until `condition()` is truthy; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.1)
 
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"

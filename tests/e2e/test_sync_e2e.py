@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import Stack, seed_linked, wait_for
+from tests.e2e.conftest import Stack, seed_linked
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -6,7 +6,6 @@ These tests need no Django: run them with ``-p no:django``.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,20 +17,14 @@ import requests
 
 from statussync.sandbox import CrmConfig, Sandbox, SandboxConfig, ShopConfig
 from statussync.sandbox.rest import Portal
+from tests.waiting import wait_for
 
 Waiter = Callable[..., Any]
 
 
 def poll(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01) -> Any:
     """Return the first truthy value of ``predicate()``; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        time.sleep(interval)
+    return wait_for(predicate, timeout=timeout, interval=interval)
 
 
 @dataclass
