@@ -6,14 +6,14 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import Stack, seed_linked
+from tests.e2e.stack import Stack
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
 
 def test_it_moves_the_deal_once_when_staff_change_the_order_status(e2e: Stack):
-    [(order_id, deal_id)] = seed_linked(e2e, 1)
+    [(order_id, deal_id)] = e2e.seed_linked(1)
     e2e.sandbox.reset_counters()
 
     e2e.sandbox.shop.set_order_status(order_id, "P")
@@ -31,7 +31,7 @@ def test_it_moves_the_deal_once_when_staff_change_the_order_status(e2e: Stack):
 
 
 def test_it_sets_the_order_status_once_when_a_manager_moves_the_deal(e2e: Stack):
-    [(order_id, deal_id)] = seed_linked(e2e, 1)
+    [(order_id, deal_id)] = e2e.seed_linked(1)
     e2e.sandbox.reset_counters()
 
     e2e.sandbox.crm.move_deal(deal_id, "WON", user_id=7)
@@ -43,7 +43,7 @@ def test_it_sets_the_order_status_once_when_a_manager_moves_the_deal(e2e: Stack)
 
 
 def test_it_never_loops_on_a_mix_of_human_changes(e2e: Stack):
-    pairs = seed_linked(e2e, 12, pipeline_share=0.3)
+    pairs = e2e.seed_linked(12, pipeline_share=0.3)
     e2e.sandbox.reset_counters()
     human = 0
     for n, (order_id, deal_id) in enumerate(pairs):
@@ -68,7 +68,7 @@ def test_it_never_loops_on_a_mix_of_human_changes(e2e: Stack):
 
 
 def test_it_gets_a_payment_to_the_crm_while_a_bulk_edit_is_processed(e2e: Stack):
-    pairs = seed_linked(e2e, 400)
+    pairs = e2e.seed_linked(400)
     (paid_order, paid_deal), bulk = pairs[0], pairs[1:]
     e2e.sandbox.reset_counters()
     e2e.sandbox.set_faults("both", latency=0.25)  # a slow portal makes the bulk edit take a while
@@ -100,7 +100,7 @@ def test_it_gets_a_payment_to_the_crm_while_a_bulk_edit_is_processed(e2e: Stack)
 
 
 def test_it_recovers_dropped_events_with_reconcile(e2e: Stack):
-    [(order_id, deal_id)] = seed_linked(e2e, 1)
+    [(order_id, deal_id)] = e2e.seed_linked(1)
     e2e.sandbox.reset_counters()
     e2e.sandbox.set_faults("shop", drop_rate=1.0)
 
@@ -134,7 +134,7 @@ def test_it_discovers_and_syncs_a_pair_never_seen_before_through_reconcile(e2e: 
 
 
 def test_it_is_unmoved_by_duplicated_and_reordered_events(e2e: Stack):
-    pairs = seed_linked(e2e, 6)
+    pairs = e2e.seed_linked(6)
     e2e.sandbox.reset_counters()
     e2e.sandbox.set_faults("both", duplicate_rate=1.0, reorder_window=0.5)
 

@@ -1,0 +1,202 @@
+"""The end-to-end stack: the sandbox portals, and bxsync as `make run` starts it — `manage.py serve`, which
+runs gunicorn and two real `qcluster` processes — on a database of its own.
+
+Tests (tests/e2e/) and benchmarks (bench/) act as humans on the sandbox and watch the other portal, the
+sandbox's counters and bxsync's database.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import redis
+import requests
+
+from statussync.sandbox import CrmConfig, Sandbox, SandboxConfig, ShopConfig
+from tests.waiting import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+MAPPING = ROOT / "docs" / "mapping.demo.json"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
+REDIS_SERVER = "redis://127.0.0.1:6379"
+
+
+@dataclass
+class Stack:
+    sandbox: Sandbox
+    url: str
+    database_url: str
+    env: dict[str, str]
+
+    def query(self, sql: str, *params: Any) -> list[tuple]:
+        """Read bxsync's database over a separate connection (`?` placeholders)."""
+        if self.database_url.startswith("sqlite"):
+            # WAL lets us read beside the workers.
+            with sqlite3.connect(self.database_url.removeprefix("sqlite:///"), timeout=10) as conn:
+                return conn.execute(sql, params).fetchall()
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            return conn.execute(sql.replace("?", "%s"), params).fetchall()
+
+    def idle(self) -> bool:
+        """No event on its way and no job pending or running."""
+        if not self.sandbox.wait_events_idle(timeout=0.05):
+            return False
+        busy = self.query("SELECT count(*) FROM statussync_job WHERE state IN ('pending', 'running')")[0][0]
+        return busy == 0
+
+    def wait_idle(self, timeout: float = 60.0) -> None:
+        # Twice: the last job's own writes fire echo events that make new jobs.
+        for _ in range(2):
+            wait_for(self.idle, timeout=timeout, what="bxsync to finish its work")
+            time.sleep(0.3)  # an echo event leaves the sandbox within this; cheaper than a missed one
+        wait_for(self.idle, timeout=timeout, what="bxsync to finish its work")
+
+    def rest_writes(self) -> int:
+        counters = self.sandbox.counters()
+        rest = {**counters["shop"]["writes"].get("rest", {}), **counters["crm"]["writes"].get("rest", {})}
+        return sum(rest.values())
+
+    def seed_linked(self, n: int, *, pipeline_share: float = 0.0) -> list[tuple[int, int]]:
+        """`n` new order/deal pairs, linked by a reconciliation (as a first `make run` would)."""
+        pairs = self.sandbox.seed(
+            n, pipeline_share=pipeline_share, orders_without_deal=0, deals_without_order=0
+        )
+        self.manage("reconcile")
+        linked = {
+            int(o) for (o,) in self.query("SELECT order_id FROM statussync_link WHERE state = 'active'")
+        }
+        missing = {o for o, _ in pairs} - linked
+        if missing:
+            raise AssertionError(f"reconcile did not link orders {sorted(missing)}")
+        self.sandbox.advance_clock(5)  # later human changes are whole seconds after creation
+        return pairs
+
+    def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=check,
+        )
+
+
+@contextmanager
+def running_stack(kind: str, workdir: Path, **env_overrides: str) -> Iterator[Stack]:
+    """`embedded`: SQLite and the django-q2 ORM broker, as `make run` does by default. `scaled`: PostgreSQL,
+    Redis as cache, rate-limiter store and broker — the scale-out configuration."""
+    port = free_port()
+    web = f"http://127.0.0.1:{port}"
+    sandbox = Sandbox(
+        SandboxConfig(
+            seed=11,
+            shop=ShopConfig(handler_url=f"{web}/api/bitrix/cms/", rate=20, burst=50),
+            crm=CrmConfig(handler_url=f"{web}/api/bitrix/crm/", rate=20, burst=50),
+        )
+    ).start()
+    if kind == "embedded":
+        database_url, backends = f"sqlite:///{workdir / 'bxsync.sqlite3'}", {}
+    else:
+        database_url, backends = _scaled_backends()
+    env = {
+        **os.environ,
+        **sandbox.env(),
+        **backends,
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "e2e-secret-key-not-for-production-0123456789abcdef",
+        "DEBUG": "false",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "BXSYNC_RATE_PER_SECOND": "20",
+        "BXSYNC_RATE_BURST": "50",
+        "BXSYNC_RETRY_BASE_SECONDS": "0.5",
+        "Q_POLL": "0.1",
+        "BXSYNC_WEB_WORKERS": "2",
+        **env_overrides,
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    if not backends:
+        env.pop("REDIS_URL", None)
+    stack = Stack(sandbox=sandbox, url=web, database_url=database_url, env=env)
+    log_path = workdir / "serve.log"
+    server = None
+    try:
+        stack.manage("migrate", "--noinput", "--verbosity", "0")
+        stack.manage("statusmap", "import", str(MAPPING))
+        with log_path.open("w") as log:
+            server = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(ROOT / "manage.py"),
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                ],
+                env=env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+        def healthy() -> bool:
+            if server.poll() is not None:
+                raise RuntimeError(f"manage.py serve exited: {log_path.read_text()}")
+            try:
+                return requests.get(f"{web}/api/health/", timeout=2).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        wait_for(healthy, timeout=60, what="bxsync to answer /api/health/")
+        yield stack
+    finally:
+        if server is not None:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+        sandbox.stop()
+        if kind == "scaled":
+            _scaled_backends_drop(database_url, backends["REDIS_URL"])
+
+
+def _scaled_backends() -> tuple[str, dict[str, str]]:
+    """A fresh PostgreSQL database and an empty Redis database of our own on the machine's servers."""
+    name = f"bxsync_e2e_{os.getpid()}"
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    redis_url = f"{REDIS_SERVER}/7"
+    redis.Redis.from_url(redis_url).flushdb()
+    return f"{PG_SERVER}/{name}", {"REDIS_URL": redis_url}
+
+
+def _scaled_backends_drop(database_url: str, redis_url: str) -> None:
+    name = database_url.rsplit("/", 1)[1]
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    redis.Redis.from_url(redis_url).flushdb()
