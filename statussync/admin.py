@@ -6,13 +6,16 @@ come with the admin issue.
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db import transaction
 
+from statussync.jobs import job_request, jobs_replay
 from statussync.models import (
     AuditEntry,
     AwaitingPaymentStatus,
     InboundEvent,
     Job,
+    JobKind,
     Link,
     Pipeline,
     StatusRule,
@@ -65,6 +68,14 @@ class LinkAdmin(ReadOnlyAdmin):
     list_filter = ["state", "needs_attention", "pipeline_id", "base_paid"]
     search_fields = ["=order_id", "=deal_id"]
     exclude = ["lease_token"]
+    actions = ["resync"]
+
+    @admin.action(description="Resync selected links now (re-read both sides)")
+    def resync(self, request, queryset) -> None:
+        with transaction.atomic():
+            for link in queryset:
+                job_request(kind=JobKind.ORDER, entity_id=link.order_id, origin="admin", event="admin resync")
+        self.message_user(request, f"Queued {queryset.count()} link(s) for resync.", messages.SUCCESS)
 
 
 @admin.register(AuditEntry)
@@ -83,6 +94,13 @@ class JobAdmin(ReadOnlyAdmin):
     list_filter = ["state", "queue", "kind", "origin"]
     search_fields = ["=entity_id"]
     exclude = ["claim_token"]
+    actions = ["replay"]
+
+    @admin.action(description="Replay selected dead-letter jobs")
+    def replay(self, request, queryset) -> None:
+        with transaction.atomic():
+            replayed = jobs_replay(job_ids=list(queryset.values_list("id", flat=True)))
+        self.message_user(request, f"Queued {replayed} dead-letter job(s) again.", messages.SUCCESS)
 
 
 @admin.register(InboundEvent)

@@ -149,6 +149,18 @@ def retry_delay(*, attempt: int) -> float:
     return step * random.uniform(0.5, 1.0)
 
 
+def jobs_replay(*, job_ids: list[int]) -> int:
+    """Give dead-letter jobs a fresh set of attempts (a manager's "replay"). Returns how many were queued."""
+    replayed = 0
+    for job in Job.objects.filter(id__in=job_ids, state=JobState.DEAD):
+        job_request(kind=job.kind, entity_id=job.entity_id, origin="admin", event=job.event)
+        Job.objects.filter(id=job.id).update(
+            state=JobState.DONE, last_error=f"replayed; {job.last_error}"[:2000]
+        )
+        replayed += 1
+    return replayed
+
+
 def jobs_recover() -> int:
     """Return jobs whose worker died (lease expired while running) to pending. Returns how many."""
     now = timezone.now()

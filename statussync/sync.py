@@ -33,6 +33,7 @@ from statussync.models import (
     LinkState,
     Outcome,
     PortalHealth,
+    Queue,
     Side,
     UnmappedValue,
 )
@@ -111,7 +112,8 @@ def items_from_jobs(*, jobs: list[Job]) -> list[Item]:
 def jobs_handle(jobs: list[Job]) -> None:
     """Sync a claimed batch of jobs, then finish or retry each of them."""
     try:
-        items_sync(items=items_from_jobs(jobs=jobs))
+        priority = any(job.queue == Queue.PAYMENTS for job in jobs)
+        items_sync(items=items_from_jobs(jobs=jobs), priority=priority)
     except Exception as exc:
         # A bug or a database outage must not strand the claimed jobs until their lease runs out.
         logger.exception("sync run failed; its %d job(s) will be retried", len(jobs))
@@ -119,18 +121,18 @@ def jobs_handle(jobs: list[Job]) -> None:
             job_retry(job=job, error=f"{type(exc).__name__}: {str(exc)[:500]}")
 
 
-def items_sync(*, items: list[Item], dry_run: bool = False) -> list[ItemResult]:
-    """Read, decide, write and record a batch of items. With `dry_run` nothing is written anywhere."""
-    run = _SyncRun(items=items, dry_run=dry_run)
-    return run.execute()
+def items_sync(*, items: list[Item], dry_run: bool = False, priority: bool = False) -> list[ItemResult]:
+    """Read, decide, write and record a batch of items. With `dry_run` nothing is written anywhere;
+    `priority` (payments) may use the rate-limit slots kept for it."""
+    return _SyncRun(items=items, dry_run=dry_run, priority=priority).execute()
 
 
 class _SyncRun:
-    def __init__(self, *, items: list[Item], dry_run: bool) -> None:
+    def __init__(self, *, items: list[Item], dry_run: bool, priority: bool) -> None:
         self.items = items
         self.dry_run = dry_run
-        self.cms: BitrixClient = client_for(Side.CMS)
-        self.crm: BitrixClient = client_for(Side.CRM)
+        self.cms: BitrixClient = client_for(Side.CMS, priority=priority)
+        self.crm: BitrixClient = client_for(Side.CRM, priority=priority)
         self.lease_token = uuid.uuid4().hex
         self.portal_errors: dict[str, BitrixError | None] = {}
 

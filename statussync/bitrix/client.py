@@ -354,8 +354,9 @@ def _retry_after(response: requests.Response) -> float | None:
         return None
 
 
-def client_for(portal: str) -> BitrixClient:
-    """A client for ``portal`` ('cms' or 'crm') configured from settings, with the shared rate limiter."""
+def client_for(portal: str, *, priority: bool = False) -> BitrixClient:
+    """A client for ``portal`` ('cms' or 'crm') configured from settings, with the shared rate limiter
+    (``priority``: may use the slots kept for payments, see ``limiter_for``)."""
     setting = _PORTAL_SETTINGS.get(portal)
     if setting is None:
         raise ValueError(f"unknown portal {portal!r}; expected one of {sorted(_PORTAL_SETTINGS)}")
@@ -370,5 +371,5 @@ def client_for(portal: str) -> BitrixClient:
         portal=portal,
         base_url=base_url,
         timeout=float(getattr(settings, "BXSYNC_REST_TIMEOUT", 20.0)),
-        limiter=limiter_for(portal),
+        limiter=limiter_for(portal, priority=priority),
     )

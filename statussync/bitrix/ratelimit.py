@@ -212,14 +212,21 @@ def _redis_store(url: str) -> RedisBucketStore:
     return RedisBucketStore(url=url)
 
 
-def limiter_for(portal: str) -> GcraLimiter:
-    """The shared limiter for ``portal`` from settings: Redis when ``REDIS_URL`` is set, else the database."""
+def limiter_for(portal: str, *, priority: bool = False) -> GcraLimiter:
+    """The shared limiter for ``portal`` from settings: Redis when ``REDIS_URL`` is set, else the database.
+
+    Everyone shares one bucket, but ordinary callers may only fill it up to ``burst - reserve``
+    (BXSYNC_RATE_PRIORITY_RESERVE): the last slots are kept for ``priority`` callers (payments), so a bulk
+    edit that saturates the portal does not make a payment queue behind it.
+    """
     redis_url = getattr(settings, "REDIS_URL", "")
     store: BucketStore = _redis_store(redis_url) if redis_url else DatabaseBucketStore()
+    burst = int(getattr(settings, "BXSYNC_RATE_BURST", 50))
+    reserve = int(getattr(settings, "BXSYNC_RATE_PRIORITY_RESERVE", 10))
     return GcraLimiter(
         key=portal,
         rate=float(getattr(settings, "BXSYNC_RATE_PER_SECOND", 2.0)),
-        burst=int(getattr(settings, "BXSYNC_RATE_BURST", 50)),
+        burst=burst if priority else max(burst - reserve, 1),
         max_wait=float(getattr(settings, "BXSYNC_RATE_MAX_WAIT", 30.0)),
         store=store,
     )

@@ -173,11 +173,29 @@ def test_it_builds_a_database_limiter_from_settings(settings):
     settings.BXSYNC_RATE_PER_SECOND = 5.0
     settings.BXSYNC_RATE_BURST = 250
     settings.BXSYNC_RATE_MAX_WAIT = 10.0
+    settings.BXSYNC_RATE_PRIORITY_RESERVE = 20
 
-    limiter = limiter_for("crm")
+    limiter = limiter_for("crm", priority=True)
 
     assert (limiter.key, limiter.rate, limiter.burst, limiter.max_wait) == ("crm", 5.0, 250, 10.0)
     assert isinstance(limiter.store, DatabaseBucketStore)
+    assert limiter_for("crm").burst == 230  # the last 20 slots are kept for payments
+
+
+def test_it_keeps_the_last_slots_of_a_saturated_bucket_for_payments(new_store, clock):
+    # Sleeping does not move the clock: everything below asks at the same instant.
+    bulk_waits: list[float] = []
+    payment_waits: list[float] = []
+    bulk = make_limiter(new_store(), clock, burst=40, max_wait=60.0, sleep=bulk_waits.append)
+    payment = make_limiter(new_store(), clock, burst=50, max_wait=60.0, sleep=payment_waits.append)
+
+    for _ in range(41):
+        bulk.acquire()  # the 41st has to wait for the bucket to drain ...
+    assert bulk_waits == [pytest.approx(0.5)]
+
+    for _ in range(9):
+        payment.acquire()  # ... while payments still go at once
+    assert payment_waits == []
 
 
 def test_it_builds_a_redis_limiter_when_redis_is_configured(settings):
