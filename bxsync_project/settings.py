@@ -126,7 +126,12 @@ BXSYNC_RATE_MAX_WAIT = env.float("BXSYNC_RATE_MAX_WAIT", default=30.0)
 BXSYNC_RATE_PRIORITY_RESERVE = env.int("BXSYNC_RATE_PRIORITY_RESERVE", default=10)
 BXSYNC_JOB_BATCH = env.int("BXSYNC_JOB_BATCH", default=50)
 BXSYNC_JOB_MAX_ATTEMPTS = env.int("BXSYNC_JOB_MAX_ATTEMPTS", default=8)
-BXSYNC_JOB_LEASE_SECONDS = env.int("BXSYNC_JOB_LEASE_SECONDS", default=120)
+# A run holds its jobs and links this long; it must outlast one run (a few REST calls, each waiting at most
+# BXSYNC_RATE_MAX_WAIT for the limiter), or the sweeper hands the jobs to a second worker.
+BXSYNC_JOB_LEASE_SECONDS = env.int("BXSYNC_JOB_LEASE_SECONDS", default=300)
+# A worker task stops claiming new runs after this long and hands over to a fresh task, so a backlog of
+# 10,000 jobs never meets django-q2's task timeout.
+BXSYNC_WORKER_TASK_SECONDS = env.int("BXSYNC_WORKER_TASK_SECONDS", default=120)
 BXSYNC_RETRY_BASE_SECONDS = env.float("BXSYNC_RETRY_BASE_SECONDS", default=2.0)
 BXSYNC_RETRY_MAX_SECONDS = env.float("BXSYNC_RETRY_MAX_SECONDS", default=600.0)
 BXSYNC_CONFLICT_TOLERANCE_SECONDS = env.float("BXSYNC_CONFLICT_TOLERANCE_SECONDS", default=2.0)
@@ -145,8 +150,8 @@ BXSYNC_WEB_WORKERS = env.int("BXSYNC_WEB_WORKERS", default=2)
 Q_CLUSTER = {
     "name": env("Q_NAME", default="bxsync"),
     "workers": BXSYNC_WORKERS,
-    "timeout": env.int("Q_TIMEOUT", default=300),
-    "retry": env.int("Q_RETRY", default=360),
+    "timeout": env.int("Q_TIMEOUT", default=600),
+    "retry": env.int("Q_RETRY", default=660),
     "max_attempts": 1,
     "ack_failures": True,
     "queue_limit": 4,
@@ -155,7 +160,7 @@ Q_CLUSTER = {
     "sync": env.bool("Q_SYNC", default=False),
     "ALT_CLUSTERS": {
         # Payment work has its own queue and workers so it never waits behind a bulk edit.
-        "payments": {"workers": BXSYNC_PAYMENT_WORKERS, "timeout": 120, "retry": 180},
+        "payments": {"workers": BXSYNC_PAYMENT_WORKERS},
     },
 }
 if REDIS_URL and env.bool("BXSYNC_REDIS_BROKER", default=True):

@@ -172,11 +172,15 @@ def jobs_recover() -> int:
 
 
 def jobs_process(*, queue: str, handle: Callable[[list[Job]], None], max_seconds: float | None = None) -> int:
-    """Claim and handle batches of due jobs until none is left. Returns how many jobs were handled."""
+    """Claim and handle batches of due jobs until none is left, or until `max_seconds` have passed and a fresh
+    task takes over. Returns how many jobs were handled."""
     cache.delete(_wake_key(queue))  # from here on, a new event wakes another run rather than relying on us
     started = time.monotonic()
     handled = 0
-    while max_seconds is None or time.monotonic() - started < max_seconds:
+    while True:
+        if max_seconds is not None and time.monotonic() - started >= max_seconds:
+            queue_wake(queue=queue)  # a successor, unless an event already woke one
+            break
         _batch_window(queue=queue)
         jobs = jobs_claim(queue=queue, limit=settings.BXSYNC_JOB_BATCH)
         if jobs:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 def jobs_run(queue: str) -> int:
     """Work through the due jobs of `queue` (woken by an event or the sweeper)."""
+    from django.conf import settings
+
     from statussync.jobs import jobs_process
     from statussync.sync import jobs_handle
 
-    return jobs_process(queue=queue, handle=jobs_handle)
+    return jobs_process(queue=queue, handle=jobs_handle, max_seconds=settings.BXSYNC_WORKER_TASK_SECONDS)
 
 
 def sweep() -> dict[str, int]:

@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
-from statussync.jobs import job_request, jobs_sweep
+from statussync.jobs import job_request, jobs_process, jobs_sweep
 from statussync.models import AuditEntry, InboundEvent, Job, JobKind, JobState
 from statussync.retention import records_purge
 from statussync.schedules import schedules_ensure
@@ -70,3 +70,15 @@ def test_it_refuses_to_serve_without_a_secret_key(settings, monkeypatch):
 
     with pytest.raises(CommandError, match="SECRET_KEY"):
         call_command("serve")
+
+
+def test_it_hands_a_long_backlog_over_to_a_fresh_worker_task():
+    for deal_id in range(3):
+        job_request(kind=JobKind.DEAL, entity_id=str(deal_id))
+    handled: list[int] = []
+
+    assert jobs_process(queue="default", handle=lambda jobs: handled.append(len(jobs)), max_seconds=0) == 0
+
+    assert handled == []
+    assert Job.objects.filter(state=JobState.PENDING).count() == 3
+    assert OrmQ.objects.count() == 1  # the successor's wake-up
