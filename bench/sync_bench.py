@@ -49,12 +49,12 @@ def total(counters: dict, key: str, exclude: str = "") -> int:
     return sum(v for portal in counters.values() for k, v in portal.get(key, {}).items() if k != exclude)
 
 
-def run(kind: str, bulk: int, payments: int) -> list[str]:
+def run(kind: str, bulk: int, payments: int, workdir: Path) -> list[str]:
     lines: list[str] = []
     # Bitrix cloud's own limits on both sides, 2 requests/s with a burst of 50, and bxsync's limiter set to
     # match; the default broker poll of 0.3 s.
     limits = {"BXSYNC_RATE_PER_SECOND": "2", "BXSYNC_RATE_BURST": "50", "Q_POLL": "0.3"}
-    with tempfile.TemporaryDirectory() as tmp, running_stack(kind, Path(tmp), **limits) as stack:
+    with running_stack(kind, workdir, **limits) as stack:
         stack.sandbox.set_limits(rate=2, burst=50)
         pairs = stack.seed_linked(payments * 2 + bulk)
         quiet_pairs, busy_pairs, bulk_pairs = (
@@ -115,10 +115,13 @@ def main() -> None:
     parser.add_argument("--bulk", type=int, default=1000)
     parser.add_argument("--payments", type=int, default=15)
     parser.add_argument("--kind", choices=["embedded", "scaled"], default="embedded")
+    parser.add_argument("--keep", help="a folder for the database and serve.log, kept afterwards")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
 
-    rows = run(args.kind, args.bulk, args.payments)
+    with tempfile.TemporaryDirectory(prefix="bxsync-bench-") as tmp:
+        print(f"working in {tmp} (serve.log there)", file=sys.stderr)
+        rows = run(args.kind, args.bulk, args.payments, Path(args.keep) if args.keep else Path(tmp))
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     report = [
         "# Benchmarks",

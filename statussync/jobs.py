@@ -16,7 +16,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.db.models import F, Min
+from django.db.models import F, Min, Q
 from django.utils import timezone
 
 from statussync.models import Job, JobKind, JobState, Queue
@@ -31,6 +31,7 @@ HOLD_SECONDS = 5.0
 # that would not be full turns a trickle of one-job runs into runs of 50 (one batch call instead of 50),
 # at the price of this much latency. Payment jobs never wait.
 BATCH_WINDOW_SECONDS = {"default": 0.3, "payments": 0.0}
+PAYMENT_TAKEOVER_SECONDS = 15.0
 
 
 def job_request(*, kind: str, entity_id: str, origin: str = "event", event: str = "") -> Job:
@@ -74,8 +75,13 @@ def jobs_claim(*, queue: str, limit: int) -> list[Job]:
     """Take up to `limit` due pending jobs of `queue` for this worker (compare-and-set, no row locks, so it
     works the same on SQLite and PostgreSQL)."""
     now = timezone.now()
+    due = Q(queue=queue)
+    if queue == Queue.DEFAULT:
+        # Payment jobs left waiting mean the payments worker is down or stuck: the default workers take them
+        # over rather than let a payment wait for an operator.
+        due |= Q(queue=Queue.PAYMENTS, not_before__lte=now - timedelta(seconds=PAYMENT_TAKEOVER_SECONDS))
     ids = list(
-        Job.objects.filter(queue=queue, state=JobState.PENDING, not_before__lte=now)
+        Job.objects.filter(due, state=JobState.PENDING, not_before__lte=now)
         .order_by("not_before", "id")
         .values_list("id", flat=True)[:limit]
     )

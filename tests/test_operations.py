@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
-from statussync.jobs import job_request, jobs_process, jobs_sweep
+from statussync.jobs import job_request, jobs_claim, jobs_process, jobs_sweep
 from statussync.models import AuditEntry, InboundEvent, Job, JobKind, JobState
 from statussync.retention import records_purge
 from statussync.schedules import schedules_ensure
@@ -82,3 +82,14 @@ def test_it_hands_a_long_backlog_over_to_a_fresh_worker_task():
     assert handled == []
     assert Job.objects.filter(state=JobState.PENDING).count() == 3
     assert OrmQ.objects.count() == 1  # the successor's wake-up
+
+
+def test_it_lets_the_default_workers_take_over_payments_left_waiting():
+    fresh = job_request(kind=JobKind.PAYMENT, entity_id="1001")
+    stale = job_request(kind=JobKind.PAYMENT, entity_id="1002")
+    Job.objects.filter(id=stale.id).update(not_before=timezone.now() - timedelta(seconds=60))
+
+    claimed = jobs_claim(queue="default", limit=50)
+
+    assert [job.id for job in claimed] == [stale.id]
+    assert Job.objects.get(id=fresh.id).state == JobState.PENDING
