@@ -13,7 +13,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,18 +57,25 @@ class Stack:
             return conn.execute(sql.replace("?", "%s"), params).fetchall()
 
     def idle(self) -> bool:
-        """No event on its way and no job pending or running."""
+        """No event on its way and no job pending or running, and no event emitted while we looked.
+
+        Every write bxsync makes emits an event (its echo), so an unchanged count of emitted events across
+        "events delivered, no jobs, events delivered" means no job was midway through a write.
+        """
+        before = self._events_emitted()
         if not self.sandbox.wait_events_idle(timeout=0.05):
             return False
         busy = self.query("SELECT count(*) FROM statussync_job WHERE state IN ('pending', 'running')")[0][0]
-        return busy == 0
+        if busy:
+            return False
+        return self.sandbox.wait_events_idle(timeout=0.05) and self._events_emitted() == before
 
     def wait_idle(self, timeout: float = 60.0) -> None:
-        # Twice: the last job's own writes fire echo events that make new jobs.
-        for _ in range(2):
-            wait_for(self.idle, timeout=timeout, what="bxsync to finish its work")
-            time.sleep(0.3)  # an echo event leaves the sandbox within this; cheaper than a missed one
         wait_for(self.idle, timeout=timeout, what="bxsync to finish its work")
+
+    def _events_emitted(self) -> int:
+        counters = self.sandbox.counters()
+        return sum(sum(portal.get("events", {}).get("emitted", {}).values()) for portal in counters.values())
 
     def rest_writes(self) -> int:
         counters = self.sandbox.counters()
