@@ -356,12 +356,13 @@ class _SyncRun:
                 item.outcome = Outcome.IGNORED
                 item.message = "the order or deal no longer exists and was never linked"
                 continue
+            base = _base_of(item.link)
             item.decision = decide(
-                base=_base_of(item.link),
+                base=base,
                 order=None if item.order_missing else item.order,
                 deal=None if item.deal_missing else item.deal,
                 mapping=mapping,
-                origin=item.origin,
+                origin=_echo_origin(item, base),
                 tolerance_seconds=settings.BXSYNC_CONFLICT_TOLERANCE_SECONDS,
             )
 
@@ -574,6 +575,17 @@ def _base_of(link: Link | None) -> Base | None:
         last_write_side=link.last_write_side,  # type: ignore[arg-type]
         last_write_value=link.last_write_value,
     )
+
+
+def _echo_origin(item: Item, base: Base | None) -> Origin:
+    """Events from both sides of a link in one run leave no single origin. With a base, the engine uses the
+    origin only to name an echo, so name the side bxsync last wrote to if one of the events came from it."""
+    if item.origin is not None or base is None or not base.last_write_side:
+        return item.origin
+    job_sides = {
+        Side.CRM if job.kind == JobKind.DEAL else Side.CMS for job in item.jobs if job.origin == "event"
+    }
+    return base.last_write_side if base.last_write_side in job_sides else None
 
 
 def _side_of(origin: Origin) -> str:

@@ -347,3 +347,18 @@ def test_it_keeps_webhook_secrets_out_of_the_audit_and_the_jobs(sb, settings):
     texts += list(PortalHealth.objects.values_list("last_error", flat=True))
     assert any("crm" in t for t in texts)
     assert not any(secret in t for t in texts)
+
+
+def test_it_names_the_echo_when_both_sides_events_land_in_one_run(sb):
+    order_id, deal_id = linked_pair(sb)
+    sb.shop.set_order_status(int(order_id), "P")
+    job_request(kind=JobKind.ORDER, entity_id=order_id)
+    run_worker()
+
+    # Our deal write's echo, and a late duplicate of the shop's own event, handled together.
+    job_request(kind=JobKind.DEAL, entity_id=deal_id)
+    job_request(kind=JobKind.ORDER, entity_id=order_id)
+    run_worker()
+
+    assert AuditEntry.objects.filter(order_id=order_id).first().outcome == "echo"
+    assert rest_writes(sb) == 1
