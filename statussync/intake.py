@@ -78,7 +78,8 @@ class _EventReceiveApi(APIView):
             receipt = event_receive(side=self.side, payload=payload)
         except EventError as exc:
             return _error(status.HTTP_400_BAD_REQUEST, str(exc))
-        except DatabaseError:
+        except Exception:
+            # Not stored, so not a 200; and never an HTML 500 page for Bitrix's queue to record.
             logger.exception("could not store a %s event", self.side)
             return _error(status.HTTP_503_SERVICE_UNAVAILABLE, "could not store the event; try again")
         return Response({"status": receipt.status, "event": receipt.event, "id": receipt.entity_id})

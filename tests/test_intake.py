@@ -200,3 +200,15 @@ def test_it_reports_unhealthy_when_a_portal_is_not_configured(client, settings):
 
     assert response.status_code == 503
     assert response.json()["portals"]["crm"]["ok"] is False
+
+
+def test_it_answers_503_json_and_not_200_when_the_event_cannot_be_stored(client, monkeypatch):
+    def broken(**kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("statussync.intake.event_receive", broken)
+
+    response = post(client, "crm", event_body("crm_deal_update"))
+
+    assert response.status_code == 503
+    assert response["Content-Type"] == "application/json"

@@ -122,6 +122,21 @@ class BitrixClient:
         """
         out = BatchResult()
         items = list(commands.items())
+        if len(items) == 1:
+            # One command costs one request either way; calling the method itself keeps its own HTTP status
+            # and error, and works against any portal that implements the method.
+            key, (method, params) = items[0]
+            try:
+                envelope = self.call(method, params)
+            except PermanentError as error:  # NotFoundError too
+                out.errors[key] = error
+            else:
+                out.results[key] = envelope.get("result")
+                if "total" in envelope:
+                    out.totals[key] = int(envelope["total"])
+                if "next" in envelope:
+                    out.nexts[key] = int(envelope["next"])
+            return out
         for start in range(0, len(items), BATCH_LIMIT):
             chunk = items[start : start + BATCH_LIMIT]
             methods = {key: method for key, (method, _) in chunk}

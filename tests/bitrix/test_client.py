@@ -526,9 +526,28 @@ def test_it_raises_when_the_batch_request_itself_fails(client, rsps, base_url, b
     rsps.post(f"{base_url}batch.json", json=body("error_query_limit_exceeded"), status=503)
 
     with pytest.raises(TransientError) as info:
-        client.batch({"a": ("crm.deal.get", {"id": 1})})
+        client.batch({"a": ("crm.deal.get", {"id": 1}), "b": ("crm.deal.get", {"id": 2})})
 
     assert info.value.method == "batch"
+
+
+def test_it_calls_the_method_itself_for_a_batch_of_one(client, rsps, base_url, body):
+    rsps.post(f"{base_url}crm.deal.get.json", json={"result": {"ID": "7"}, "time": {}})
+    rsps.post(
+        f"{base_url}sale.order.get.json",
+        json={"error": 200540400001, "error_description": "order is not exists"},
+        status=400,
+    )
+
+    found = client.batch({"d": ("crm.deal.get", {"id": 7})})
+    missing = client.batch({"o": ("sale.order.get", {"id": 9})})
+
+    assert found.results == {"d": {"ID": "7"}}
+    assert isinstance(missing.errors["o"], NotFoundError)
+    assert client.calls == 2
+    rsps.post(f"{base_url}crm.deal.list.json", json=body("error_query_limit_exceeded"), status=503)
+    with pytest.raises(TransientError):
+        client.batch({"l": ("crm.deal.list", {})})
 
 
 # --- list paging ---------------------------------------------------------------------------------------
