@@ -95,7 +95,7 @@ def run(kind: str, bulk: int, payments: int, workdir: Path) -> list[str]:
             f"{pending_after_payments} bulk orders still waiting after the last payment |"
         )
         counters = stack.sandbox.counters()
-        http = sum(portal["rest_calls"].get("batch", 0) for portal in counters.values())
+        http = sum(portal.get("rest_requests", 0) for portal in counters.values())
         commands = total(counters, "rest_calls", exclude="batch")
         rejected = total(counters, "rest_rejected")
         lines.append(

@@ -227,7 +227,7 @@ def test_it_syncs_a_bulk_edit_in_a_few_batch_calls(sb):
 
     assert all(sb.shop.get_order(o)["statusId"] == "P" for o, _ in pairs)
     counters = sb.counters()
-    http_calls = counters["shop"]["rest_calls"]["batch"] + counters["crm"]["rest_calls"]["batch"]
+    http_calls = counters["shop"]["rest_requests"] + counters["crm"]["rest_requests"]
     # 120 deals = 3 runs of at most 50; each run: one CRM read, one shop read, one shop write.
     assert http_calls <= 10
     assert counters["shop"]["rest_calls"]["sale.order.update"] == 120

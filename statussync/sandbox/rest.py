@@ -284,7 +284,8 @@ class Portal:
         self.operating.reset()
 
     def counters(self) -> dict[str, Any]:
-        """All counters: ``rest_calls``, ``rest_rejected``, ``writes`` (``rest``/``human``), ``events``."""
+        """All counters: ``rest_requests`` (HTTP requests served), ``rest_calls`` (by method, batch
+        sub-commands included), ``rest_rejected``, ``writes`` (``rest``/``human``), ``events``."""
         data = self.metrics.snapshot()
         data["events_pending"] = self.events.pending()
         return data
@@ -378,6 +379,7 @@ class Portal:
         if latency > 0:
             self._stop.wait(latency)
         ctx = CallContext(user_id=int(self.config.user_id))
+        self.metrics.inc("rest_requests")  # HTTP requests served: a batch is one
         self.metrics.inc("rest_calls", method)
         if method == "batch":
             status, body = self._batch(params, ctx, latency)

@@ -7,7 +7,7 @@ Control API (JSON in, JSON out; no auth — the servers bind to 127.0.0.1 only).
 
 ==========================  ===============================================================================
 ``GET  /_sandbox/info``       portal kind, webhook URL, application token, handler URL, methods, config
-``GET  /_sandbox/counters``   counters (``rest_calls``, ``rest_rejected``, ``writes``, ``events``)
+``GET  /_sandbox/counters``   ``rest_requests``, ``rest_calls``, ``rest_rejected``, ``writes``, ``events``
 ``POST /_sandbox/reset_counters``  zero counters and the event log
 ``GET  /_sandbox/faults``     current fault switches
 ``POST /_sandbox/faults``     set switches, e.g. ``{"drop_rate": 0.2, "outage_seconds": 5}``;
