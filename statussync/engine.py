@@ -43,6 +43,8 @@ class DealState:
     stage_changed_at: datetime | None = None  # crm `MOVED_TIME`
     order_id: str = ""  # the deal order field
     deleted: bool = False
+    # STAGE_SEMANTIC_ID "S": the deal is at its pipeline's success stage, whatever that stage is called.
+    successful: bool = False
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,7 @@ def _payment(
     if not target:
         return None
     paid_base = Base(order_status=order.status, deal_stage=deal.stage, paid=True, pipeline=deal.pipeline)
-    if deal.stage == target or deal.stage in pm.success_stages:
+    if deal.stage == target or deal.stage in pm.success_stages or deal.successful:
         if deal_changed and pm.to_cms.get(deal.stage, order.status) != order.status:
             # A manager moved the deal there (e.g. to WON) since the base: no payment move is needed, but
             # that move is a deal change the order must still follow; absorbing it into the base loses it.

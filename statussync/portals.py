@@ -4,6 +4,7 @@ into the engine's states. The HTTP itself is `statussync.bitrix`'s job; this mod
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -11,10 +12,12 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils.dateparse import parse_datetime
 
-from statussync.bitrix import BitrixClient
+from statussync.bitrix import BitrixClient, PermanentError
 from statussync.engine import DealState, OrderState
 
 Command = tuple[str, dict[str, Any]]
+
+logger = logging.getLogger(__name__)
 
 SUCCESS_STAGES_CACHE_SECONDS = 600
 
@@ -25,7 +28,15 @@ def deal_order_field() -> str:
 
 
 def deal_select() -> list[str]:
-    return ["ID", "STAGE_ID", "CATEGORY_ID", "MOVED_TIME", "DATE_MODIFY", deal_order_field()]
+    return [
+        "ID",
+        "STAGE_ID",
+        "CATEGORY_ID",
+        "STAGE_SEMANTIC_ID",
+        "MOVED_TIME",
+        "DATE_MODIFY",
+        deal_order_field(),
+    ]
 
 
 def deal_get(deal_id: str) -> Command:
@@ -74,6 +85,7 @@ def deal_from_rest(row: dict[str, Any]) -> DealState:
         pipeline=int(row.get("CATEGORY_ID") or 0),
         stage_changed_at=parse_time(row.get("MOVED_TIME")),
         order_id=str(row.get(deal_order_field()) or "").strip(),
+        successful=row.get("STAGE_SEMANTIC_ID") == "S",
     )
 
 
@@ -116,7 +128,13 @@ def success_stages(*, crm: BitrixClient, pipelines: list[int]) -> dict[int, froz
         else:
             found[pipeline] = frozenset(cached)
     if missing:
-        batch = crm.batch({f"p{p}": stage_list(p) for p in missing})
+        try:
+            batch = crm.batch({f"p{p}": stage_list(p) for p in missing})
+        except PermanentError as exc:
+            # The stage list only sharpens payment handling (a deal's own STAGE_SEMANTIC_ID tells the rest);
+            # a portal refusing it must not stop every sync.
+            logger.warning("could not read deal stages: %s", exc)
+            return {**found, **{p: frozenset() for p in missing}}
         for pipeline in missing:
             rows = batch.results.get(f"p{pipeline}") or []
             stages = [

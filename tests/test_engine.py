@@ -105,7 +105,13 @@ def order(
 
 
 def deal(
-    stage: str, *, pipeline: int = 0, changed: float | None = 0.0, deleted: bool = False, deal_id: str = "7"
+    stage: str,
+    *,
+    pipeline: int = 0,
+    changed: float | None = 0.0,
+    deleted: bool = False,
+    deal_id: str = "7",
+    successful: bool = False,
 ) -> DealState:
     return DealState(
         deal_id=deal_id,
@@ -114,6 +120,7 @@ def deal(
         stage_changed_at=None if changed is None else at(changed),
         order_id="101",
         deleted=deleted,
+        successful=successful,
     )
 
 
@@ -323,6 +330,16 @@ PAID_CONFLICT = {  # order N -> P and paid; a manager moved the deal NEW -> LOSE
 }
 
 PAYMENT = [
+    row(
+        "paid-deal-at-a-success-stage-the-stage-list-did-not-name",
+        base=base("P", "UC_WON2"),
+        order=order("P", paid=True),
+        deal=deal("UC_WON2", successful=True),
+        origin="payment",
+        outcome="no_change",
+        write=None,
+        new_base=base("P", "UC_WON2", paid=True),
+    ),
     row(
         "paid-moves-deal-to-paid-stage",
         base=base("N", "NEW"),

@@ -362,3 +362,19 @@ def test_it_names_the_echo_when_both_sides_events_land_in_one_run(sb):
 
     assert AuditEntry.objects.filter(order_id=order_id).first().outcome == "echo"
     assert rest_writes(sb) == 1
+
+
+def test_it_keeps_syncing_when_the_portal_refuses_the_stage_list(sb, monkeypatch):
+    monkeypatch.setattr("statussync.portals.stage_list", lambda pipeline: ("crm.status.nosuchmethod", {}))
+    order_id, deal_id = linked_pair(sb)
+    sb.crm.move_deal(int(deal_id), "WON")
+    job_request(kind=JobKind.DEAL, entity_id=deal_id)
+    run_worker()
+    assert sb.shop.get_order(int(order_id))["statusId"] == "F"
+
+    # Paid while at the success stage: the deal's own STAGE_SEMANTIC_ID says so; it stays at WON.
+    job_request(kind=JobKind.PAYMENT, entity_id=pay(sb, order_id))
+    run_worker("payments")
+
+    assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "WON"
+    assert rest_writes(sb) == 1
