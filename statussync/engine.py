@@ -153,10 +153,10 @@ def decide(
             return Decision(
                 outcome="no_change", reason="first sight: both sides already agree", new_base=agreed
             )
-        # Nothing agreed yet: the side whose event brought us here is the one that changed. Reconciliation
-        # has no such side, so both count as changed and the conflict policy decides.
-        order_changed = origin in ("cms", "payment", None)
-        deal_changed = origin in ("crm", None)
+        # Nothing agreed yet. An event says that something about the order or deal changed (a title edit
+        # fires ONCRMDEALUPDATE too), not which side moved last; the status and stage change times do. So
+        # both count as changed and the pipeline's conflict policy decides, as in reconciliation.
+        order_changed = deal_changed = True
         previous = replace(agreed, paid=order.paid and not paid_changed)
     else:
         order_changed = order.status != base.order_status

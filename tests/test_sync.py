@@ -378,3 +378,17 @@ def test_it_keeps_syncing_when_the_portal_refuses_the_stage_list(sb, monkeypatch
 
     assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "WON"
     assert rest_writes(sb) == 1
+
+
+def test_it_never_reverts_an_order_because_an_unlinked_deals_title_was_edited(sb):
+    [(order_id, deal_id)] = sb.seed(1, pipeline_share=0, orders_without_deal=0, deals_without_order=0)
+    sb.advance_clock(60)
+    sb.shop.set_order_status(order_id, "P")  # its event is still on the way ...
+    sb.advance_clock(5)
+    sb.crm.edit_deal(deal_id, {"TITLE": "Заказ с доставкой"})  # ... when this ONCRMDEALUPDATE arrives
+
+    job_request(kind=JobKind.DEAL, entity_id=str(deal_id))
+    run_worker()
+
+    assert sb.shop.get_order(order_id)["statusId"] == "P"
+    assert sb.crm.get_deal(deal_id)["STAGE_ID"] == "PREPARATION"
