@@ -385,7 +385,7 @@ def test_it_never_reverts_an_order_because_an_unlinked_deals_title_was_edited(sb
     sb.advance_clock(60)
     sb.shop.set_order_status(order_id, "P")  # its event is still on the way ...
     sb.advance_clock(5)
-    sb.crm.edit_deal(deal_id, {"TITLE": "Заказ с доставкой"})  # ... when this ONCRMDEALUPDATE arrives
+    sb.crm.edit_deal(deal_id, {"TITLE": "Order 42, delivery"})  # ... when this ONCRMDEALUPDATE arrives
 
     job_request(kind=JobKind.DEAL, entity_id=str(deal_id))
     run_worker()
