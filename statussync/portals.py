@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils.dateparse import parse_datetime
 
-from statussync.bitrix import BitrixClient, PermanentError
+from statussync.bitrix import BitrixClient, PermanentError, TransientError
 from statussync.engine import DealState, OrderState
 
 Command = tuple[str, dict[str, Any]]
@@ -130,9 +130,10 @@ def success_stages(*, crm: BitrixClient, pipelines: list[int]) -> dict[int, froz
     if missing:
         try:
             batch = crm.batch({f"p{p}": stage_list(p) for p in missing})
-        except PermanentError as exc:
+        except (PermanentError, TransientError) as exc:
             # The stage list only sharpens payment handling (a deal's own STAGE_SEMANTIC_ID tells the rest);
-            # a portal refusing it must not stop every sync.
+            # a portal failing it must not stop every sync. Not cached: the next run asks again. Auth errors
+            # still stop the run, since every other call would fail the same way.
             logger.warning("could not read deal stages: %s", exc)
             return {**found, **{p: frozenset() for p in missing}}
         for pipeline in missing:
