@@ -103,6 +103,10 @@ def run(kind: str, bulk: int, payments: int, workdir: Path) -> list[str]:
             f"requests carrying {commands} REST commands ({commands / max(http, 1):.0f} per request); "
             f"{rejected} rejected by the portal's rate limit |"
         )
+        refused = sum(
+            sum(portal.get("events", {}).get("failed", {}).values()) for portal in counters.values()
+        )
+        lines.append(f"| events bxsync failed to accept (Bitrix never re-sends them) | {refused} |")
         writes = sum(sum(portal["writes"].get("rest", {}).values()) for portal in counters.values())
         lines.append(f"| writes for {bulk} deal moves + {payments} payments | {writes} |")
     return lines
