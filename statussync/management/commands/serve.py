@@ -35,6 +35,11 @@ class Command(BaseCommand):
         ]
         if missing:
             self.stderr.write(f"warning: {', '.join(missing)} not set; /api/health/ will report it")
+        if not os.environ.get("ALLOWED_HOSTS"):
+            self.stderr.write(
+                f"warning: ALLOWED_HOSTS is not set, so only {', '.join(settings.ALLOWED_HOSTS)} are served; "
+                "Bitrix's webhooks to any other host name get 400"
+            )
         schedules_ensure()
         self.stdout.write(f"bxsync on http://{host}:{port}/ (admin at /admin/, health at /api/health/)")
         raise SystemExit(services_run(host=host, port=port))
