@@ -171,6 +171,9 @@ else:
     Q_CLUSTER.update({"orm": "default", "poll": env.float("Q_POLL", default=0.3)})
     Q_CLUSTER["ALT_CLUSTERS"]["payments"]["poll"] = min(Q_CLUSTER["poll"], 0.1)
 
+# Webhook URLs hold a secret: keep them off DEBUG error pages and out of error reports.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "bxsync_project.error_reports.SecretSettingsFilter"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -93,3 +93,15 @@ def test_it_lets_the_default_workers_take_over_payments_left_waiting():
 
     assert [job.id for job in claimed] == [stale.id]
     assert Job.objects.get(id=fresh.id).state == JobState.PENDING
+
+
+def test_it_keeps_webhook_urls_off_error_pages(settings):
+    from django.views.debug import get_exception_reporter_filter
+
+    settings.BXSYNC_CRM_REST_URL = "https://crm.example.ru/rest/7/verysecretcode/"
+    settings.REDIS_URL = "redis://:hunter2@127.0.0.1:6379/0"
+
+    shown = get_exception_reporter_filter(None).get_safe_settings()
+
+    assert "verysecretcode" not in str(shown)
+    assert "hunter2" not in str(shown)
