@@ -164,3 +164,22 @@ def test_it_answers_health_and_refuses_forged_events(e2e: Stack):
     )
     assert forged.status_code == 403
     assert forged.headers["Content-Type"] == "application/json"
+
+
+def test_it_follows_a_pipeline_move_and_closes_the_link_of_a_deleted_order(e2e: Stack):
+    [(order_id, deal_id), (gone_order, _)] = e2e.seed_linked(2)
+
+    e2e.sandbox.crm.move_deal_to_pipeline(deal_id, 1, "C1:EXECUTING")  # fires ONCRMDEALMOVETOCATEGORY only
+    e2e.sandbox.shop.delete_order(gone_order)  # fires ONORDERDELETED
+
+    wait_for(lambda: e2e.sandbox.shop.get_order(order_id)["statusId"] == "D", what="the order to follow")
+    e2e.wait_idle()
+    states = dict(
+        e2e.query(
+            "SELECT order_id, state FROM statussync_link WHERE order_id IN (?, ?)",
+            str(order_id),
+            str(gone_order),
+        )
+    )
+    assert states == {str(order_id): "active", str(gone_order): "closed"}
+    assert e2e.rest_writes() == 1
