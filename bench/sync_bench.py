@@ -14,8 +14,11 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+
+import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -49,12 +52,43 @@ def total(counters: dict, key: str, exclude: str = "") -> int:
     return sum(v for portal in counters.values() for k, v in portal.get(key, {}).items() if k != exclude)
 
 
+def intake_rate(stack: Stack, *, events: int, senders: int) -> float:
+    """Events per second the webhook endpoint stores, `senders` posting at once (Bitrix's queue posts in
+    parallel to fast handlers). The events name deals bxsync has never seen, so workers have little to do."""
+    url = f"{stack.url}/api/bitrix/crm/"
+    token = stack.env["BXSYNC_CRM_APP_TOKEN"]
+    base = 10_000_000 + senders * events
+
+    def post(n: int) -> int:
+        body = {
+            "event": "ONCRMDEALUPDATE",
+            "data[FIELDS][ID]": str(base + n),
+            "ts": str(int(time.time())),
+            "auth[application_token]": token,
+        }
+        return requests.post(url, data=body, timeout=30).status_code
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=senders) as pool:
+        statuses = list(pool.map(post, range(events)))
+    elapsed = time.monotonic() - started
+    if set(statuses) != {200}:
+        raise RuntimeError(f"intake answered {sorted(set(statuses))}")
+    return events / elapsed
+
+
 def run(kind: str, bulk: int, payments: int, workdir: Path) -> list[str]:
     lines: list[str] = []
     # Bitrix cloud's own limits on both sides, 2 requests/s with a burst of 50, and bxsync's limiter set to
     # match; the default broker poll of 0.3 s.
     limits = {"BXSYNC_RATE_PER_SECOND": "2", "BXSYNC_RATE_BURST": "50", "Q_POLL": "0.3"}
     with running_stack(kind, workdir, **limits) as stack:
+        rates = {n: intake_rate(stack, events=500, senders=n) for n in (1, 4)}
+        lines.append(
+            f"| webhook intake (store event and job, answer 200) | {rates[1]:.0f} events/s from one sender, "
+            f"{rates[4]:.0f} events/s from four |"
+        )
+        stack.wait_idle(timeout=600)
         stack.sandbox.set_limits(rate=2, burst=50)
         pairs = stack.seed_linked(payments * 2 + bulk)
         quiet_pairs, busy_pairs, bulk_pairs = (

@@ -1,7 +1,7 @@
 """Emulated Bitrix portals for bxsync: an online shop (``sale``) and a Bitrix24 CRM, plus simulated traffic.
 
 Pure standard library HTTP (and ``requests`` for outgoing events); no Django, so it also runs standalone:
-``python -m statussync.sandbox serve --help``. Behaviour follows /work/shared/reference/bitrix-api.md; each
+``python -m statussync.sandbox serve --help``. Behaviour follows the team's reference/bitrix-api.md; each
 module cites the facts it emulates.
 
 Python API::

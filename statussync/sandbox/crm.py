@@ -1,6 +1,6 @@
 """Emulated Bitrix24 CRM portal: deals in pipelines (UPPER_CASE fields), stages, and their events.
 
-Facts emulated (see /work/shared/reference/bitrix-api.md §4, §1.4, §6):
+Facts emulated (see the team's reference/bitrix-api.md §4, §1.4, §6):
 - deal fields come back as strings (``"CATEGORY_ID": "0"``), dates as ISO 8601 with the portal offset
   [R: api-reference/crm/deals/crm-deal-get.md];
 - pipeline 0 uses bare stage ids, pipeline n uses ``C<n>:`` ids, exactly one S stage per pipeline

@@ -1,6 +1,6 @@
 """Emulated Bitrix online shop (module ``sale``): orders with payments (camelCase fields), statuses, events.
 
-Facts emulated (see /work/shared/reference/bitrix-api.md §5, §1.5):
+Facts emulated (see the team's reference/bitrix-api.md §5, §1.5):
 - ``sale.order.get`` → ``result.order`` with ``payments[]``; ``sale.order.list`` → ``result.orders`` +
   ``total`` [R: api-reference/sale/order/sale-order-get.md, sale-order-list.md];
 - ``sale.order.update`` → ``result.order``; a status change sets ``dateStatus`` and ``empStatusId`` = the
