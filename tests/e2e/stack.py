@@ -143,7 +143,7 @@ def running_stack(kind: str, workdir: Path, **env_overrides: str) -> Iterator[St
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     if not backends:
-        env.pop("REDIS_URL", None)
+        env["REDIS_URL"] = ""  # empty rather than unset, so a .env cannot fill it in
     stack = Stack(sandbox=sandbox, url=web, database_url=database_url, env=env)
     log_path = workdir / "serve.log"
     server = None
