@@ -107,11 +107,11 @@ def jobs_finish(*, jobs: list[Job]) -> None:
     )
 
 
-def job_retry(*, job: Job, error: str, delay: float | None = None) -> str:
+def job_retry(*, job: Job, error: str, delay: float | None = None, final: bool = False) -> str:
     """Put a failed job back with exponential backoff and jitter, or into the dead-letter list once it has
-    used its attempts. Returns the new state."""
+    used its attempts (at once when `final`: an error that retrying cannot cure). Returns the new state."""
     now = timezone.now()
-    if job.attempts >= settings.BXSYNC_JOB_MAX_ATTEMPTS:
+    if final or job.attempts >= settings.BXSYNC_JOB_MAX_ATTEMPTS:
         Job.objects.filter(id=job.id).update(
             state=JobState.DEAD, last_error=error[:2000], lease_until=None, finished_at=now, updated_at=now
         )

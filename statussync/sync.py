@@ -20,7 +20,15 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from statussync import portals
-from statussync.bitrix import AuthError, BitrixClient, BitrixError, NotFoundError, TransientError, client_for
+from statussync.bitrix import (
+    AuthError,
+    BatchResult,
+    BitrixClient,
+    BitrixError,
+    NotFoundError,
+    TransientError,
+    client_for,
+)
 from statussync.engine import Base, DealState, Decision, OrderState, Origin, decide, link_resolve
 from statussync.jobs import job_release, job_request, job_retry, jobs_finish
 from statussync.mapping import mapping_load
@@ -165,7 +173,7 @@ class _SyncRun:
     def _resolve_payments(self) -> None:
         pay_items = [i for i in self.items if i.payment_id]
         commands = {f"p{n}": portals.payment_get(i.payment_id) for n, i in enumerate(pay_items)}
-        results = self._batch(self.cms, commands, pay_items, lambda n: pay_items[n])
+        results = self._batch(self.cms, commands, lambda n: pay_items[n])
         for n, item in enumerate(pay_items):
             if item.error:
                 continue
@@ -273,8 +281,8 @@ class _SyncRun:
     def _apply_reads(
         self, items: list[Item], cms_cmds: dict[str, portals.Command], crm_cmds: dict[str, portals.Command]
     ) -> None:
-        cms = self._batch(self.cms, cms_cmds, items, lambda n: items[n])
-        crm = self._batch(self.crm, crm_cmds, items, lambda n: items[n])
+        cms = self._batch(self.cms, cms_cmds, lambda n: items[n])
+        crm = self._batch(self.crm, crm_cmds, lambda n: items[n])
         for n, item in enumerate(items):
             if item.error:
                 continue
@@ -378,8 +386,8 @@ class _SyncRun:
             else:
                 cms_cmds[f"w{n}"] = portals.order_status_update(item.order_id, write.value)
         # Payments first: the CRM write round goes before the shop's.
-        crm = self._batch(self.crm, crm_cmds, items, lambda n: items[n])
-        cms = self._batch(self.cms, cms_cmds, items, lambda n: items[n])
+        crm = self._batch(self.crm, crm_cmds, lambda n: items[n])
+        cms = self._batch(self.cms, cms_cmds, lambda n: items[n])
         for n, item in enumerate(items):
             error = crm.errors.get(f"w{n}") or cms.errors.get(f"w{n}")
             if error is not None and not item.error:
@@ -404,20 +412,7 @@ class _SyncRun:
         try:
             with transaction.atomic():
                 link = self._save_link(item)
-                AuditEntry.objects.create(
-                    side=_side_of(item.origin),
-                    event=", ".join(sorted(set(item.events)))[:64],
-                    order_id=item.order_id,
-                    deal_id=item.deal_id,
-                    link=link,
-                    outcome=outcome,
-                    before=_state_dict(item),
-                    after=_after_dict(item),
-                    message=message,
-                    rest_calls=item.calls,
-                    latency_ms=_latency_ms(item),
-                    origin=item.source,
-                )
+                _audit(item, outcome=outcome, message=message, link=link, after=_after_dict(item))
                 if item.decision and item.decision.unmapped:
                     _unmapped_seen(*item.decision.unmapped)
         except IntegrityError as exc:
@@ -487,25 +482,9 @@ class _SyncRun:
                 states.append(job_retry(job=job, error=message))
             else:
                 # A permanent error will not go away by retrying: straight to the dead-letter list.
-                Job.objects.filter(id=job.id).update(
-                    attempts=F("attempts") + settings.BXSYNC_JOB_MAX_ATTEMPTS
-                )
-                job.attempts += settings.BXSYNC_JOB_MAX_ATTEMPTS
-                states.append(job_retry(job=job, error=message))
+                states.append(job_retry(job=job, error=message, final=True))
         outcome = Outcome.FAILED if JobState.DEAD in states else Outcome.RETRIED
-        AuditEntry.objects.create(
-            side=_side_of(item.origin),
-            event=", ".join(sorted(set(item.events)))[:64],
-            order_id=item.order_id,
-            deal_id=item.deal_id,
-            link=item.link,
-            outcome=outcome,
-            before=_state_dict(item),
-            message=message[:2000],
-            rest_calls=item.calls,
-            latency_ms=_latency_ms(item),
-            origin=item.source,
-        )
+        _audit(item, outcome=outcome, message=message[:2000], link=item.link, after={})
         return ItemResult(item, outcome, message)
 
     # --- helpers -------------------------------------------------------------------------------------------
@@ -515,12 +494,12 @@ class _SyncRun:
         job_request(kind=kind, entity_id=entity, origin="reconcile", event="reconcile")
         return []  # the new pending job is the retry; there is no claimed job to give back
 
-    def _batch(self, client: BitrixClient, commands: dict[str, portals.Command], items: list[Item], item_of):
+    def _batch(
+        self, client: BitrixClient, commands: dict[str, portals.Command], item_of: Callable[[int], Item]
+    ) -> BatchResult:
         """Run `commands` as batch calls; a failure of the whole call fails every item that had a command."""
-        from statussync.bitrix import BatchResult
-
         if not commands:
-            return BatchResult(results={}, errors={}, totals={}, nexts={})
+            return BatchResult()  # and no contact with the portal to report
         for key in commands:
             item_of(int(key[1:])).calls += 1
         try:
@@ -529,7 +508,7 @@ class _SyncRun:
             self._contact(client.portal, exc)
             for key in commands:
                 self._item_error(item_of(int(key[1:])), exc)
-            return BatchResult(results={}, errors={}, totals={}, nexts={})
+            return BatchResult()
         self._contact(client.portal)
         return result
 
@@ -586,6 +565,24 @@ def _echo_origin(item: Item, base: Base | None) -> Origin:
         Side.CRM if job.kind == JobKind.DEAL else Side.CMS for job in item.jobs if job.origin == "event"
     }
     return base.last_write_side if base.last_write_side in job_sides else None
+
+
+def _audit(item: Item, *, outcome: str, message: str, link: Link | None, after: dict[str, Any]) -> None:
+    """The audit entry of one item: what asked, what was seen, what was decided or went wrong."""
+    AuditEntry.objects.create(
+        side=_side_of(item.origin),
+        event=", ".join(sorted(set(item.events)))[:64],
+        order_id=item.order_id,
+        deal_id=item.deal_id,
+        link=link,
+        outcome=outcome,
+        before=_state_dict(item),
+        after=after,
+        message=message,
+        rest_calls=item.calls,
+        latency_ms=_latency_ms(item),
+        origin=item.source,
+    )
 
 
 def _side_of(origin: Origin) -> str:
