@@ -141,7 +141,7 @@ def run(kind: str, bulk: int, payments: int, workdir: Path) -> list[str]:
             sum(portal.get("events", {}).get("failed", {}).values()) for portal in counters.values()
         )
         lines.append(f"| events bxsync failed to accept (Bitrix never re-sends them) | {refused} |")
-        writes = sum(sum(portal["writes"].get("rest", {}).values()) for portal in counters.values())
+        writes = stack.sandbox.rest_writes()
         lines.append(f"| writes for {bulk} deal moves + {payments} payments | {writes} |")
     return lines
 

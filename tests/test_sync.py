@@ -53,12 +53,6 @@ def run_worker(queue: str = "default") -> int:
     return handled
 
 
-def rest_writes(sb: Sandbox) -> int:
-    counters = sb.counters()
-    rest = {**counters["shop"]["writes"].get("rest", {}), **counters["crm"]["writes"].get("rest", {})}
-    return sum(rest.values())
-
-
 def pay(sb: Sandbox, order_id: str) -> str:
     """A customer pays the order; returns the payment id (what ONPAYMENTENTITYSAVED carries)."""
     order = sb.shop.pay_order(int(order_id))
@@ -87,7 +81,7 @@ def test_it_links_a_new_pair_without_writing_when_they_already_agree(sb):
     link = Link.objects.get(order_id=order_id)
     assert link.deal_id == deal_id
     assert (link.base_order_status, link.base_deal_stage) == ("N", "NEW")
-    assert rest_writes(sb) == 0
+    assert sb.rest_writes() == 0
 
 
 def test_it_moves_the_deal_when_the_order_status_changes_and_ignores_the_echo(sb):
@@ -98,12 +92,12 @@ def test_it_moves_the_deal_when_the_order_status_changes_and_ignores_the_echo(sb
     run_worker()
     assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "PREPARATION"
     assert sb.crm.get_deal(int(deal_id))["MODIFY_BY_ID"] == "1"  # the webhook user
-    assert rest_writes(sb) == 1
+    assert sb.rest_writes() == 1
 
     # The echo: Bitrix fires ONCRMDEALUPDATE for bxsync's own crm.deal.update.
     job_request(kind=JobKind.DEAL, entity_id=deal_id)
     run_worker()
-    assert rest_writes(sb) == 1
+    assert sb.rest_writes() == 1
     outcomes = list(AuditEntry.objects.filter(order_id=order_id).values_list("outcome", flat=True))
     assert outcomes[:2] == ["echo", "applied"]
     applied = AuditEntry.objects.get(order_id=order_id, outcome="applied")
@@ -148,7 +142,7 @@ def test_it_moves_a_paid_orders_deal_to_the_paid_stage_on_the_payment_queue(sb):
     job_request(kind=JobKind.ORDER, entity_id=order_id)
     job_request(kind=JobKind.DEAL, entity_id=deal_id)
     run_worker()
-    assert rest_writes(sb) == 1
+    assert sb.rest_writes() == 1
     assert AuditEntry.objects.filter(order_id=order_id, outcome="payment_applied").count() == 1
 
 
@@ -188,7 +182,7 @@ def test_it_writes_nothing_when_two_deals_name_the_same_order(sb):
 
     assert not Link.objects.exists()
     assert AuditEntry.objects.get(order_id=str(order_id)).outcome == "ambiguous"
-    assert rest_writes(sb) == 0
+    assert sb.rest_writes() == 0
 
 
 def test_it_lists_a_status_without_a_rule_as_unmapped(sb):
@@ -199,7 +193,7 @@ def test_it_lists_a_status_without_a_rule_as_unmapped(sb):
     run_worker()
 
     assert UnmappedValue.objects.get(side="cms", value="D").pipeline_id == 0
-    assert rest_writes(sb) == 0
+    assert sb.rest_writes() == 0
 
 
 def test_it_closes_the_link_of_a_deleted_deal(sb):
@@ -306,7 +300,7 @@ def test_it_reconciles_changes_whose_events_never_arrived(sb):
 
     dry = StringIO()
     call_command("reconcile", "--dry-run", stdout=dry)
-    assert rest_writes(sb) == 0
+    assert sb.rest_writes() == 0
     assert not Link.objects.exists()
     assert "would write 2 change(s)" in dry.getvalue()
 
@@ -317,7 +311,7 @@ def test_it_reconciles_changes_whose_events_never_arrived(sb):
     assert sb.shop.get_order(o2)["statusId"] == "C"
     assert sb.crm.get_deal(d3)["STAGE_ID"] == "NEW"
     assert Link.objects.filter(state=LinkState.ACTIVE).count() == 3
-    assert rest_writes(sb) == 2
+    assert sb.rest_writes() == 2
 
 
 def test_it_follows_a_deal_moved_to_another_pipeline_with_that_pipelines_mapping(sb):
@@ -361,7 +355,7 @@ def test_it_names_the_echo_when_both_sides_events_land_in_one_run(sb):
     run_worker()
 
     assert AuditEntry.objects.filter(order_id=order_id).first().outcome == "echo"
-    assert rest_writes(sb) == 1
+    assert sb.rest_writes() == 1
 
 
 def test_it_keeps_syncing_when_the_portal_refuses_the_stage_list(sb, monkeypatch):
@@ -377,7 +371,7 @@ def test_it_keeps_syncing_when_the_portal_refuses_the_stage_list(sb, monkeypatch
     run_worker("payments")
 
     assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "WON"
-    assert rest_writes(sb) == 1
+    assert sb.rest_writes() == 1
 
 
 def test_it_never_reverts_an_order_because_an_unlinked_deals_title_was_edited(sb):

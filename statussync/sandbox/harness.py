@@ -147,6 +147,10 @@ class Sandbox:
         """``{"shop": {...}, "crm": {...}}`` (see ``Portal.counters``)."""
         return {"shop": self.shop.counters(), "crm": self.crm.counters()}
 
+    def rest_writes(self) -> int:
+        """Writes made through the REST API on both portals (in bxsync's tests: bxsync's own writes)."""
+        return sum(sum(c.get("writes", {}).get("rest", {}).values()) for c in self.counters().values())
+
     def reset_counters(self) -> None:
         """Zero both portals' counters and event logs."""
         self.shop.reset_counters()

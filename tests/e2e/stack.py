@@ -77,11 +77,6 @@ class Stack:
         counters = self.sandbox.counters()
         return sum(sum(portal.get("events", {}).get("emitted", {}).values()) for portal in counters.values())
 
-    def rest_writes(self) -> int:
-        counters = self.sandbox.counters()
-        rest = {**counters["shop"]["writes"].get("rest", {}), **counters["crm"]["writes"].get("rest", {})}
-        return sum(rest.values())
-
     def seed_linked(self, n: int, *, pipeline_share: float = 0.0) -> list[tuple[int, int]]:
         """`n` new order/deal pairs, linked by a reconciliation (as a first `make run` would)."""
         pairs = self.sandbox.seed(

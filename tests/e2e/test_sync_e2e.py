@@ -19,7 +19,7 @@ def test_it_moves_the_deal_once_when_staff_change_the_order_status(e2e: Stack):
     wait_for(lambda: e2e.sandbox.crm.get_deal(deal_id)["STAGE_ID"] == "PREPARATION", what="the deal to move")
     e2e.wait_idle()
     # One human change, exactly one write: the ONCRMDEALUPDATE echo of our own write changed nothing.
-    assert e2e.rest_writes() == 1
+    assert e2e.sandbox.rest_writes() == 1
     assert e2e.sandbox.counters()["crm"]["events"]["delivered"]["ONCRMDEALUPDATE"] == 1
     outcomes = [
         o for (o,) in e2e.query("SELECT outcome FROM statussync_auditentry WHERE deal_id = ?", str(deal_id))
@@ -36,7 +36,7 @@ def test_it_sets_the_order_status_once_when_a_manager_moves_the_deal(e2e: Stack)
 
     wait_for(lambda: e2e.sandbox.shop.get_order(order_id)["statusId"] == "F", what="the order status")
     e2e.wait_idle()
-    assert e2e.rest_writes() == 1
+    assert e2e.sandbox.rest_writes() == 1
     assert e2e.sandbox.shop.get_order(order_id)["empStatusId"] == 1  # written by the webhook user
 
 
@@ -57,7 +57,7 @@ def test_it_never_loops_on_a_mix_of_human_changes(e2e: Stack):
     # A loop would keep emitting events, and bxsync would never become idle.
     e2e.wait_idle()
 
-    assert e2e.rest_writes() == human
+    assert e2e.sandbox.rest_writes() == human
     for order_id, deal_id in pairs:
         order, deal = e2e.sandbox.shop.get_order(order_id), e2e.sandbox.crm.get_deal(deal_id)
         bare_stage = deal["STAGE_ID"].split(":")[-1]
@@ -89,7 +89,7 @@ def test_it_gets_a_payment_to_the_crm_while_a_bulk_edit_is_processed(e2e: Stack)
     e2e.wait_idle(timeout=120)
     assert all(e2e.sandbox.shop.get_order(o)["statusId"] == "P" for o, _ in bulk)
     # 399 deals moved, one payment: 400 writes, not one more.
-    assert e2e.rest_writes() == 400
+    assert e2e.sandbox.rest_writes() == 400
     counters = e2e.sandbox.counters()
     requests_made = counters["shop"].get("rest_requests", 0) + counters["crm"].get("rest_requests", 0)
     # 399 deal events and 399 order echoes: one request per read and write would be about 2,000; runs of up
@@ -113,7 +113,7 @@ def test_it_recovers_dropped_events_with_reconcile(e2e: Stack):
     e2e.manage("reconcile")
     assert e2e.sandbox.crm.get_deal(deal_id)["STAGE_ID"] == "WON"
     e2e.wait_idle()
-    assert e2e.rest_writes() == 1
+    assert e2e.sandbox.rest_writes() == 1
 
 
 def test_it_discovers_and_syncs_a_pair_never_seen_before_through_reconcile(e2e: Stack):
@@ -142,7 +142,7 @@ def test_it_is_unmoved_by_duplicated_and_reordered_events(e2e: Stack):
         e2e.sandbox.crm.move_deal(deal_id, "WON", user_id=7)
     e2e.wait_idle()
 
-    assert e2e.rest_writes() == 6
+    assert e2e.sandbox.rest_writes() == 6
     assert e2e.sandbox.counters()["crm"]["events"]["duplicated"]
     for _, deal_id in pairs[:3]:
         assert e2e.sandbox.crm.get_deal(deal_id)["STAGE_ID"] == "PREPARATION"
@@ -182,4 +182,4 @@ def test_it_follows_a_pipeline_move_and_closes_the_link_of_a_deleted_order(e2e: 
         )
     )
     assert states == {str(order_id): "active", str(gone_order): "closed"}
-    assert e2e.rest_writes() == 1
+    assert e2e.sandbox.rest_writes() == 1
