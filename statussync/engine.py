@@ -69,6 +69,18 @@ class PipelineMap:
     paid_stage: str = ""
     conflict_policy: str = "latest"
     success_stages: frozenset[str] = frozenset()  # the pipeline's "S" stage, read from the CRM
+    # The pipeline's in-progress and success stages in the CRM's SORT order, read from the CRM: "past the
+    # paid stage" means later here. Failure stages are left out: a lost deal whose order gets paid is not
+    # past the paid stage, it still owes the move.
+    stage_order: tuple[str, ...] = ()
+
+    def reached(self, stage: str, target: str) -> bool:
+        """Whether a deal at `stage` is at or past `target` in this pipeline (unknown order: only equal)."""
+        if stage == target or stage in self.success_stages:
+            return True
+        if stage in self.stage_order and target in self.stage_order:
+            return self.stage_order.index(stage) >= self.stage_order.index(target)
+        return False
 
 
 @dataclass(frozen=True)
@@ -146,8 +158,11 @@ def decide(
     in_agreement = pm.to_crm.get(order.status) == deal.stage or pm.to_cms.get(deal.stage) == order.status
 
     if base is None:
-        # Only a payment event makes a first-seen paid order a payment; a long-paid order is just paid.
-        paid_changed = order.paid and origin == "payment"
+        # A payment is decided from state, never from which event arrived first: a paid order whose deal has
+        # not reached the paid stage still owes that move, whether the payment, the order or the deal (created
+        # after the payment) is seen first, or reconciliation finds the pair. `_payment` writes nothing when
+        # the deal is already at or past the paid stage.
+        paid_changed = order.paid
         # Agreement on the status rules does not absorb a payment: the deal still has to reach the paid stage.
         if in_agreement and not paid_changed:
             return Decision(
@@ -157,7 +172,7 @@ def decide(
         # fires ONCRMDEALUPDATE too), not which side moved last; the status and stage change times do. So
         # both count as changed and the pipeline's conflict policy decides, as in reconciliation.
         order_changed = deal_changed = True
-        previous = replace(agreed, paid=order.paid and not paid_changed)
+        previous = replace(agreed, paid=False)
     else:
         order_changed = order.status != base.order_status
         deal_changed = deal.stage != base.deal_stage or (
@@ -203,14 +218,15 @@ def _payment(
     the ordinary status rules decide, and the new base they produce records the payment.
     """
     target = pm.paid_stage
-    # An order that is paid and finished in the same save belongs at the success stage, not before it.
+    # An order that is paid and moved on in the same save (finished, or sent to a stage after the paid one)
+    # belongs at that later stage, not at the paid stage before it.
     status_stage = pm.to_crm.get(order.status)
-    if order_changed and status_stage and status_stage in pm.success_stages:
+    if order_changed and status_stage and status_stage != target and pm.reached(status_stage, target):
         target = status_stage
     if not target:
         return None
     paid_base = Base(order_status=order.status, deal_stage=deal.stage, paid=True, pipeline=deal.pipeline)
-    if deal.stage == target or deal.stage in pm.success_stages or deal.successful:
+    if deal.successful or pm.reached(deal.stage, target):
         if deal_changed and pm.to_cms.get(deal.stage, order.status) != order.status:
             # A manager moved the deal there (e.g. to WON) since the base: no payment move is needed, but
             # that move is a deal change the order must still follow; absorbing it into the base loses it.

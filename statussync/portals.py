@@ -5,6 +5,7 @@ into the engine's states. The HTTP itself is `statussync.bitrix`'s job; this mod
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +20,7 @@ Command = tuple[str, dict[str, Any]]
 
 logger = logging.getLogger(__name__)
 
-SUCCESS_STAGES_CACHE_SECONDS = 600
+STAGES_CACHE_SECONDS = 600
 
 
 def deal_order_field() -> str:
@@ -116,17 +117,26 @@ def parse_time(value: Any) -> datetime | None:
         return None
 
 
-def success_stages(*, crm: BitrixClient, pipelines: list[int]) -> dict[int, frozenset[str]]:
-    """Each pipeline's success ("S") stage, read from the CRM and cached; stage ids are read, never derived
+@dataclass(frozen=True)
+class PipelineStages:
+    """A pipeline's in-progress and success stage ids in the CRM's SORT order, and its success stage."""
+
+    order: tuple[str, ...] = ()
+    success: frozenset[str] = frozenset()
+
+
+def pipeline_stages(*, crm: BitrixClient, pipelines: list[int]) -> dict[int, PipelineStages]:
+    """Each pipeline's in-progress and success stages in SORT order and its success ("S") stage, read from
+    the CRM and cached; stage ids are read, never derived
     [R: tutorials/crm/how-to-get-lists/how-to-get-stages-with-semantics.md]."""
-    found: dict[int, frozenset[str]] = {}
+    found: dict[int, PipelineStages] = {}
     missing = []
     for pipeline in pipelines:
-        cached = cache.get(f"bxsync:success-stages:{pipeline}")
+        cached = cache.get(f"bxsync:pipeline-stages:{pipeline}")
         if cached is None:
             missing.append(pipeline)
         else:
-            found[pipeline] = frozenset(cached)
+            found[pipeline] = PipelineStages(order=tuple(cached[0]), success=frozenset(cached[1]))
     if missing:
         try:
             batch = crm.batch({f"p{p}": stage_list(p) for p in missing})
@@ -135,15 +145,21 @@ def success_stages(*, crm: BitrixClient, pipelines: list[int]) -> dict[int, froz
             # a portal failing it must not stop every sync. Not cached: the next run asks again. Auth errors
             # still stop the run, since every other call would fail the same way.
             logger.warning("could not read deal stages: %s", exc)
-            return {**found, **{p: frozenset() for p in missing}}
+            return {**found, **{p: PipelineStages() for p in missing}}
         for pipeline in missing:
-            rows = batch.results.get(f"p{pipeline}") or []
-            stages = [
+            rows = sorted(batch.results.get(f"p{pipeline}") or [], key=lambda r: int(r.get("SORT") or 0))
+            order = [str(r["STATUS_ID"]) for r in rows if not _is_failure(r)]
+            success = [
                 str(r["STATUS_ID"])
                 for r in rows
                 if r.get("SEMANTICS") == "S" or (r.get("EXTRA") or {}).get("SEMANTICS") == "success"
             ]
             if f"p{pipeline}" not in batch.errors:
-                cache.set(f"bxsync:success-stages:{pipeline}", stages, SUCCESS_STAGES_CACHE_SECONDS)
-            found[pipeline] = frozenset(stages)
+                cache.set(f"bxsync:pipeline-stages:{pipeline}", (order, success), STAGES_CACHE_SECONDS)
+            found[pipeline] = PipelineStages(order=tuple(order), success=frozenset(success))
     return found
+
+
+def _is_failure(row: dict[str, Any]) -> bool:
+    """A failure stage: SEMANTICS "F", or EXTRA.SEMANTICS failure/apology [R: crm-status-list.md]."""
+    return row.get("SEMANTICS") == "F" or (row.get("EXTRA") or {}).get("SEMANTICS") in ("failure", "apology")

@@ -342,7 +342,7 @@ class _SyncRun:
         mapping = mapping_load()
         pipelines = sorted({i.deal.pipeline for i in items if i.deal} & set(mapping.pipelines))
         try:
-            stages = portals.success_stages(crm=self.crm, pipelines=pipelines) if pipelines else {}
+            stages = portals.pipeline_stages(crm=self.crm, pipelines=pipelines) if pipelines else {}
             self._contact(Side.CRM)
         except BitrixError as exc:
             self._contact(Side.CRM, exc)
@@ -352,7 +352,11 @@ class _SyncRun:
         mapping = replace(
             mapping,
             pipelines={
-                pid: replace(pm, success_stages=stages.get(pid, frozenset()))
+                pid: replace(
+                    pm,
+                    success_stages=stages.get(pid, portals.PipelineStages()).success,
+                    stage_order=stages.get(pid, portals.PipelineStages()).order,
+                )
                 for pid, pm in mapping.pipelines.items()
             },
         )

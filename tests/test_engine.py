@@ -31,8 +31,12 @@ from tests.mappings import two_pipelines
 # The mapping: DESIGN.md "The mapping file", verbatim, plus pipeline 1.
 # ----------------------------------------------------------------------------------------------------------
 
-# The success ("S" semantic) stage of each pipeline is read from the CRM, not from the file.
+# The success ("S" semantic) stage and the SORT order of each pipeline's stages are read from the CRM, not
+# from the file. These are Bitrix's default stages [docs/bitrix.md "Stages"].
 SUCCESS_STAGES = {0: frozenset({"WON"}), 1: frozenset({"C1:WON"})}
+# Failure stages (LOSE, APOLOGY) are not in the order: they are not "past" the paid stage.
+DEFAULT_STAGES = ("NEW", "PREPARATION", "PREPAYMENT_INVOICE", "EXECUTING", "FINAL_INVOICE", "WON")
+STAGE_ORDER = {0: DEFAULT_STAGES, 1: tuple(f"C1:{stage}" for stage in DEFAULT_STAGES)}
 
 
 def _pipeline_map(spec: dict[str, Any]) -> PipelineMap:
@@ -50,6 +54,7 @@ def _pipeline_map(spec: dict[str, Any]) -> PipelineMap:
         paid_stage=spec["paid_stage"],
         conflict_policy=spec["conflict_policy"],
         success_stages=SUCCESS_STAGES[spec["pipeline"]],
+        stage_order=STAGE_ORDER[spec["pipeline"]],
     )
 
 
@@ -529,25 +534,83 @@ PAYMENT = [
         write=("crm", "PREPAYMENT_INVOICE"),
         new_base=base("P", "PREPAYMENT_INVOICE", paid=True, wrote="crm:PREPAYMENT_INVOICE"),
     ),
+    # A payment is decided from state, not from the event that arrived first (issue: payments lost on pairs
+    # seen for the first time): a paid order whose deal is not at or past the paid stage owes that move.
+    *[
+        row(
+            f"first-sight-paid-order-{status}-via-{origin or 'reconcile'}-moves-deal-to-paid-stage",
+            base=None,
+            order=order(status, paid=True, changed=30),
+            deal=deal(stage, changed=changed),
+            origin=origin,
+            outcome="payment_applied",
+            write=("crm", "PREPAYMENT_INVOICE"),
+            new_base=base(status, "PREPAYMENT_INVOICE", paid=True, wrote="crm:PREPAYMENT_INVOICE"),
+        )
+        for status, stage, changed in [
+            ("N", "NEW", 10),  # in agreement under the status rules
+            ("P", "NEW", 10),  # the order moved later (status_on_paid)
+            ("P", "NEW", 60),  # the deal was created after the payment
+            ("P", "PREPARATION", 60),  # in agreement, but short of the paid stage
+            ("P", "LOSE", 60),  # a failure stage is not past the paid stage
+        ]
+        for origin in ("payment", "cms", "crm", None)
+    ],
+    *[
+        row(
+            f"first-sight-paid-order-deal-at-the-success-stage-via-{origin or 'reconcile'}",
+            base=None,
+            order=order("F", paid=True, changed=10),
+            deal=deal("WON", changed=30),
+            origin=origin,
+            outcome="no_change",
+            write=None,
+            new_base=base("F", "WON", paid=True),
+        )
+        for origin in ("payment", "cms", "crm", None)
+    ],
     row(
-        "first-sight-long-paid-order-via-cms-is-just-paid",
+        "first-sight-paid-order-deal-past-the-paid-stage-gets-no-payment-move",
         base=None,
-        order=order("N", paid=True),
-        deal=deal("NEW"),
+        order=order("P", paid=True, changed=10),
+        deal=deal("EXECUTING", changed=30),
         origin="cms",
         outcome="no_change",
         write=None,
-        new_base=base("N", "NEW", paid=True),
+        new_base=base("P", "EXECUTING", paid=True),
     ),
     row(
-        "first-sight-long-paid-order-via-cms-uses-status-rules",
+        "first-sight-paid-order-whose-status-is-past-the-paid-stage-goes-to-that-stage",
+        mapping=TO_CRM_ONLY,
         base=None,
-        order=order("P", paid=True, changed=30),
+        order=order("D", paid=True, changed=30),
         deal=deal("NEW", changed=10),
         origin="cms",
-        outcome="conflict_resolved",
-        write=("crm", "PREPARATION"),
-        new_base=base("P", "PREPARATION", paid=True, wrote="crm:PREPARATION"),
+        outcome="payment_applied",
+        write=("crm", "EXECUTING"),
+        new_base=base("D", "EXECUTING", paid=True, wrote="crm:EXECUTING"),
+    ),
+    row(
+        "paid-order-deal-already-past-the-paid-stage-is-just-paid",
+        mapping=TO_CRM_ONLY,
+        base=base("D", "EXECUTING"),
+        order=order("D", paid=True),
+        deal=deal("EXECUTING"),
+        origin="payment",
+        outcome="no_change",
+        write=None,
+        new_base=base("D", "EXECUTING", paid=True),
+    ),
+    row(
+        "stage-order-unknown-paid-order-moves-deal-unless-at-the-paid-or-success-stage",
+        mapping=with_pipeline(TO_CRM_ONLY, stage_order=()),
+        base=base("D", "EXECUTING"),
+        order=order("D", paid=True),
+        deal=deal("EXECUTING"),
+        origin="payment",
+        outcome="payment_applied",
+        write=("crm", "PREPAYMENT_INVOICE"),
+        new_base=base("D", "PREPAYMENT_INVOICE", paid=True, wrote="crm:PREPAYMENT_INVOICE"),
     ),
     row(
         "already-paid-base-is-no-new-payment",
@@ -1048,15 +1111,14 @@ FIRST_SIGHT = [
         flag=True,
     ),
     row(
-        "disagreement-origin-crm-paid-order-is-not-regressed",
+        "disagreement-deal-event-paid-order-is-not-regressed-the-deal-gets-the-payment",
         base=None,
         order=order("P", paid=True, changed=10),
         deal=deal("NEW", changed=30),
         origin="crm",
-        outcome="regression_blocked",
-        write=None,
-        new_base=base("P", "NEW", paid=True),
-        flag=True,
+        outcome="payment_applied",
+        write=("crm", "PREPAYMENT_INVOICE"),
+        new_base=base("P", "PREPAYMENT_INVOICE", paid=True, wrote="crm:PREPAYMENT_INVOICE"),
     ),
     row(
         "reconcile-order-newer",
@@ -1101,14 +1163,14 @@ FIRST_SIGHT = [
         new_base=base("P", "PREPARATION", wrote="crm:PREPARATION"),
     ),
     row(
-        "reconcile-long-paid-order-is-no-payment",
+        "reconcile-finds-a-paid-order-whose-deal-never-got-the-payment",
         base=None,
         order=order("P", paid=True, changed=30),
         deal=deal("NEW", changed=10),
         origin=None,
-        outcome="conflict_resolved",
-        write=("crm", "PREPARATION"),
-        new_base=base("P", "PREPARATION", paid=True, wrote="crm:PREPARATION"),
+        outcome="payment_applied",
+        write=("crm", "PREPAYMENT_INVOICE"),
+        new_base=base("P", "PREPAYMENT_INVOICE", paid=True, wrote="crm:PREPAYMENT_INVOICE"),
     ),
 ]
 

@@ -41,7 +41,9 @@ def sb(sandbox, settings, db):
     settings.BXSYNC_RATE_BURST = 1000
     settings.BXSYNC_REST_TIMEOUT = 5
     mapping_import(data=MAPPING)
-    return sandbox
+    options = sandbox.shop.options()
+    yield sandbox
+    sandbox.shop.set_options(**options)  # a test may switch the shop's kernel options
 
 
 def run_worker(queue: str = "default") -> int:
@@ -144,6 +146,92 @@ def test_it_moves_a_paid_orders_deal_to_the_paid_stage_on_the_payment_queue(sb):
     run_worker()
     assert sb.rest_writes() == 1
     assert AuditEntry.objects.filter(order_id=order_id, outcome="payment_applied").count() == 1
+
+
+def new_pair(sb: Sandbox) -> tuple[str, str]:
+    """A seeded order and deal that bxsync has never seen (order N, deal NEW)."""
+    order_id, deal_id = sb.seed(1, pipeline_share=0, orders_without_deal=0, deals_without_order=0)[0]
+    return str(order_id), str(deal_id)
+
+
+# Every order in which the three jobs of a payment on a never-seen pair can run: the payment, the order's own
+# event (ONSALEORDERSAVED of the same save) and a deal event (any edit of the deal).
+ARRIVAL_ORDERS = [
+    ("payment", "order", "deal"),
+    ("order", "payment", "deal"),
+    ("order", "deal", "payment"),
+    ("deal", "order", "payment"),
+    ("deal", "payment", "order"),
+    ("payment", "deal", "order"),
+    ("order",),  # the payment event was lost
+    ("deal",),
+    ("reconcile",),  # every event was lost
+]
+
+
+@pytest.mark.parametrize("status_on_paid", ["P", None], ids=["status-on-paid", "status-unchanged"])
+@pytest.mark.parametrize("arrival", ARRIVAL_ORDERS, ids="-then-".join)
+def test_it_moves_the_deal_of_a_pair_paid_before_bxsync_saw_it_whatever_arrives_first(
+    sb, arrival, status_on_paid
+):
+    # Bitrix shops often set a status on payment (the kernel option status_on_paid); some leave it at N.
+    sb.shop.set_options(status_on_paid=status_on_paid)
+    status = status_on_paid or "N"
+    order_id, deal_id = new_pair(sb)
+    payment_id = pay(sb, order_id)
+
+    for kind in arrival:
+        if kind == "reconcile":
+            call_command("reconcile", stdout=StringIO())
+            continue
+        entity = {"payment": payment_id, "order": order_id, "deal": deal_id}[kind]
+        job_request(kind=kind, entity_id=entity)
+        run_worker("payments")
+        run_worker()
+
+    assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "PREPAYMENT_INVOICE"
+    assert sb.rest_writes() == 1
+    assert AuditEntry.objects.filter(order_id=order_id, outcome="payment_applied").count() == 1
+    link = Link.objects.get(order_id=order_id)
+    assert (link.base_order_status, link.base_deal_stage) == (status, "PREPAYMENT_INVOICE")
+    assert link.base_paid
+    # The echo of that write, and a reconciliation afterwards, write nothing more.
+    job_request(kind=JobKind.DEAL, entity_id=deal_id)
+    run_worker()
+    call_command("reconcile", stdout=StringIO())
+    assert sb.rest_writes() == 1
+
+
+def test_it_moves_a_deal_created_after_its_order_was_paid_to_the_paid_stage(sb):
+    order_id = str(sb.shop.create_order(price=100)["id"])
+    payment_id = pay(sb, order_id)
+    job_request(kind=JobKind.PAYMENT, entity_id=payment_id)
+    job_request(kind=JobKind.ORDER, entity_id=order_id)
+    run_worker("payments")
+    run_worker()
+    assert AuditEntry.objects.filter(order_id=order_id, outcome="unlinked").exists()
+
+    deal_id = str(sb.crm.create_deal(title="late deal", order_id=order_id)["ID"])  # ONCRMDEALADD
+    job_request(kind=JobKind.DEAL, entity_id=deal_id)
+    run_worker()
+
+    assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "PREPAYMENT_INVOICE"
+    assert sb.shop.get_order(int(order_id))["statusId"] == "P"
+    assert sb.rest_writes() == 1
+    assert AuditEntry.objects.get(deal_id=deal_id, outcome="payment_applied").order_id == order_id
+
+
+def test_it_leaves_a_paid_pairs_deal_alone_when_it_is_past_the_paid_stage(sb):
+    order_id, deal_id = new_pair(sb)
+    pay(sb, order_id)
+    sb.crm.move_deal(int(deal_id), "WON")
+    sb.shop.set_order_status(int(order_id), "F")
+
+    call_command("reconcile", stdout=StringIO())
+
+    assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "WON"
+    assert sb.rest_writes() == 0
+    assert Link.objects.get(order_id=order_id).base_paid
 
 
 def test_it_blocks_a_deal_move_that_would_unpay_a_paid_order(sb):
