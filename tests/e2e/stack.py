@@ -134,6 +134,9 @@ def running_stack(kind: str, workdir: Path, **env_overrides: str) -> Iterator[St
         "BXSYNC_RETRY_BASE_SECONDS": "0.5",
         "Q_POLL": "0.1",
         "BXSYNC_WEB_WORKERS": "2",
+        # Tests reconcile on demand; a scheduled pass in the middle of one would recover the events a test
+        # drops on purpose before it looks. The one pass at start-up is waited for below.
+        "BXSYNC_RECONCILE_MINUTES": "1440",
         **env_overrides,
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
@@ -171,6 +174,12 @@ def running_stack(kind: str, workdir: Path, **env_overrides: str) -> Iterator[St
                 return False
 
         wait_for(healthy, timeout=60, what="bxsync to answer /api/health/")
+
+        def reconciled_once() -> bool:
+            rows = stack.query("SELECT task FROM django_q_schedule WHERE name = 'bxsync-reconcile'")
+            return bool(rows and rows[0][0])
+
+        wait_for(reconciled_once, timeout=60, what="the scheduled reconciliation at start-up")
         yield stack
     finally:
         if server is not None:
@@ -191,7 +200,8 @@ def _scaled_backends() -> tuple[str, dict[str, str]]:
     with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
-    redis_url = f"{REDIS_SERVER}/7"
+    # A Redis database of our own; BXSYNC_E2E_REDIS_DB lets two checkouts run the scaled leg side by side.
+    redis_url = f"{REDIS_SERVER}/{os.environ.get('BXSYNC_E2E_REDIS_DB', '7')}"
     redis.Redis.from_url(redis_url).flushdb()
     return f"{PG_SERVER}/{name}", {"REDIS_URL": redis_url}
 
