@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Min, Q
 from django.utils import timezone
 
+from statussync.bitrix import AuthError, BitrixError, TransientError
 from statussync.models import Job, JobKind, JobState, Queue
 
 logger = logging.getLogger(__name__)
@@ -138,6 +139,19 @@ def job_retry(*, job: Job, error: str, delay: float | None = None, final: bool =
         Job.objects.filter(id=job.id).update(state=JobState.DONE, finished_at=now, updated_at=now)
         return JobState.DONE
     return JobState.PENDING
+
+
+def jobs_fail(*, jobs: list[Job], error: BaseException) -> list[str]:
+    """The failure policy, in one place. A transient error (the portal busy or down, a database hiccup, a bug
+    we may yet fix) retries with backoff; an auth error holds the portal — the longest backoff, so a portal
+    refusing our credentials gets no storm while health is red; an error retrying cannot cure (the portal
+    refuses this request for good) goes to the dead-letter list at once. Returns each job's new state."""
+    message = str(error) if isinstance(error, BitrixError) else f"{type(error).__name__}: {str(error)[:500]}"
+    if isinstance(error, AuthError):
+        return [job_retry(job=job, error=message, delay=settings.BXSYNC_RETRY_MAX_SECONDS) for job in jobs]
+    if isinstance(error, BitrixError) and not isinstance(error, TransientError):
+        return [job_retry(job=job, error=message, final=True) for job in jobs]
+    return [job_retry(job=job, error=message) for job in jobs]
 
 
 def job_release(*, job: Job, delay: float = 1.0) -> None:

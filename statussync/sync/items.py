@@ -1,0 +1,129 @@
+"""What one sync run works on: an item per order, deal or linked pair, from jobs or asked for on demand."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.utils import timezone
+
+from statussync.bitrix import BitrixError, NotFoundError
+from statussync.engine import DealState, Decision, OrderState, Origin
+from statussync.models import Job, JobKind, Link, Outcome
+
+_ORIGIN_OF_KIND: dict[str, Origin] = {JobKind.ORDER: "cms", JobKind.PAYMENT: "payment", JobKind.DEAL: "crm"}
+
+
+@dataclass(eq=False)
+class Item:
+    """One order, deal or linked pair to sync, and everything learnt about it during the run."""
+
+    origin: Origin
+    order_id: str = ""
+    deal_id: str = ""
+    payment_id: str = ""  # a payment event's id, until its order is known
+    source: str = "event"  # what asked for it: event, reconcile or admin (for the audit)
+    events: list[str] = field(default_factory=list)
+    jobs: list[Job] = field(default_factory=list)
+    started: datetime | None = None
+    link: Link | None = None
+    order: OrderState | None = None
+    order_missing: bool = False
+    deal: DealState | None = None
+    deal_missing: bool = False
+    candidates: list[DealState] | None = None  # the deals naming the order, for a link not yet made
+    calls: int = 0
+    error: BitrixError | None = None
+    decision: Decision | None = None
+    outcome: str = ""  # set when the item ends before the engine (unlinked, ambiguous, ignored)
+    message: str = ""
+    busy: bool = False
+
+    @property
+    def live(self) -> bool:
+        """Still on its way to a decision (not busy, failed or settled early)."""
+        return not self.busy and not self.error and not self.outcome
+
+    def settle(self, outcome: str, message: str) -> None:
+        """End the item before the engine (unlinked, ambiguous, ignored), with the reason for the audit."""
+        self.outcome, self.message = outcome, message
+
+    def fail(self, error: BitrixError, *, if_missing: str = "") -> None:
+        """Record a failed call; the first error is the one retried and audited. With `if_missing`, an
+        entity that no longer exists settles the item as ignored instead."""
+        if if_missing and isinstance(error, NotFoundError):
+            self.settle(Outcome.IGNORED, if_missing)
+        elif self.error is None:
+            self.error = error
+
+    def describe(self) -> str:
+        """ "order 1 ↔ deal 2", as far as known."""
+        parts = []
+        if self.order_id or self.link:
+            parts.append(f"order {self.link.order_id if self.link else self.order_id}")
+        if self.deal_id or self.link:
+            parts.append(f"deal {self.link.deal_id if self.link else self.deal_id}")
+        return " ↔ ".join(parts)
+
+
+@dataclass
+class ItemResult:
+    """How an item ended: the outcome recorded in the audit, and why."""
+
+    item: Item
+    outcome: str
+    message: str
+
+
+def items_from_jobs(*, jobs: list[Job]) -> list[Item]:
+    """One item per order/deal; payment jobs become order items once their payment is read."""
+    items: dict[tuple[str, str], Item] = {}
+    for job in jobs:
+        key = (job.kind, job.entity_id)
+        item = items.get(key)
+        if item is None:
+            origin = _ORIGIN_OF_KIND[job.kind] if job.origin == "event" else None
+            item = Item(origin=origin, started=job.created_at, source=job.origin)
+            if job.kind == JobKind.DEAL:
+                item.deal_id = job.entity_id
+            elif job.kind == JobKind.PAYMENT:
+                item.payment_id = job.entity_id
+            else:
+                item.order_id = job.entity_id
+            items[key] = item
+        item.jobs.append(job)
+        item.events.append(job.event or job.origin)
+    return list(items.values())
+
+
+def items_for(
+    *, order_ids: Iterable[str] = (), deal_ids: Iterable[str] = (), source: str = "reconcile"
+) -> list[Item]:
+    """Items for an on-demand sync (reconciliation, admin resync), without jobs. No side asked for them, so
+    a difference on both sides is settled by the conflict policy."""
+    now = timezone.now()
+    items = [Item(origin=None, order_id=str(o), started=now, source=source) for o in order_ids]
+    items += [Item(origin=None, deal_id=str(d), started=now, source=source) for d in deal_ids]
+    return items
+
+
+def items_merge(items: list[Item], key: Callable[[Item], Hashable | None]) -> list[Item]:
+    """One item per key: jobs and events join; the origin is the payment's, or nobody's when mixed."""
+    first: dict[Hashable, Item] = {}
+    merged: list[Item] = []
+    for item in items:
+        k = key(item)
+        other = first.get(k) if k is not None else None
+        if other is None:
+            if k is not None:
+                first[k] = item
+            merged.append(item)
+            continue
+        other.jobs += item.jobs
+        other.events += item.events
+        if "payment" in (other.origin, item.origin):
+            other.origin = "payment"
+        elif other.origin != item.origin:
+            other.origin = None
+    return merged

@@ -1,0 +1,220 @@
+"""Recording: move the link's base, write the audit entry and finish the jobs — one small transaction per item
+— or hand failed work to the jobs' failure policy. Also the portals' health as this run saw it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from statussync.bitrix import AuthError, BitrixError, TransientError
+from statussync.jobs import job_release, job_request, jobs_fail, jobs_finish
+from statussync.models import (
+    AuditEntry,
+    Job,
+    JobKind,
+    JobState,
+    Link,
+    LinkState,
+    Outcome,
+    PortalHealth,
+    Side,
+    UnmappedValue,
+)
+
+from .decide import base_of
+from .items import Item, ItemResult
+
+if TYPE_CHECKING:
+    from .run import SyncRun
+
+
+def item_record(run: SyncRun, item: Item) -> ItemResult:
+    """Record how `item` ended and finish, release or retry its jobs."""
+    if item.busy:
+        if run.dry_run:
+            return ItemResult(item, "busy", "link busy in another worker")
+        for job in item.jobs or _jobs_for_later(item):
+            job_release(job=job)
+        return ItemResult(item, "busy", "link busy in another worker; retried shortly")
+    if item.error is not None:
+        return _record_failure(run, item)
+    if item.decision is not None:
+        outcome, message = item.decision.outcome, item.decision.reason
+    else:
+        outcome, message = item.outcome or Outcome.IGNORED, item.message
+    if run.dry_run:
+        return ItemResult(item, outcome, message)
+    try:
+        with transaction.atomic():
+            link = _link_save(item)
+            _audit(item, outcome=outcome, message=message, link=link, after=_after_dict(item))
+            if item.decision and item.decision.unmapped:
+                _unmapped_seen(*item.decision.unmapped)
+    except IntegrityError as exc:
+        # Another worker linked the same order or deal a moment ago; the retry will find its link.
+        item.error = TransientError(portal="db", method="link", code="race", description=str(exc)[:200])
+        return _record_failure(run, item)
+    jobs_finish(jobs=item.jobs)
+    return ItemResult(item, outcome, message)
+
+
+def _link_save(item: Item) -> Link | None:
+    """Create a first-seen pair's link, move its base, close it, flag it or clear its flag."""
+    decision = item.decision
+    link = item.link
+    if decision is None:
+        return link
+    now = timezone.now()
+    if decision.close:
+        if link is not None:
+            Link.objects.filter(id=link.id).update(
+                state=LinkState.CLOSED, closed_at=now, close_reason=decision.reason[:200]
+            )
+        return link
+    if link is None:
+        link = Link.objects.create(
+            order_id=item.order_id,
+            deal_id=item.deal_id,
+            pipeline_id=item.deal.pipeline if item.deal else None,
+        )
+    updates: dict[str, Any] = {}
+    if decision.new_base is not None:
+        base = decision.new_base
+        updates.update(
+            base_order_status=base.order_status,
+            base_deal_stage=base.deal_stage,
+            base_paid=base.paid,
+            pipeline_id=base.pipeline,
+            base_at=now,
+        )
+        if decision.write is not None:
+            updates.update(
+                last_write_side=decision.write.side, last_write_value=decision.write.value, last_write_at=now
+            )
+    if decision.flag:
+        updates.update(needs_attention=True, attention_reason=decision.flag[:300])
+    elif decision.write is not None or (
+        decision.outcome == Outcome.NO_CHANGE and decision.new_base is not None
+    ):
+        # A later agreement settles an earlier conflict or regression.
+        updates.update(needs_attention=False, attention_reason="")
+    if updates:
+        Link.objects.filter(id=link.id).update(**updates, updated_at=now)
+    return link
+
+
+def _record_failure(run: SyncRun, item: Item) -> ItemResult:
+    """Retry or dead-letter the item's jobs by the failure policy, and audit why."""
+    error = item.error
+    assert error is not None
+    message = str(error)
+    if run.dry_run:
+        return ItemResult(item, Outcome.FAILED, message)
+    states = jobs_fail(jobs=item.jobs or _jobs_for_later(item), error=error)
+    outcome = Outcome.FAILED if JobState.DEAD in states else Outcome.RETRIED
+    _audit(item, outcome=outcome, message=message[:2000], link=item.link, after={})
+    return ItemResult(item, outcome, message)
+
+
+def _jobs_for_later(item: Item) -> list[Job]:
+    """An on-demand item (reconciliation) that could not finish becomes a job, so it is not lost."""
+    kind, entity = (JobKind.ORDER, item.order_id) if item.order_id else (JobKind.DEAL, item.deal_id)
+    job_request(kind=kind, entity_id=entity, origin="reconcile", event="reconcile")
+    return []  # the new pending job is the retry; there is no claimed job to give back
+
+
+def _audit(item: Item, *, outcome: str, message: str, link: Link | None, after: dict[str, Any]) -> None:
+    """The audit entry of one item: what asked, what was seen, what was decided or went wrong."""
+    AuditEntry.objects.create(
+        side={"cms": Side.CMS, "payment": Side.CMS, "crm": Side.CRM}.get(item.origin or "", ""),
+        event=", ".join(sorted(set(item.events)))[:64],
+        order_id=item.order_id,
+        deal_id=item.deal_id,
+        link=link,
+        outcome=outcome,
+        before=_before_dict(item),
+        after=after,
+        message=message,
+        rest_calls=item.calls,
+        latency_ms=_latency_ms(item),
+        origin=item.source,
+    )
+
+
+def _before_dict(item: Item) -> dict[str, Any]:
+    state: dict[str, Any] = {}
+    if item.order is not None:
+        state["order_status"] = item.order.status
+        state["order_paid"] = item.order.paid
+    elif item.order_missing:
+        state["order"] = "deleted"
+    if item.deal is not None:
+        state["deal_stage"] = item.deal.stage
+        state["pipeline"] = item.deal.pipeline
+    elif item.deal_missing:
+        state["deal"] = "deleted"
+    base = base_of(item.link)
+    if base is not None:
+        state["base"] = {"order_status": base.order_status, "deal_stage": base.deal_stage, "paid": base.paid}
+    return state
+
+
+def _after_dict(item: Item) -> dict[str, Any]:
+    decision = item.decision
+    if decision is None:
+        return {}
+    after: dict[str, Any] = {}
+    if decision.write is not None:
+        key = "deal_stage" if decision.write.side == "crm" else "order_status"
+        after[key] = decision.write.value
+    if decision.new_base is not None:
+        after["base"] = {
+            "order_status": decision.new_base.order_status,
+            "deal_stage": decision.new_base.deal_stage,
+            "paid": decision.new_base.paid,
+        }
+    if decision.close:
+        after["link"] = "closed"
+    if decision.flag:
+        after["needs_attention"] = decision.flag
+    return after
+
+
+def _latency_ms(item: Item) -> int | None:
+    if item.started is None:
+        return None
+    return max(int((timezone.now() - item.started).total_seconds() * 1000), 0)
+
+
+def _unmapped_seen(side: str, pipeline: int, value: str) -> None:
+    updated = UnmappedValue.objects.filter(side=side, pipeline_id=pipeline, value=value).update(
+        times_seen=F("times_seen") + 1, last_seen=timezone.now()
+    )
+    if not updated:
+        try:
+            with transaction.atomic():
+                UnmappedValue.objects.create(side=side, pipeline_id=pipeline, value=value)
+        except IntegrityError:
+            pass
+
+
+def portal_contacts_record(contacts: dict[str, BitrixError | None]) -> None:
+    """Each portal's last contact, or its last error, for /api/health/ (kept without secrets)."""
+    now = timezone.now()
+    for portal, error in contacts.items():
+        if error is None:
+            PortalHealth.objects.update_or_create(
+                portal=portal, defaults={"last_contact_at": now, "auth_failed": False}
+            )
+        else:
+            PortalHealth.objects.update_or_create(
+                portal=portal,
+                defaults={
+                    "last_error": str(error)[:500],
+                    "last_error_at": now,
+                    "auth_failed": isinstance(error, AuthError),
+                },
+            )
