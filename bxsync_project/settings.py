@@ -125,7 +125,10 @@ BXSYNC_RATE_MAX_WAIT = env.float("BXSYNC_RATE_MAX_WAIT", default=30.0)
 # Slots of the burst that only payment work may use, so a saturating bulk edit never delays a payment.
 BXSYNC_RATE_PRIORITY_RESERVE = env.int("BXSYNC_RATE_PRIORITY_RESERVE", default=10)
 BXSYNC_JOB_BATCH = env.int("BXSYNC_JOB_BATCH", default=50)
+# Attempts before a job failing for a reason of its own (a database error, a bug) is a dead letter. A portal
+# that is busy or down is waited out instead, for up to BXSYNC_JOB_GIVE_UP_HOURS.
 BXSYNC_JOB_MAX_ATTEMPTS = env.int("BXSYNC_JOB_MAX_ATTEMPTS", default=8)
+BXSYNC_JOB_GIVE_UP_HOURS = env.float("BXSYNC_JOB_GIVE_UP_HOURS", default=24.0)
 # A run holds its jobs and links this long; it must outlast one run (a few REST calls, each waiting at most
 # BXSYNC_RATE_MAX_WAIT for the limiter), or the sweeper hands the jobs to a second worker.
 BXSYNC_JOB_LEASE_SECONDS = env.int("BXSYNC_JOB_LEASE_SECONDS", default=300)

@@ -67,7 +67,7 @@ class LinkAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["state", "needs_attention", "pipeline_id", "base_paid"]
     search_fields = ["=order_id", "=deal_id"]
-    exclude = ["lease_token"]
+    exclude = ["intent_base"]
     actions = ["resync"]
 
     @admin.action(description="Resync selected links now (re-read both sides)")

@@ -113,6 +113,30 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class Intent:
+    """A write bxsync sent but never saw confirmed, and the base it would lead to."""
+
+    write: Write
+    base: Base
+
+
+def intent_settle(
+    *, base: Base | None, intent: Intent, order: OrderState | None, deal: DealState | None
+) -> Base | None:
+    """The base to decide from when an earlier write's outcome is unknown (its reply was lost, or the worker
+    stopped before moving the base). The target showing the written value means the write landed: its base
+    is the base now, and the decision that follows finds nothing left to write. Otherwise it did not land, and
+    the old base stands, so the change is decided (and written) again — once."""
+    if intent.write.side == "crm":
+        target = deal.stage if deal is not None else None
+    else:
+        target = order.status if order is not None else None
+    if target == intent.write.value:
+        return intent.base
+    return base
+
+
+@dataclass(frozen=True)
 class LinkResolution:
     """Which deal an order is linked to, found through the deal order field."""
 

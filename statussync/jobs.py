@@ -11,12 +11,12 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.db.models import F, Min, Q
+from django.db.models import F, Min, Q, QuerySet
 from django.utils import timezone
 
 from statussync.bitrix import AuthError, BitrixError, TransientError
@@ -72,25 +72,32 @@ def queue_wake(*, queue: str) -> None:
     async_task("statussync.tasks.jobs_run", queue, task_name=f"jobs-{queue}", q_options=options)
 
 
-def jobs_claim(*, queue: str, limit: int) -> list[Job]:
-    """Take up to `limit` due pending jobs of `queue` for this worker (compare-and-set, no row locks, so it
-    works the same on SQLite and PostgreSQL)."""
-    now = timezone.now()
-    due = Q(queue=queue)
+def _claimable(*, queue: str, now: datetime) -> Q:
+    """The jobs a worker of `queue` may take: due pending ones, and running ones whose worker's lease ran out
+    (it died or stalled: fencing keeps whatever it still does from counting)."""
+    mine = Q(queue=queue)
     if queue == Queue.DEFAULT:
         # Payment jobs left waiting mean the payments worker is down or stuck: the default workers take them
         # over rather than let a payment wait for an operator.
-        due |= Q(queue=Queue.PAYMENTS, not_before__lte=now - timedelta(seconds=PAYMENT_TAKEOVER_SECONDS))
+        mine |= Q(queue=Queue.PAYMENTS, not_before__lte=now - timedelta(seconds=PAYMENT_TAKEOVER_SECONDS))
+    due = Q(state=JobState.PENDING, not_before__lte=now) | Q(state=JobState.RUNNING, lease_until__lt=now)
+    return mine & due
+
+
+def jobs_claim(*, queue: str, limit: int) -> list[Job]:
+    """Take up to `limit` claimable jobs of `queue` for this worker (compare-and-set, no row locks, so it
+    works the same on SQLite and PostgreSQL). Each claim gets a new token; every later update of the job
+    checks it, so a worker whose claim was taken over changes nothing."""
+    now = timezone.now()
+    claimable = _claimable(queue=queue, now=now)
     ids = list(
-        Job.objects.filter(due, state=JobState.PENDING, not_before__lte=now)
-        .order_by("not_before", "id")
-        .values_list("id", flat=True)[:limit]
+        Job.objects.filter(claimable).order_by("not_before", "id").values_list("id", flat=True)[:limit]
     )
     if not ids:
         return []
     token = uuid.uuid4().hex
     lease = now + timedelta(seconds=settings.BXSYNC_JOB_LEASE_SECONDS)
-    Job.objects.filter(id__in=ids, state=JobState.PENDING).update(
+    Job.objects.filter(claimable, id__in=ids).update(
         state=JobState.RUNNING,
         claim_token=token,
         lease_until=lease,
@@ -101,19 +108,29 @@ def jobs_claim(*, queue: str, limit: int) -> list[Job]:
 
 
 def jobs_finish(*, jobs: list[Job]) -> None:
-    """Mark jobs done."""
+    """Mark jobs done — those still held by the claim that took them."""
     now = timezone.now()
-    Job.objects.filter(id__in=[j.id for j in jobs], state=JobState.RUNNING).update(
-        state=JobState.DONE, finished_at=now, lease_until=None, updated_at=now
+    for job in jobs:
+        _held(job).update(state=JobState.DONE, finished_at=now, lease_until=None, updated_at=now)
+
+
+def _held(job: Job) -> QuerySet[Job]:
+    """The job, if the claim that handed it to us still holds it (fencing)."""
+    return Job.objects.filter(id=job.id, state=JobState.RUNNING, claim_token=job.claim_token)
+
+
+def job_retry(
+    *, job: Job, error: str, delay: float | None = None, final: bool = False, count_attempts: bool = True
+) -> str:
+    """Put a failed job back with exponential backoff and jitter, or into the dead-letter list: at once when
+    `final` (an error retrying cannot cure), after BXSYNC_JOB_MAX_ATTEMPTS when `count_attempts`, and in any
+    case once the job is older than BXSYNC_JOB_GIVE_UP_HOURS. Returns the new state."""
+    now = timezone.now()
+    too_old = job.created_at is not None and now - job.created_at > timedelta(
+        hours=settings.BXSYNC_JOB_GIVE_UP_HOURS
     )
-
-
-def job_retry(*, job: Job, error: str, delay: float | None = None, final: bool = False) -> str:
-    """Put a failed job back with exponential backoff and jitter, or into the dead-letter list once it has
-    used its attempts (at once when `final`: an error that retrying cannot cure). Returns the new state."""
-    now = timezone.now()
-    if final or job.attempts >= settings.BXSYNC_JOB_MAX_ATTEMPTS:
-        Job.objects.filter(id=job.id).update(
+    if final or too_old or (count_attempts and job.attempts >= settings.BXSYNC_JOB_MAX_ATTEMPTS):
+        _held(job).update(
             state=JobState.DEAD, last_error=error[:2000], lease_until=None, finished_at=now, updated_at=now
         )
         return JobState.DEAD
@@ -121,13 +138,13 @@ def job_retry(*, job: Job, error: str, delay: float | None = None, final: bool =
         delay = retry_delay(attempt=job.attempts)
     if Job.objects.filter(kind=job.kind, entity_id=job.entity_id, state=JobState.PENDING).exists():
         # A newer event already queued this entity again; that job will re-read it.
-        Job.objects.filter(id=job.id).update(
+        _held(job).update(
             state=JobState.DONE, last_error=f"superseded; {error}"[:2000], finished_at=now, updated_at=now
         )
         return JobState.DONE
     try:
         with transaction.atomic():
-            Job.objects.filter(id=job.id).update(
+            _held(job).update(
                 state=JobState.PENDING,
                 not_before=now + timedelta(seconds=delay),
                 last_error=error[:2000],
@@ -136,29 +153,46 @@ def job_retry(*, job: Job, error: str, delay: float | None = None, final: bool =
                 updated_at=now,
             )
     except IntegrityError:
-        Job.objects.filter(id=job.id).update(state=JobState.DONE, finished_at=now, updated_at=now)
+        _held(job).update(state=JobState.DONE, finished_at=now, updated_at=now)
         return JobState.DONE
     return JobState.PENDING
 
 
 def jobs_fail(*, jobs: list[Job], error: BaseException) -> list[str]:
-    """The failure policy, in one place. A transient error (the portal busy or down, a database hiccup, a bug
-    we may yet fix) retries with backoff; an auth error holds the portal — the longest backoff, so a portal
-    refusing our credentials gets no storm while health is red; an error retrying cannot cure (the portal
-    refuses this request for good) goes to the dead-letter list at once. Returns each job's new state."""
-    message = str(error) if isinstance(error, BitrixError) else f"{type(error).__name__}: {str(error)[:500]}"
+    """The failure policy, in one place.
+
+    - The portal busy, slow or down (a transient Bitrix error): retry with backoff for as long as
+      BXSYNC_JOB_GIVE_UP_HOURS, however many attempts that takes — an outage of an hour must not fill the
+      dead-letter list.
+    - The portal refusing our credentials: hold — the longest backoff, so no storm while health is red.
+    - The portal refusing this request for good (a permanent Bitrix error): the dead-letter list at once.
+    - Anything else (a database hiccup, a bug): retry with backoff, then the dead-letter list after
+      BXSYNC_JOB_MAX_ATTEMPTS.
+
+    Returns each job's new state."""
+    message = error_text(error)
     if isinstance(error, AuthError):
-        return [job_retry(job=job, error=message, delay=settings.BXSYNC_RETRY_MAX_SECONDS) for job in jobs]
-    if isinstance(error, BitrixError) and not isinstance(error, TransientError):
+        return [
+            job_retry(job=job, error=message, delay=settings.BXSYNC_RETRY_MAX_SECONDS, count_attempts=False)
+            for job in jobs
+        ]
+    if isinstance(error, TransientError):
+        return [job_retry(job=job, error=message, count_attempts=False) for job in jobs]
+    if isinstance(error, BitrixError):
         return [job_retry(job=job, error=message, final=True) for job in jobs]
     return [job_retry(job=job, error=message) for job in jobs]
 
 
+def error_text(error: BaseException) -> str:
+    """An error as the audit and the dead-letter list show it (Bitrix errors are already redacted)."""
+    return str(error) if isinstance(error, BitrixError) else f"{type(error).__name__}: {str(error)[:500]}"
+
+
 def job_release(*, job: Job, delay: float = 1.0) -> None:
-    """Give a claimed job back without counting an attempt (its link is busy in another worker)."""
+    """Give a claimed job back without counting an attempt (its order is held by another worker's run)."""
     job.attempts = max(job.attempts - 1, 0)
-    Job.objects.filter(id=job.id).update(attempts=job.attempts)
-    job_retry(job=job, error="link busy in another worker", delay=delay)
+    _held(job).update(attempts=job.attempts)
+    job_retry(job=job, error="order busy in another worker", delay=delay, count_attempts=False)
 
 
 def retry_delay(*, attempt: int) -> float:
@@ -207,7 +241,7 @@ def jobs_process(*, queue: str, handle: Callable[[list[Job]], None], max_seconds
             handle(jobs)
             handled += len(jobs)
             continue
-        next_due = Job.objects.filter(queue=queue, state=JobState.PENDING).aggregate(t=Min("not_before"))["t"]
+        next_due = _next_due(queue=queue)
         if next_due is None:
             break
         wait = (next_due - timezone.now()).total_seconds()
@@ -215,6 +249,22 @@ def jobs_process(*, queue: str, handle: Callable[[list[Job]], None], max_seconds
             break
         time.sleep(max(wait, 0.05))
     return handled
+
+
+def _next_due(*, queue: str) -> datetime | None:
+    """When the next job a worker of `queue` may take comes due (payments it would take over included)."""
+    now = timezone.now()
+    pending = Job.objects.filter(state=JobState.PENDING)
+    next_due = pending.filter(queue=queue).aggregate(t=Min("not_before"))["t"]
+    if queue == Queue.DEFAULT:
+        waiting = pending.filter(queue=Queue.PAYMENTS).aggregate(t=Min("not_before"))["t"]
+        if waiting is not None:
+            takeover = waiting + timedelta(seconds=PAYMENT_TAKEOVER_SECONDS)
+            next_due = takeover if next_due is None else min(next_due, takeover)
+    running = Job.objects.filter(state=JobState.RUNNING, queue=queue).aggregate(t=Min("lease_until"))["t"]
+    if running is not None and running < now:
+        next_due = now
+    return next_due
 
 
 def _batch_window(*, queue: str) -> None:
@@ -244,7 +294,13 @@ def jobs_sweep() -> dict[str, int]:
         .values_list("queue", flat=True)
         .distinct()
     )
-    for queue in due:
+    queues = set(due)
+    takeover = timezone.now() - timedelta(seconds=PAYMENT_TAKEOVER_SECONDS)
+    if Job.objects.filter(queue=Queue.PAYMENTS, state=JobState.PENDING, not_before__lte=takeover).exists():
+        # Payments waiting this long have no live payments worker: wake the default workers, which take
+        # them over whether or not they have work of their own.
+        queues.add(Queue.DEFAULT)
+    for queue in sorted(queues):
         # Clear a stale flag first: a wake message can be lost (the Redis broker has no receipts).
         cache.delete(_wake_key(queue))
         queue_wake(queue=queue)

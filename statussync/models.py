@@ -108,10 +108,14 @@ class Link(models.Model):
     last_write_at = models.DateTimeField(null=True, blank=True)
     needs_attention = models.BooleanField(default=False, db_index=True)
     attention_reason = models.CharField(max_length=300, blank=True)
-    # A short lease instead of a database lock: the lock must survive REST calls that take seconds, and on
-    # SQLite an open write transaction would block every webhook for that long.
-    lease_until = models.DateTimeField(null=True, blank=True)
-    lease_token = models.CharField(max_length=32, blank=True)
+    # A write sent but not yet confirmed, with the base it leads to. Recorded before the write goes out, so a
+    # write that lands while its reply is lost (a timeout, a 5xx after commit, a worker killed, the database
+    # locked before the base moved) is recognised by the next run when the target shows the value: the base
+    # is adopted, and the write is not sent a second time.
+    intent_side = models.CharField(max_length=3, choices=Side.choices, blank=True)
+    intent_value = models.CharField(max_length=50, blank=True)
+    intent_base = models.JSONField(null=True, blank=True)
+    intent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     closed_at = models.DateTimeField(null=True, blank=True)
@@ -129,6 +133,24 @@ class Link(models.Model):
 
     def __str__(self) -> str:
         return f"order {self.order_id} ↔ deal {self.deal_id}"
+
+
+class SyncLock(models.Model):
+    """A run's hold on one order and its linked deal: no other run reads, decides or writes for the pair.
+
+    Keyed by order id, not by link, so a pair never seen before is held too (an order job and a deal job for a
+    new pair would otherwise decide and write at once). A short lease rather than a database lock: it must
+    survive REST calls that take seconds, and on SQLite an open write transaction would block every webhook
+    for that long. Every write a run records checks its token (fencing), so a run that outlived its lease
+    changes nothing.
+    """
+
+    order_id = models.CharField(max_length=32, unique=True)
+    token = models.CharField(max_length=32)
+    until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"order {self.order_id} held until {self.until:%H:%M:%S}"
 
 
 class UnmappedValue(models.Model):

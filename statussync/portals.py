@@ -18,6 +18,10 @@ from statussync.engine import DealState, OrderState
 
 Command = tuple[str, dict[str, Any]]
 
+# Bitrix list methods answer 50 rows a page [R: api-reference/crm/deals/crm-deal-list.md], so a command that
+# names entities by id names at most 50.
+LIST_PAGE = 50
+
 logger = logging.getLogger(__name__)
 
 STAGES_CACHE_SECONDS = 600
@@ -47,6 +51,11 @@ def deal_get(deal_id: str) -> Command:
 def deals_by_order(order_id: str) -> Command:
     """Link discovery: the deals whose order field holds this order id (DESIGN.md contract)."""
     return "crm.deal.list", {"filter": {deal_order_field(): order_id}, "select": deal_select()}
+
+
+def deals_by_ids(deal_ids: list[str]) -> Command:
+    """Many deals in one command: `crm.deal.list` with `@ID` (up to 50 rows a page) [R: crm-deal-list.md]."""
+    return "crm.deal.list", {"filter": {"@ID": deal_ids}, "select": deal_select()}
 
 
 def deal_stage_update(deal_id: str, stage: str) -> Command:

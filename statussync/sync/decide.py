@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -9,7 +10,7 @@ from django.conf import settings
 
 from statussync import portals
 from statussync.bitrix import BitrixError
-from statussync.engine import Base, Mapping, Origin, decide
+from statussync.engine import Base, Decision, Intent, Mapping, Origin, Write, decide, intent_settle
 from statussync.mapping import mapping_load
 from statussync.models import Link, Outcome, Side
 
@@ -17,6 +18,8 @@ from .items import Item
 
 if TYPE_CHECKING:
     from .run import SyncRun
+
+logger = logging.getLogger(__name__)
 
 
 def decisions_make(run: SyncRun) -> None:
@@ -38,15 +41,42 @@ def decisions_make(run: SyncRun) -> None:
         if item.link is None and (item.order_missing or item.deal_missing):
             item.settle(Outcome.IGNORED, "the order or deal no longer exists and was never linked")
             continue
-        base = base_of(item.link)
-        item.decision = decide(
-            base=base,
-            order=None if item.order_missing else item.order,
-            deal=None if item.deal_missing else item.deal,
-            mapping=mapping,
-            origin=_echo_origin(item, base),
-            tolerance_seconds=settings.BXSYNC_CONFLICT_TOLERANCE_SECONDS,
+        try:
+            item.decision = _decision(item, mapping)
+        except Exception as exc:
+            # A bug met on one item fails that item alone; the rest of the run goes on.
+            logger.exception("could not decide %s", item.describe())
+            item.fail(exc)
+
+
+def _decision(item: Item, mapping: Mapping) -> Decision:
+    order = None if item.order_missing else item.order
+    deal = None if item.deal_missing else item.deal
+    base = base_of(item.link)
+    intent = intent_of(item.link)
+    if intent is not None:
+        settled = intent_settle(base=base, intent=intent, order=order, deal=deal)
+        if settled is intent.base:
+            item.landed = f"the write of {intent.write.value} landed, though its reply was lost"
+        base = settled
+    decision = decide(
+        base=base,
+        order=order,
+        deal=deal,
+        mapping=mapping,
+        origin=_echo_origin(item, base),
+        tolerance_seconds=settings.BXSYNC_CONFLICT_TOLERANCE_SECONDS,
+    )
+    if item.landed:
+        # The base moves to what the landed write agreed (a decision that keeps the base would lose it). When
+        # nothing more is to be done, the audit tells the landed write's own story.
+        written = item.link.intent_base if item.link else {}
+        if decision.write is None and decision.outcome in ("no_change", "echo") and written.get("outcome"):
+            decision = replace(decision, outcome=written["outcome"], reason=written.get("reason", ""))
+        decision = replace(
+            decision, reason=f"{decision.reason} ({item.landed})", new_base=decision.new_base or base
         )
+    return decision
 
 
 def _mapping_with_stages(run: SyncRun, *, pipelines: set[int]) -> Mapping:
@@ -66,6 +96,22 @@ def _mapping_with_stages(run: SyncRun, *, pipelines: set[int]) -> Mapping:
             for pid, pm in mapping.pipelines.items()
         },
     )
+
+
+def intent_of(link: Link | None) -> Intent | None:
+    """The write the link's last run sent without seeing it confirmed, if any."""
+    if link is None or not link.intent_side or not isinstance(link.intent_base, dict):
+        return None
+    b = link.intent_base
+    base = Base(
+        order_status=b["order_status"],
+        deal_stage=b["deal_stage"],
+        paid=b["paid"],
+        pipeline=b.get("pipeline"),
+        last_write_side=link.intent_side,  # type: ignore[arg-type]
+        last_write_value=link.intent_value,
+    )
+    return Intent(write=Write(link.intent_side, link.intent_value), base=base)  # type: ignore[arg-type]
 
 
 def base_of(link: Link | None) -> Base | None:

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from statussync.bitrix import BitrixError, NotFoundError
+from statussync.bitrix import NotFoundError
 from statussync.engine import DealState, Decision, OrderState, Origin
 from statussync.models import Job, JobKind, Link, Outcome
 
@@ -34,8 +34,12 @@ class Item:
     deal_missing: bool = False
     candidates: list[DealState] | None = None  # the deals naming the order, for a link not yet made
     calls: int = 0
-    error: BitrixError | None = None
+    # A failed call, or a bug met while handling this item alone (the rest of the run goes on).
+    error: Exception | None = None
     decision: Decision | None = None
+    landed: str = ""  # an earlier write, sent but unconfirmed, that the target now shows: how it was noticed
+    write_sent: bool = False
+    written: OrderState | DealState | None = None  # the target side as read right after our write
     outcome: str = ""  # set when the item ends before the engine (unlinked, ambiguous, ignored)
     message: str = ""
     busy: bool = False
@@ -49,7 +53,7 @@ class Item:
         """End the item before the engine (unlinked, ambiguous, ignored), with the reason for the audit."""
         self.outcome, self.message = outcome, message
 
-    def fail(self, error: BitrixError, *, if_missing: str = "") -> None:
+    def fail(self, error: Exception, *, if_missing: str = "") -> None:
         """Record a failed call; the first error is the one retried and audited. With `if_missing`, an
         entity that no longer exists settles the item as ignored instead."""
         if if_missing and isinstance(error, NotFoundError):

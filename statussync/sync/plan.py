@@ -6,6 +6,7 @@ One plan is one `batch` round trip (more when it holds over 50 commands), howeve
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,8 @@ from statussync.bitrix import BitrixClient, BitrixError
 from .items import Item
 
 Contact = Callable[[str, BitrixError | None], None]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -63,12 +66,17 @@ class BatchPlan:
             return
         contact(self.client.portal, None)
         for key, step in keys.items():
-            if key in answer.errors:
-                step.on_error(answer.errors[key])
-            elif key in answer.results:
-                step.on_result(answer.results[key])
+            try:
+                if key in answer.errors:
+                    step.on_error(answer.errors[key])
+                elif key in answer.results:
+                    step.on_result(answer.results[key])
+            except Exception as exc:
+                # An answer we cannot handle (an unexpected shape, a bug) fails only the items it serves.
+                logger.exception("could not handle the answer to %s", step.command[0])
+                _fail_all(step.items, exc)
 
 
-def _fail_all(items: list[Item], error: BitrixError) -> None:
+def _fail_all(items: list[Item], error: Exception) -> None:
     for item in items:
         item.fail(error)

@@ -12,6 +12,7 @@ from statussync.bitrix import NotFoundError
 from statussync.engine import link_resolve
 from statussync.models import Link, LinkState, Outcome
 
+from . import locks
 from .items import Item, items_merge
 from .plan import BatchPlan
 
@@ -101,6 +102,10 @@ def unlinked_deals_read(run: SyncRun) -> None:
             )
         else:
             item.order_id = order_id
+    if not run.dry_run:
+        locks.orders_lock(run, items)  # before reading the order: another run may be deciding this pair
+    for item in items:
+        if item.live and item.order_id:
             _plan_order(cms, item)
             _plan_candidates(crm, item)
     cms.run(contact=run.contact)

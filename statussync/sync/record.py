@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
@@ -10,7 +11,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from statussync.bitrix import AuthError, BitrixError, TransientError
-from statussync.jobs import job_release, job_request, jobs_fail, jobs_finish
+from statussync.engine import DealState
+from statussync.jobs import error_text, job_release, job_request, jobs_fail, jobs_finish
 from statussync.models import (
     AuditEntry,
     Job,
@@ -26,9 +28,26 @@ from statussync.models import (
 
 from .decide import base_of
 from .items import Item, ItemResult
+from .locks import lock_held
 
 if TYPE_CHECKING:
     from .run import SyncRun
+
+logger = logging.getLogger(__name__)
+
+
+def item_record_safely(run: SyncRun, item: Item) -> ItemResult:
+    """`item_record`, with a bug or a database error met on one item failing that item alone."""
+    try:
+        return item_record(run, item)
+    except Exception as exc:
+        logger.exception("could not record %s", item.describe())
+        item.error = exc
+        try:
+            return _record_failure(run, item)
+        except Exception:
+            logger.exception("could not retry %s; its jobs return when their lease ends", item.describe())
+            return ItemResult(item, Outcome.FAILED, error_text(exc))
 
 
 def item_record(run: SyncRun, item: Item) -> ItemResult:
@@ -47,12 +66,26 @@ def item_record(run: SyncRun, item: Item) -> ItemResult:
         outcome, message = item.outcome or Outcome.IGNORED, item.message
     if run.dry_run:
         return ItemResult(item, outcome, message)
+    took_effect = _write_took_effect(item)
+    if not took_effect:
+        outcome = Outcome.FAILED
+        message = (
+            f"{message}; but the deal had moved to pipeline {item.written.pipeline} "  # type: ignore[union-attr]
+            "before the write, so the stage was not set; decided again with that pipeline's mapping"
+        )
     try:
         with transaction.atomic():
-            link = _link_save(item)
-            _audit(item, outcome=outcome, message=message, link=link, after=_after_dict(item))
+            if not lock_held(run, item.order_id):
+                # Fencing: this run outlived its lock and another worker has the order now; whatever this
+                # run wrote is on the link as an intent, which that worker settles.
+                return ItemResult(item, "lost", "the run outlived its lock; another worker took over")
+            link = _link_save(item, took_effect=took_effect)
+            after = _after_dict(item) if took_effect else {"deal": "unchanged: the write had no effect"}
+            _audit(item, outcome=outcome, message=message, link=link, after=after)
             if item.decision and item.decision.unmapped:
                 _unmapped_seen(*item.decision.unmapped)
+            if not took_effect:
+                job_request(kind=JobKind.DEAL, entity_id=item.deal_id, origin="reconcile", event="redecide")
     except IntegrityError as exc:
         # Another worker linked the same order or deal a moment ago; the retry will find its link.
         item.error = TransientError(portal="db", method="link", code="race", description=str(exc)[:200])
@@ -61,13 +94,34 @@ def item_record(run: SyncRun, item: Item) -> ItemResult:
     return ItemResult(item, outcome, message)
 
 
-def _link_save(item: Item) -> Link | None:
-    """Create a first-seen pair's link, move its base, close it, flag it or clear its flag."""
+def _write_took_effect(item: Item) -> bool:
+    """Whether the item's write did what it was meant to, as read back right after it.
+
+    `crm.deal.update` answers `true` and changes nothing when the deal moved to another pipeline since we read
+    it [docs/bitrix.md "crm.deal.update"]: then the base must not move. A deal at another stage of the same
+    pipeline took the write and was moved again at once (a robot runs after every save); that move is an
+    event of its own.
+    """
+    decision = item.decision
+    if decision is None or decision.write is None or decision.write.side != "crm":
+        return True
+    written = item.written
+    if not isinstance(written, DealState) or written.stage == decision.write.value:
+        return True
+    return decision.new_base is None or written.pipeline == decision.new_base.pipeline
+
+
+def _link_save(item: Item, *, took_effect: bool = True) -> Link | None:
+    """Create a first-seen pair's link, move its base, close it, flag it or clear its flag. Any write intent
+    on the link is settled by now (confirmed, adopted or decided afresh) and is cleared."""
     decision = item.decision
     link = item.link
     if decision is None:
         return link
     now = timezone.now()
+    if not took_effect:
+        Link.objects.filter(id=link.id).update(**_NO_INTENT, updated_at=now)  # type: ignore[union-attr]
+        return link
     if decision.close:
         if link is not None:
             Link.objects.filter(id=link.id).update(
@@ -80,7 +134,11 @@ def _link_save(item: Item) -> Link | None:
             deal_id=item.deal_id,
             pipeline_id=item.deal.pipeline if item.deal else None,
         )
-    updates: dict[str, Any] = {}
+    updates: dict[str, Any] = dict(_NO_INTENT)
+    if item.landed and link.intent_side:
+        updates.update(
+            last_write_side=link.intent_side, last_write_value=link.intent_value, last_write_at=now
+        )
     if decision.new_base is not None:
         base = decision.new_base
         updates.update(
@@ -101,18 +159,24 @@ def _link_save(item: Item) -> Link | None:
     ):
         # A later agreement settles an earlier conflict or regression.
         updates.update(needs_attention=False, attention_reason="")
-    if updates:
-        Link.objects.filter(id=link.id).update(**updates, updated_at=now)
+    Link.objects.filter(id=link.id).update(**updates, updated_at=now)
     return link
+
+
+_NO_INTENT: dict[str, Any] = {"intent_side": "", "intent_value": "", "intent_base": None, "intent_at": None}
 
 
 def _record_failure(run: SyncRun, item: Item) -> ItemResult:
     """Retry or dead-letter the item's jobs by the failure policy, and audit why."""
     error = item.error
     assert error is not None
-    message = str(error)
+    message = error_text(error)
     if run.dry_run:
         return ItemResult(item, Outcome.FAILED, message)
+    refused = isinstance(error, BitrixError) and not isinstance(error, TransientError)
+    if item.write_sent and item.link is not None and refused:
+        # The portal refused the write outright: it did not land, so there is nothing to settle later.
+        Link.objects.filter(id=item.link.id).update(**_NO_INTENT)
     states = jobs_fail(jobs=item.jobs or _jobs_for_later(item), error=error)
     outcome = Outcome.FAILED if JobState.DEAD in states else Outcome.RETRIED
     _audit(item, outcome=outcome, message=message[:2000], link=item.link, after={})

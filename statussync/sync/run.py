@@ -16,7 +16,7 @@ from statussync.bitrix import BitrixClient, BitrixError, client_for
 from statussync.jobs import jobs_fail
 from statussync.models import Job, JobState, Queue, Side
 
-from . import decide, leases, read, record, write
+from . import decide, locks, read, record, write
 from .items import Item, ItemResult, items_from_jobs
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,8 @@ class SyncRun:
     cms: BitrixClient
     crm: BitrixClient
     dry_run: bool = False
-    lease_token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    lock_token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    locked: set[str] = field(default_factory=set)  # the order ids whose lock this run holds
     contacts: dict[str, BitrixError | None] = field(default_factory=dict)
 
     def live(self) -> list[Item]:
@@ -71,14 +72,14 @@ def items_sync(*, items: list[Item], dry_run: bool = False, priority: bool = Fal
         read.payments_resolve(run)  # a payment event names a payment: find its order
         read.links_attach(run)  # known links; both sides of one link become one item
         if not dry_run:
-            leases.links_lease(run)
+            locks.orders_lock(run, run.items)  # by order id: new pairs are held too
         read.sides_read(run)  # orders, deals and the deals naming each unlinked order
-        read.unlinked_deals_read(run)  # deals seen without a link: their order
+        read.unlinked_deals_read(run)  # deals seen without a link: lock and read their order
         decide.decisions_make(run)
         if not dry_run:
-            write.writes_send(run)  # the CRM first: payments
-        return [record.item_record(run, item) for item in run.items]
+            write.writes_send(run)  # intents first, then the CRM's batch (payments), then the shop's
+        return [record.item_record_safely(run, item) for item in run.items]
     finally:
         if not dry_run:
-            leases.links_release(run)
+            locks.locks_release(run)
             record.portal_contacts_record(run.contacts)

@@ -1,8 +1,4 @@
-"""The sync run against the sandbox portals (real HTTP on localhost), in-process with the test database.
-
-Events are not delivered here (no handler URL): each test requests the jobs an event would, and runs a worker
-pass by hand, so every step is deterministic. tests/e2e/ does the same through real servers and processes.
-"""
+"""The sync run against the sandbox portals: each rule of the behaviour, end to end in one process."""
 
 from __future__ import annotations
 
@@ -14,67 +10,10 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from statussync import portals
 from statussync.jobs import job_request, jobs_claim, jobs_recover
-from statussync.mapping import mapping_import
 from statussync.models import AuditEntry, Job, JobKind, JobState, Link, LinkState, PortalHealth, UnmappedValue
-from statussync.sandbox import Sandbox, SandboxConfig
-from statussync.sync import jobs_handle
-from tests.mappings import two_pipelines
-
-MAPPING = two_pipelines()
-
-
-@pytest.fixture(scope="module")
-def sandbox():
-    with Sandbox(SandboxConfig(seed=3)) as sb:
-        yield sb
-
-
-@pytest.fixture
-def sb(sandbox, settings, db):
-    """A fresh sandbox state, bxsync pointed at it, and the example mapping plus a pipeline 1."""
-    sandbox.reset()
-    sandbox.set_limits(rate=1000, burst=1000)
-    for name, value in sandbox.env().items():
-        setattr(settings, name, value)
-    settings.BXSYNC_RATE_PER_SECOND = 1000
-    settings.BXSYNC_RATE_BURST = 1000
-    settings.BXSYNC_REST_TIMEOUT = 5
-    mapping_import(data=MAPPING)
-    options = sandbox.shop.options()
-    yield sandbox
-    sandbox.shop.set_options(**options)  # a test may switch the shop's kernel options
-
-
-def run_worker(queue: str = "default") -> int:
-    """One worker pass over the due jobs of a queue."""
-    handled = 0
-    while jobs := jobs_claim(queue=queue, limit=50):
-        jobs_handle(jobs)
-        handled += len(jobs)
-    return handled
-
-
-def pay(sb: Sandbox, order_id: str) -> str:
-    """A customer pays the order; returns the payment id (what ONPAYMENTENTITYSAVED carries)."""
-    order = sb.shop.pay_order(int(order_id))
-    return str(next(p["id"] for p in order["payments"] if p["paid"] == "Y"))
-
-
-def linked_pair(sb: Sandbox, pipeline: int = 0) -> tuple[str, str]:
-    """A seeded order and deal that bxsync has already linked (base N / first stage)."""
-    order_id, deal_id = sb.seed(
-        1,
-        pipeline_share=1.0 if pipeline else 0.0,
-        pipelines=[pipeline] if pipeline else None,
-        orders_without_deal=0,
-        deals_without_order=0,
-    )[0]
-    job_request(kind=JobKind.ORDER, entity_id=str(order_id))
-    run_worker()
-    link = Link.objects.get(order_id=str(order_id))
-    assert link.base_at is not None
-    return str(order_id), str(deal_id)
+from tests.sync.support import linked_pair, new_pair, pay, run_worker
 
 
 def test_it_links_a_new_pair_without_writing_when_they_already_agree(sb):
@@ -146,12 +85,6 @@ def test_it_moves_a_paid_orders_deal_to_the_paid_stage_on_the_payment_queue(sb):
     run_worker()
     assert sb.rest_writes() == 1
     assert AuditEntry.objects.filter(order_id=order_id, outcome="payment_applied").count() == 1
-
-
-def new_pair(sb: Sandbox) -> tuple[str, str]:
-    """A seeded order and deal that bxsync has never seen (order N, deal NEW)."""
-    order_id, deal_id = sb.seed(1, pipeline_share=0, orders_without_deal=0, deals_without_order=0)[0]
-    return str(order_id), str(deal_id)
 
 
 # Every order in which the three jobs of a payment on a never-seen pair can run: the payment, the order's own
@@ -336,17 +269,64 @@ def test_it_retries_with_backoff_when_the_portal_is_down_and_loses_nothing(sb):
     assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "PREPARATION"
 
 
-def test_it_dead_letters_a_job_after_its_last_attempt(sb, settings):
+def test_it_waits_out_a_portal_outage_however_many_attempts_it_takes(sb, settings):
     settings.BXSYNC_JOB_MAX_ATTEMPTS = 2
-    order_id, _ = linked_pair(sb)
-    sb.set_faults("crm", outage_seconds=60)
+    order_id, deal_id = linked_pair(sb)
+    sb.set_faults("crm", outage_seconds=600)
+    sb.shop.set_order_status(int(order_id), "P")
     job_request(kind=JobKind.ORDER, entity_id=order_id)
+    for _ in range(5):
+        Job.objects.filter(state=JobState.PENDING).update(not_before=timezone.now())
+        run_worker()
+
+    job = Job.objects.get(kind="order", entity_id=order_id, state=JobState.PENDING)
+    assert job.attempts == 5
+    assert AuditEntry.objects.filter(order_id=order_id, outcome="retried").count() == 5
+
+    sb.clear_faults()
+    Job.objects.filter(state=JobState.PENDING).update(not_before=timezone.now())
+    run_worker()
+    assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "PREPARATION"
+
+
+def test_it_dead_letters_a_job_once_a_portal_outage_outlasts_the_give_up_time(sb, settings):
+    settings.BXSYNC_JOB_GIVE_UP_HOURS = 24
+    order_id, _ = linked_pair(sb)
+    sb.set_faults("crm", outage_seconds=600)
+    job = job_request(kind=JobKind.ORDER, entity_id=order_id)
+    Job.objects.filter(id=job.id).update(created_at=timezone.now() - timedelta(hours=25))
+
+    run_worker()
+
+    assert Job.objects.get(id=job.id).state == JobState.DEAD
+    assert AuditEntry.objects.filter(order_id=order_id, outcome="failed").exists()
+
+
+def test_it_dead_letters_a_job_that_fails_on_its_own_after_its_last_attempt(sb, settings, monkeypatch):
+    """A bug met on one order (here: an answer we cannot parse) fails that order alone, up to its last
+    attempt; the other orders of the same run are synced."""
+    settings.BXSYNC_JOB_MAX_ATTEMPTS = 2
+    (bad, _), (good, good_deal) = linked_pair(sb), linked_pair(sb)
+    for order_id in (bad, good):
+        sb.shop.set_order_status(int(order_id), "P")
+    real = portals.order_from_rest
+
+    def broken(result):
+        if str(result.get("order", result)["id"]) == bad:
+            raise KeyError("statusId")
+        return real(result)
+
+    monkeypatch.setattr(portals, "order_from_rest", broken)
+    job_request(kind=JobKind.ORDER, entity_id=bad)
+    job_request(kind=JobKind.ORDER, entity_id=good)
     for _ in range(2):
         Job.objects.filter(state=JobState.PENDING).update(not_before=timezone.now())
         run_worker()
 
-    assert Job.objects.get(kind="order", entity_id=order_id, state=JobState.DEAD).attempts == 2
-    assert AuditEntry.objects.filter(order_id=order_id, outcome="failed").exists()
+    assert Job.objects.get(kind="order", entity_id=bad, state=JobState.DEAD).attempts == 2
+    assert "KeyError" in AuditEntry.objects.filter(order_id=bad, outcome="failed").get().message
+    assert sb.crm.get_deal(int(good_deal))["STAGE_ID"] == "PREPARATION"
+    assert Job.objects.filter(kind="order", entity_id=good).latest("id").state == JobState.DONE
 
 
 def test_it_turns_health_red_and_does_not_storm_on_an_auth_error(sb, settings, client):

@@ -1,0 +1,76 @@
+"""Locks by order id: while a run holds an order, no other run reads, decides or writes for it or its deal.
+
+Taken before reading (for a deal seen without a link, as soon as the deal names its order), renewed before the
+write round, checked by every write the run records (fencing) and released at the end. A run that lost its
+lock — it outlived the lease, and another worker took the order — sends no write and records nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from statussync.models import Job, JobState, SyncLock
+
+if TYPE_CHECKING:
+    from .items import Item
+    from .run import SyncRun
+
+
+def orders_lock(run: SyncRun, items: Iterable[Item]) -> None:
+    """Take the lock of each item's order; an item whose order another run holds is marked busy."""
+    wanted = {i.order_id: i for i in items if i.order_id and i.live and i.order_id not in run.locked}
+    if not wanted:
+        return
+    now = timezone.now()
+    until = now + timedelta(seconds=settings.BXSYNC_JOB_LEASE_SECONDS)
+    ids = list(wanted)
+    # Free or expired locks are taken by compare-and-set: on PostgreSQL the UPDATE re-checks `until` on the
+    # row it waited for, and SQLite runs one writer at a time, so two runs never both win.
+    SyncLock.objects.filter(order_id__in=ids, until__lt=now).update(token=run.lock_token, until=until)
+    SyncLock.objects.bulk_create(
+        [SyncLock(order_id=o, token=run.lock_token, until=until) for o in ids], ignore_conflicts=True
+    )
+    mine = set(
+        SyncLock.objects.filter(order_id__in=ids, token=run.lock_token).values_list("order_id", flat=True)
+    )
+    run.locked |= mine
+    for item in run.items:
+        if item.live and item.order_id in wanted and item.order_id not in mine:
+            item.busy = True
+
+
+def locks_renew(run: SyncRun) -> None:
+    """Before the write round: extend the run's locks and its jobs' leases. An item whose lock has gone (the
+    run outlived its lease and another worker took the order) is marked busy, so its write is not sent."""
+    now = timezone.now()
+    until = now + timedelta(seconds=settings.BXSYNC_JOB_LEASE_SECONDS)
+    SyncLock.objects.filter(token=run.lock_token, until__gte=now).update(until=until)
+    held = set(SyncLock.objects.filter(token=run.lock_token).values_list("order_id", flat=True))
+    run.locked &= held
+    for token in {job.claim_token for item in run.items for job in item.jobs}:
+        Job.objects.filter(claim_token=token, state=JobState.RUNNING).update(lease_until=until)
+    for item in run.live():
+        if item.order_id and item.order_id not in held:
+            item.busy = True
+
+
+def lock_held(run: SyncRun, order_id: str) -> bool:
+    """Whether the run still holds `order_id`'s lock; call inside the transaction that records a write, which
+    then keeps the lock row from being taken until it commits (fencing)."""
+    if not order_id:
+        return True  # nothing to hold: an item that never named an order writes only its audit entry
+    held = SyncLock.objects.filter(order_id=order_id, token=run.lock_token, until__gte=timezone.now())
+    if connection.features.has_select_for_update:
+        held = held.select_for_update()
+    return held.exists()
+
+
+def locks_release(run: SyncRun) -> None:
+    """Give back every lock this run holds."""
+    SyncLock.objects.filter(token=run.lock_token).delete()

@@ -1,0 +1,33 @@
+"""The sync tests' fixtures: the sandbox portals, and bxsync in-process pointed at them."""
+
+from __future__ import annotations
+
+import pytest
+
+from statussync.mapping import mapping_import
+from statussync.sandbox import Sandbox, SandboxConfig
+from tests.mappings import two_pipelines
+
+MAPPING = two_pipelines()
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    with Sandbox(SandboxConfig(seed=3)) as sb:
+        yield sb
+
+
+@pytest.fixture
+def sb(sandbox, settings, db):
+    """A fresh sandbox state, bxsync pointed at it, and the example mapping plus a pipeline 1."""
+    sandbox.reset()
+    sandbox.set_limits(rate=1000, burst=1000)
+    for name, value in sandbox.env().items():
+        setattr(settings, name, value)
+    settings.BXSYNC_RATE_PER_SECOND = 1000
+    settings.BXSYNC_RATE_BURST = 1000
+    settings.BXSYNC_REST_TIMEOUT = 5
+    mapping_import(data=MAPPING)
+    options = sandbox.shop.options()
+    yield sandbox
+    sandbox.shop.set_options(**options)  # a test may switch the shop's kernel options

@@ -1,0 +1,49 @@
+"""Helpers of the sync tests: bxsync in-process against the sandbox portals (real HTTP on localhost).
+
+Events are not delivered here (no handler URL): each test requests the jobs an event would, and runs a worker
+pass by hand, so every step is deterministic. tests/e2e/ does the same through real servers and processes.
+"""
+
+from __future__ import annotations
+
+from statussync.jobs import job_request, jobs_claim
+from statussync.models import JobKind, Link
+from statussync.sandbox import Sandbox
+from statussync.sync import jobs_handle
+
+
+def run_worker(queue: str = "default") -> int:
+    """One worker pass over the due jobs of a queue."""
+    handled = 0
+    while jobs := jobs_claim(queue=queue, limit=50):
+        jobs_handle(jobs)
+        handled += len(jobs)
+    return handled
+
+
+def pay(sb: Sandbox, order_id: str) -> str:
+    """A customer pays the order; returns the payment id (what ONPAYMENTENTITYSAVED carries)."""
+    order = sb.shop.pay_order(int(order_id))
+    return str(next(p["id"] for p in order["payments"] if p["paid"] == "Y"))
+
+
+def linked_pair(sb: Sandbox, pipeline: int = 0) -> tuple[str, str]:
+    """A seeded order and deal that bxsync has already linked (base N / first stage)."""
+    order_id, deal_id = sb.seed(
+        1,
+        pipeline_share=1.0 if pipeline else 0.0,
+        pipelines=[pipeline] if pipeline else None,
+        orders_without_deal=0,
+        deals_without_order=0,
+    )[0]
+    job_request(kind=JobKind.ORDER, entity_id=str(order_id))
+    run_worker()
+    link = Link.objects.get(order_id=str(order_id))
+    assert link.base_at is not None
+    return str(order_id), str(deal_id)
+
+
+def new_pair(sb: Sandbox) -> tuple[str, str]:
+    """A seeded order and deal that bxsync has never seen (order N, deal NEW)."""
+    order_id, deal_id = sb.seed(1, pipeline_share=0, orders_without_deal=0, deals_without_order=0)[0]
+    return str(order_id), str(deal_id)
