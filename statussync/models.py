@@ -287,10 +287,20 @@ class AuditEntry(models.Model):
 
 
 class Watermark(models.Model):
-    """How far reconciliation has read each portal's change feed."""
+    """How far reconciliation has read each portal's change feed.
+
+    A pass reads the changes since `value` (less an overlap) page by page in id order and records after each
+    page how far it got (`window_*`), so a pass cut short — the task timeout, a portal outage, a restart —
+    resumes there instead of starting a larger window. `value` moves when a window is read to its end.
+    """
 
     portal = models.CharField(max_length=3, choices=Side.choices, unique=True)
     value = models.DateTimeField()
+    window_since = models.DateTimeField(
+        null=True, blank=True, help_text="The window being read: changes since."
+    )
+    window_started = models.DateTimeField(null=True, blank=True, help_text="When that window was opened.")
+    window_after_id = models.BigIntegerField(default=0, help_text="The last id of the window read so far.")
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

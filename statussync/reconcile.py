@@ -1,22 +1,30 @@
-"""Reconciliation: Bitrix never re-sends a lost event [R: api-reference/events/index.md], so a pass lists what
-changed on both portals since a watermark (with overlap) and syncs it [bitrix-api.md §6, step 5]."""
+"""Reconciliation: Bitrix never re-sends a lost event [docs/bitrix.md "Events"], so a pass lists what changed
+on both portals since a watermark (with overlap) and syncs it; `reconcile --all` compares every link.
+
+Each portal's change feed is read a page (50 rows) at a time in id order — `start=-1` and a `>ID` filter, as
+Bitrix recommends for big scans — and the watermark records after every page how far the pass got. A pass cut
+short by the task timeout, an outage or a restart resumes there; the window never grows because a pass failed.
+"""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
 
-from statussync.bitrix import client_for
+from statussync import portals
+from statussync.bitrix import BitrixClient, client_for
 from statussync.jobs import job_request
 from statussync.models import JobKind, Link, LinkState, Side, Watermark
 from statussync.sync import ItemResult, items_for, items_sync
 
 CHUNK = 50
+Progress = Callable[[str], None]
 
 
 @dataclass
@@ -28,87 +36,150 @@ class ReconcileReport:
     deals: list[str] = field(default_factory=list)
     results: list[ItemResult] = field(default_factory=list)
     queued: int = 0
+    complete: bool = True  # False: the pass stopped at its time limit and the next one resumes
 
     def counts(self) -> dict[str, int]:
+        """Orders and deals listed, jobs queued, and the outcomes of what was synced here."""
         counts = Counter(r.outcome for r in self.results)
         return {"orders": len(self.orders), "deals": len(self.deals), "queued": self.queued, **counts}
+
+
+@dataclass(frozen=True)
+class _Feed:
+    """One portal's change feed: the list method, its change-time and id fields, and the job kind."""
+
+    side: str
+    method: str
+    changed_field: str
+    id_field: str
+    order: dict[str, str]
+    items_key: str | None
+    kind: str
+
+
+# `>DATE_MODIFY` / `>dateUpdate`: the reconciliation feeds of the contract [docs/bitrix.md "Reconciliation"].
+_FEEDS = (
+    _Feed(Side.CMS, "sale.order.list", "dateUpdate", "id", {"id": "asc"}, "orders", JobKind.ORDER),
+    _Feed(Side.CRM, "crm.deal.list", "DATE_MODIFY", "ID", {"ID": "ASC"}, None, JobKind.DEAL),
+)
 
 
 def reconcile_run(
     *,
     dry_run: bool = False,
     process_inline: bool = True,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
+    max_seconds: float | None = None,
 ) -> ReconcileReport:
-    """List orders and deals changed since the watermarks and sync them.
+    """Read each portal's changes since its watermark and sync them.
 
-    `process_inline` syncs here (the `reconcile` command); otherwise they are queued as jobs for the workers
-    (the schedule). `dry_run` decides without writing to the portals or the database.
+    `process_inline` syncs here (the `reconcile` command); otherwise each page is queued as jobs for the
+    workers (the schedule). `dry_run` decides without writing to the portals or the database, and moves no
+    watermark. With `max_seconds` the pass stops after the page it is on and the next pass resumes there.
     """
-    started = timezone.now()
-    since = {side: _since(side) for side in (Side.CMS, Side.CRM)}
-    report = ReconcileReport(since=since)
     say = progress or (lambda _msg: None)
-
-    crm = client_for(Side.CRM)
-    cms = client_for(Side.CMS)
-    # `>DATE_MODIFY` / `>dateUpdate` filters: the reconciliation feeds of the contract (DESIGN.md).
-    report.deals = [
-        str(row["ID"])
-        for row in crm.list_all(
-            "crm.deal.list",
-            {
-                "filter": {">DATE_MODIFY": since[Side.CRM].isoformat()},
-                "select": ["ID"],
-                "order": {"ID": "ASC"},
-            },
-        )
-    ]
-    report.orders = [
-        str(row["id"])
-        for row in cms.list_all(
-            "sale.order.list",
-            {
-                "filter": {">dateUpdate": since[Side.CMS].isoformat()},
-                "select": ["id"],
-                "order": {"id": "asc"},
-            },
-            items_key="orders",
-        )
-    ]
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
+    report = ReconcileReport(since={})
+    for feed in _FEEDS:
+        mark = _window_open(feed.side, dry_run=dry_run)
+        report.since[feed.side] = mark.window_since  # type: ignore[assignment]
+        client = client_for(feed.side)
+        pages = _pages(client, feed, mark)
+        for page in pages:
+            ids = [str(row[feed.id_field]) for row in page]
+            _page_sync(feed, page, report, dry_run=dry_run, process_inline=process_inline)
+            if not dry_run:
+                Watermark.objects.filter(id=mark.id).update(window_after_id=int(ids[-1]))
+            say(
+                f"{feed.side}: {len(report.orders if feed.side == Side.CMS else report.deals)} changed so far"
+            )
+            if deadline is not None and time.monotonic() >= deadline:
+                report.complete = False
+                return report
+        if not dry_run:
+            Watermark.objects.filter(id=mark.id).update(
+                value=mark.window_started, window_since=None, window_started=None, window_after_id=0
+            )
     say(f"changed since the watermarks: {len(report.orders)} order(s), {len(report.deals)} deal(s)")
-
-    # A linked deal whose order is also in the list is covered by the order's item.
-    linked_orders = dict(
-        Link.objects.filter(state=LinkState.ACTIVE, deal_id__in=report.deals).values_list(
-            "deal_id", "order_id"
-        )
-    )
-    order_set = set(report.orders)
-    deals = [d for d in report.deals if linked_orders.get(d) not in order_set]
-
-    if process_inline or dry_run:
-        items = items_for(order_ids=report.orders, deal_ids=deals)
-        for start in range(0, len(items), CHUNK):
-            chunk = items[start : start + CHUNK]
-            report.results += items_sync(items=chunk, dry_run=dry_run)
-            say(f"checked {min(start + CHUNK, len(items))}/{len(items)}")
-    else:
-        for order_id in report.orders:
-            job_request(kind=JobKind.ORDER, entity_id=order_id, origin="reconcile", event="reconcile")
-        for deal_id in deals:
-            job_request(kind=JobKind.DEAL, entity_id=deal_id, origin="reconcile", event="reconcile")
-        report.queued = len(report.orders) + len(deals)
-
-    if not dry_run:
-        for side in (Side.CMS, Side.CRM):
-            Watermark.objects.update_or_create(portal=side, defaults={"value": started})
     return report
 
 
-def _since(side: str) -> datetime:
-    mark = Watermark.objects.filter(portal=side).values_list("value", flat=True).first()
+def _window_open(side: str, *, dry_run: bool) -> Watermark:
+    """The window to read: the one a cut-short pass left open, or a new one from the watermark (less the
+    overlap: clocks differ between us and the portal, and a change may commit after its change time)."""
+    now = timezone.now()
+    mark = Watermark.objects.filter(portal=side).first()
+    if mark is not None and mark.window_since is not None:
+        return mark
     if mark is None:
-        return timezone.now() - timedelta(days=settings.BXSYNC_RECONCILE_INITIAL_DAYS)
-    # Overlap: clocks differ between us and the portal, and a change may commit after its DATE_MODIFY.
-    return mark - timedelta(seconds=settings.BXSYNC_RECONCILE_OVERLAP_SECONDS)
+        initial = now - timedelta(days=settings.BXSYNC_RECONCILE_INITIAL_DAYS)
+        mark = Watermark(portal=side, value=initial, window_since=initial)
+    else:
+        mark.window_since = mark.value - timedelta(seconds=settings.BXSYNC_RECONCILE_OVERLAP_SECONDS)
+    mark.window_started, mark.window_after_id = now, 0
+    if not dry_run:
+        mark.save()
+    return mark
+
+
+def _pages(client: BitrixClient, feed: _Feed, mark: Watermark) -> Iterator[list[dict]]:
+    assert mark.window_since is not None
+    params = {
+        "filter": {f">{feed.changed_field}": mark.window_since.isoformat()},
+        # A deal's order field too: a deal naming an order this pass listed is covered by the order's item.
+        "select": [feed.id_field] if feed.side == Side.CMS else [feed.id_field, portals.deal_order_field()],
+        "order": feed.order,
+    }
+    return client.pages_by_id(
+        feed.method, params, id_field=feed.id_field, after=mark.window_after_id, items_key=feed.items_key
+    )
+
+
+def _page_sync(
+    feed: _Feed, page: list[dict], report: ReconcileReport, *, dry_run: bool, process_inline: bool
+) -> None:
+    """Sync one page of changed orders or deals, or queue them as jobs."""
+    ids = [str(row[feed.id_field]) for row in page]
+    if feed.side == Side.CMS:
+        report.orders += ids
+        order_ids, deal_ids = ids, []
+    else:
+        report.deals += ids
+        # A deal linked to, or naming, an order this pass listed is covered by the order's item.
+        linked = dict(
+            Link.objects.filter(state=LinkState.ACTIVE, deal_id__in=ids).values_list("deal_id", "order_id")
+        )
+        named = {str(row["ID"]): str(row.get(portals.deal_order_field()) or "").strip() for row in page}
+        listed = set(report.orders)
+        order_ids = []
+        deal_ids = [d for d in ids if linked.get(d) not in listed and named.get(d) not in listed]
+    if process_inline or dry_run:
+        report.results += items_sync(items=items_for(order_ids=order_ids, deal_ids=deal_ids), dry_run=dry_run)
+        return
+    for entity_id in order_ids or deal_ids:
+        job_request(kind=feed.kind, entity_id=entity_id, origin="reconcile", event="reconcile")
+    report.queued += len(order_ids or deal_ids)
+
+
+def links_reconcile(*, dry_run: bool = False, progress: Progress | None = None) -> ReconcileReport:
+    """Compare every active link with both portals now, 50 links a run (`reconcile --all`)."""
+    say = progress or (lambda _msg: None)
+    report = ReconcileReport(since={})
+    total = Link.objects.filter(state=LinkState.ACTIVE).count()
+    after = 0
+    while True:
+        chunk = list(
+            Link.objects.filter(state=LinkState.ACTIVE, id__gt=after)
+            .order_by("id")
+            .values_list("id", "order_id")[:CHUNK]
+        )
+        if not chunk:
+            break
+        after = chunk[-1][0]
+        order_ids = [order_id for _, order_id in chunk]
+        report.orders += order_ids
+        report.results += items_sync(
+            items=items_for(order_ids=order_ids, source="reconcile"), dry_run=dry_run
+        )
+        say(f"checked {len(report.orders)}/{total} link(s)")
+    return report

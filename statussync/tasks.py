@@ -22,9 +22,12 @@ def sweep() -> dict[str, int]:
 
 def reconcile() -> dict[str, int]:
     """Scheduled reconciliation: queue what changed on either portal since the watermark."""
+    from django.conf import settings
+
     from statussync.reconcile import reconcile_run
 
-    return reconcile_run(process_inline=False).counts()
+    # Within the task timeout; a pass that stops here is resumed by the next one where it stopped.
+    return reconcile_run(process_inline=False, max_seconds=settings.BXSYNC_WORKER_TASK_SECONDS).counts()
 
 
 def audit_purge() -> int:
