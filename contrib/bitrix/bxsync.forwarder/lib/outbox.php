@@ -186,7 +186,7 @@ final class Outbox
         }
         if ($unsent) {
             Log::warning(sprintf(
-                'not sent to bxsync: %s (%s); bxsync\'s reconciliation will pick these changes up',
+                'not sent to bxsync: %s (sending stopped after: %s); bxsync\'s reconciliation will pick these changes up',
                 self::summary($unsent),
                 $failure
             ));
