@@ -34,7 +34,8 @@ $request = Application::getInstance()->getContext()->getRequest();
 if ($request->isPost() && check_bitrix_sessid()) {
     if ($request->getPost('save') !== null) {
         $form = [];
-        foreach (['base_url', 'cms_token', 'cms_token_clear', 'crm_token', 'crm_token_clear', 'connect_timeout', 'total_timeout', 'domain'] as $name) {
+        $fields = ['base_url', 'cms_token', 'cms_token_clear', 'crm_token', 'crm_token_clear'];
+        foreach (array_merge($fields, ['connect_timeout', 'total_timeout', 'domain']) as $name) {
             $form[$name] = (string) $request->getPost($name);
         }
         foreach (Settings::saveForm($form) as $field) {
@@ -45,7 +46,10 @@ if ($request->isPost() && check_bitrix_sessid()) {
         }
     } elseif ($request->getPost('register_handlers') !== null) {
         $wired = HandlerRegistry::registerForInstalledModules();
-        $notes[] = Loc::getMessage('BXSYNC_FORWARDER_HANDLERS_REGISTERED', ['#MODULES#' => $wired ? implode(', ', $wired) : '—']);
+        $notes[] = Loc::getMessage(
+            'BXSYNC_FORWARDER_HANDLERS_REGISTERED',
+            ['#MODULES#' => $wired ? implode(', ', $wired) : '—']
+        );
     } elseif (isset($sides[(string) $request->getPost('check')])) {
         $side = (string) $request->getPost('check');
         $check = ConnectionCheck::run($side);
@@ -70,10 +74,18 @@ foreach ($notes as $note) {
 }
 
 $tabControl = new CAdminTabControl('bxsync_forwarder_tabs', [
-    ['DIV' => 'bxsync_forwarder_settings', 'TAB' => Loc::getMessage('BXSYNC_FORWARDER_TAB'), 'TITLE' => Loc::getMessage('BXSYNC_FORWARDER_TAB_TITLE')],
+    [
+        'DIV' => 'bxsync_forwarder_settings',
+        'TAB' => Loc::getMessage('BXSYNC_FORWARDER_TAB'),
+        'TITLE' => Loc::getMessage('BXSYNC_FORWARDER_TAB_TITLE'),
+    ],
 ]);
 $action = $APPLICATION->GetCurPage() . '?mid=' . urlencode($moduleId) . '&lang=' . urlencode(LANGUAGE_ID);
-$status = HandlerRegistry::status();
+$handlerStates = [];
+foreach (HandlerRegistry::status() as $module => $state) {
+    $handlerStates[$module] = !$state['installed'] ? 'BXSYNC_FORWARDER_MODULE_ABSENT'
+        : ($state['registered'] ? 'BXSYNC_FORWARDER_HANDLERS_ON' : 'BXSYNC_FORWARDER_HANDLERS_OFF');
+}
 ?>
 <form method="post" action="<?= htmlspecialcharsbx($action) ?>">
     <?= bitrix_sessid_post() ?>
@@ -82,18 +94,25 @@ $status = HandlerRegistry::status();
     <tr>
         <td width="40%"><label for="bxsync_base_url"><?= Loc::getMessage('BXSYNC_FORWARDER_BASE_URL') ?></label></td>
         <td width="60%">
-            <input type="text" size="50" id="bxsync_base_url" name="base_url" value="<?= htmlspecialcharsbx(Settings::baseUrl()) ?>" placeholder="https://bxsync.example.com">
+            <input type="text" size="50" id="bxsync_base_url" name="base_url"
+                value="<?= htmlspecialcharsbx(Settings::baseUrl()) ?>" placeholder="https://bxsync.example.com">
             <div><?= Loc::getMessage('BXSYNC_FORWARDER_BASE_URL_HINT') ?></div>
         </td>
     </tr>
-    <?php foreach ($sides as $side => $sideName): ?>
+    <?php foreach ($sides as $side => $sideName) : ?>
     <tr>
-        <td><label for="bxsync_<?= $side ?>_token"><?= Loc::getMessage('BXSYNC_FORWARDER_TOKEN', ['#SIDE#' => $sideName]) ?></label></td>
+        <td><label for="bxsync_<?= $side ?>_token">
+            <?= Loc::getMessage('BXSYNC_FORWARDER_TOKEN', ['#SIDE#' => $sideName]) ?>
+        </label></td>
         <td>
-            <input type="password" size="50" id="bxsync_<?= $side ?>_token" name="<?= $side ?>_token" value="" autocomplete="new-password"
-                placeholder="<?= htmlspecialcharsbx(Loc::getMessage(Settings::hasToken($side) ? 'BXSYNC_FORWARDER_TOKEN_SAVED' : 'BXSYNC_FORWARDER_TOKEN_EMPTY')) ?>">
-            <?php if (Settings::hasToken($side)): ?>
-            <label><input type="checkbox" name="<?= $side ?>_token_clear" value="Y"> <?= Loc::getMessage('BXSYNC_FORWARDER_TOKEN_CLEAR') ?></label>
+            <?php $placeholder = 'BXSYNC_FORWARDER_TOKEN_' . (Settings::hasToken($side) ? 'SAVED' : 'EMPTY'); ?>
+            <input type="password" size="50" id="bxsync_<?= $side ?>_token" name="<?= $side ?>_token" value=""
+                autocomplete="new-password" placeholder="<?= htmlspecialcharsbx(Loc::getMessage($placeholder)) ?>">
+            <?php if (Settings::hasToken($side)) : ?>
+            <label>
+                <input type="checkbox" name="<?= $side ?>_token_clear" value="Y">
+                <?= Loc::getMessage('BXSYNC_FORWARDER_TOKEN_CLEAR') ?>
+            </label>
             <?php endif; ?>
             <div><?= Loc::getMessage('BXSYNC_FORWARDER_TOKEN_HINT_' . strtoupper($side)) ?></div>
         </td>
@@ -101,31 +120,39 @@ $status = HandlerRegistry::status();
     <?php endforeach; ?>
     <tr>
         <td><label for="bxsync_connect_timeout"><?= Loc::getMessage('BXSYNC_FORWARDER_CONNECT_TIMEOUT') ?></label></td>
-        <td><input type="text" size="6" id="bxsync_connect_timeout" name="connect_timeout" value="<?= htmlspecialcharsbx((string) Settings::connectTimeout()) ?>"></td>
+        <td><input type="text" size="6" id="bxsync_connect_timeout" name="connect_timeout"
+            value="<?= htmlspecialcharsbx((string) Settings::connectTimeout()) ?>"></td>
     </tr>
     <tr>
         <td><label for="bxsync_total_timeout"><?= Loc::getMessage('BXSYNC_FORWARDER_TOTAL_TIMEOUT') ?></label></td>
         <td>
-            <input type="text" size="6" id="bxsync_total_timeout" name="total_timeout" value="<?= htmlspecialcharsbx((string) Settings::totalTimeout()) ?>">
+            <input type="text" size="6" id="bxsync_total_timeout" name="total_timeout"
+                value="<?= htmlspecialcharsbx((string) Settings::totalTimeout()) ?>">
             <div><?= Loc::getMessage('BXSYNC_FORWARDER_TIMEOUT_HINT') ?></div>
         </td>
     </tr>
     <tr>
         <td><label for="bxsync_domain"><?= Loc::getMessage('BXSYNC_FORWARDER_DOMAIN') ?></label></td>
-        <td><input type="text" size="30" id="bxsync_domain" name="domain" value="<?= htmlspecialcharsbx(Settings::storedDomain()) ?>" placeholder="<?= htmlspecialcharsbx(Settings::domain()) ?>"></td>
+        <td><input type="text" size="30" id="bxsync_domain" name="domain"
+            value="<?= htmlspecialcharsbx(Settings::storedDomain()) ?>"
+            placeholder="<?= htmlspecialcharsbx(Settings::domain()) ?>"></td>
     </tr>
     <tr class="heading"><td colspan="2"><?= Loc::getMessage('BXSYNC_FORWARDER_HANDLERS') ?></td></tr>
-    <?php foreach ($status as $module => $state): ?>
+    <?php foreach ($handlerStates as $module => $message) : ?>
     <tr>
         <td><?= htmlspecialcharsbx($module) ?></td>
-        <td><?= Loc::getMessage(!$state['installed'] ? 'BXSYNC_FORWARDER_MODULE_ABSENT' : ($state['registered'] ? 'BXSYNC_FORWARDER_HANDLERS_ON' : 'BXSYNC_FORWARDER_HANDLERS_OFF')) ?></td>
+        <td><?= Loc::getMessage($message) ?></td>
     </tr>
     <?php endforeach; ?>
     <?php $tabControl->Buttons(); ?>
-    <input type="submit" name="save" value="<?= htmlspecialcharsbx(Loc::getMessage('BXSYNC_FORWARDER_SAVE')) ?>" class="adm-btn-save">
-    <?php foreach ($sides as $side => $sideName): ?>
-    <button type="submit" name="check" value="<?= $side ?>" class="adm-btn"><?= Loc::getMessage('BXSYNC_FORWARDER_CHECK', ['#SIDE#' => $sideName]) ?></button>
+    <input type="submit" name="save" class="adm-btn-save"
+        value="<?= htmlspecialcharsbx(Loc::getMessage('BXSYNC_FORWARDER_SAVE')) ?>">
+    <?php foreach ($sides as $side => $sideName) : ?>
+    <button type="submit" name="check" value="<?= $side ?>" class="adm-btn">
+        <?= Loc::getMessage('BXSYNC_FORWARDER_CHECK', ['#SIDE#' => $sideName]) ?>
+    </button>
     <?php endforeach; ?>
-    <input type="submit" name="register_handlers" value="<?= htmlspecialcharsbx(Loc::getMessage('BXSYNC_FORWARDER_REGISTER')) ?>">
+    <input type="submit" name="register_handlers"
+        value="<?= htmlspecialcharsbx(Loc::getMessage('BXSYNC_FORWARDER_REGISTER')) ?>">
     <?php $tabControl->End(); ?>
 </form>

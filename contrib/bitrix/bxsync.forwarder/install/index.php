@@ -7,6 +7,10 @@ declare(strict_types=1);
 // https://dev.1c-bitrix.ru/learning/course/index.php?COURSE_ID=43&LESSON_ID=3475
 // https://dev.1c-bitrix.ru/learning/course/?COURSE_ID=101&TYPE=Y (partner module ids: partner.module)
 
+// Not PSR-1 on purpose: Bitrix finds the installer by this class name and calls these method names.
+// phpcs:disable PSR1.Files.SideEffects, PSR1.Classes.ClassDeclaration.MissingNamespace
+// phpcs:disable Squiz.Classes.ValidClassName.NotCamelCaps, PSR1.Methods.CamelCapsMethodName.NotCamelCaps
+
 use Bitrix\Main\Config\Option;
 use Bitrix\Main\Localization\Loc;
 use Bitrix\Main\ModuleManager;

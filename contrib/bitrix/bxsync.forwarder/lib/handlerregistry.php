@@ -103,9 +103,11 @@ final class HandlerRegistry
             $module = $handler['module'];
             $found = false;
             foreach ($manager->findEventHandlers($module, $handler['event']) as $row) {
-                if (($row['TO_MODULE_ID'] ?? '') === Settings::MODULE_ID
+                if (
+                    ($row['TO_MODULE_ID'] ?? '') === Settings::MODULE_ID
                     && ltrim((string) ($row['TO_CLASS'] ?? ''), '\\') === $handler['class']
-                    && ($row['TO_METHOD'] ?? '') === $handler['method']) {
+                    && ($row['TO_METHOD'] ?? '') === $handler['method']
+                ) {
                     $found = true;
                 }
             }
@@ -121,6 +123,12 @@ final class HandlerRegistry
     /** @return array{module: string, event: string, class: string, method: string, compatible: bool} */
     private static function row(string $module, string $event, string $class, string $method, bool $compatible): array
     {
-        return ['module' => $module, 'event' => $event, 'class' => $class, 'method' => $method, 'compatible' => $compatible];
+        return [
+            'module' => $module,
+            'event' => $event,
+            'class' => $class,
+            'method' => $method,
+            'compatible' => $compatible,
+        ];
     }
 }

@@ -15,8 +15,9 @@ use Bitrix\Main\Application;
  * ids (reference/bitrix-api.md §1.4).
  *
  * Sending after the response: Application::addBackgroundJob runs jobs in terminate(), after HttpResponse::flush()
- * has called fastcgi_finish_request() under php-fpm (https://dev.1c-bitrix.ru/api_d7/bitrix/main/application/addbackgroundjob.php;
- * kernel copy: https://github.com/avshatalov48/bitrix-core-business/blob/master/modules/main/lib/application.php,
+ * has called fastcgi_finish_request() under php-fpm
+ * (https://dev.1c-bitrix.ru/api_d7/bitrix/main/application/addbackgroundjob.php; kernel copy:
+ * https://github.com/avshatalov48/bitrix-core-business/blob/master/modules/main/lib/application.php and
  * .../modules/main/lib/httpresponse.php). A script that never reaches terminate() (a cron script, an old kernel
  * without addBackgroundJob) still sends from a shutdown function; whichever runs first sends, the other finds the
  * outbox empty.
@@ -118,7 +119,8 @@ final class Outbox
 
     private static function schedule(): void
     {
-        if (!self::$jobScheduled && class_exists(Application::class) && method_exists(Application::class, 'addBackgroundJob')) {
+        $kernelRunsJobs = class_exists(Application::class) && method_exists(Application::class, 'addBackgroundJob');
+        if (!self::$jobScheduled && $kernelRunsJobs) {
             try {
                 Application::getInstance()->addBackgroundJob([self::class, 'flush']);
                 self::$jobScheduled = true;
@@ -186,9 +188,10 @@ final class Outbox
         }
         if ($unsent) {
             Log::warning(sprintf(
-                'not sent to bxsync: %s (sending stopped after: %s); bxsync\'s reconciliation will pick these changes up',
+                'not sent to bxsync: %s (sending stopped after: %s); %s',
                 self::summary($unsent),
-                $failure
+                $failure,
+                'bxsync\'s reconciliation will pick these changes up'
             ));
         }
     }

@@ -11,7 +11,8 @@ namespace Bxsync\Forwarder;
  *
  * A handler runs inside the customer's checkout or the manager's save: it only queues (Outbox), and nothing it does
  * may throw into the sale module — EventManager rethrows a handler's exception into the save that fired it
- * (sendToEventHandler(), https://github.com/avshatalov48/bitrix-core-business/blob/master/modules/main/lib/eventmanager.php).
+ * (sendToEventHandler() in the kernel copy
+ * https://github.com/avshatalov48/bitrix-core-business/blob/master/modules/main/lib/eventmanager.php).
  *
  * A portal without the shop's application token does not forward shop events: an on-premises Bitrix24 has a sale
  * module of its own (its built-in store) whose orders are not the shop's.

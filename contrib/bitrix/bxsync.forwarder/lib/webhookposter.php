@@ -10,7 +10,8 @@ namespace Bxsync\Forwarder;
  * Why not Bitrix\Main\Web\HttpClient: its socketTimeout/streamTimeout are whole seconds, and streamTimeout bounds
  * each read, not the request, so a bxsync that trickles bytes could hold a manager's save far longer than we
  * allow (https://dev.1c-bitrix.ru/api_d7/bitrix/main/web/httpclient/__construct.php); since main 23.0 it may
- * also go through curl or PSR-18 depending on .settings.php (https://dev.1c-bitrix.ru/api_d7/bitrix/main/web/httpclient).
+ * also go through curl or PSR-18 depending on .settings.php
+ * (https://dev.1c-bitrix.ru/api_d7/bitrix/main/web/httpclient).
  * Streams need no extension (boxed installs often lack curl), and what the tests time is the code that ships.
  *
  * Not covered by the deadline: DNS resolution, which PHP does with the blocking system resolver. Point the base URL
