@@ -375,6 +375,17 @@ def test_it_still_sends_on_a_kernel_without_background_jobs(make_portal, bxsync)
 
 
 @live
+def test_it_never_breaks_a_save_when_reading_the_entity_fails(make_portal, bxsync):
+    portal = shop(make_portal, bxsync)
+
+    # The hit would exit non-zero if the handler let the exception into the sale module's save.
+    portal.hit({"do": "save_broken_order"}, {"do": "save_order", "order": 301}, {"do": "end_hit"})
+
+    assert stored() == [(Side.CMS, "ONSALEORDERSAVED", "301")]
+    assert "OnSaleOrderSaved not forwarded: RuntimeException: order storage unavailable" in portal.log()
+
+
+@live
 def test_it_is_refused_with_a_wrong_token_and_bxsync_stores_nothing(make_portal, bxsync):
     portal = shop(make_portal, bxsync, cms_token="forgedforgedforgedforgedforged00")
 

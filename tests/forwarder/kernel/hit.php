@@ -65,6 +65,16 @@ foreach ($steps as $step) {
             $order = new Order((int) $step['order']);
             (new Event('sale', 'OnSaleOrderSaved', ['ENTITY' => $order, 'VALUES' => [], 'IS_NEW' => false]))->send();
             break;
+        case 'save_broken_order':
+            // An order object that fails when read: the handler must swallow it, not the customer's checkout.
+            $broken = new class () {
+                public function getId(): int
+                {
+                    throw new RuntimeException('order storage unavailable');
+                }
+            };
+            (new Event('sale', 'OnSaleOrderSaved', ['ENTITY' => $broken, 'VALUES' => [], 'IS_NEW' => false]))->send();
+            break;
         case 'save_payment':
             $payment = new Payment((int) $step['payment'], (bool) ($step['paid'] ?? true));
             (new Event('sale', 'OnSalePaymentEntitySaved', ['ENTITY' => $payment, 'VALUES' => ['PAID' => 'N']]))->send();
