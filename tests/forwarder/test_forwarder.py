@@ -411,7 +411,9 @@ def test_it_returns_at_once_and_logs_when_bxsync_is_down(make_portal, down_url):
     )
 
     assert hit.seconds("save_order") + hit.seconds("save_payment") < HANDLER_BUDGET
-    assert hit.seconds("end_hit") < 1.0, "a refused connection must not wait for the connect timeout"
+    sending = hit.seconds("end_hit")
+    print(f"bxsync down: sending after the response {sending:.4f} s")
+    assert sending < 1.0, "a refused connection must not wait for the connect timeout"
     log = portal.log()
     assert "not sent to bxsync: ONPAYMENTENTITYSAVED 512, ONSALEORDERSAVED 300" in log
     assert "Connection refused" in log
@@ -433,7 +435,8 @@ def test_it_gives_up_after_one_total_timeout_when_bxsync_hangs(make_portal, hang
     sending = hit.seconds("end_hit")
     print(f"hanging bxsync: handlers {handlers:.4f} s, sending after the response {sending:.3f} s")
     assert handlers < HANDLER_BUDGET, "the customer's save must not wait on bxsync"
-    assert 0.45 <= sending < 0.5 + 0.3, "one total timeout for the whole hit, not one per event"
+    # Three events, one total timeout (0.5 s) for the whole hit: one per event would take 1.5 s.
+    assert 0.45 <= sending < 2 * 0.5, "bxsync hanging must cost a hit one timeout, not one per event"
     log = portal.log()
     assert "no answer from" in log
     assert "ONPAYMENTENTITYSAVED 512, ONSALEORDERSAVED 300, ONSALEORDERSAVED 301" in log
