@@ -1,0 +1,36 @@
+<?php
+
+$MESS['BXSYNC_FORWARDER_TAB'] = 'bxsync';
+$MESS['BXSYNC_FORWARDER_TAB_TITLE'] = 'Forwarding shop and CRM events to bxsync';
+$MESS['BXSYNC_FORWARDER_SIDE_SHOP'] = 'shop';
+$MESS['BXSYNC_FORWARDER_SIDE_CRM'] = 'CRM';
+$MESS['BXSYNC_FORWARDER_BASE_URL'] = 'bxsync address';
+$MESS['BXSYNC_FORWARDER_BASE_URL_HINT'] = 'Events go to /api/bitrix/cms/ (shop) and /api/bitrix/crm/ (CRM) under this address.';
+$MESS['BXSYNC_FORWARDER_TOKEN'] = 'Application token of the #SIDE#';
+$MESS['BXSYNC_FORWARDER_TOKEN_SAVED'] = 'saved (type a new one to replace it)';
+$MESS['BXSYNC_FORWARDER_TOKEN_EMPTY'] = 'not set: events of this side are not forwarded';
+$MESS['BXSYNC_FORWARDER_TOKEN_CLEAR'] = 'remove the saved token';
+$MESS['BXSYNC_FORWARDER_TOKEN_HINT_CMS'] = 'The value of BXSYNC_CMS_APP_TOKEN on the bxsync server. Only on the portal that runs the shop; leave it empty on a Bitrix24 whose own store is not the shop.';
+$MESS['BXSYNC_FORWARDER_TOKEN_HINT_CRM'] = 'The value of BXSYNC_CRM_APP_TOKEN on the bxsync server. Only on the portal that runs the CRM.';
+$MESS['BXSYNC_FORWARDER_CONNECT_TIMEOUT'] = 'Connect timeout, seconds';
+$MESS['BXSYNC_FORWARDER_TOTAL_TIMEOUT'] = 'Total timeout of one request, seconds';
+$MESS['BXSYNC_FORWARDER_TIMEOUT_HINT'] = 'Events are sent after the page has gone to the browser. If bxsync is down or slower than this, the change is logged and bxsync\'s reconciliation picks it up within minutes.';
+$MESS['BXSYNC_FORWARDER_DOMAIN'] = 'Portal domain sent as auth[domain]';
+$MESS['BXSYNC_FORWARDER_HANDLERS'] = 'Event handlers';
+$MESS['BXSYNC_FORWARDER_MODULE_ABSENT'] = 'module not installed on this portal';
+$MESS['BXSYNC_FORWARDER_HANDLERS_ON'] = 'handlers registered';
+$MESS['BXSYNC_FORWARDER_HANDLERS_OFF'] = 'handlers missing: press "Register handlers again"';
+$MESS['BXSYNC_FORWARDER_SAVE'] = 'Save';
+$MESS['BXSYNC_FORWARDER_CHECK'] = 'Check the #SIDE# connection';
+$MESS['BXSYNC_FORWARDER_REGISTER'] = 'Register handlers again';
+$MESS['BXSYNC_FORWARDER_SAVED'] = 'Settings saved.';
+$MESS['BXSYNC_FORWARDER_INVALID_BASE_URL'] = 'The bxsync address must start with http:// or https://.';
+$MESS['BXSYNC_FORWARDER_INVALID_CONNECT_TIMEOUT'] = 'The connect timeout must be a number of seconds from 0.1 to 10.';
+$MESS['BXSYNC_FORWARDER_INVALID_TOTAL_TIMEOUT'] = 'The total timeout must be a number of seconds from 0.1 to 10.';
+$MESS['BXSYNC_FORWARDER_HANDLERS_REGISTERED'] = 'Handlers registered for: #MODULES#.';
+$MESS['BXSYNC_FORWARDER_CHECK_OK'] = 'bxsync accepted the #SIDE# token (#DETAIL#).';
+$MESS['BXSYNC_FORWARDER_CHECK_NO_URL'] = 'Save the bxsync address first.';
+$MESS['BXSYNC_FORWARDER_CHECK_NO_TOKEN'] = 'Save the #SIDE# application token first.';
+$MESS['BXSYNC_FORWARDER_CHECK_WRONG_TOKEN'] = 'bxsync refused the #SIDE# token (403): it differs from the one bxsync expects.';
+$MESS['BXSYNC_FORWARDER_CHECK_UNREACHABLE'] = 'bxsync could not be reached: #DETAIL#';
+$MESS['BXSYNC_FORWARDER_CHECK_UNEXPECTED'] = 'bxsync answered #STATUS# (#DETAIL#).';

@@ -1,0 +1,36 @@
+<?php
+
+$MESS['BXSYNC_FORWARDER_TAB'] = 'bxsync';
+$MESS['BXSYNC_FORWARDER_TAB_TITLE'] = 'Передача событий магазина и CRM в bxsync';
+$MESS['BXSYNC_FORWARDER_SIDE_SHOP'] = 'магазина';
+$MESS['BXSYNC_FORWARDER_SIDE_CRM'] = 'CRM';
+$MESS['BXSYNC_FORWARDER_BASE_URL'] = 'Адрес bxsync';
+$MESS['BXSYNC_FORWARDER_BASE_URL_HINT'] = 'События уходят на /api/bitrix/cms/ (магазин) и /api/bitrix/crm/ (CRM) по этому адресу.';
+$MESS['BXSYNC_FORWARDER_TOKEN'] = 'Токен приложения #SIDE#';
+$MESS['BXSYNC_FORWARDER_TOKEN_SAVED'] = 'сохранён (введите новый, чтобы заменить)';
+$MESS['BXSYNC_FORWARDER_TOKEN_EMPTY'] = 'не задан: события этой стороны не передаются';
+$MESS['BXSYNC_FORWARDER_TOKEN_CLEAR'] = 'удалить сохранённый токен';
+$MESS['BXSYNC_FORWARDER_TOKEN_HINT_CMS'] = 'Значение BXSYNC_CMS_APP_TOKEN на сервере bxsync. Только на портале, где работает магазин; на Битрикс24, чей встроенный магазин не является магазином сайта, оставьте пустым.';
+$MESS['BXSYNC_FORWARDER_TOKEN_HINT_CRM'] = 'Значение BXSYNC_CRM_APP_TOKEN на сервере bxsync. Только на портале, где работает CRM.';
+$MESS['BXSYNC_FORWARDER_CONNECT_TIMEOUT'] = 'Таймаут соединения, секунд';
+$MESS['BXSYNC_FORWARDER_TOTAL_TIMEOUT'] = 'Общий таймаут одного запроса, секунд';
+$MESS['BXSYNC_FORWARDER_TIMEOUT_HINT'] = 'События отправляются после того, как страница ушла в браузер. Если bxsync недоступен или отвечает дольше, изменение записывается в журнал, и сверка bxsync подхватит его в течение нескольких минут.';
+$MESS['BXSYNC_FORWARDER_DOMAIN'] = 'Домен портала для auth[domain]';
+$MESS['BXSYNC_FORWARDER_HANDLERS'] = 'Обработчики событий';
+$MESS['BXSYNC_FORWARDER_MODULE_ABSENT'] = 'модуль не установлен на этом портале';
+$MESS['BXSYNC_FORWARDER_HANDLERS_ON'] = 'обработчики зарегистрированы';
+$MESS['BXSYNC_FORWARDER_HANDLERS_OFF'] = 'обработчиков нет: нажмите «Зарегистрировать обработчики заново»';
+$MESS['BXSYNC_FORWARDER_SAVE'] = 'Сохранить';
+$MESS['BXSYNC_FORWARDER_CHECK'] = 'Проверить связь для #SIDE#';
+$MESS['BXSYNC_FORWARDER_REGISTER'] = 'Зарегистрировать обработчики заново';
+$MESS['BXSYNC_FORWARDER_SAVED'] = 'Настройки сохранены.';
+$MESS['BXSYNC_FORWARDER_INVALID_BASE_URL'] = 'Адрес bxsync должен начинаться с http:// или https://.';
+$MESS['BXSYNC_FORWARDER_INVALID_CONNECT_TIMEOUT'] = 'Таймаут соединения — число секунд от 0.1 до 10.';
+$MESS['BXSYNC_FORWARDER_INVALID_TOTAL_TIMEOUT'] = 'Общий таймаут — число секунд от 0.1 до 10.';
+$MESS['BXSYNC_FORWARDER_HANDLERS_REGISTERED'] = 'Обработчики зарегистрированы для: #MODULES#.';
+$MESS['BXSYNC_FORWARDER_CHECK_OK'] = 'bxsync принял токен #SIDE# (#DETAIL#).';
+$MESS['BXSYNC_FORWARDER_CHECK_NO_URL'] = 'Сначала сохраните адрес bxsync.';
+$MESS['BXSYNC_FORWARDER_CHECK_NO_TOKEN'] = 'Сначала сохраните токен приложения #SIDE#.';
+$MESS['BXSYNC_FORWARDER_CHECK_WRONG_TOKEN'] = 'bxsync отклонил токен #SIDE# (403): он не совпадает с тем, что ждёт bxsync.';
+$MESS['BXSYNC_FORWARDER_CHECK_UNREACHABLE'] = 'bxsync недоступен: #DETAIL#';
+$MESS['BXSYNC_FORWARDER_CHECK_UNEXPECTED'] = 'bxsync ответил #STATUS# (#DETAIL#).';
