@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
+from statussync.reasons import Reason, why
+
 SideName = Literal["cms", "crm"]
 # Who asked for this decision: the shop (an order event), a payment event, the CRM (a deal event), or
 # nobody in particular (reconciliation, an admin resync).
@@ -104,10 +106,10 @@ class Decision:
     """What to do. `new_base` None means the base stays as it is."""
 
     outcome: str
-    reason: str
+    reason: Reason
     write: Write | None = None
     new_base: Base | None = None
-    flag: str = ""  # non-empty: the link needs a manager's attention, for this reason
+    flag: Reason | None = None  # the link needs a manager's attention, for this reason
     close: bool = False
     unmapped: tuple[SideName, int, str] | None = None
 
@@ -166,15 +168,15 @@ def decide(
 ) -> Decision:
     """The three-way merge. `base` None is a link seen for the first time."""
     if order is None or order.deleted:
-        return Decision(outcome="closed", reason="the order was deleted; the link is closed", close=True)
+        return Decision(outcome="closed", reason=why("order_deleted"), close=True)
     if deal is None or deal.deleted:
-        return Decision(outcome="closed", reason="the deal was deleted; the link is closed", close=True)
+        return Decision(outcome="closed", reason=why("deal_deleted"), close=True)
 
     pm = mapping.pipelines.get(deal.pipeline)
     if pm is None:
         return Decision(
             outcome="unmapped",
-            reason=f"pipeline {deal.pipeline} has no mapping",
+            reason=why("pipeline_unmapped", pipeline=deal.pipeline),
             unmapped=("crm", deal.pipeline, deal.stage),
         )
 
@@ -189,9 +191,7 @@ def decide(
         paid_changed = order.paid
         # Agreement on the status rules does not absorb a payment: the deal still has to reach the paid stage.
         if in_agreement and not paid_changed:
-            return Decision(
-                outcome="no_change", reason="first sight: both sides already agree", new_base=agreed
-            )
+            return Decision(outcome="no_change", reason=why("first_sight_agree"), new_base=agreed)
         # Nothing agreed yet. An event says that something about the order or deal changed (a title edit
         # fires ONCRMDEALUPDATE too), not which side moved last; the status and stage change times do. So
         # both count as changed and the pipeline's conflict policy decides, as in reconciliation.
@@ -214,17 +214,13 @@ def decide(
 
     if not order_changed and not deal_changed:
         if base is not None and _is_echo(base=base, order=order, deal=deal, origin=origin):
-            return Decision(
-                outcome="echo", reason="the echo of bxsync's own write", new_base=_keep_paid(base, order)
-            )
+            return Decision(outcome="echo", reason=why("echo"), new_base=_keep_paid(base, order))
         new_base = _keep_paid(base, order) if base is not None and base.paid != order.paid else None
-        return Decision(outcome="no_change", reason="neither side differs from the base", new_base=new_base)
+        return Decision(outcome="no_change", reason=why("nothing_changed"), new_base=new_base)
 
     if order_changed and deal_changed:
         if in_agreement:
-            return Decision(
-                outcome="no_change", reason="both sides changed to matching values", new_base=agreed
-            )
+            return Decision(outcome="no_change", reason=why("both_changed_agree"), new_base=agreed)
         return _conflict(
             order=order, deal=deal, pm=pm, mapping=mapping, previous=previous, tol=tolerance_seconds
         )
@@ -256,11 +252,11 @@ def _payment(
             # that move is a deal change the order must still follow; absorbing it into the base loses it.
             return None
         return Decision(
-            outcome="no_change", reason=f"order paid; the deal is already at {deal.stage}", new_base=paid_base
+            outcome="no_change", reason=why("paid_deal_there", stage=deal.stage), new_base=paid_base
         )
     return Decision(
         outcome="payment_applied",
-        reason=f"order paid: deal {deal.stage} → {target}",
+        reason=why("payment_move", stage=deal.stage, target=target),
         write=Write("crm", target),
         new_base=replace(paid_base, deal_stage=target, last_write_side="crm", last_write_value=target),
     )
@@ -273,15 +269,15 @@ def _order_to_deal(
     if target is None:
         return Decision(
             outcome="unmapped",
-            reason=f"order status {order.status} has no stage in pipeline {pm.pipeline}",
+            reason=why("status_unmapped", status=order.status, pipeline=pm.pipeline),
             unmapped=("cms", pm.pipeline, order.status),
         )
     agreed = Base(order_status=order.status, deal_stage=deal.stage, paid=order.paid, pipeline=deal.pipeline)
     if target == deal.stage:
-        return Decision(outcome="no_change", reason=f"the deal is already at {target}", new_base=agreed)
+        return Decision(outcome="no_change", reason=why("deal_already_there", stage=target), new_base=agreed)
     return Decision(
         outcome=outcome,
-        reason=f"order status {order.status}: deal {deal.stage} → {target}",
+        reason=why("order_to_deal", status=order.status, stage=deal.stage, target=target),
         write=Write("crm", target),
         new_base=replace(agreed, deal_stage=target, last_write_side="crm", last_write_value=target),
     )
@@ -300,13 +296,13 @@ def _deal_to_order(
     if target is None:
         return Decision(
             outcome="unmapped",
-            reason=f"deal stage {deal.stage} has no order status in pipeline {pm.pipeline}",
+            reason=why("stage_unmapped", stage=deal.stage, pipeline=pm.pipeline),
             unmapped=("crm", pm.pipeline, deal.stage),
         )
     if order.paid and target in mapping.awaiting_payment_statuses and target != order.status:
         # The deal side of the base moves so the same stage is not re-flagged on every event; the order
         # side stays, and the link waits for a manager.
-        reason = f"deal moved to {deal.stage}, which would put paid order back to {target}"
+        reason = why("regression", stage=deal.stage, target=target)
         return Decision(
             outcome="regression_blocked",
             reason=reason,
@@ -315,10 +311,12 @@ def _deal_to_order(
         )
     agreed = Base(order_status=order.status, deal_stage=deal.stage, paid=order.paid, pipeline=deal.pipeline)
     if target == order.status:
-        return Decision(outcome="no_change", reason=f"the order is already {target}", new_base=agreed)
+        return Decision(
+            outcome="no_change", reason=why("order_already_there", status=target), new_base=agreed
+        )
     return Decision(
         outcome=outcome,
-        reason=f"deal stage {deal.stage}: order {order.status} → {target}",
+        reason=why("deal_to_order", stage=deal.stage, status=order.status, target=target),
         write=Write("cms", target),
         new_base=replace(agreed, order_status=target, last_write_side="cms", last_write_value=target),
     )
@@ -337,13 +335,10 @@ def _conflict(
     elif policy == "latest":
         winner = _latest(order=order, deal=deal, tol=tol)
         if winner is None:
-            reason = (
-                f"both sides changed (order {order.status}, deal {deal.stage}) at the same time "
-                f"or without change times; not guessed"
-            )
+            reason = why("conflict_tie", status=order.status, stage=deal.stage)
             return Decision(outcome="conflict_flagged", reason=reason, flag=reason)
     else:
-        reason = f"both sides changed (order {order.status}, deal {deal.stage}); policy is manual"
+        reason = why("conflict_manual", status=order.status, stage=deal.stage)
         return Decision(outcome="conflict_flagged", reason=reason, flag=reason)
 
     if winner == "cms":
@@ -352,8 +347,8 @@ def _conflict(
         decision = _deal_to_order(
             order=order, deal=deal, pm=pm, mapping=mapping, previous=previous, outcome="conflict_resolved"
         )
-    side_name = "shop" if winner == "cms" else "CRM"
-    return replace(decision, reason=f"both sides changed; {policy}: the {side_name} wins; {decision.reason}")
+    code = "conflict_shop_wins" if winner == "cms" else "conflict_crm_wins"
+    return replace(decision, reason=why(code, policy=policy, then=decision.reason))
 
 
 def _latest(*, order: OrderState, deal: DealState, tol: float) -> SideName | None:

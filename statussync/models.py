@@ -108,6 +108,8 @@ class Link(models.Model):
     last_write_at = models.DateTimeField(null=True, blank=True)
     needs_attention = models.BooleanField(default=False, db_index=True)
     attention_reason = models.CharField(max_length=300, blank=True)
+    # The same reason as a code with parameters (statussync.reasons), rendered in the reader's language.
+    attention = models.JSONField(null=True, blank=True)
     # A write sent but not yet confirmed, with the base it leads to. Recorded before the write goes out, so a
     # write that lands while its reply is lost (a timeout, a 5xx after commit, a worker killed, the database
     # locked before the base moved) is recognised by the next run when the target shows the value: the base
@@ -273,7 +275,10 @@ class AuditEntry(models.Model):
     outcome = models.CharField(max_length=20, choices=Outcome.choices, db_index=True)
     before = models.JSONField(default=dict, blank=True)
     after = models.JSONField(default=dict, blank=True)
-    message = models.TextField(blank=True)
+    message = models.TextField(blank=True, help_text="The reason, in English (searchable).")
+    # The reason as a code with parameters (statussync.reasons), so the admin renders it in the reader's
+    # language; `message` keeps the English text for search and export.
+    reason = models.JSONField(null=True, blank=True)
     rest_calls = models.PositiveIntegerField(default=0)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     origin = models.CharField(max_length=16, blank=True)

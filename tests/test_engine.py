@@ -1227,7 +1227,7 @@ def test_it_writes_nothing_for_the_echo_of_its_own_write(r: Row) -> None:
         d.write.side
     )  # crm.deal.update fires ONCRMDEALUPDATE; sale.order.update fires ONSALEORDERSAVED
     echo = decide(base=d.new_base, order=new_order, deal=new_deal, mapping=r.mapping, origin=echo_origin)
-    assert (echo.outcome, echo.write, echo.flag) == ("echo", None, "")
+    assert (echo.outcome, echo.write, echo.flag) == ("echo", None, None)
     assert echo.new_base in (None, d.new_base)
 
 
@@ -1241,7 +1241,7 @@ def test_it_reports_no_change_when_the_state_matches_but_it_wrote_nothing(r: Row
     other_origin = "cms" if d.write.side == "crm" else "crm"
     for b, origin in [(forgotten, d.write.side), (d.new_base, other_origin), (d.new_base, None)]:
         again = decide(base=b, order=new_order, deal=new_deal, mapping=r.mapping, origin=origin)
-        assert (again.outcome, again.write, again.flag) == ("no_change", None, ""), (origin, again.reason)
+        assert (again.outcome, again.write, again.flag) == ("no_change", None, None), (origin, again.reason)
 
 
 def test_it_writes_exactly_once_per_human_change() -> None:

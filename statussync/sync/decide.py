@@ -13,6 +13,7 @@ from statussync.bitrix import BitrixError
 from statussync.engine import Base, Decision, Intent, Mapping, Origin, Write, decide, intent_settle
 from statussync.mapping import mapping_load
 from statussync.models import Link, Outcome, Side
+from statussync.reasons import Reason, why
 
 from .items import Item
 
@@ -36,10 +37,10 @@ def decisions_make(run: SyncRun) -> None:
         return
     for item in items:
         if item.order is None and not item.order_missing and item.link is None:
-            item.settle(Outcome.IGNORED, "nothing to sync")
+            item.settle(Outcome.IGNORED, why("nothing_to_sync"))
             continue
         if item.link is None and (item.order_missing or item.deal_missing):
-            item.settle(Outcome.IGNORED, "the order or deal no longer exists and was never linked")
+            item.settle(Outcome.IGNORED, why("gone_never_linked"))
             continue
         try:
             item.decision = _decision(item, mapping)
@@ -57,7 +58,7 @@ def _decision(item: Item, mapping: Mapping) -> Decision:
     if intent is not None:
         settled = intent_settle(base=base, intent=intent, order=order, deal=deal)
         if settled is intent.base:
-            item.landed = f"the write of {intent.write.value} landed, though its reply was lost"
+            item.landed = intent.write.value
         base = settled
     decision = decide(
         base=base,
@@ -71,10 +72,12 @@ def _decision(item: Item, mapping: Mapping) -> Decision:
         # The base moves to what the landed write agreed (a decision that keeps the base would lose it). When
         # nothing more is to be done, the audit tells the landed write's own story.
         written = item.link.intent_base if item.link else {}
+        reason = decision.reason
         if decision.write is None and decision.outcome in ("no_change", "echo") and written.get("outcome"):
-            decision = replace(decision, outcome=written["outcome"], reason=written.get("reason", ""))
+            decision = replace(decision, outcome=written["outcome"])
+            reason = Reason.from_json(written.get("reason")) or reason
         decision = replace(
-            decision, reason=f"{decision.reason} ({item.landed})", new_base=decision.new_base or base
+            decision, reason=why("landed", then=reason, value=item.landed), new_base=decision.new_base or base
         )
     return decision
 

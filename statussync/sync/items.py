@@ -11,6 +11,7 @@ from django.utils import timezone
 from statussync.bitrix import NotFoundError
 from statussync.engine import DealState, Decision, OrderState, Origin
 from statussync.models import Job, JobKind, Link, Outcome
+from statussync.reasons import Reason
 
 _ORIGIN_OF_KIND: dict[str, Origin] = {JobKind.ORDER: "cms", JobKind.PAYMENT: "payment", JobKind.DEAL: "crm"}
 
@@ -41,7 +42,7 @@ class Item:
     write_sent: bool = False
     written: OrderState | DealState | None = None  # the target side as read right after our write
     outcome: str = ""  # set when the item ends before the engine (unlinked, ambiguous, ignored)
-    message: str = ""
+    reason: Reason | None = None
     busy: bool = False
 
     @property
@@ -49,14 +50,14 @@ class Item:
         """Still on its way to a decision (not busy, failed or settled early)."""
         return not self.busy and not self.error and not self.outcome
 
-    def settle(self, outcome: str, message: str) -> None:
+    def settle(self, outcome: str, reason: Reason) -> None:
         """End the item before the engine (unlinked, ambiguous, ignored), with the reason for the audit."""
-        self.outcome, self.message = outcome, message
+        self.outcome, self.reason = outcome, reason
 
-    def fail(self, error: Exception, *, if_missing: str = "") -> None:
+    def fail(self, error: Exception, *, if_missing: Reason | None = None) -> None:
         """Record a failed call; the first error is the one retried and audited. With `if_missing`, an
         entity that no longer exists settles the item as ignored instead."""
-        if if_missing and isinstance(error, NotFoundError):
+        if if_missing is not None and isinstance(error, NotFoundError):
             self.settle(Outcome.IGNORED, if_missing)
         elif self.error is None:
             self.error = error
@@ -77,7 +78,12 @@ class ItemResult:
 
     item: Item
     outcome: str
-    message: str
+    reason: Reason
+
+    @property
+    def message(self) -> str:
+        """The reason in English, for the console."""
+        return str(self.reason)
 
 
 def items_from_jobs(*, jobs: list[Job]) -> list[Item]:

@@ -11,6 +11,7 @@ from statussync import portals
 from statussync.bitrix import NotFoundError
 from statussync.engine import link_resolve
 from statussync.models import Link, LinkState, Outcome
+from statussync.reasons import why
 
 from . import locks
 from .items import Item, items_merge
@@ -29,7 +30,9 @@ def payments_resolve(run: SyncRun) -> None:
                 portals.payment_get(item.payment_id),
                 items=[item],
                 on_result=lambda result, item=item: _got_payment(item, result),
-                on_error=lambda error, item=item: item.fail(error, if_missing="payment not found"),
+                on_error=lambda error, item=item: item.fail(
+                    error, if_missing=why("payment_not_found", payment=item.payment_id)
+                ),
             )
     plan.run(contact=run.contact)
     # A payment and an order event for the same order in one batch: one item, and the payment counts.
@@ -43,7 +46,7 @@ def _got_payment(item: Item, result: Any) -> None:
     if order_id:
         item.order_id = order_id
     else:
-        item.settle(Outcome.IGNORED, "payment has no order")
+        item.settle(Outcome.IGNORED, why("payment_no_order", payment=item.payment_id))
 
 
 def links_attach(run: SyncRun) -> None:
@@ -94,12 +97,10 @@ def unlinked_deals_read(run: SyncRun) -> None:
         order_id = item.deal.order_id if item.deal else ""
         if not order_id:
             field = portals.deal_order_field()
-            item.settle(Outcome.UNLINKED, f"deal {item.deal_id} has no order id in {field}")
+            item.settle(Outcome.UNLINKED, why("deal_no_order_field", deal=item.deal_id, field=field))
         elif order_id in linked:
-            item.settle(
-                Outcome.AMBIGUOUS,
-                f"deal {item.deal_id} names order {order_id}, which is linked to deal {linked[order_id]}",
-            )
+            reason = why("order_linked_elsewhere", deal=item.deal_id, order=order_id, other=linked[order_id])
+            item.settle(Outcome.AMBIGUOUS, reason)
         else:
             item.order_id = order_id
     if not run.dry_run:
@@ -170,12 +171,12 @@ def _candidates_resolve(items: list[Item]) -> None:
         deal = resolution.deal
         if resolution.outcome == "unlinked":
             field = portals.deal_order_field()
-            item.settle(Outcome.UNLINKED, f"no deal has order {item.order_id} in {field}")
+            item.settle(Outcome.UNLINKED, why("no_deal_for_order", order=item.order_id, field=field))
         elif resolution.outcome == "ambiguous":
             deals = ", ".join(resolution.candidates)
-            item.settle(Outcome.AMBIGUOUS, f"deals {deals} all name order {item.order_id}; nothing written")
+            item.settle(Outcome.AMBIGUOUS, why("several_deals", deals=deals, order=item.order_id))
         elif deal is not None and linked.get(deal.deal_id, item.order_id) != item.order_id:
-            item.settle(Outcome.AMBIGUOUS, f"deal {deal.deal_id} is already linked to another order")
+            item.settle(Outcome.AMBIGUOUS, why("deal_linked_elsewhere", deal=deal.deal_id))
         elif deal is not None and (item.deal is None or item.deal.deal_id == deal.deal_id):
             item.deal_id = deal.deal_id
             item.deal = item.deal or deal

@@ -25,6 +25,7 @@ from statussync.models import (
     Side,
     UnmappedValue,
 )
+from statussync.reasons import Reason, why
 
 from .decide import base_of
 from .items import Item, ItemResult
@@ -47,41 +48,39 @@ def item_record_safely(run: SyncRun, item: Item) -> ItemResult:
             return _record_failure(run, item)
         except Exception:
             logger.exception("could not retry %s; its jobs return when their lease ends", item.describe())
-            return ItemResult(item, Outcome.FAILED, error_text(exc))
+            return ItemResult(item, Outcome.FAILED, why("error", error=error_text(exc)))
 
 
 def item_record(run: SyncRun, item: Item) -> ItemResult:
     """Record how `item` ended and finish, release or retry its jobs."""
     if item.busy:
         if run.dry_run:
-            return ItemResult(item, "busy", "link busy in another worker")
+            return ItemResult(item, "busy", why("busy"))
         for job in item.jobs or _jobs_for_later(item):
             job_release(job=job)
-        return ItemResult(item, "busy", "link busy in another worker; retried shortly")
+        return ItemResult(item, "busy", why("busy"))
     if item.error is not None:
         return _record_failure(run, item)
     if item.decision is not None:
-        outcome, message = item.decision.outcome, item.decision.reason
+        outcome, reason = item.decision.outcome, item.decision.reason
     else:
-        outcome, message = item.outcome or Outcome.IGNORED, item.message
+        outcome, reason = item.outcome or Outcome.IGNORED, item.reason or why("nothing_to_sync")
     if run.dry_run:
-        return ItemResult(item, outcome, message)
+        return ItemResult(item, outcome, reason)
     took_effect = _write_took_effect(item)
     if not took_effect:
         outcome = Outcome.FAILED
-        message = (
-            f"{message}; but the deal had moved to pipeline {item.written.pipeline} "  # type: ignore[union-attr]
-            "before the write, so the stage was not set; decided again with that pipeline's mapping"
-        )
+        pipeline = item.written.pipeline  # type: ignore[union-attr]
+        reason = why("write_no_effect", then=reason, pipeline=pipeline)
     try:
         with transaction.atomic():
             if not lock_held(run, item.order_id):
                 # Fencing: this run outlived its lock and another worker has the order now; whatever this
                 # run wrote is on the link as an intent, which that worker settles.
-                return ItemResult(item, "lost", "the run outlived its lock; another worker took over")
+                return ItemResult(item, "lost", why("lock_lost"))
             link = _link_save(item, took_effect=took_effect)
             after = _after_dict(item) if took_effect else {"deal": "unchanged: the write had no effect"}
-            _audit(item, outcome=outcome, message=message, link=link, after=after)
+            _audit(item, outcome=outcome, reason=reason, link=link, after=after)
             if item.decision and item.decision.unmapped:
                 _unmapped_seen(*item.decision.unmapped)
             if not took_effect:
@@ -91,7 +90,7 @@ def item_record(run: SyncRun, item: Item) -> ItemResult:
         item.error = TransientError(portal="db", method="link", code="race", description=str(exc)[:200])
         return _record_failure(run, item)
     jobs_finish(jobs=item.jobs)
-    return ItemResult(item, outcome, message)
+    return ItemResult(item, outcome, reason)
 
 
 def _write_took_effect(item: Item) -> bool:
@@ -125,7 +124,7 @@ def _link_save(item: Item, *, took_effect: bool = True) -> Link | None:
     if decision.close:
         if link is not None:
             Link.objects.filter(id=link.id).update(
-                state=LinkState.CLOSED, closed_at=now, close_reason=decision.reason[:200]
+                state=LinkState.CLOSED, closed_at=now, close_reason=str(decision.reason)[:200]
             )
         return link
     if link is None:
@@ -153,12 +152,14 @@ def _link_save(item: Item, *, took_effect: bool = True) -> Link | None:
                 last_write_side=decision.write.side, last_write_value=decision.write.value, last_write_at=now
             )
     if decision.flag:
-        updates.update(needs_attention=True, attention_reason=decision.flag[:300])
+        updates.update(
+            needs_attention=True, attention_reason=str(decision.flag)[:300], attention=decision.flag.as_json()
+        )
     elif decision.write is not None or (
         decision.outcome == Outcome.NO_CHANGE and decision.new_base is not None
     ):
         # A later agreement settles an earlier conflict or regression.
-        updates.update(needs_attention=False, attention_reason="")
+        updates.update(needs_attention=False, attention_reason="", attention=None)
     Link.objects.filter(id=link.id).update(**updates, updated_at=now)
     return link
 
@@ -170,17 +171,17 @@ def _record_failure(run: SyncRun, item: Item) -> ItemResult:
     """Retry or dead-letter the item's jobs by the failure policy, and audit why."""
     error = item.error
     assert error is not None
-    message = error_text(error)
+    reason = why("error", error=error_text(error)[:2000])
     if run.dry_run:
-        return ItemResult(item, Outcome.FAILED, message)
+        return ItemResult(item, Outcome.FAILED, reason)
     refused = isinstance(error, BitrixError) and not isinstance(error, TransientError)
     if item.write_sent and item.link is not None and refused:
         # The portal refused the write outright: it did not land, so there is nothing to settle later.
         Link.objects.filter(id=item.link.id).update(**_NO_INTENT)
     states = jobs_fail(jobs=item.jobs or _jobs_for_later(item), error=error)
     outcome = Outcome.FAILED if JobState.DEAD in states else Outcome.RETRIED
-    _audit(item, outcome=outcome, message=message[:2000], link=item.link, after={})
-    return ItemResult(item, outcome, message)
+    _audit(item, outcome=outcome, reason=reason, link=item.link, after={})
+    return ItemResult(item, outcome, reason)
 
 
 def _jobs_for_later(item: Item) -> list[Job]:
@@ -190,7 +191,7 @@ def _jobs_for_later(item: Item) -> list[Job]:
     return []  # the new pending job is the retry; there is no claimed job to give back
 
 
-def _audit(item: Item, *, outcome: str, message: str, link: Link | None, after: dict[str, Any]) -> None:
+def _audit(item: Item, *, outcome: str, reason: Reason, link: Link | None, after: dict[str, Any]) -> None:
     """The audit entry of one item: what asked, what was seen, what was decided or went wrong."""
     AuditEntry.objects.create(
         side={"cms": Side.CMS, "payment": Side.CMS, "crm": Side.CRM}.get(item.origin or "", ""),
@@ -201,7 +202,8 @@ def _audit(item: Item, *, outcome: str, message: str, link: Link | None, after: 
         outcome=outcome,
         before=_before_dict(item),
         after=after,
-        message=message,
+        message=str(reason),
+        reason=reason.as_json(),
         rest_calls=item.calls,
         latency_ms=_latency_ms(item),
         origin=item.source,
@@ -243,7 +245,7 @@ def _after_dict(item: Item) -> dict[str, Any]:
     if decision.close:
         after["link"] = "closed"
     if decision.flag:
-        after["needs_attention"] = decision.flag
+        after["needs_attention"] = str(decision.flag)
     return after
 
 

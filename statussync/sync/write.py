@@ -90,7 +90,7 @@ def _intent_record(run: SyncRun, item: Item) -> None:
                     "pipeline": base.pipeline,
                     # What the write was, so the run that finds it landed can say so in the audit.
                     "outcome": decision.outcome,
-                    "reason": decision.reason,
+                    "reason": decision.reason.as_json(),
                 },
                 intent_at=timezone.now(),
             )
