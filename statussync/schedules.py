@@ -8,7 +8,8 @@ from django_q.models import Schedule
 SCHEDULES = {
     "bxsync-sweep": ("statussync.tasks.sweep", 1),
     "bxsync-reconcile": ("statussync.tasks.reconcile", None),
-    "bxsync-audit-purge": ("statussync.tasks.audit_purge", 24 * 60),
+    # Hourly, a few minutes at most each time: small chunks, never a long hold on the database.
+    "bxsync-audit-purge": ("statussync.tasks.audit_purge", 60),
 }
 
 

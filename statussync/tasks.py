@@ -31,7 +31,9 @@ def reconcile() -> dict[str, int]:
 
 
 def audit_purge() -> int:
-    """Daily: drop audit entries, events and finished jobs older than the retention."""
+    """Hourly: drop audit entries, events and finished jobs older than the retention, in small chunks."""
+    from django.conf import settings
+
     from statussync.retention import records_purge
 
-    return records_purge()
+    return records_purge(max_seconds=settings.BXSYNC_WORKER_TASK_SECONDS)

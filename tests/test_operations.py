@@ -6,9 +6,11 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db.models import QuerySet
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
+from statussync import retention
 from statussync.jobs import job_request, jobs_claim, jobs_process, jobs_sweep
 from statussync.models import AuditEntry, InboundEvent, Job, JobKind, JobState
 from statussync.retention import records_purge
@@ -62,6 +64,25 @@ def test_it_purges_records_older_than_the_retention():
 
     assert AuditEntry.objects.count() == 1
     assert Job.objects.filter(state=JobState.DEAD).count() == 1  # the dead-letter list waits for a manager
+
+
+def test_it_purges_in_small_chunks_and_leaves_the_rest_for_the_next_run(monkeypatch):
+    monkeypatch.setattr(retention, "PURGE_CHUNK", 10)
+    AuditEntry.objects.bulk_create([AuditEntry(outcome="applied") for _ in range(35)])
+    AuditEntry.objects.update(created_at=timezone.now() - timedelta(days=100))
+    statements = []
+    real_delete = QuerySet.delete
+
+    def delete(self):
+        statements.append(self.count())
+        return real_delete(self)
+
+    monkeypatch.setattr(QuerySet, "delete", delete)
+
+    assert records_purge(days=90, max_seconds=0) == 0  # no time left: nothing, and nothing half-done
+    assert records_purge(days=90) == 35
+    assert statements == [10, 10, 10, 5]
+    assert not AuditEntry.objects.exists()
 
 
 def test_it_refuses_to_serve_without_a_secret_key(settings, monkeypatch):
