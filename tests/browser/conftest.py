@@ -1,4 +1,4 @@
-"""Browser tests: Playwright for Python driving Debian's `chromium` (never a downloaded browser) against a live
+"""Browser tests: Playwright for Python driving Debian's `chromium` (never a downloaded browser) against a
 bxsync (pytest-django's `live_server`).
 
 Screenshots go to docs/screenshots/, where the README shows them.
@@ -18,7 +18,7 @@ from django.contrib.auth import get_user_model
 # synchronous on purpose (tests only).
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
-from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, sync_playwright
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 # Headless in a closed network: without these, Chromium spends its start trying to reach Google's hosts.
@@ -30,7 +30,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-PASSWORD = "correct-horse-battery-staple"  # noqa: S105 - a test user's
+PASSWORD = "correct-horse-battery-staple"
 
 
 @pytest.fixture(scope="session")
