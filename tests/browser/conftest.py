@@ -1,5 +1,5 @@
 """Browser tests: Playwright for Python driving Debian's `chromium` (never a downloaded browser) against a
-bxsync (pytest-django's `live_server`).
+live bxsync (pytest-django's `live_server`).
 
 Screenshots go to docs/screenshots/, where the README shows them.
 """
