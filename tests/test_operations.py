@@ -11,6 +11,7 @@ from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
 from statussync import retention
+from statussync.checks import lease_outlasts_the_write_round
 from statussync.jobs import job_request, jobs_claim, jobs_process, jobs_sweep
 from statussync.models import AuditEntry, InboundEvent, Job, JobKind, JobState
 from statussync.retention import records_purge
@@ -126,3 +127,15 @@ def test_it_keeps_webhook_urls_off_error_pages(settings):
 
     assert "verysecretcode" not in str(shown)
     assert "hunter2" not in str(shown)
+
+
+def test_it_warns_when_the_lease_could_run_out_with_a_write_in_flight(settings):
+    settings.BXSYNC_JOB_LEASE_SECONDS = 60
+    settings.BXSYNC_RATE_MAX_WAIT = 30
+    settings.BXSYNC_REST_TIMEOUT = 20
+
+    warnings = lease_outlasts_the_write_round()
+
+    assert [w.id for w in warnings] == ["bxsync.W001"]
+    settings.BXSYNC_JOB_LEASE_SECONDS = 300
+    assert lease_outlasts_the_write_round() == []
