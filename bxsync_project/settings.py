@@ -23,6 +23,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
     "django_q",
     "statussync",
 ]
@@ -101,12 +102,24 @@ WHITENOISE_USE_FINDERS = True
 BXSYNC_MAX_EVENT_BYTES = env.int("BXSYNC_MAX_EVENT_BYTES", default=64 * 1024)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 
+# Each API view names its own parsers, authentication and permissions (statussync/api/apis.py).
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "EXCEPTION_HANDLER": "statussync.intake.exception_handler",
+    "EXCEPTION_HANDLER": "statussync.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "bxsync",
+    "DESCRIPTION": "Bitrix outgoing-webhook intake and health of bxsync (see README.md).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The application token travels in the event body, which no OpenAPI security scheme describes; the
+    # schema states it as a required body field (statussync/api/schema.py).
+    "AUTHENTICATION_WHITELIST": [],
+    "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
 }
 
 # --- bxsync: the portals (public contract, see README) ---
@@ -143,7 +156,7 @@ BXSYNC_WORKERS = env.int("BXSYNC_WORKERS", default=2)
 BXSYNC_PAYMENT_WORKERS = env.int("BXSYNC_PAYMENT_WORKERS", default=1)
 BXSYNC_WEB_WORKERS = env.int("BXSYNC_WEB_WORKERS", default=2)
 
-# --- django-q2 (see ../shared/reference/django-stack.md §1) ---
+# --- django-q2 (https://django-q2.readthedocs.io/en/master/configure.html) ---
 # The queue only wakes workers: the Job table is the record of pending work, so broker redelivery is not
 # needed and is switched off (ack_failures, max_attempts=1) to avoid django-q2's endless no-backoff retries.
 # timeout < retry, as django-q2 requires, or a slow task is handed out twice.

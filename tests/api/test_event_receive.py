@@ -1,6 +1,12 @@
-"""The webhook endpoints: good, duplicate, forged, malformed, oversized and unknown-event requests."""
+"""The webhook endpoints: good, duplicate, forged, malformed, oversized and unknown-event requests.
+
+Every answer of these endpoints is JSON (`post` checks it for each request).
+"""
 
 from __future__ import annotations
+
+import json
+import logging
 
 import pytest
 
@@ -11,8 +17,15 @@ FORM = "application/x-www-form-urlencoded"
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("portals")]
 
 
-def post(client, side: str, body: bytes, content_type: str = FORM):
-    return client.post(f"/api/bitrix/{side}/", data=body, content_type=content_type)
+def post(client, side: str, body: bytes, content_type: str = FORM, **extra):
+    response = client.post(f"/api/bitrix/{side}/", data=body, content_type=content_type, **extra)
+    assert response["Content-Type"] == "application/json"
+    assert isinstance(response.json(), dict)
+    return response
+
+
+def forged(body: bytes) -> bytes:
+    return body.replace(CRM_TOKEN.encode(), b"forgedforgedforgedforgedforged00")
 
 
 @pytest.mark.parametrize(
@@ -91,7 +104,7 @@ def test_it_answers_200_for_an_event_it_ignores_and_queues_nothing(client):
 @pytest.mark.parametrize(
     "body",
     [
-        event_body("crm_deal_update").replace(CRM_TOKEN.encode(), b"forgedforgedforgedforgedforged00"),
+        forged(event_body("crm_deal_update")),
         event_body("crm_deal_update").replace(b"&auth%5Bapplication_token%5D=" + CRM_TOKEN.encode(), b""),
         # The shop's token is not the CRM's.
         event_body("cms_order_saved"),
@@ -183,32 +196,123 @@ def test_it_accepts_json_with_the_same_shape(client):
     assert Job.objects.get().entity_id == "9"
 
 
-def test_it_reports_health_without_calling_the_portals(client):
-    response = client.get("/api/health/")
-
-    assert response.status_code == 200
-    body = response.json()
-    assert body["ok"] is True
-    assert body["database"]["ok"] is True
-    assert body["portals"]["crm"]["configured"] is True
-
-
-def test_it_reports_unhealthy_when_a_portal_is_not_configured(client, settings):
-    settings.BXSYNC_CRM_REST_URL = ""
-
-    response = client.get("/api/health/")
-
-    assert response.status_code == 503
-    assert response.json()["portals"]["crm"]["ok"] is False
-
-
 def test_it_answers_503_json_and_not_200_when_the_event_cannot_be_stored(client, monkeypatch):
     def broken(**kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("statussync.intake.event_receive", broken)
+    monkeypatch.setattr("statussync.api.apis.event_receive", broken)
 
     response = post(client, "crm", event_body("crm_deal_update"))
 
     assert response.status_code == 503
     assert response["Content-Type"] == "application/json"
+
+
+def test_it_answers_400_for_a_deeply_nested_json_body_before_the_token_check(client):
+    # json.loads raises RecursionError at this depth; the body is under the size cap and its token is wrong.
+    body = '{"event": "ONCRMDEALUPDATE", "auth": {"application_token": "forged"}, "x": %s}' % (
+        "[" * 30_000 + "]" * 30_000
+    )
+
+    response = post(client, "crm", body.encode(), "application/json")
+
+    assert response.status_code == 400
+    assert InboundEvent.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"x": json.loads("[" * 40 + "]" * 40)},  # deeper than the bracket codec allows
+        {"x": "\u0000"},  # PostgreSQL cannot store NUL
+        {"x": "\ud800"},  # nor a lone surrogate
+    ],
+    ids=["too-deep", "nul", "surrogate"],
+)
+def test_it_answers_400_for_json_no_later_step_could_handle(client, payload):
+    event = {
+        "event": "ONCRMDEALUPDATE",
+        "data": {"FIELDS": {"ID": "1"}},
+        "auth": {"application_token": CRM_TOKEN},
+    }
+    body = json.dumps({**event, **payload})  # a good event but for `x`
+
+    response = post(client, "crm", body.encode(), "application/json")
+
+    assert response.status_code == 400
+    assert InboundEvent.objects.count() == 0
+
+
+def test_it_answers_400_for_nan_in_json(client):
+    body = f'{{"event": "ONCRMDEALUPDATE", "ts": NaN, "auth": {{"application_token": "{CRM_TOKEN}"}}}}'
+
+    assert post(client, "crm", body.encode(), "application/json").status_code == 400
+
+
+def test_it_answers_400_for_more_fields_than_bitrix_sends(client):
+    body = event_body("crm_deal_update") + b"".join(b"&f%d=1" % n for n in range(200))
+
+    assert post(client, "crm", body).status_code == 400
+    assert InboundEvent.objects.count() == 0
+
+
+def test_it_answers_413_on_the_declared_length_without_reading_the_body(client):
+    class Unreadable:
+        def read(self, *args):
+            raise AssertionError("the body was read")
+
+        readline = read
+
+    response = post(
+        client,
+        "crm",
+        event_body("crm_deal_update"),
+        CONTENT_LENGTH=str(10**9),
+        **{"wsgi.input": Unreadable()},
+    )
+
+    assert response.status_code == 413
+    assert InboundEvent.objects.count() == 0
+
+
+def test_it_answers_400_for_another_content_type(client):
+    assert post(client, "crm", event_body("crm_deal_update"), "text/plain").status_code == 400
+
+
+def test_it_answers_json_whatever_the_accept_header_asks_for(client):
+    good = post(client, "crm", event_body("crm_deal_update"), HTTP_ACCEPT="text/html")
+    bad = post(client, "crm", forged(event_body("crm_deal_update")), HTTP_ACCEPT="text/html")
+
+    assert (good.status_code, bad.status_code) == (200, 403)
+
+
+@pytest.mark.parametrize("method", ["put", "patch", "delete", "options"])
+def test_it_answers_405_json_for_other_methods(client, method):
+    response = getattr(client, method)(
+        "/api/bitrix/cms/", data=event_body("cms_order_saved"), content_type=FORM
+    )
+
+    assert response.status_code == 405
+    assert response["Content-Type"] == "application/json"
+    assert response["Allow"] == "POST"
+    assert InboundEvent.objects.count() == 0
+
+
+def test_it_answers_json_for_an_unknown_api_path(client):
+    response = client.get("/api/bitrix/nowhere/")
+
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+
+
+def test_it_never_logs_the_application_token(client, caplog):
+    given = "stolen-shop-token-0123456789abcdef"
+    caplog.set_level(logging.DEBUG)
+
+    refused = post(client, "crm", event_body("crm_deal_update").replace(CRM_TOKEN.encode(), given.encode()))
+    accepted = post(client, "crm", event_body("crm_deal_update"))
+
+    assert (refused.status_code, accepted.status_code) == (403, 200)
+    assert "refused a crm event" in caplog.text
+    assert given not in caplog.text
+    assert CRM_TOKEN not in caplog.text
