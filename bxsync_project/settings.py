@@ -77,7 +77,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", default="")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # Webhook intake touches the cache (the wake-up flag): an unreachable Redis must fail fast, so
+            # the stored event still gets its 200, rather than hang the request.
+            "OPTIONS": {"socket_connect_timeout": 5, "socket_timeout": 5},
+        }
+    }
 else:
     # A shared cache is needed across web and worker processes (wake-up flags, django-q2 stats); the
     # database cache is the embedded choice. LocMemCache would be per process and silently wrong.

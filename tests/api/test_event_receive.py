@@ -9,6 +9,9 @@ import json
 import logging
 
 import pytest
+from django.db import OperationalError
+from django_q.models import OrmQ
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from statussync.models import InboundEvent, Job, JobKind, JobState
 from tests.conftest import CRM_TOKEN, event_body
@@ -316,3 +319,70 @@ def test_it_never_logs_the_application_token(client, caplog):
     assert "refused a crm event" in caplog.text
     assert given not in caplog.text
     assert CRM_TOKEN not in caplog.text
+
+
+# --- the event is stored, but waking a worker fails: still 200 (the sweeper wakes queues every minute) ---
+
+
+def test_it_answers_200_when_the_orm_broker_is_locked_after_the_event_is_stored(
+    client, monkeypatch, caplog, django_capture_on_commit_callbacks
+):
+    def locked(*args, **kwargs):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr("django_q.tasks.async_task", locked)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(client, "crm", event_body("crm_deal_update"))
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "stored"
+    assert Job.objects.get().state == JobState.PENDING  # the sweeper's to wake
+    assert "could not wake the default queue (broker: OperationalError)" in caplog.text
+
+
+def test_it_answers_200_when_redis_is_down_after_the_event_is_stored(
+    client, monkeypatch, caplog, django_capture_on_commit_callbacks
+):
+    class RedisDown:
+        def add(self, *args, **kwargs):
+            raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr("statussync.jobs.cache", RedisDown())
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(client, "cms", event_body("cms_payment_saved"))
+
+    assert response.status_code == 200
+    assert Job.objects.get().queue == "payments"
+    assert "could not wake the payments queue (cache: ConnectionError)" in caplog.text
+
+
+def test_it_answers_200_whatever_else_fails_after_the_event_is_stored(
+    client, monkeypatch, django_capture_on_commit_callbacks
+):
+    def broken(**kwargs):
+        raise RuntimeError("anything at all")
+
+    monkeypatch.setattr("statussync.jobs.queue_wake", broken)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(client, "crm", event_body("crm_deal_update"))
+
+    assert response.status_code == 200
+    assert InboundEvent.objects.count() == 1
+
+
+def test_it_tries_to_wake_again_on_the_next_event_after_a_failed_wake(
+    client, monkeypatch, django_capture_on_commit_callbacks
+):
+    def locked(*args, **kwargs):
+        raise OperationalError("database is locked")
+
+    with monkeypatch.context() as patch, django_capture_on_commit_callbacks(execute=True):
+        patch.setattr("django_q.tasks.async_task", locked)
+        post(client, "crm", event_body("crm_deal_update"))
+    with django_capture_on_commit_callbacks(execute=True):
+        post(client, "crm", event_body("crm_deal_add"))
+
+    assert OrmQ.objects.count() == 1  # not held back by the flag of the wake-up that never left
