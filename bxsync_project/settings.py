@@ -1,5 +1,6 @@
 """One env-driven settings file. Every knob is an environment variable (or a line in `.env`), see README."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -25,6 +26,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "django_q",
+    "axes",
     "statussync",
 ]
 
@@ -37,6 +39,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: it turns a locked-out login into its lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "bxsync_project.urls"
@@ -130,6 +134,45 @@ SPECTACULAR_SETTINGS = {
     "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
 }
 
+# --- Security for a public deployment (README "Security") ---
+# Trust the TLS proxy's X-Forwarded-Proto (and X-Forwarded-For, for the login throttle) only when told: with
+# no proxy in front that overwrites them, any client could send them and pass for HTTPS or another address.
+BXSYNC_BEHIND_PROXY = env.bool("BXSYNC_BEHIND_PROXY", default=False)
+BXSYNC_PROXY_COUNT = env.int("BXSYNC_PROXY_COUNT", default=1)
+if BXSYNC_BEHIND_PROXY:
+    _ssl_header = env("BXSYNC_PROXY_SSL_HEADER", default="X-Forwarded-Proto")
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _ssl_header.upper().replace("-", "_"), "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+# Never redirect the webhooks or the health checks: Bitrix does not follow a redirect and never re-sends the
+# event, and a redirect cannot protect a token the request has already carried in the clear.
+SECURE_REDIRECT_EXEMPT = [r"^api/bitrix/", r"^api/health/"]
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Browsers honour HSTS only from an HTTPS answer, so plain-HTTP trials are not affected.
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SILENCED_SYSTEM_CHECKS = []
+if not SECURE_SSL_REDIRECT:
+    # The TLS proxy in front redirects HTTP to HTTPS by default (docs/decisions.md).
+    SILENCED_SYSTEM_CHECKS.append("security.W008")
+if not SECURE_HSTS_PRELOAD:
+    # Preloading is a decision for the owner of the whole domain, not for one service on it.
+    SILENCED_SYSTEM_CHECKS.append("security.W021")
+
+# Admin login guessing: django-axes locks a username from one address after a few failures, for a while.
+# By username and address together, so a stranger cannot lock a manager out from elsewhere.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("BXSYNC_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("BXSYNC_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "bxsync_project.proxy.client_ip"
+
 # --- bxsync: the portals (public contract, see README) ---
 BXSYNC_CMS_REST_URL = env("BXSYNC_CMS_REST_URL", default="")
 BXSYNC_CMS_APP_TOKEN = env("BXSYNC_CMS_APP_TOKEN", default="")
@@ -201,5 +244,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"urllib3": {"level": "WARNING"}},
+    # axes.apps announces itself at every start of every command.
+    "loggers": {"urllib3": {"level": "WARNING"}, "axes.apps": {"level": "WARNING"}},
 }

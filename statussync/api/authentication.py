@@ -18,6 +18,7 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
+from bxsync_project.proxy import client_ip
 from statussync.models import Side
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class ApplicationTokenAuthentication(BaseAuthentication):
                 "refused a %s event: %s application_token, from %s",
                 self.side,
                 "no" if given is None else "a wrong",
-                request.META.get("REMOTE_ADDR", "?"),
+                client_ip(request) or "?",
             )
             raise AuthenticationFailed("wrong or missing application_token")
         return Portal(side=self.side), None
