@@ -18,7 +18,7 @@ from django.db.models import Min
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from statussync.bitrix import AuthError, BitrixError
+from statussync.bitrix import AuthError, BitrixError, RateLimitedError
 from statussync.models import Job, JobState, PortalHealth, Queue, Side
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,11 @@ def portal_contact_record(*, portal: str, error: BitrixError | None = None) -> N
     first failure until a call succeeds. An auth error keeps the portal red until a success, even when
     later failures are of another kind (a timeout does not prove the webhook works again). Only `str(error)`
     is stored, which never holds the webhook URL (see `statussync.bitrix.errors`).
+
+    A `RateLimitedError` records nothing: our own limiter refused to wait, so no call reached the portal.
     """
+    if isinstance(error, RateLimitedError):
+        return
     now = timezone.now()
     if error is None:
         changes: dict[str, Any] = {"last_contact_at": now, "failing_since": None, "auth_failed": False}

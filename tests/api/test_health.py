@@ -9,7 +9,7 @@ import pytest
 from django.db import DatabaseError
 from django.utils import timezone
 
-from statussync.bitrix import AuthError, TransientError
+from statussync.bitrix import AuthError, RateLimitedError, TransientError
 from statussync.health import portal_contact_record
 from statussync.models import Job, JobKind, JobState, PortalHealth
 
@@ -82,6 +82,13 @@ def test_it_keeps_an_auth_failure_red_until_a_call_succeeds(client):
 
     cms = client.get("/api/health/").json()["portals"]["cms"]
     assert (cms["auth_failed"], cms["ok"]) == (False, True)
+
+
+def test_it_does_not_count_our_own_rate_limiter_as_a_portal_failure(client):
+    portal_contact_record(portal="crm")
+    portal_contact_record(portal="crm", error=RateLimitedError(portal="crm", method="batch", retry_after=40))
+
+    assert client.get("/api/health/").json()["portals"]["crm"]["ok"] is True
 
 
 def test_it_reports_a_failure_recorded_without_failing_since_too(client):
