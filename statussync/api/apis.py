@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from drf_spectacular.utils import extend_schema, extend_schema_view
@@ -25,8 +24,6 @@ from statussync.api.parsers import BitrixFormParser, BitrixJSONParser
 from statussync.events import event_kind, event_receive
 from statussync.health import health_live, health_report
 from statussync.models import Side
-
-logger = logging.getLogger(__name__)
 
 
 class JsonAlwaysNegotiation(DefaultContentNegotiation):
