@@ -170,7 +170,7 @@ def running_stack(kind: str, workdir: Path, **env_overrides: str) -> Iterator[St
                 raise RuntimeError(f"manage.py serve exited: {log_path.read_text()}")
             try:
                 return requests.get(f"{web}/api/health/", timeout=2).status_code == 200
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or a first answer slow on a busy machine
                 return False
 
         wait_for(healthy, timeout=60, what="bxsync to answer /api/health/")
