@@ -30,6 +30,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(PY) manage.py check --fail-level WARNING
 	$(PY) manage.py makemigrations --check --dry-run
+	$(PY) manage.py spectacular --validate --fail-on-warn --file $(VENV)/openapi-check.yaml
 
 # REDIS_URL empty (not unset: a .env could fill it in): the suite's default leg is the embedded one, and the
 # scale-out leg of tests/e2e sets its own PostgreSQL and Redis.

@@ -1,5 +1,6 @@
 """One env-driven settings file. Every knob is an environment variable (or a line in `.env`), see README."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -23,7 +24,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
     "django_q",
+    "axes",
     "statussync",
 ]
 
@@ -36,6 +39,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: it turns a locked-out login into its lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "bxsync_project.urls"
@@ -76,7 +81,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", default="")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # Webhook intake touches the cache (the wake-up flag): an unreachable Redis must fail fast, so
+            # the stored event still gets its 200, rather than hang the request.
+            "OPTIONS": {"socket_connect_timeout": 5, "socket_timeout": 5},
+        }
+    }
 else:
     # A shared cache is needed across web and worker processes (wake-up flags, django-q2 stats); the
     # database cache is the embedded choice. LocMemCache would be per process and silently wrong.
@@ -101,13 +114,64 @@ WHITENOISE_USE_FINDERS = True
 BXSYNC_MAX_EVENT_BYTES = env.int("BXSYNC_MAX_EVENT_BYTES", default=64 * 1024)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 
+# Each API view names its own parsers, authentication and permissions (statussync/api/apis.py).
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "EXCEPTION_HANDLER": "statussync.intake.exception_handler",
+    "EXCEPTION_HANDLER": "statussync.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
+SPECTACULAR_SETTINGS = {
+    "TITLE": "bxsync",
+    "DESCRIPTION": "Bitrix outgoing-webhook intake and health of bxsync (see README.md).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The application token travels in the event body, which no OpenAPI security scheme describes; the
+    # schema states it as a required body field (statussync/api/schema.py).
+    "AUTHENTICATION_WHITELIST": [],
+    "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
+}
+
+# --- Security for a public deployment (README "Security") ---
+# Trust the TLS proxy's X-Forwarded-Proto (and X-Forwarded-For, for the login throttle) only when told: with
+# no proxy in front that overwrites them, any client could send them and pass for HTTPS or another address.
+BXSYNC_BEHIND_PROXY = env.bool("BXSYNC_BEHIND_PROXY", default=False)
+BXSYNC_PROXY_COUNT = env.int("BXSYNC_PROXY_COUNT", default=1)
+if BXSYNC_BEHIND_PROXY:
+    _ssl_header = env("BXSYNC_PROXY_SSL_HEADER", default="X-Forwarded-Proto")
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _ssl_header.upper().replace("-", "_"), "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+# Never redirect the webhooks or the health checks: Bitrix does not follow a redirect and never re-sends the
+# event, and a redirect cannot protect a token the request has already carried in the clear.
+SECURE_REDIRECT_EXEMPT = [r"^api/bitrix/", r"^api/health/"]
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Browsers honour HSTS only from an HTTPS answer, so plain-HTTP trials are not affected.
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SILENCED_SYSTEM_CHECKS = []
+if not SECURE_SSL_REDIRECT:
+    # The TLS proxy in front redirects HTTP to HTTPS by default (docs/decisions.md).
+    SILENCED_SYSTEM_CHECKS.append("security.W008")
+if not SECURE_HSTS_PRELOAD:
+    # Preloading is a decision for the owner of the whole domain, not for one service on it.
+    SILENCED_SYSTEM_CHECKS.append("security.W021")
+
+# Admin login guessing: django-axes locks a username from one address after a few failures, for a while.
+# By username and address together, so a stranger cannot lock a manager out from elsewhere.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("BXSYNC_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("BXSYNC_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "bxsync_project.proxy.client_ip"
 
 # --- bxsync: the portals (public contract, see README) ---
 BXSYNC_CMS_REST_URL = env("BXSYNC_CMS_REST_URL", default="")
@@ -146,7 +210,7 @@ BXSYNC_WORKERS = env.int("BXSYNC_WORKERS", default=2)
 BXSYNC_PAYMENT_WORKERS = env.int("BXSYNC_PAYMENT_WORKERS", default=1)
 BXSYNC_WEB_WORKERS = env.int("BXSYNC_WEB_WORKERS", default=2)
 
-# --- django-q2 (see ../shared/reference/django-stack.md §1) ---
+# --- django-q2 (https://django-q2.readthedocs.io/en/master/configure.html) ---
 # The queue only wakes workers: the Job table is the record of pending work, so broker redelivery is not
 # needed and is switched off (ack_failures, max_attempts=1) to avoid django-q2's endless no-backoff retries.
 # timeout < retry, as django-q2 requires, or a slow task is handed out twice.
@@ -183,5 +247,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"urllib3": {"level": "WARNING"}},
+    # axes.apps announces itself at every start of every command.
+    "loggers": {"urllib3": {"level": "WARNING"}, "axes.apps": {"level": "WARNING"}},
 }

@@ -5,3 +5,8 @@ urlpatterns = [
     path("api/", include("statussync.urls")),
     path("admin/", admin.site.urls),
 ]
+
+# JSON under /api/, Django's pages elsewhere (see statussync/api/errors.py).
+handler400 = "statussync.api.errors.bad_request"
+handler404 = "statussync.api.errors.page_not_found"
+handler500 = "statussync.api.errors.server_error"

@@ -11,8 +11,9 @@ from django.db.models import F
 from statussync.jobs import job_request
 from statussync.models import InboundEvent, JobKind, Side
 
-# Which events mean work, and for what. Events carry only an id [R: api-reference/crm/deals/events/index.md];
-# ONPAYMENTENTITYSAVED carries a *payment* id [R: api-reference/sale/events/index.md].
+# Which events mean work, and for what. Events carry only an id
+# (https://apidocs.bitrix24.ru/api-reference/crm/deals/events/index.html); ONPAYMENTENTITYSAVED carries a
+# *payment* id (https://apidocs.bitrix24.ru/api-reference/sale/events/index.html).
 EVENT_KINDS: dict[str, dict[str, str]] = {
     Side.CMS: {
         "ONSALEORDERSAVED": JobKind.ORDER,
@@ -27,12 +28,9 @@ EVENT_KINDS: dict[str, dict[str, str]] = {
     },
 }
 
-# Never stored: credentials that come with app events [R: api-reference/events/index.md].
+# Never stored: credentials that come with app events
+# (https://apidocs.bitrix24.ru/api-reference/events/index.html).
 SECRET_AUTH_KEYS = {"application_token", "access_token", "refresh_token"}
-
-
-class EventError(ValueError):
-    """The body is well-formed but is not a usable Bitrix event (400)."""
 
 
 @dataclass(frozen=True)
@@ -42,22 +40,28 @@ class EventReceipt:
     entity_id: str
 
 
-def event_receive(*, side: str, payload: dict[str, Any]) -> EventReceipt:
-    """Store one event and request the job it implies. Duplicates are counted, and still make sure the
-    entity is queued: re-reading it is harmless, and a real second change within one `ts` second must not
-    be lost."""
-    event = str(payload.get("event") or "").strip().upper()
-    if not event:
-        raise EventError("no 'event' field")
-    data = payload.get("data")
-    fields = data.get("FIELDS") if isinstance(data, dict) else None
-    entity_id = str(fields.get("ID") or "").strip() if isinstance(fields, dict) else ""
-    kind = EVENT_KINDS[side].get(event)
-    if kind and (not entity_id or not entity_id.isdigit()):
-        raise EventError("no numeric data[FIELDS][ID]")
-    ts = str(payload.get("ts") or "")[:20]
-    handler = str(payload.get("event_handler_id") or "")[:20]
-    dedupe_key = f"{side}:{event}:{entity_id}:{ts}:{handler}"[:200]
+def event_kind(*, side: str, event: str) -> str | None:
+    """The kind of job `event` from `side` asks for, or None for an event bxsync ignores."""
+    return EVENT_KINDS[side].get(event)
+
+
+def event_receive(
+    *,
+    side: str,
+    event: str,
+    entity_id: str,
+    ts: str = "",
+    event_handler_id: str = "",
+    payload: dict[str, Any],
+) -> EventReceipt:
+    """Store one event and request the job it implies; `payload` is the whole body, stored without secrets.
+
+    The caller has validated the event (the API's input serializer): `event` upper-case, `entity_id` numeric
+    for every event that means work. Duplicates are counted, and still make sure the entity is queued:
+    re-reading it is harmless, and a real second change within one `ts` second must not be lost.
+    """
+    kind = event_kind(side=side, event=event)
+    dedupe_key = f"{side}:{event}:{entity_id}:{ts}:{event_handler_id}"[:200]
 
     with transaction.atomic():
         status = "stored" if kind else "ignored"
@@ -67,7 +71,7 @@ def event_receive(*, side: str, payload: dict[str, Any]) -> EventReceipt:
                     side=side,
                     event=event[:64],
                     entity_id=entity_id[:32],
-                    ts=ts,
+                    ts=ts[:20],
                     dedupe_key=dedupe_key,
                     payload=_without_secrets(payload),
                 )

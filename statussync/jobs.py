@@ -6,6 +6,7 @@ The Job table is the record of pending work; django-q2 only wakes a worker. A wo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -57,19 +58,41 @@ def job_request(*, kind: str, entity_id: str, origin: str = "event", event: str 
             continue
     else:  # pragma: no cover - three lost races in a row
         raise RuntimeError(f"could not request a job for {kind} {entity_id}")
-    transaction.on_commit(lambda: queue_wake(queue=job.queue))
+    # robust: the job is committed by now, so a failing wake-up must not fail the caller (a webhook whose
+    # event is stored answers 200 all the same); the sweeper wakes every queue with due work each minute.
+    transaction.on_commit(lambda: queue_wake(queue=job.queue), robust=True)
     return job
 
 
 def queue_wake(*, queue: str) -> None:
     """Enqueue one worker run for `queue` unless one is already on its way (a bulk edit of 10,000 deals
-    must not become 10,000 broker messages)."""
+    must not become 10,000 broker messages).
+
+    Never raises: the jobs are in the database already, and the sweeper wakes every queue with due work
+    each minute, so a cache or broker that fails now (Redis down, "database is locked" on the ORM broker's
+    insert) costs at most that minute. It is logged.
+    """
     from django_q.tasks import async_task
 
-    if not cache.add(_wake_key(queue), 1, timeout=WAKE_FLAG_SECONDS):
+    key = _wake_key(queue)
+    try:
+        if not cache.add(key, 1, timeout=WAKE_FLAG_SECONDS):
+            return
+    except Exception as exc:
+        # The class name only, here and below: connection errors can name hosts of the cache or broker URL.
+        logger.warning("could not wake the %s queue (cache: %s); the sweeper will", queue, type(exc).__name__)
         return
     options = {"cluster": queue} if queue != Queue.DEFAULT else {}
-    async_task("statussync.tasks.jobs_run", queue, task_name=f"jobs-{queue}", q_options=options)
+    try:
+        async_task("statussync.tasks.jobs_run", queue, task_name=f"jobs-{queue}", q_options=options)
+    except Exception as exc:
+        logger.warning(
+            "could not wake the %s queue (broker: %s); the sweeper will", queue, type(exc).__name__
+        )
+        # So that the next event tries again rather than trust a wake-up that never left; should the cache
+        # fail too, the flag expires by itself.
+        with contextlib.suppress(Exception):
+            cache.delete(key)
 
 
 def _claimable(*, queue: str, now: datetime) -> Q:

@@ -313,12 +313,17 @@ class Watermark(models.Model):
 
 
 class PortalHealth(models.Model):
-    """Last contact and last error per portal, for /api/health/ (kept without secrets)."""
+    """Last contact and last error per portal, for /api/health/ (kept without secrets).
+
+    Written only through `statussync.health.portal_contact_record`.
+    """
 
     portal = models.CharField(max_length=3, choices=Side.choices, unique=True)
     last_contact_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
+    # The first failure after the last success; empty while the portal answers.
+    failing_since = models.DateTimeField(null=True, blank=True)
     auth_failed = models.BooleanField(default=False)
 
     def __str__(self) -> str:

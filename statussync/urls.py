@@ -1,9 +1,12 @@
 from django.urls import path
+from drf_spectacular.views import SpectacularAPIView
 
-from statussync import intake
+from statussync.api import apis
 
 urlpatterns = [
-    path("bitrix/cms/", intake.CmsEventReceiveApi.as_view(), name="bitrix-cms"),
-    path("bitrix/crm/", intake.CrmEventReceiveApi.as_view(), name="bitrix-crm"),
-    path("health/", intake.HealthApi.as_view(), name="health"),
+    path("bitrix/cms/", apis.CmsEventReceiveApi.as_view(), name="bitrix-cms"),
+    path("bitrix/crm/", apis.CrmEventReceiveApi.as_view(), name="bitrix-crm"),
+    path("health/", apis.HealthApi.as_view(), name="health"),
+    path("health/live/", apis.HealthLiveApi.as_view(), name="health-live"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
 ]

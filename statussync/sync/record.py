@@ -10,8 +10,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from statussync.bitrix import AuthError, BitrixError, TransientError
+from statussync.bitrix import BitrixError, TransientError
 from statussync.engine import DealState
+from statussync.health import portal_contact_record
 from statussync.jobs import error_text, job_release, job_request, jobs_fail, jobs_finish
 from statussync.models import (
     AuditEntry,
@@ -21,7 +22,6 @@ from statussync.models import (
     Link,
     LinkState,
     Outcome,
-    PortalHealth,
     Side,
     UnmappedValue,
 )
@@ -268,19 +268,6 @@ def _unmapped_seen(side: str, pipeline: int, value: str) -> None:
 
 
 def portal_contacts_record(contacts: dict[str, BitrixError | None]) -> None:
-    """Each portal's last contact, or its last error, for /api/health/ (kept without secrets)."""
-    now = timezone.now()
+    """Each portal's last contact, or its last error, as this run saw it (for /api/health/)."""
     for portal, error in contacts.items():
-        if error is None:
-            PortalHealth.objects.update_or_create(
-                portal=portal, defaults={"last_contact_at": now, "auth_failed": False}
-            )
-        else:
-            PortalHealth.objects.update_or_create(
-                portal=portal,
-                defaults={
-                    "last_error": str(error)[:500],
-                    "last_error_at": now,
-                    "auth_failed": isinstance(error, AuthError),
-                },
-            )
+        portal_contact_record(portal=portal, error=error)

@@ -170,7 +170,7 @@ def running_stack(kind: str, workdir: Path, **env_overrides: str) -> Iterator[St
                 raise RuntimeError(f"manage.py serve exited: {log_path.read_text()}")
             try:
                 return requests.get(f"{web}/api/health/", timeout=2).status_code == 200
-            except (requests.ConnectionError, requests.Timeout):
+            except requests.RequestException:
                 # Not listening yet, or a worker still loading Django on a busy machine: not yet healthy.
                 return False
 

@@ -77,6 +77,9 @@ class Command(BaseCommand):
                 **portal_env,
                 "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(40),
                 "DEBUG": os.environ.get("DEBUG", "false"),
+                # The demo serves plain HTTP on 127.0.0.1: secure-only cookies would break its admin login.
+                "SESSION_COOKIE_SECURE": "false",
+                "CSRF_COOKIE_SECURE": "false",
             }
             code = services_run(host="127.0.0.1", port=port, extra_env=extra_env)
         finally:

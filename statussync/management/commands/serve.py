@@ -40,6 +40,12 @@ class Command(BaseCommand):
                 f"warning: ALLOWED_HOSTS is not set, so only {', '.join(settings.ALLOWED_HOSTS)} are served; "
                 "Bitrix's webhooks to any other host name get 400"
             )
+        if settings.CSRF_COOKIE_SECURE and not settings.BXSYNC_BEHIND_PROXY:
+            self.stderr.write(
+                "warning: the admin's cookies are sent only over HTTPS, and BXSYNC_BEHIND_PROXY is not set: "
+                'put bxsync behind a TLS proxy and set it (README "Security"), or set DEBUG=true for a '
+                "local trial over plain HTTP"
+            )
         schedules_ensure()
         self.stdout.write(f"bxsync on http://{host}:{port}/ (admin at /admin/, health at /api/health/)")
         raise SystemExit(services_run(host=host, port=port))
