@@ -14,10 +14,10 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from bitrix_sandbox import Sandbox, SandboxConfig
 from statussync.jobs import job_request, jobs_claim, jobs_recover
 from statussync.mapping import mapping_import
 from statussync.models import AuditEntry, Job, JobKind, JobState, Link, LinkState, PortalHealth, UnmappedValue
-from statussync.sandbox import Sandbox, SandboxConfig
 from statussync.sync import jobs_handle
 from tests.mappings import two_pipelines
 

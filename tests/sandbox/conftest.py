@@ -15,8 +15,8 @@ from urllib.parse import parse_qs
 import pytest
 import requests
 
-from statussync.sandbox import CrmConfig, Sandbox, SandboxConfig, ShopConfig
-from statussync.sandbox.rest import Portal
+from bitrix_sandbox import CrmConfig, Sandbox, SandboxConfig, ShopConfig
+from bitrix_sandbox.rest import Portal
 from tests.waiting import wait_for
 
 Waiter = Callable[..., Any]

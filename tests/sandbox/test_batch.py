@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import requests
 
-from statussync.sandbox import Sandbox
-from statussync.sandbox.query import http_build_query
+from bitrix_sandbox import Sandbox
+from bitrix_sandbox.query import http_build_query
 
 
 def test_it_runs_a_batch_with_results_errors_totals_and_http_200(sandbox: Sandbox, rest) -> None:

@@ -18,7 +18,7 @@ def test_it_serves_from_the_command_line_and_stops_on_sigterm(tmp_path: Path) ->
         [
             sys.executable,
             "-m",
-            "statussync.sandbox",
+            "bitrix_sandbox",
             "serve",
             "--shop-port",
             "0",
@@ -52,5 +52,5 @@ def test_it_serves_from_the_command_line_and_stops_on_sigterm(tmp_path: Path) ->
 
 
 def test_it_does_not_import_django() -> None:
-    code = "import sys, statussync.sandbox; assert not any(m.startswith('django') for m in sys.modules)"
+    code = "import sys, bitrix_sandbox; assert not any(m.startswith('django') for m in sys.modules)"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=30)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from urllib.parse import unquote
 
-from statussync.sandbox import Sandbox
+from bitrix_sandbox import Sandbox
 
 
 def _idle(sandbox: Sandbox) -> None:

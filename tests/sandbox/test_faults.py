@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from statussync.sandbox import Sandbox
+from bitrix_sandbox import Sandbox
 
 from .conftest import make_config
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from statussync.sandbox.query import http_build_query, parse_bracket_query
+from bitrix_sandbox.query import http_build_query, parse_bracket_query
 
 
 def test_it_parses_nested_brackets_lists_and_prefixed_keys() -> None:

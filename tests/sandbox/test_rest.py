@@ -7,7 +7,7 @@ import re
 import pytest
 import requests
 
-from statussync.sandbox import Sandbox
+from bitrix_sandbox import Sandbox
 
 ISO_WITH_OFFSET = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+03:00$")
 

@@ -11,10 +11,10 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from bitrix_sandbox import CrmConfig, Sandbox, SandboxConfig, ShopConfig
 from statussync.mapping import mapping_import
 from statussync.reconcile import reconcile_run
 from statussync.runner import services_run
-from statussync.sandbox import CrmConfig, Sandbox, SandboxConfig, ShopConfig
 from statussync.schedules import schedules_ensure
 
 DEMO_MAPPING = Path(settings.BASE_DIR) / "docs" / "mapping.demo.json"
