@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from statussync.bitrix import http_build_query, parse_bracket_query, unflatten
+from phpquery import http_build_query, parse_bracket_query, unflatten
 
 
 @pytest.mark.parametrize(
@@ -139,3 +139,11 @@ def test_it_unflattens_decoded_pairs():
     pairs = [("data[FIELDS][ID]", "7405"), ("auth[application_token]", "t0k&n")]
 
     assert unflatten(pairs) == {"data": {"FIELDS": {"ID": "7405"}}, "auth": {"application_token": "t0k&n"}}
+
+
+def test_it_is_the_codec_of_the_bitrix_client():
+    from statussync import bitrix
+    from statussync.bitrix import query
+
+    assert bitrix.http_build_query is query.http_build_query is http_build_query
+    assert bitrix.parse_bracket_query is query.parse_bracket_query is parse_bracket_query
