@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from phpquery import parse_bracket_query
+
 from .events import EventDispatcher
 from .faults import Faults
 from .filters import FilterError
 from .limits import LeakyBucket, OperatingLimiter
-from .query import parse_bracket_query
 from .store import Counters, PortalClock
 
 if TYPE_CHECKING:
@@ -504,7 +505,14 @@ class Portal:
         for key, command in items:
             raw_method, _, query = str(command).partition("?")
             sub_method = raw_method.strip().lower().removesuffix(".json")
-            sub_params = _substitute(parse_bracket_query(query), results)
+            try:
+                sub_params = _substitute(parse_bracket_query(query, lists=True), results)
+            except ValueError as exc:
+                # Sandbox choice, stricter than PHP's parse_str: a malformed sub-command is the caller's bug.
+                errors[key] = {"error": "INVALID_ARG_VALUE", "error_description": f"malformed command: {exc}"}
+                if halt:
+                    break
+                continue
             if sub_method == "batch":
                 errors[key] = {
                     "error": "ERROR_BATCH_METHOD_NOT_ALLOWED",

@@ -47,7 +47,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .query import parse_bracket_query
+from phpquery import parse_bracket_query
 
 if TYPE_CHECKING:
     from .rest import Portal
@@ -97,20 +97,27 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length > 0 else b""
 
     def _params(self, query: str, body: bytes) -> dict[str, Any]:
-        params: dict[str, Any] = parse_bracket_query(query) if query else {}
-        if not body:
-            return params
-        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        text = body.decode("utf-8", errors="replace")
-        if ctype == "application/json" or (not ctype and text.lstrip().startswith("{")):
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError:
-                raise ControlError(400, "invalid JSON body") from None
-            if isinstance(data, dict):
-                params.update(data)
-        else:
-            params.update(parse_bracket_query(text))
+        try:
+            # lists=True: PHP reads select[0]=ID as an array, like select[]=ID.
+            params: dict[str, Any] = parse_bracket_query(query, lists=True) if query else {}
+            if not body:
+                return params
+            ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+            text = body.decode("utf-8", errors="replace")
+            if ctype == "application/json" or (not ctype and text.lstrip().startswith("{")):
+                try:
+                    data = json.loads(text)
+                except json.JSONDecodeError:
+                    raise ControlError(400, "invalid JSON body") from None
+                if isinstance(data, dict):
+                    params.update(data)
+            else:
+                params.update(parse_bracket_query(text, lists=True))
+        except RecursionError:
+            raise ControlError(400, "JSON body nested too deeply") from None
+        except ValueError as exc:
+            # Stricter than PHP's parse_str (see phpquery): a malformed key is the client's bug, made visible.
+            raise ControlError(400, f"malformed query: {exc}") from None
         return params
 
     def _dispatch(self) -> None:

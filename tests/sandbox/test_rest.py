@@ -339,3 +339,16 @@ def test_it_adds_and_deletes_deals_and_orders_over_rest(sandbox: Sandbox, rest) 
     ]
     assert rest.ok(sandbox.shop, "sale.order.delete", {"id": order["id"]})["result"] is True
     assert sandbox.shop.get_order(order["id"]) is None
+
+
+def test_it_answers_400_to_a_malformed_form_body(sandbox: Sandbox) -> None:
+    # Stricter than PHP's parse_str (phpquery): the client's bug shows instead of a quietly different call.
+    response = requests.post(
+        f"{sandbox.crm_url}crm.deal.list.json",
+        data="filter[ID=1&select[]=ID",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=5,
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "INVALID_REQUEST"
+    assert "malformed" in response.json()["error_description"]
