@@ -353,3 +353,29 @@ def test_it_answers_400_to_a_malformed_form_body(sandbox: Sandbox) -> None:
     assert response.status_code == 400
     assert response.json()["error"] == "INVALID_REQUEST"
     assert "malformed" in response.json()["error_description"]
+
+
+def test_it_lists_status_names_in_russian_and_english(sandbox: Sandbox, rest) -> None:
+    # [R: api-reference/sale/status-lang/sale-status-lang-list.md]
+    body = rest.ok(sandbox.shop, "sale.statuslang.list", {"filter": {"@statusId": ["N", "F"]}})
+    names = {(row["statusId"], row["lid"]): row["name"] for row in body["result"]["statusLangs"]}
+    assert names == {
+        ("N", "ru"): "Принят, ожидается оплата",
+        ("N", "en"): "Accepted, awaiting payment",
+        ("F", "ru"): "Выполнен",
+        ("F", "en"): "Completed",
+    }
+    english = rest.ok(
+        sandbox.shop, "sale.statuslang.list", {"filter": {"lid": "en"}, "select": ["statusId", "name"]}
+    )
+    assert english["total"] == 7
+    assert set(english["result"]["statusLangs"][0]) == {"statusId", "name"}
+
+
+def test_it_describes_pipelines_like_crm_category_list(sandbox: Sandbox, rest) -> None:
+    # [R: api-reference/crm/universal/category/crm-category-list.md] created pipelines carry originId and
+    # originatorId, the default one does not.
+    default, extra = rest.ok(sandbox.crm, "crm.category.list", {"entityTypeId": 2})["result"]["categories"]
+    assert set(default) == {"id", "name", "sort", "entityTypeId", "isDefault"}
+    assert set(extra) == {"id", "name", "sort", "entityTypeId", "isDefault", "originId", "originatorId"}
+    assert (default["name"], extra["name"]) == ("Общая", "Опт")
