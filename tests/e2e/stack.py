@@ -170,7 +170,8 @@ def running_stack(kind: str, workdir: Path, **env_overrides: str) -> Iterator[St
                 raise RuntimeError(f"manage.py serve exited: {log_path.read_text()}")
             try:
                 return requests.get(f"{web}/api/health/", timeout=2).status_code == 200
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
+                # Timeout: gunicorn listens before its workers have booted; on a busy machine that is > 2 s.
                 return False
 
         wait_for(healthy, timeout=60, what="bxsync to answer /api/health/")
