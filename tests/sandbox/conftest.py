@@ -1,6 +1,7 @@
 """Fixtures for the sandbox tests: a running Sandbox, a tiny event receiver, a REST caller, a poll helper.
 
-These tests need no Django: run them with ``-p no:django``.
+The sandbox tests use no Django (pytest-django is loaded for the suite but never asked for a database);
+``test_boundaries.py`` checks that the package imports none.
 """
 
 from __future__ import annotations
