@@ -20,7 +20,7 @@ DEMO_DATABASE_URL ?= sqlite:///$(CURDIR)/demo.sqlite3
 demo: $(STAMP)
 	rm -f demo.sqlite3 demo.sqlite3-wal demo.sqlite3-shm
 	DATABASE_URL=$(DEMO_DATABASE_URL) $(PY) manage.py migrate --noinput --verbosity 0
-	DATABASE_URL=$(DEMO_DATABASE_URL) $(PY) manage.py demo
+	DATABASE_URL=$(DEMO_DATABASE_URL) $(PY) -m demo
 
 run: migrate
 	$(PY) manage.py serve
@@ -44,4 +44,4 @@ lock: $(STAMP)
 	$(PIP_COMPILE) --extra dev --constraint requirements.txt --output-file requirements-dev.txt pyproject.toml
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,5 +1,7 @@
 """Bitrix REST access for bxsync: the client, its errors, the shared rate limiter and PHP query encoding."""
 
+from phpquery import http_build_query, parse_bracket_query, unflatten
+
 from .client import BatchResult, BitrixClient, client_for
 from .errors import (
     AuthError,
@@ -11,7 +13,6 @@ from .errors import (
     classify_error,
     redact,
 )
-from .query import http_build_query, parse_bracket_query, unflatten
 from .ratelimit import (
     BucketStore,
     DatabaseBucketStore,

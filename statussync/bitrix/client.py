@@ -19,6 +19,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
+from phpquery import http_build_query
+
 from .errors import (
     BitrixError,
     PermanentError,
@@ -27,7 +29,6 @@ from .errors import (
     classify_error,
     redact,
 )
-from .query import http_build_query
 from .ratelimit import RateLimiter, limiter_for
 
 __all__ = ["BatchResult", "BitrixClient", "client_for", "redact"]

@@ -23,7 +23,7 @@ import psycopg
 import redis
 import requests
 
-from statussync.sandbox import CrmConfig, Sandbox, SandboxConfig, ShopConfig
+from bitrix_sandbox import CrmConfig, Sandbox, SandboxConfig, ShopConfig
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

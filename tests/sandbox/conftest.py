@@ -1,6 +1,7 @@
 """Fixtures for the sandbox tests: a running Sandbox, a tiny event receiver, a REST caller, a poll helper.
 
-These tests need no Django: run them with ``-p no:django``.
+The sandbox tests use no Django (pytest-django is loaded for the suite but never asked for a database);
+``test_boundaries.py`` checks that the package imports none.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from urllib.parse import parse_qs
 import pytest
 import requests
 
-from statussync.sandbox import CrmConfig, Sandbox, SandboxConfig, ShopConfig
-from statussync.sandbox.rest import Portal
+from bitrix_sandbox import CrmConfig, Sandbox, SandboxConfig, ShopConfig
+from bitrix_sandbox.rest import Portal
 from tests.waiting import wait_for
 
 Waiter = Callable[..., Any]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import requests
 
-from statussync.sandbox import Sandbox
-from statussync.sandbox.query import http_build_query
+from bitrix_sandbox import Sandbox
+from phpquery import http_build_query
 
 
 def test_it_runs_a_batch_with_results_errors_totals_and_http_200(sandbox: Sandbox, rest) -> None:
@@ -101,3 +101,11 @@ def test_it_accepts_a_form_encoded_batch(sandbox: Sandbox) -> None:
     )
     assert response.status_code == 200
     assert response.json()["result"]["result"]["a"]["ID"] == "101"
+
+
+def test_it_fails_only_the_malformed_command(sandbox: Sandbox, rest) -> None:
+    sandbox.seed(1, orders_without_deal=0, deals_without_order=0)
+    cmd = {"bad": "crm.deal.list?filter[ID=101", "good": "crm.deal.get?id=101"}
+    body = rest.ok(sandbox.crm, "batch", {"cmd": cmd})["result"]
+    assert body["result_error"]["bad"]["error"] == "INVALID_ARG_VALUE"
+    assert body["result"]["good"]["ID"] == "101"

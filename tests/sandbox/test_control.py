@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from statussync.sandbox import Sandbox
+from bitrix_sandbox import Sandbox
 
 
 def _get(url: str) -> dict:

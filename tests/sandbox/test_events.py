@@ -5,7 +5,10 @@ from __future__ import annotations
 import socket
 from urllib.parse import unquote
 
-from statussync.sandbox import Sandbox
+import pytest
+import requests
+
+from bitrix_sandbox import Sandbox
 
 
 def _idle(sandbox: Sandbox) -> None:
@@ -217,7 +220,7 @@ def test_it_fires_add_and_delete_events(sandbox: Sandbox, receiver) -> None:
     names = [e.event for e in receiver.events()]
     assert names.count("ONCRMDEALADD") == names.count("ONCRMDEALDELETE") == 1
     assert receiver.events("ONORDERDELETED")[0].entity_id == order["id"]
-    # Not subscribed by default (DESIGN.md): emitted but not sent.
+    # Not subscribed by default (what the README tells to tick): emitted but not sent.
     assert "ONPAYMENTDELETED" not in names
     assert sandbox.shop.counters()["events"]["unsubscribed"]["ONPAYMENTDELETED"] == 1
 
@@ -229,3 +232,66 @@ def test_it_sends_only_subscribed_events(sandbox: Sandbox, receiver) -> None:
     sandbox.crm.move_deal(deal_id, "C1:WON")
     _idle(sandbox)
     assert [e.event for e in receiver.events()] == ["ONCRMDEALUPDATE"]
+
+
+def test_it_answers_true_to_another_pipelines_stage_and_fires_as_for_any_noop_save(
+    sandbox: Sandbox, receiver, rest
+) -> None:
+    # [R: api-reference/crm/deals/crm-deal-update.md] STAGE_ID must be a stage of the deal's
+    # own pipeline; another pipeline's answers true and changes nothing. Whether an unchanged save fires
+    # ONCRMDEALUPDATE is undocumented: the event_on_noop_update option decides, as for any unchanged save.
+    _, deal_id = sandbox.seed(1, pipeline_share=0.0)[0]
+    before = sandbox.crm.get_deal(deal_id)
+    for noop_event, expected in ((True, [deal_id]), (False, [])):
+        sandbox.crm.set_options(event_on_noop_update=noop_event)
+        receiver.clear()
+        body = rest.ok(
+            sandbox.crm, "batch", {"cmd": {"w": f"crm.deal.update?id={deal_id}&fields[STAGE_ID]=C1:WON"}}
+        )
+        assert body["result"]["result"] == {"w": True}
+        _idle(sandbox)
+        assert [e.entity_id for e in receiver.events("ONCRMDEALUPDATE")] == expected
+    assert sandbox.crm.get_deal(deal_id) == before
+    assert sandbox.rest_writes(applied=True) == 0
+
+
+def test_it_holds_events_while_paused_and_delivers_them_late(sandbox: Sandbox, receiver) -> None:
+    order_id, deal_id = sandbox.seed(1, pipeline_share=0.0)[0]
+    sandbox.pause_events()
+    sandbox.crm.move_deal(deal_id, "PREPARATION")
+    sandbox.shop.set_order_status(order_id, "D")
+    assert not sandbox.wait_events_idle(0.3)
+    assert receiver.events() == []
+    assert sandbox.crm.events.pending() == 1
+    sandbox.resume_events()
+    _idle(sandbox)
+    assert [e.event for e in receiver.events(path="/crm")] == ["ONCRMDEALUPDATE"]
+    assert "ONSALEORDERSAVED" in {e.event for e in receiver.events(path="/shop")}
+
+
+def test_it_pauses_and_resumes_events_over_http(sandbox: Sandbox, receiver) -> None:
+    _, deal_id = sandbox.seed(1, pipeline_share=0.0)[0]
+    paused = requests.post(f"{sandbox.crm.base_url}/_sandbox/events/pause", json={}, timeout=5).json()
+    assert paused == {"paused": True, "pending": 0}
+    sandbox.crm.move_deal(deal_id, "WON")
+    resumed = requests.post(f"{sandbox.crm.base_url}/_sandbox/events/resume", json={}, timeout=5).json()
+    assert resumed["paused"] is False
+    _idle(sandbox)
+    assert len(receiver.events("ONCRMDEALUPDATE")) == 1
+
+
+def test_it_goes_down_and_comes_back_on_the_same_port(sandbox: Sandbox, receiver, rest) -> None:
+    _, deal_id = sandbox.seed(1, pipeline_share=0.0)[0]
+    url = sandbox.crm_url
+    sandbox.crm.stop()
+    with pytest.raises(requests.ConnectionError):
+        rest(sandbox.crm, "crm.deal.get", {"id": deal_id}, timeout=1)
+    sandbox.crm.start()
+    assert sandbox.crm_url == url
+    assert rest.ok(sandbox.crm, "crm.deal.get", {"id": deal_id})["result"]["ID"] == str(deal_id)
+    sandbox.crm.move_deal(deal_id, "WON")
+    _idle(sandbox)
+    assert len(receiver.events("ONCRMDEALUPDATE")) == 1
+    assert (
+        requests.get(f"{sandbox.crm.base_url}/_sandbox/traffic", timeout=5).status_code == 200
+    )  # still wired

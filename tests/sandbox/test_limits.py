@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from statussync.sandbox import Sandbox
-from statussync.sandbox.limits import LeakyBucket, OperatingLimiter
+from bitrix_sandbox import Sandbox
+from bitrix_sandbox.limits import LeakyBucket, OperatingLimiter
 
 from .conftest import make_config
 

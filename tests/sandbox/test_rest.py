@@ -7,7 +7,7 @@ import re
 import pytest
 import requests
 
-from statussync.sandbox import Sandbox
+from bitrix_sandbox import Sandbox
 
 ISO_WITH_OFFSET = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+03:00$")
 
@@ -173,7 +173,8 @@ def test_it_pages_lists_by_50_with_total_and_next(sandbox: Sandbox, rest) -> Non
     assert (orders["total"], orders["next"]) == (122, 100)
     fast = rest.ok(sandbox.crm, "crm.deal.list", {"select": ["ID"], "start": -1})
     assert len(fast["result"]) == 50
-    assert "total" not in fast
+    # [R: settings/performance/huge-data.md] no count query: total 0, no next.
+    assert (fast["total"], "next" in fast) == (0, False)
 
 
 def test_it_selects_fields_like_bitrix(sandbox: Sandbox, rest) -> None:
@@ -339,3 +340,42 @@ def test_it_adds_and_deletes_deals_and_orders_over_rest(sandbox: Sandbox, rest) 
     ]
     assert rest.ok(sandbox.shop, "sale.order.delete", {"id": order["id"]})["result"] is True
     assert sandbox.shop.get_order(order["id"]) is None
+
+
+def test_it_answers_400_to_a_malformed_form_body(sandbox: Sandbox) -> None:
+    # Stricter than PHP's parse_str (phpquery): the client's bug shows instead of a quietly different call.
+    response = requests.post(
+        f"{sandbox.crm_url}crm.deal.list.json",
+        data="filter[ID=1&select[]=ID",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=5,
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "INVALID_REQUEST"
+    assert "malformed" in response.json()["error_description"]
+
+
+def test_it_lists_status_names_in_russian_and_english(sandbox: Sandbox, rest) -> None:
+    # [R: api-reference/sale/status-lang/sale-status-lang-list.md]
+    body = rest.ok(sandbox.shop, "sale.statuslang.list", {"filter": {"@statusId": ["N", "F"]}})
+    names = {(row["statusId"], row["lid"]): row["name"] for row in body["result"]["statusLangs"]}
+    assert names == {
+        ("N", "ru"): "Принят, ожидается оплата",
+        ("N", "en"): "Accepted, awaiting payment",
+        ("F", "ru"): "Выполнен",
+        ("F", "en"): "Completed",
+    }
+    english = rest.ok(
+        sandbox.shop, "sale.statuslang.list", {"filter": {"lid": "en"}, "select": ["statusId", "name"]}
+    )
+    assert english["total"] == 7
+    assert set(english["result"]["statusLangs"][0]) == {"statusId", "name"}
+
+
+def test_it_describes_pipelines_like_crm_category_list(sandbox: Sandbox, rest) -> None:
+    # [R: api-reference/crm/universal/category/crm-category-list.md] created pipelines carry originId and
+    # originatorId, the default one does not.
+    default, extra = rest.ok(sandbox.crm, "crm.category.list", {"entityTypeId": 2})["result"]["categories"]
+    assert set(default) == {"id", "name", "sort", "entityTypeId", "isDefault"}
+    assert set(extra) == {"id", "name", "sort", "entityTypeId", "isDefault", "originId", "originatorId"}
+    assert (default["name"], extra["name"]) == ("Общая", "Опт")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from statussync.sandbox import Sandbox, TrafficConfig, TrafficGenerator
+from bitrix_sandbox import Sandbox, TrafficConfig, TrafficGenerator
 
 
 def test_it_only_does_plausible_things(sandbox: Sandbox) -> None:

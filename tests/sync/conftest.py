@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from bitrix_sandbox import Sandbox, SandboxConfig
 from statussync.mapping import mapping_import
-from statussync.sandbox import Sandbox, SandboxConfig
 from tests.mappings import two_pipelines
 
 MAPPING = two_pipelines()

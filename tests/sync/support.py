@@ -6,9 +6,9 @@ pass by hand, so every step is deterministic. tests/e2e/ does the same through r
 
 from __future__ import annotations
 
+from bitrix_sandbox import Sandbox
 from statussync.jobs import job_request, jobs_claim
 from statussync.models import JobKind, Link
-from statussync.sandbox import Sandbox
 from statussync.sync import jobs_handle
 
 

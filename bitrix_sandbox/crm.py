@@ -1,6 +1,6 @@
 """Emulated Bitrix24 CRM portal: deals in pipelines (UPPER_CASE fields), stages, and their events.
 
-Facts emulated (see the team's reference/bitrix-api.md §4, §1.4, §6):
+Facts emulated, each with the path of its page in the Bitrix REST docs:
 - deal fields come back as strings (``"CATEGORY_ID": "0"``), dates as ISO 8601 with the portal offset
   [R: api-reference/crm/deals/crm-deal-get.md];
 - pipeline 0 uses bare stage ids, pipeline n uses ``C<n>:`` ids, exactly one S stage per pipeline
@@ -90,7 +90,15 @@ _WRITABLE = frozenset(
     | {"BEGINDATE", "CLOSEDATE", "ORIGINATOR_ID", "ORIGIN_ID", "ADDITIONAL_INFO", "PROBABILITY"}
 )
 
-CRM_EVENTS = frozenset({"ONCRMDEALADD", "ONCRMDEALUPDATE", "ONCRMDEALDELETE", "ONCRMDEALMOVETOCATEGORY"})
+DEAL_EVENTS = frozenset({"ONCRMDEALADD", "ONCRMDEALUPDATE", "ONCRMDEALDELETE", "ONCRMDEALMOVETOCATEGORY"})
+CRM_EVENTS = DEAL_EVENTS | {"ONCRMTIMELINECOMMENTADD"}
+# What bxsync subscribes to (README); the comment event is emitted, "unsubscribed" unless asked for.
+CRM_DEFAULT_SUBSCRIBED = DEAL_EVENTS
+CRM_WRITE_METHODS = frozenset(
+    {"crm.deal.update", "crm.deal.add", "crm.deal.delete", "crm.item.update", "crm.timeline.comment.add"}
+)
+# crm.timeline.comment.add attaches comments to any CRM type; the sandbox has deals only.
+COMMENT_ENTITY_TYPES = frozenset({"lead", "deal", "contact", "company", "order"})
 
 
 @dataclass
@@ -139,6 +147,8 @@ class CrmPortal(Portal):
 
     kind = "crm"
     EVENT_NAMES = CRM_EVENTS
+    DEFAULT_SUBSCRIBED = CRM_DEFAULT_SUBSCRIBED
+    WRITE_METHODS = CRM_WRITE_METHODS
 
     def __init__(self, config: CrmConfig | None = None, seed: int | str = 0) -> None:
         self.crm_config = config or CrmConfig()
@@ -147,6 +157,8 @@ class CrmPortal(Portal):
         self._next_deal_id = self.crm_config.first_deal_id
         self.categories: dict[int, dict[str, Any]] = {}
         self.stages: dict[str, Stage] = {}
+        self.comments: dict[int, dict[str, Any]] = {}  # comment id -> crm.timeline.comment.list row
+        self._next_comment_id = 1
         self._build_pipelines()
         super().__init__(self.crm_config, seed)
 
@@ -168,12 +180,16 @@ class CrmPortal(Portal):
         for n, (cat_id, cat_name) in enumerate(sorted(self.crm_config.pipelines.items())):
             if cat_id == 0:
                 continue
+            # [R: api-reference/crm/universal/category/crm-category-list.md] created pipelines also carry
+            # originId/originatorId; the default one does not.
             self.categories[cat_id] = {
                 "id": cat_id,
                 "name": cat_name,
                 "sort": 200 + n * 10,
                 "entityTypeId": DEAL_ENTITY_TYPE_ID,
                 "isDefault": "N",
+                "originId": "",
+                "originatorId": "",
             }
             for code in EXTRA_PIPELINE_STAGES:
                 _, name, sort, sem, extra, color = by_code[code]
@@ -355,7 +371,7 @@ class CrmPortal(Portal):
                     deal["MOVED_BY_ID"] = str(actor)
                     deal["MOVED_TIME"] = now
             if source == "rest" or changed:
-                self.count_write(source, write_name)
+                self.count_write(source, write_name, applied=bool(changed))
             fire = self.config.event_on_noop_update if noop_event is None else noop_event
             if changed or fire:
                 self.events.emit("ONCRMDEALUPDATE", {"ID": int(deal_id)})
@@ -397,6 +413,9 @@ class CrmPortal(Portal):
         with self.lock:
             if self.deals.pop(int(deal_id), None) is None:
                 raise KeyError(deal_id)
+            # The deal's timeline goes with it.
+            for comment_id in [c for c, row in self.comments.items() if row["ENTITY_ID"] == str(deal_id)]:
+                del self.comments[comment_id]
             self.count_write(source, "crm.deal.delete")
             if emit:
                 self.events.emit("ONCRMDEALDELETE", {"ID": int(deal_id)})
@@ -502,20 +521,66 @@ class CrmPortal(Portal):
         }
 
     def state(self) -> dict[str, Any]:
-        """All deals plus the pipelines with their stage ids."""
+        """All deals, the pipelines with their stage ids, and the timeline comments by deal id."""
+        with self.lock:
+            comments: dict[str, list[dict[str, Any]]] = {}
+            for _, row in sorted(self.comments.items()):
+                comments.setdefault(row["ENTITY_ID"], []).append(dict(row))
         return {
             "deals": self.list_deals(),
             "pipelines": {str(c): self.pipeline_stages(c) for c in self.pipelines()},
+            "comments": comments,
         }
 
-    def entity(self, kind: str, entity_id: int) -> dict[str, Any] | None:
-        """``deal`` by id."""
-        return self.get_deal(entity_id) if kind == "deal" else None
+    def entity(self, kind: str, entity_id: int) -> dict[str, Any] | list[dict[str, Any]] | None:
+        """``deal`` by id, or a deal's timeline ``comments`` (None when there is no such deal)."""
+        if kind == "deal":
+            return self.get_deal(entity_id)
+        if kind == "comments":
+            return self.deal_comments(entity_id) if self.get_deal(entity_id) is not None else None
+        return None
 
     def reset_state(self) -> None:
-        """Delete every deal silently (ids are not reused)."""
+        """Delete every deal and comment silently (ids are not reused)."""
         with self.lock:
             self.deals.clear()
+            self.comments.clear()
+
+    # -- timeline comments -----------------------------------------------------------------------------------
+
+    def add_comment(self, deal_id: int, comment: str, *, actor: int, source: str) -> int:
+        """Add a comment to a deal's timeline; returns its id.
+
+        It fires ONCRMTIMELINECOMMENTADD (``data[ID]``), not ONCRMDEALUPDATE, and leaves the deal as it was
+        (DATE_MODIFY included): the deal events fire on changes to the deal itself
+        [R: api-reference/crm/deals/events/index.md], a comment is a timeline record with events of its own
+        [R: api-reference/crm/timeline/comments/events/index.md].
+        """
+        with self.lock:
+            if int(deal_id) not in self.deals:
+                raise KeyError(deal_id)
+            comment_id = self._next_comment_id
+            self._next_comment_id += 1
+            # Shaped like a crm.timeline.comment.list row [R: .../comments/crm-timeline-comment-list.md].
+            self.comments[comment_id] = {
+                "ID": str(comment_id),
+                "ENTITY_ID": str(int(deal_id)),
+                "ENTITY_TYPE": "deal",
+                "CREATED": self.clock.now_iso(),
+                "COMMENT": str(comment),
+                "AUTHOR_ID": str(actor),
+                "FILES": {},
+            }
+            self.metrics.inc("timeline_comments", source)
+            self.events.emit("ONCRMTIMELINECOMMENTADD", {"ID": comment_id}, wrap=None)
+            return comment_id
+
+    def deal_comments(self, deal_id: int) -> list[dict[str, Any]]:
+        """Copies of a deal's timeline comments, oldest first."""
+        with self.lock:
+            return [
+                dict(row) for _, row in sorted(self.comments.items()) if row["ENTITY_ID"] == str(int(deal_id))
+            ]
 
     # -- REST methods ----------------------------------------------------------------------------------------
 
@@ -529,6 +594,8 @@ class CrmPortal(Portal):
         self.register("crm.category.list", self._rest_category_list)
         self.register("crm.item.update", self._rest_item_update)
         self.register("crm.item.get", self._rest_item_get)
+        self.register("crm.timeline.comment.add", self._rest_comment_add)
+        self.register("crm.timeline.comment.list", self._rest_comment_list)
 
     @staticmethod
     def _deal_id(params: dict[str, Any]) -> int:
@@ -652,6 +719,7 @@ class CrmPortal(Portal):
         if entity_type_id != DEAL_ENTITY_TYPE_ID:
             # [R: api-reference/crm/universal/category/crm-category-list.md]
             raise RestError(400, "NOT_FOUND", "Smart process not found")
+        # Only deals have pipelines here; a smart process's entityTypeId is unknown to the sandbox.
         cats = sorted(self.categories.values(), key=lambda c: (c["sort"], c["id"]))
         return MethodResult({"categories": copy.deepcopy(cats)}, total=len(cats))
 
@@ -744,3 +812,54 @@ class CrmPortal(Portal):
                     write_name="crm.item.update",
                 )
             return MethodResult({"item": self._item(self.deals[item_id])})
+
+    def _rest_comment_add(self, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+        # [R: api-reference/crm/timeline/comments/crm-timeline-comment-add.md] since crm 23.100.0 only a
+        # lower-case "fields" is accepted; ENTITY_ID, ENTITY_TYPE and COMMENT are required; result is the id.
+        fields = params.get("fields")
+        if not isinstance(fields, dict) or not {"ENTITY_ID", "ENTITY_TYPE", "COMMENT"} <= set(fields):
+            raise RestError(400, 100, "Required fields are not specified")
+        entity_type = str(fields["ENTITY_TYPE"]).lower()
+        if entity_type not in COMMENT_ENTITY_TYPES:
+            raise RestError(400, "NOT_FOUND", "Not found.")
+        if not str(fields["COMMENT"]).strip():
+            raise RestError(400, "INVALID_ARG_VALUE", "Empty comment")
+        try:
+            entity_id = int(str(fields["ENTITY_ID"]))
+        except ValueError:
+            entity_id = 0
+        if entity_type != "deal" or entity_id <= 0:
+            raise RestError(400, "OWNER_NOT_FOUND", "Owner not found.")
+        try:
+            comment_id = self.add_comment(entity_id, str(fields["COMMENT"]), actor=ctx.user_id, source="rest")
+        except KeyError:
+            raise RestError(400, "OWNER_NOT_FOUND", "Owner not found.") from None
+        return MethodResult(comment_id)
+
+    def _rest_comment_list(self, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+        # [R: api-reference/crm/timeline/comments/crm-timeline-comment-list.md] filter by ENTITY_ID and
+        # ENTITY_TYPE (both required), order by ID, CREATED or AUTHOR_ID, 50 a page with total.
+        params = lower_keys(params)
+        flt = params.get("filter")
+        if not isinstance(flt, dict) or not {"ENTITY_ID", "ENTITY_TYPE"} <= set(flt):
+            raise RestError(400, "", "ENTITY_ID and ENTITY_TYPE are required in filter.")
+        types: FieldTypes = {
+            "ID": "int",
+            "ENTITY_ID": "int",
+            "ENTITY_TYPE": "str",
+            "CREATED": "datetime",
+            "AUTHOR_ID": "int",
+            "COMMENT": "str",
+        }
+        order = params.get("order")
+        if isinstance(order, dict):
+            order = {k: v for k, v in order.items() if k in ("ID", "CREATED", "AUTHOR_ID")}
+        with self.lock:
+            rows = filter_rows([dict(r) for r in self.comments.values()], flt, types, self.clock)
+        rows = order_rows(rows, order, types, self.clock, default_key="ID")
+        page, total, nxt = paginate(rows, params.get("start"))
+        select = params.get("select")
+        if select:
+            wanted = set(select if isinstance(select, list) else [select])
+            page = [{k: v for k, v in row.items() if k in wanted} for row in page]
+        return MethodResult(page, total, nxt)

@@ -1,4 +1,4 @@
-"""CLI: ``python -m statussync.sandbox serve [...]`` runs both portals until SIGINT/SIGTERM.
+"""CLI: ``python -m bitrix_sandbox serve [...]`` runs both portals until SIGINT/SIGTERM.
 
 On start it prints the bxsync environment (``BXSYNC_CMS_REST_URL=...`` etc.) on stdout, one ``KEY=value``
 per line, so a Makefile can capture it; ``--env-file`` writes the same lines to a file. Progress
@@ -22,7 +22,7 @@ from .shop import ShopConfig
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (``serve`` is the only command)."""
-    parser = argparse.ArgumentParser(prog="python -m statussync.sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bitrix_sandbox", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the shop and CRM portals")
     serve.add_argument("--host", default="127.0.0.1")

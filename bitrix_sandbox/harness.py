@@ -147,14 +147,30 @@ class Sandbox:
         """``{"shop": {...}, "crm": {...}}`` (see ``Portal.counters``)."""
         return {"shop": self.shop.counters(), "crm": self.crm.counters()}
 
-    def rest_writes(self) -> int:
-        """Writes made through the REST API on both portals (in bxsync's tests: bxsync's own writes)."""
-        return sum(sum(c.get("writes", {}).get("rest", {}).values()) for c in self.counters().values())
-
     def reset_counters(self) -> None:
         """Zero both portals' counters and event logs."""
         self.shop.reset_counters()
         self.crm.reset_counters()
+
+    def pause_events(self, portal: str = "both") -> None:
+        """Hold every outgoing event of ``"shop"``, ``"crm"`` or ``"both"`` (a stalled Bitrix queue)."""
+        for p in self._selected(portal):
+            p.pause_events()
+
+    def resume_events(self, portal: str = "both") -> None:
+        """Deliver the held events, late, and carry on as usual."""
+        for p in self._selected(portal):
+            p.resume_events()
+
+    def rest_writes(self, *, applied: bool = False) -> int:
+        """REST write calls on both portals (in bxsync's tests: bxsync's own writes).
+
+        ``applied=True`` counts only those that changed something: a write of the value already there, or of
+        another pipeline's stage (``crm.deal.update`` answers ``true`` and changes nothing), is requested,
+        not applied.
+        """
+        key = "writes_applied" if applied else "writes"
+        return sum(sum(c.get(key, {}).get("rest", {}).values()) for c in self.counters().values())
 
     def wait_events_idle(self, timeout: float = 10.0) -> bool:
         """Wait until both portals delivered (or failed) every queued event; False on timeout."""
@@ -176,6 +192,7 @@ class Sandbox:
             portal.reset_state()
             portal.reset_counters()
             portal.clear_faults()
+            portal.resume_events()
             portal.bucket.reset()
             portal.operating.reset()
 

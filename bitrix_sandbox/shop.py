@@ -1,6 +1,6 @@
 """Emulated Bitrix online shop (module ``sale``): orders with payments (camelCase fields), statuses, events.
 
-Facts emulated (see the team's reference/bitrix-api.md §5, §1.5):
+Facts emulated, each with the path of its page in the Bitrix REST docs:
 - ``sale.order.get`` → ``result.order`` with ``payments[]``; ``sale.order.list`` → ``result.orders`` +
   ``total`` [R: api-reference/sale/order/sale-order-get.md, sale-order-list.md];
 - ``sale.order.update`` → ``result.order``; a status change sets ``dateStatus`` and ``empStatusId`` = the
@@ -13,8 +13,12 @@ Facts emulated (see the team's reference/bitrix-api.md §5, §1.5):
 - paying an order saves the order too (``payed`` changes), so a payment gives ONPAYMENTENTITYSAVED and
   ONSALEORDERSAVED; with ``status_on_paid`` the status changes in the same save [SRC sale orderbase, §5.1].
 
-Statuses: only ``N`` is a confirmed default letter; P, D, F, C here are this sandbox's choice (F is the
-kernel's final status, where ``status_on_paid`` does not apply).
+Statuses: a portal's statuses are its own; read them with ``sale.status.list``. The documented defaults
+are N (accepted, awaiting payment), S (shipped), P (paid), D (cancelled), F (completed) and the delivery
+statuses DN, DD, DF [R: api-reference/sale/status/default-status-table.md]. The sandbox keeps N, P and F as
+documented but uses D for "handed to delivery" and C for "cancelled", the letters of the mapping examples in
+README and docs/; F is the kernel's final status, where ``status_on_paid`` does not apply. Names come in
+Russian and English (``sale.statuslang.list``, ``lid`` ``ru``/``en``).
 """
 
 from __future__ import annotations
@@ -38,6 +42,17 @@ STATUSES: tuple[tuple[str, str, int, str, str, str], ...] = (
     ("DF", "D", 20, "Отгружен", "#7BD500", "N"),
 )
 FINAL_STATUS = "F"
+# English names, the ``en`` rows of sale.statuslang.list (the Russian ones are in STATUSES).
+STATUS_NAMES_EN = {
+    "N": "Accepted, awaiting payment",
+    "P": "Paid, preparing for shipment",
+    "D": "Handed to delivery",
+    "F": "Completed",
+    "C": "Cancelled",
+    "DN": "Awaiting processing",
+    "DF": "Shipped",
+}
+STATUS_LANGS = ("ru", "en")
 
 ORDER_TYPES: FieldTypes = {
     "id": "int",
@@ -94,8 +109,11 @@ PAYMENT_NOT_FOUND = RestError(400, 200640400001, "payment does not exist")
 SHOP_EVENTS = frozenset(
     {"ONSALEORDERSAVED", "ONORDERENTITYSAVED", "ONPAYMENTENTITYSAVED", "ONORDERDELETED", "ONPAYMENTDELETED"}
 )
-# What bxsync subscribes to (DESIGN.md); the others are emitted but count as "unsubscribed".
+# What bxsync subscribes to (README); the others are emitted but count as "unsubscribed".
 SHOP_DEFAULT_SUBSCRIBED = frozenset({"ONSALEORDERSAVED", "ONPAYMENTENTITYSAVED", "ONORDERDELETED"})
+SHOP_WRITE_METHODS = frozenset(
+    {"sale.order.update", "sale.order.add", "sale.order.delete", "sale.payment.update"}
+)
 
 
 @dataclass
@@ -116,6 +134,7 @@ class ShopPortal(Portal):
     kind = "shop"
     EVENT_NAMES = SHOP_EVENTS
     DEFAULT_SUBSCRIBED = SHOP_DEFAULT_SUBSCRIBED
+    WRITE_METHODS = SHOP_WRITE_METHODS
 
     def __init__(self, config: ShopConfig | None = None, seed: int | str = 0) -> None:
         self.shop_config = config or ShopConfig()
@@ -289,7 +308,7 @@ class ShopPortal(Portal):
                 order["dateUpdate"] = now
                 order["version"] += 1
             if source == "rest" or changed:
-                self.count_write(source, "sale.order.update")
+                self.count_write(source, "sale.order.update", applied=bool(changed))
             if changed or self.config.event_on_noop_update:
                 self._emit_order_saved(order)
             return changed
@@ -308,6 +327,8 @@ class ShopPortal(Portal):
             order = self.orders[payment["orderId"]]
             flag = "Y" if paid else "N"
             if payment["paid"] == flag:
+                if source == "rest":
+                    self.count_write(source, "sale.payment.update", applied=False)
                 return copy.deepcopy(order)
             now = self.clock.now_iso()
             payment["paid"] = flag
@@ -478,11 +499,15 @@ class ShopPortal(Portal):
         return {k: v for k, v in row.items() if k in wanted}
 
     def _list(
-        self, rows: Iterable[dict[str, Any]], params: dict[str, Any], types: FieldTypes
+        self,
+        rows: Iterable[dict[str, Any]],
+        params: dict[str, Any],
+        types: FieldTypes,
+        default_key: str = "id",
     ) -> tuple[list[dict[str, Any]], int | None, int | None]:
         with self.lock:
             matched = filter_rows(rows, params.get("filter"), types, self.clock)
-            matched = order_rows(matched, params.get("order"), types, self.clock, default_key="id")
+            matched = order_rows(matched, params.get("order"), types, self.clock, default_key=default_key)
             page, total, nxt = paginate(matched, params.get("start"))
             # Rows are flat, so a shallow copy is a full copy.
             return [dict(self._select(r, params.get("select"))) for r in page], total, nxt
@@ -575,12 +600,19 @@ class ShopPortal(Portal):
         return MethodResult({"statuses": [self._select(r, params.get("select")) for r in page]}, total, nxt)
 
     def _rest_statuslang_list(self, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+        # [R: api-reference/sale/status-lang/sale-status-lang-list.md] rows {statusId, lid, name,
+        # description} in result.statusLangs, filter/order/select/start like the other sale lists.
         params = lower_keys(params)
         rows = [
-            {"statusId": sid, "lid": "ru", "name": name, "description": ""}
+            {
+                "statusId": sid,
+                "lid": lid,
+                "name": name if lid == "ru" else STATUS_NAMES_EN[sid],
+                "description": "",
+            }
             for sid, _t, _s, name, _c, _n in STATUSES
+            for lid in STATUS_LANGS
         ]
-        types: FieldTypes = {"statusId": "str", "lid": "str", "name": "str"}
-        rows = filter_rows(rows, params.get("filter"), types, self.clock)
-        page, total, nxt = paginate(rows, params.get("start"))
+        types: FieldTypes = {"statusId": "str", "lid": "str", "name": "str", "description": "str"}
+        page, total, nxt = self._list(rows, params, types, default_key="statusId")
         return MethodResult({"statusLangs": page}, total, nxt)

@@ -10,7 +10,9 @@ Facts emulated:
   [R: api-reference/events/index.md];
 - no retries: a failed or non-2xx delivery is counted and forgotten [R: api-reference/events/index.md];
 - one event per changed entity, no throttling [R: settings/performance/index.md];
-- ordering is not guaranteed (UNCONFIRMED upstream), hence the ``reorder_window`` fault.
+- ordering is not guaranteed (UNCONFIRMED upstream), hence the ``reorder_window`` fault;
+- events go through Bitrix's queue server and may arrive late [R: api-reference/events/index.md]: ``pause()``
+  holds every event in the queue (the queue server stalls) until ``resume()`` sends them on.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class _Queued:
     seq: int
     name: str = field(compare=False)
     fields: dict[str, Any] = field(compare=False)
+    wrap: str | None = field(compare=False, default="FIELDS")
 
 
 class EventDispatcher:
@@ -70,7 +73,8 @@ class EventDispatcher:
         self._n_workers = max(1, workers)
         self._cond = threading.Condition()
         self._heap: list[_Queued] = []
-        self._held: list[tuple[str, dict[str, Any]]] = []
+        self._held: list[tuple[str, dict[str, Any], str | None]] = []
+        self._paused = False
         self._held_deadline: float | None = None
         self._in_flight = 0
         self._seq = itertools.count()
@@ -106,8 +110,12 @@ class EventDispatcher:
 
     # -- producing -------------------------------------------------------------------------------------------
 
-    def emit(self, name: str, fields: dict[str, Any]) -> None:
-        """Queue event ``name`` with ``data[FIELDS]`` = ``fields``; applies drop/duplicate/delay/reorder."""
+    def emit(self, name: str, fields: dict[str, Any], *, wrap: str | None = "FIELDS") -> None:
+        """Queue event ``name`` with ``data[FIELDS]`` = ``fields``; applies drop/duplicate/delay/reorder.
+
+        ``wrap=None`` puts the fields straight under ``data`` (``data[ID]``), as the timeline events do
+        [R: api-reference/crm/timeline/comments/events/on-Crm-Timeline-Comment-Add.md].
+        """
         self._counters.inc("events", "emitted", name)
         if self.subscribed is not None and name not in self.subscribed:
             self._counters.inc("events", "unsubscribed", name)
@@ -130,21 +138,40 @@ class EventDispatcher:
             now = time.monotonic()
             for _ in range(copies):
                 if window > 0:
-                    self._held.append((name, dict(fields)))
+                    self._held.append((name, dict(fields), wrap))
                     if self._held_deadline is None:
                         self._held_deadline = now + window
                 else:
-                    heapq.heappush(self._heap, _Queued(now + delay, next(self._seq), name, dict(fields)))
+                    heapq.heappush(
+                        self._heap, _Queued(now + delay, next(self._seq), name, dict(fields), wrap)
+                    )
             self._cond.notify_all()
 
     def _flush_held(self, now: float) -> None:
         held, self._held, self._held_deadline = self._held, [], None
         self._faults.shuffle(held)
         delay = self._faults.value("event_delay")
-        for name, fields in held:
-            heapq.heappush(self._heap, _Queued(now + delay, next(self._seq), name, fields))
+        for name, fields, wrap in held:
+            heapq.heappush(self._heap, _Queued(now + delay, next(self._seq), name, fields, wrap))
 
     # -- consuming -------------------------------------------------------------------------------------------
+
+    def pause(self) -> None:
+        """Hold every event in the queue, as a stalled Bitrix queue server does, until ``resume()``."""
+        with self._cond:
+            self._paused = True
+
+    def resume(self) -> None:
+        """Send the held events on (late, in queue order) and deliver as usual from now on."""
+        with self._cond:
+            self._paused = False
+            self._cond.notify_all()
+
+    @property
+    def paused(self) -> bool:
+        """True while delivery is paused."""
+        with self._cond:
+            return self._paused
 
     def start(self) -> None:
         """Start the delivery worker thread(s)."""
@@ -159,6 +186,7 @@ class EventDispatcher:
         """Stop the workers; queued events are discarded (a dead portal sends nothing)."""
         with self._cond:
             self._stopping = True
+            self._paused = False
             self._heap.clear()
             self._held.clear()
             self._held_deadline = None
@@ -175,6 +203,9 @@ class EventDispatcher:
                 now = time.monotonic()
                 if self._held and self._held_deadline is not None and self._held_deadline <= now:
                     self._flush_held(now)
+                if self._paused:
+                    self._cond.wait()
+                    continue
                 if self._heap and self._heap[0].due <= now:
                     self._in_flight += 1
                     return heapq.heappop(self._heap)
@@ -190,7 +221,7 @@ class EventDispatcher:
         try:
             while (item := self._next()) is not None:
                 try:
-                    self._deliver(session, item.name, item.fields)
+                    self._deliver(session, item.name, item.fields, item.wrap)
                 finally:
                     with self._cond:
                         self._in_flight -= 1
@@ -198,12 +229,11 @@ class EventDispatcher:
         finally:
             session.close()
 
-    def build_body(self, name: str, fields: dict[str, Any]) -> str:
-        """The exact form body Bitrix would POST for this event."""
+    def build_body(self, name: str, fields: dict[str, Any], wrap: str | None = "FIELDS") -> str:
+        """The exact form body Bitrix would POST for this event (``data[FIELDS][ID]``, or ``data[ID]``)."""
+        prefix = f"data[{wrap}]" if wrap else "data"
         pairs: list[tuple[str, str]] = [("event", name), ("event_handler_id", str(self.handler_id(name)))]
-        pairs += [
-            (f"data[FIELDS][{key}]", "" if value is None else str(value)) for key, value in fields.items()
-        ]
+        pairs += [(f"{prefix}[{key}]", "" if value is None else str(value)) for key, value in fields.items()]
         pairs += [
             ("ts", str(int(time.time()))),
             ("auth[domain]", self.domain),
@@ -214,13 +244,15 @@ class EventDispatcher:
         ]
         return urlencode(pairs)
 
-    def _deliver(self, session: requests.Session, name: str, fields: dict[str, Any]) -> None:
+    def _deliver(
+        self, session: requests.Session, name: str, fields: dict[str, Any], wrap: str | None = "FIELDS"
+    ) -> None:
         url = self.handler_url
         if not url:
             self._counters.inc("events", "skipped", name)
             self._record(name, fields, "skipped", None)
             return
-        body = self.build_body(name, fields)
+        body = self.build_body(name, fields, wrap)
         self._counters.inc("events", "sent", name)
         status: int | None = None
         try:

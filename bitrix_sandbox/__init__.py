@@ -1,8 +1,10 @@
-"""Emulated Bitrix portals for bxsync: an online shop (``sale``) and a Bitrix24 CRM, plus simulated traffic.
+"""Emulated Bitrix portals: an online shop (``sale``) and a Bitrix24 CRM, plus simulated traffic.
 
-Pure standard library HTTP (and ``requests`` for outgoing events); no Django, so it also runs standalone:
-``python -m statussync.sandbox serve --help``. Behaviour follows the team's reference/bitrix-api.md; each
-module cites the facts it emulates.
+The sandbox bxsync's demo, tests and benchmarks run against; production code never imports it. Standard
+library HTTP, ``requests`` for outgoing events and ``phpquery`` for PHP bracket queries; no Django, so it
+also runs standalone: ``python -m bitrix_sandbox serve --help``. Each module cites the Bitrix documentation
+for the behaviour it emulates and says where it chooses for itself: ``[R: path]`` is a page of the official
+Bitrix24 REST docs (apidocs.bitrix24.ru, sources in the public repository bitrix-tools/b24-rest-docs).
 
 Python API::
 
@@ -12,9 +14,11 @@ Python API::
     sb.seed(20)                                  # [(order_id, deal_id), ...]
     sb.shop.pay_order(order_id); sb.crm.move_deal(deal_id, "WON", user_id=7)
     sb.set_faults("crm", drop_rate=0.1); sb.counters(); sb.wait_events_idle()
+    sb.set_faults("crm", reply_lost_once=True)   # every write applied, its reply lost once
+    sb.pause_events(); sb.resume_events(); sb.rest_writes(applied=True)
     sb.stop()
 
-The HTTP control API (``/_sandbox/...``) is documented in ``statussync.sandbox.server``.
+The HTTP control API (``/_sandbox/...``) is documented in ``bitrix_sandbox.server``.
 """
 
 from .crm import CrmConfig, CrmPortal

@@ -16,6 +16,7 @@ observe about the transport lives here:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
 import re
@@ -27,11 +28,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from phpquery import parse_bracket_query
+
 from .events import EventDispatcher
 from .faults import Faults
 from .filters import FilterError
 from .limits import LeakyBucket, OperatingLimiter
-from .query import parse_bracket_query
 from .store import Counters, PortalClock
 
 if TYPE_CHECKING:
@@ -155,6 +157,8 @@ class Portal:
     EVENT_NAMES: frozenset[str] = frozenset()
     #: Events the outgoing webhook is subscribed to unless configured (None = all).
     DEFAULT_SUBSCRIBED: frozenset[str] | None = None
+    #: REST methods that write (what the reply-lost fault and the write counters are about).
+    WRITE_METHODS: frozenset[str] = frozenset()
 
     def __init__(self, config: PortalConfig, seed: int | str = 0) -> None:
         self.config = config
@@ -186,6 +190,7 @@ class Portal:
         self._methods: dict[str, Handler] = {}
         self._stop = threading.Event()
         self._server: PortalServer | None = None
+        self._control: Any = None
         self.port = config.port
         self._register()
 
@@ -210,11 +215,16 @@ class Portal:
     # -- lifecycle -------------------------------------------------------------------------------------------
 
     def start(self, control: Any = None) -> None:
-        """Bind the HTTP server (``config.port``, 0 = ephemeral) and start serving and delivering events."""
+        """Bind the HTTP server (``config.port``, 0 = ephemeral) and start serving and delivering events.
+
+        Started again after ``stop()``, it binds the port it had, so the webhook URL stays valid.
+        """
         from .server import PortalServer
 
         self._stop.clear()
-        self._server = PortalServer(self, control)
+        if control is not None:
+            self._control = control
+        self._server = PortalServer(self, self._control, port=self.port or self.config.port)
         self.port = self._server.port
         base = f"http://{self.config.host}:{self.port}"
         self.events.domain = f"{self.config.host}:{self.port}"
@@ -284,8 +294,16 @@ class Portal:
         self.operating.reset()
 
     def counters(self) -> dict[str, Any]:
-        """All counters: ``rest_requests`` (HTTP requests served), ``rest_calls`` (by method, batch
-        sub-commands included), ``rest_rejected``, ``writes`` (``rest``/``human``), ``events``."""
+        """All counters, nested by source and method or event name.
+
+        ``rest_requests`` (HTTP requests served: a batch is one), ``rest_calls`` (by method, batch
+        sub-commands included), ``rest_rejected`` (by reason: ``outage``, ``auth``, ``rate_limit``,
+        ``fault_5xx``, ``fault_timeout``, ``reply_lost``, ``operating_limit``), ``replies_lost`` (write
+        commands whose reply was lost, by method), ``writes`` (requested: every REST write call, and every
+        human/seed change, by ``source`` and method), ``writes_applied`` (those that changed something),
+        ``events`` (``emitted``/``sent``/``delivered``/``failed``/``dropped``/... by event name),
+        ``events_pending`` and, on the CRM, ``timeline_comments`` by source.
+        """
         data = self.metrics.snapshot()
         data["events_pending"] = self.events.pending()
         return data
@@ -347,9 +365,20 @@ class Portal:
     def reset_state(self) -> None:
         """Delete every entity silently."""
 
-    def count_write(self, source: str, method: str) -> None:
-        """Count one write (``source`` is ``rest`` or ``human``; ``method`` the REST-equivalent name)."""
+    def count_write(self, source: str, method: str, *, applied: bool = True) -> None:
+        """Count one write (``source``: ``rest``, ``human`` or ``seed``; ``method``: the REST-equivalent
+        name) under ``writes``, and under ``writes_applied`` too when it changed something."""
         self.metrics.inc("writes", source, method)
+        if applied:
+            self.metrics.inc("writes_applied", source, method)
+
+    def pause_events(self) -> None:
+        """Hold every outgoing event (a stalled Bitrix queue server) until ``resume_events``."""
+        self.events.pause()
+
+    def resume_events(self) -> None:
+        """Deliver the held events, late, and carry on as usual."""
+        self.events.resume()
 
     # -- REST entry point ------------------------------------------------------------------------------------
 
@@ -382,10 +411,21 @@ class Portal:
         self.metrics.inc("rest_requests")  # HTTP requests served: a batch is one
         self.metrics.inc("rest_calls", method)
         if method == "batch":
-            status, body = self._batch(params, ctx, latency)
+            status, body, applied = self._batch(params, ctx, latency)
         else:
             outcome = self._invoke(method, params, ctx, extra_seconds=latency)
             status, body = outcome.status, self._envelope(outcome)
+            applied = [(method, params)] if outcome.error is None else []
+        writes = [(m, p) for m, p in applied if m in self.WRITE_METHODS]
+        if writes and self.faults.lose_reply([(m, write_key(p)) for m, p in writes], self.WRITE_METHODS):
+            # Committed, events on their way; only the answer goes missing.
+            self.metrics.inc("rest_rejected", "reply_lost")
+            for m, _ in writes:
+                self.metrics.inc("replies_lost", m)
+            if self.faults.value("reply_lost_as") == "error":
+                return 500, {"error": "INTERNAL_SERVER_ERROR", "error_description": "Internal server error"}
+            self._stop.wait(self.faults.value("timeout_seconds"))
+            return status, body
         if self.faults.roll("timeout_rate"):
             # The call took effect; the answer just never arrives in time.
             self.metrics.inc("rest_rejected", "fault_timeout")
@@ -478,8 +518,10 @@ class Portal:
 
     def _batch(
         self, params: dict[str, Any], ctx: CallContext, extra_seconds: float
-    ) -> tuple[int, dict[str, Any]]:
+    ) -> tuple[int, dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+        """Run a batch; returns (HTTP status, body, the commands that succeeded as (method, params))."""
         started = time.time()
+        applied: list[tuple[str, dict[str, Any]]] = []
         t0 = time.perf_counter()
         params = lower_keys(params)
         cmd = params.get("cmd") or {}
@@ -489,13 +531,15 @@ class Portal:
         elif isinstance(cmd, dict):
             items = [(str(k), c) for k, c in cmd.items()]
         else:
-            return 400, {"error": "INVALID_ARG_VALUE", "error_description": "Parameter 'cmd' must be array."}
+            return (
+                400,
+                {"error": "INVALID_ARG_VALUE", "error_description": "Parameter 'cmd' must be array."},
+                [],
+            )
         if len(items) > BATCH_MAX:
             # [R: settings/how-to-call-rest-api/batch.md] more than 50 commands
-            return 400, {
-                "error": "ERROR_BATCH_LENGTH_EXCEEDED",
-                "error_description": "Max batch length exceeded",
-            }
+            error = {"error": "ERROR_BATCH_LENGTH_EXCEEDED", "error_description": "Max batch length exceeded"}
+            return 400, error, []
         results: dict[str, Any] = {}
         errors: dict[str, Any] = {}
         totals: dict[str, Any] = {}
@@ -504,7 +548,14 @@ class Portal:
         for key, command in items:
             raw_method, _, query = str(command).partition("?")
             sub_method = raw_method.strip().lower().removesuffix(".json")
-            sub_params = _substitute(parse_bracket_query(query), results)
+            try:
+                sub_params = _substitute(parse_bracket_query(query, lists=True), results)
+            except ValueError as exc:
+                # Sandbox choice, stricter than PHP's parse_str: a malformed sub-command is the caller's bug.
+                errors[key] = {"error": "INVALID_ARG_VALUE", "error_description": f"malformed command: {exc}"}
+                if halt:
+                    break
+                continue
             if sub_method == "batch":
                 errors[key] = {
                     "error": "ERROR_BATCH_METHOD_NOT_ALLOWED",
@@ -514,6 +565,7 @@ class Portal:
                 self.metrics.inc("rest_calls", sub_method)
                 outcome = self._invoke(sub_method, sub_params, ctx)
                 if outcome.error is None and outcome.result is not None:
+                    applied.append((sub_method, sub_params))
                     results[key] = outcome.result.result
                     if outcome.result.total is not None:
                         totals[key] = outcome.result.total
@@ -537,7 +589,21 @@ class Portal:
             "result_time": php_array(times),
         }
         # [R: settings/how-to-call-rest-api/batch.md] HTTP 200 even when commands fail.
-        return 200, {"result": payload, "time": self._time_block(outcome)}
+        return 200, {"result": payload, "time": self._time_block(outcome)}, applied
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return "" if value is None else str(value)
+
+
+def write_key(params: dict[str, Any]) -> str:
+    """What identifies one write: its id and fields, alike from a JSON body or a batch command string."""
+    params = lower_keys(params)
+    return json.dumps(_canonical({"id": params.get("id"), "fields": params.get("fields")}), sort_keys=True)
 
 
 def _from_ts(ts: float, clock: PortalClock) -> datetime:

@@ -1,12 +1,20 @@
-"""PHP http_build_query encoding and bracket-key parsing. Expected strings follow PHP's rules (urlencode:
-everything but [A-Za-z0-9_.-] is %XX and space is '+'; true/false -> 1/0; null and empty arrays omitted)."""
+"""phpquery: PHP http_build_query encoding and bracket-key parsing, shared by the client and the sandbox.
 
+Expected strings follow PHP's rules (urlencode: everything but [A-Za-z0-9_.-] is %XX and space is '+';
+true/false -> 1/0; null and empty arrays omitted). Where the client's and the sandbox's former copies
+differed, the stricter behaviour won: malformed and conflicting keys raise ValueError.
+"""
+
+import contextlib
 import datetime
+import string
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from statussync.bitrix import http_build_query, parse_bracket_query, unflatten
+from phpquery import http_build_query, parse_bracket_query, php_lists, unflatten
 
 
 @pytest.mark.parametrize(
@@ -139,3 +147,89 @@ def test_it_unflattens_decoded_pairs():
     pairs = [("data[FIELDS][ID]", "7405"), ("auth[application_token]", "t0k&n")]
 
     assert unflatten(pairs) == {"data": {"FIELDS": {"ID": "7405"}}, "auth": {"application_token": "t0k&n"}}
+
+
+def test_it_is_the_codec_of_the_bitrix_client():
+    from statussync import bitrix
+    from statussync.bitrix import query
+
+    assert bitrix.http_build_query is query.http_build_query is http_build_query
+    assert bitrix.parse_bracket_query is query.parse_bracket_query is parse_bracket_query
+
+
+def test_it_reads_numbered_keys_as_php_arrays_when_asked():
+    # What a portal sees: PHP makes select[0]=ID and select[]=ID the same array.
+    parsed = parse_bracket_query(
+        "id=5&fields%5BSTAGE_ID%5D=C1%3AWON&select[]=ID&select[]=TITLE"
+        "&filter[%3EDATE_MODIFY]=2024-01-01&filter[@ID][0]=1&filter[@ID][1]=2",
+        lists=True,
+    )
+
+    assert parsed == {
+        "id": "5",
+        "fields": {"STAGE_ID": "C1:WON"},
+        "select": ["ID", "TITLE"],
+        "filter": {">DATE_MODIFY": "2024-01-01", "@ID": ["1", "2"]},
+    }
+
+
+def test_it_builds_queries_a_portal_reads_back():
+    params = {"id": 123, "fields": {"STAGE_ID": "C1:WON", "TITLE": "a&b c"}, "select": ["ID"], "halt": True}
+    query = http_build_query(params)
+
+    assert query.startswith("id=123&fields%5BSTAGE_ID%5D=C1%3AWON&fields%5BTITLE%5D=a%26b+c")
+    assert parse_bracket_query(query, lists=True) == {
+        "id": "123",
+        "fields": {"STAGE_ID": "C1:WON", "TITLE": "a&b c"},
+        "select": ["ID"],
+        "halt": "1",
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param({"0": "a", "1": "b"}, ["a", "b"], id="sequential"),
+        pytest.param({"1": "a", "0": "b"}, {"1": "a", "0": "b"}, id="out-of-order-stays-a-map"),
+        pytest.param({"0": "a", "2": "b"}, {"0": "a", "2": "b"}, id="gap-stays-a-map"),
+        pytest.param({"x": {"0": {"0": "y"}}}, {"x": [["y"]]}, id="nested"),
+        pytest.param({}, {}, id="empty"),
+    ],
+)
+def test_it_converts_php_arrays_like_json_encode(value, expected):
+    assert php_lists(value) == expected
+
+
+def test_it_keeps_the_top_level_a_map_of_parameters():
+    assert parse_bracket_query("0=a&1=b", lists=True) == {"0": "a", "1": "b"}
+
+
+# Keys a client would send: no brackets, and not a bare number (a mapping keyed "0".."n-1" *is* a PHP list).
+_keys = st.text(st.characters(exclude_characters="[]", exclude_categories=("Cs",)), min_size=1).filter(
+    lambda key: not key.isdecimal()
+)
+_values = st.recursive(
+    st.text(st.characters(exclude_categories=("Cs",))),
+    lambda inner: (
+        st.lists(inner, min_size=1, max_size=4) | st.dictionaries(_keys, inner, min_size=1, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(_keys, _values, max_size=5))
+def test_it_round_trips_nested_parameters(params):
+    assert parse_bracket_query(http_build_query(params), lists=True) == params
+
+
+@given(st.text() | st.text(alphabet="[]&=%+a0 "))
+def test_it_raises_nothing_but_value_error_on_any_text(text):
+    for lists in (False, True):
+        with contextlib.suppress(ValueError):
+            parse_bracket_query(text, lists=lists)
+
+
+@given(st.lists(st.tuples(st.text(alphabet=string.ascii_letters + "[]"), st.text()), max_size=8))
+def test_it_unflattens_any_pairs_or_says_why_not(pairs):
+    with contextlib.suppress(ValueError):
+        unflatten(pairs, lists=True)

@@ -1,8 +1,13 @@
 """List-method semantics shared by ``crm.deal.list`` and ``sale.*.list``: filter prefixes, order, paging.
 
-[R: api-reference/crm/deals/crm-deal-list.md; R: api-reference/sale/order/sale-order-list.md] prefixes
-``>= > <= < @ !@ % =% %= = != !`` (+ ``!%``/``!=%`` for sale); no prefix means equality; page size is fixed
-at 50, ``start=(N-1)*50``; ``total`` always, ``next`` only when more rows exist; ``start=-1`` skips the count.
+[R: api-reference/crm/deals/crm-deal-list.md; R: api-reference/sale/order/sale-order-list.md;
+R: api-reference/sale/payment/sale-payment-list.md] prefixes ``>= > <= < @ !@ % =% %= = != !`` (+ ``!%``,
+``!=%``, ``!%=`` for sale); no prefix means equality; ``@`` is IN with an array, and so is ``=`` with an
+array (the sale docs: it "works with arrays too"). Many entities per command is ``{"@ID": [ids]}``
+(``@id``, ``@orderId`` on the shop). Page size is fixed at 50, ``start=(N-1)*50``; ``total`` always,
+``next`` only when more rows exist. ``start=-1`` skips the count query: the first 50 rows, ``total`` 0 and
+no ``next``, and the caller pages with ``>ID`` [R: settings/performance/huge-data.md, whose sample answer
+shows ``[total] => 0``].
 
 Comparisons coerce both sides by the field's declared type, so ``{">ID": "10"}`` compares numbers and
 ``{">DATE_MODIFY": "2024-08-30T14:00:00"}`` compares datetimes (naive strings are portal-local time).
@@ -22,7 +27,7 @@ from .store import PortalClock
 PAGE_SIZE = 50
 
 # Longest prefixes first so "!=%" is not read as "!" + "=%".
-_PREFIXES = ("!=%", "!%", ">=", "<=", "=%", "%=", "!@", "!=", ">", "<", "=", "!", "@", "%")
+_PREFIXES = ("!=%", "!%=", "!%", ">=", "<=", "=%", "%=", "!@", "!=", ">", "<", "=", "!", "@", "%")
 
 FieldTypes = dict[str, str]  # field name -> "int" | "float" | "str" | "datetime"
 
@@ -72,7 +77,7 @@ def _compare(prefix: str, actual: Any, expected: Any, kind: str, clock: PortalCl
         have = _coerce(actual, kind, clock)
         hit = any(have is not None and have == _coerce(v, kind, clock) for v in values)
         return not hit if prefix.startswith("!") else hit
-    if prefix in ("%", "!%", "=%", "%=", "!=%"):
+    if prefix in ("%", "!%", "=%", "%=", "!=%", "!%="):
         text = "" if actual is None else str(actual)
         needle = str(expected)
         hit = needle.lower() in text.lower() if prefix in ("%", "!%") else _like(needle, text)
@@ -161,10 +166,14 @@ def parse_start(value: Any) -> int:
 
 
 def paginate(rows: list[Any], start: Any) -> tuple[list[Any], int | None, int | None]:
-    """Return (page, total, next). ``start=-1`` gives the first page without total/next, as in Bitrix."""
+    """Return (page, total, next). ``start=-1`` gives the first page with ``total`` 0 and no ``next``.
+
+    That is what Bitrix answers without the count query [R: settings/performance/huge-data.md]: a client
+    that trusted ``total`` there would think the list empty.
+    """
     offset = parse_start(start)
     if offset == -1:
-        return rows[:PAGE_SIZE], None, None
+        return rows[:PAGE_SIZE], 0, None
     offset = max(offset, 0)
     page = rows[offset : offset + PAGE_SIZE]
     nxt = offset + PAGE_SIZE if offset + PAGE_SIZE < len(rows) else None

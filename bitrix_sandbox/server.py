@@ -7,18 +7,35 @@ Control API (JSON in, JSON out; no auth — the servers bind to 127.0.0.1 only).
 
 ==========================  ===============================================================================
 ``GET  /_sandbox/info``       portal kind, webhook URL, application token, handler URL, methods, config
-``GET  /_sandbox/counters``   ``rest_requests``, ``rest_calls``, ``rest_rejected``, ``writes``, ``events``
+``GET  /_sandbox/counters``   ``rest_requests``, ``rest_calls`` (per method), ``rest_rejected`` (per reason),
+                              ``replies_lost``, ``writes`` (requested) and ``writes_applied`` (changed
+                              something) per source and method, ``events``, ``timeline_comments`` (CRM);
+                              see ``Portal.counters``
 ``POST /_sandbox/reset_counters``  zero counters and the event log
 ``GET  /_sandbox/faults``     current fault switches
-``POST /_sandbox/faults``     set switches, e.g. ``{"drop_rate": 0.2, "outage_seconds": 5}``;
-                              ``{"clear": true, ...}`` turns everything off first
+``POST /_sandbox/faults``     set switches (``faults.FaultSettings``), ``{"clear": true, ...}`` turns
+                              everything off first. REST: ``latency``, ``error_rate`` (500, not applied),
+                              ``timeout_rate`` + ``timeout_seconds`` (applied, answer too late),
+                              ``outage_seconds`` (503 for that long). Reply lost (the write is applied
+                              and its events fire, then the reply is lost): ``reply_lost_next`` (the next
+                              N write requests), ``reply_lost_once`` (each distinct write loses its reply
+                              once: "every write's reply is lost once"), ``reply_lost_rate``, limited to
+                              ``reply_lost_methods`` (default: every write method; a ``batch`` carrying
+                              one counts), lost as ``reply_lost_as`` ``"timeout"`` (held
+                              ``timeout_seconds``) or ``"error"`` (500 after the commit). Events:
+                              ``drop_rate``, ``duplicate_rate``, ``reorder_window``, ``event_delay``.
+                              E.g. ``{"reply_lost_once": true, "reply_lost_methods": ["crm.deal.update"],
+                              "reply_lost_as": "error"}``
 ``POST /_sandbox/limits``     ``{"rate", "burst", "operating_limit", "operating_limits": {method: s}}``
 ``POST /_sandbox/events``     ``{"handler_url", "application_token", "subscribed_events", "handler_timeout"}``
 ``POST /_sandbox/events/idle``  ``{"timeout": 10}`` → ``{"idle": bool, "pending": n}``
+``POST /_sandbox/events/pause``   hold every outgoing event (a stalled Bitrix queue) ...
+``POST /_sandbox/events/resume``  ... then deliver them, late, and carry on
 ``GET  /_sandbox/events/log`` recent events with outcome
 ``POST /_sandbox/options``    ``{"event_on_noop_update": bool}``, shop also ``{"status_on_paid": "P"|null}``
-``GET  /_sandbox/state``      all deals (CRM) or orders with payments (shop)
-``GET  /_sandbox/deal/<id>``  (CRM) one deal; ``/_sandbox/order/<id>``, ``/_sandbox/payment/<id>`` (shop)
+``GET  /_sandbox/state``      all deals and timeline comments (CRM) or orders with payments (shop)
+``GET  /_sandbox/deal/<id>``  (CRM) one deal, ``/_sandbox/comments/<deal id>`` its timeline comments;
+                              ``/_sandbox/order/<id>``, ``/_sandbox/payment/<id>`` (shop)
 ``POST /_sandbox/human/<action>``  a human action with keyword arguments as the JSON body, e.g.
                               CRM ``move_deal {"deal_id": 5, "stage_id": "WON", "user_id": 7}``,
                               ``move_deal_to_pipeline``, ``edit_deal``, ``set_deal_order``, ``create_deal``,
@@ -36,6 +53,9 @@ Sandbox-wide (answered on both ports when the portal runs inside a ``Sandbox``):
 ``GET  /_sandbox/traffic``    traffic stats; ``POST {"action": "start", "rate": 1.0}`` or ``"stop"``
 ``POST /_sandbox/idle``       ``{"timeout": 10}``: wait until both portals delivered their events
 ==========================  ===============================================================================
+
+A whole portal can also go down and come back (Python API): ``portal.stop()`` refuses connections and
+discards its queued events, ``portal.start()`` serves again on the same port.
 """
 
 from __future__ import annotations
@@ -47,7 +67,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .query import parse_bracket_query
+from phpquery import parse_bracket_query
 
 if TYPE_CHECKING:
     from .rest import Portal
@@ -97,20 +117,27 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length > 0 else b""
 
     def _params(self, query: str, body: bytes) -> dict[str, Any]:
-        params: dict[str, Any] = parse_bracket_query(query) if query else {}
-        if not body:
-            return params
-        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        text = body.decode("utf-8", errors="replace")
-        if ctype == "application/json" or (not ctype and text.lstrip().startswith("{")):
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError:
-                raise ControlError(400, "invalid JSON body") from None
-            if isinstance(data, dict):
-                params.update(data)
-        else:
-            params.update(parse_bracket_query(text))
+        try:
+            # lists=True: PHP reads select[0]=ID as an array, like select[]=ID.
+            params: dict[str, Any] = parse_bracket_query(query, lists=True) if query else {}
+            if not body:
+                return params
+            ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+            text = body.decode("utf-8", errors="replace")
+            if ctype == "application/json" or (not ctype and text.lstrip().startswith("{")):
+                try:
+                    data = json.loads(text)
+                except json.JSONDecodeError:
+                    raise ControlError(400, "invalid JSON body") from None
+                if isinstance(data, dict):
+                    params.update(data)
+            else:
+                params.update(parse_bracket_query(text, lists=True))
+        except RecursionError:
+            raise ControlError(400, "JSON body nested too deeply") from None
+        except ValueError as exc:
+            # Stricter than PHP's parse_str (see phpquery): a malformed key is the client's bug, made visible.
+            raise ControlError(400, f"malformed query: {exc}") from None
         return params
 
     def _dispatch(self) -> None:
@@ -189,11 +216,17 @@ def control_action(portal: Portal, sandbox: Any, verb: str, action: str, args: d
         return {"idle": idle, "pending": portal.events.pending()}
     if action == "events/log":
         return portal.event_log()
+    if action == "events/pause":
+        portal.pause_events()
+        return {"paused": True, "pending": portal.events.pending()}
+    if action == "events/resume":
+        portal.resume_events()
+        return {"paused": False, "pending": portal.events.pending()}
     if action == "options":
         return portal.set_options(**args)
     if action == "state":
         return portal.state()
-    if head in ("deal", "order", "payment") and rest:
+    if head in ("deal", "comments", "order", "payment") and rest:
         row = portal.entity(head, int(rest))
         if row is None:
             raise ControlError(404, f"{head} {rest} not found")
@@ -211,8 +244,9 @@ def control_action(portal: Portal, sandbox: Any, verb: str, action: str, args: d
 class PortalServer:
     """A ThreadingHTTPServer on 127.0.0.1 serving one portal."""
 
-    def __init__(self, portal: Portal, control: Any = None) -> None:
-        self.httpd = _HTTPServer((portal.config.host, portal.config.port), _Handler)
+    def __init__(self, portal: Portal, control: Any = None, port: int | None = None) -> None:
+        bind_port = portal.config.port if port is None else port
+        self.httpd = _HTTPServer((portal.config.host, bind_port), _Handler)
         self.httpd.portal = portal
         self.httpd.control = control
         self.port: int = self.httpd.server_address[1]

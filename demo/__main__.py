@@ -1,0 +1,115 @@
+"""``python -m demo`` (what ``make demo`` runs): bxsync against the sandbox portals, with simulated activity.
+
+A development tool, not part of what ``make run`` ships: it starts the two emulated portals of
+``bitrix_sandbox`` in this process, seeds them, links the sample pairs with a first reconciliation, and
+runs the web server and every worker against them until Ctrl+C. It configures Django itself (the
+``bxsync_project`` settings, like ``manage.py``), so the production app never has to know about the sandbox.
+Apply the migrations first (``make demo`` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import django
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The demo's options; ports default to ``PORT``, ``SANDBOX_SHOP_PORT`` and ``SANDBOX_CRM_PORT``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m demo",
+        description="Start sandbox portals with sample orders and deals, live activity, the web server and "
+        "all workers.",
+    )
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument("--orders", type=int, default=40, help="sample orders (each with a deal)")
+    parser.add_argument("--activity", type=float, default=0.5, help="simulated human changes per second")
+    parser.add_argument("--shop-port", type=int, default=int(os.environ.get("SANDBOX_SHOP_PORT", "8101")))
+    parser.add_argument("--crm-port", type=int, default=int(os.environ.get("SANDBOX_CRM_PORT", "8102")))
+    return parser
+
+
+def run(*, port: int, orders: int, activity: float, shop_port: int, crm_port: int) -> int:
+    """Run the demo until Ctrl+C/SIGTERM; returns the exit code of the services."""
+    # Imported after django.setup(): these touch settings and models at import time.
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+
+    from bitrix_sandbox import CrmConfig, Sandbox, SandboxConfig, ShopConfig
+    from statussync.mapping import mapping_import
+    from statussync.reconcile import reconcile_run
+    from statussync.runner import services_run
+    from statussync.schedules import schedules_ensure
+
+    demo_mapping = Path(settings.BASE_DIR) / "docs" / "mapping.demo.json"
+    web = f"http://127.0.0.1:{port}"
+    sandbox = Sandbox(
+        SandboxConfig(
+            seed=secrets.randbelow(10_000),
+            shop=ShopConfig(port=shop_port, handler_url=f"{web}/api/bitrix/cms/"),
+            crm=CrmConfig(port=crm_port, handler_url=f"{web}/api/bitrix/crm/"),
+        )
+    ).start()
+    try:
+        portal_env = sandbox.env()
+        # This process links the sample pairs below; the children get the same settings by environment.
+        for name, value in portal_env.items():
+            setattr(settings, name, value)
+        mapping_import(data=json.loads(demo_mapping.read_text()))
+        sandbox.seed(orders, emit_events=False)
+        password = secrets.token_urlsafe(9)
+        admin, _ = get_user_model().objects.get_or_create(
+            username="admin", defaults={"email": "admin@example.com"}
+        )
+        admin.is_staff = admin.is_superuser = True
+        admin.set_password(password)
+        admin.save()
+        schedules_ensure()
+        print("Linking the sample orders and deals (a first reconciliation)…", flush=True)
+        report = reconcile_run(process_inline=True)
+        print(f"  {report.counts()}", flush=True)
+        sandbox.start_traffic(rate=activity)
+        print(
+            f"\nbxsync demo is running.\n"
+            f"  Admin:  {web}/admin/   login: admin   password: {password}\n"
+            f"  Health: {web}/api/health/\n"
+            f"  Sandbox shop: http://127.0.0.1:{sandbox.shop.port}/_sandbox/state  "
+            f"CRM: http://127.0.0.1:{sandbox.crm.port}/_sandbox/state\n"
+            f"  Simulated managers, customers and staff make {activity} change(s)/s. Ctrl+C stops.\n",
+            flush=True,
+        )
+        extra_env = {
+            **portal_env,
+            "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(40),
+            "DEBUG": os.environ.get("DEBUG", "false"),
+            # The demo serves plain HTTP on 127.0.0.1: secure-only cookies would break its admin login.
+            "SESSION_COOKIE_SECURE": "false",
+            "CSRF_COOKIE_SECURE": "false",
+        }
+        return services_run(host="127.0.0.1", port=port, extra_env=extra_env)
+    finally:
+        sandbox.stop_traffic()
+        sandbox.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: parse the options, set Django up as ``manage.py`` does, run."""
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bxsync_project.settings")
+    django.setup()
+    return run(
+        port=args.port,
+        orders=args.orders,
+        activity=args.activity,
+        shop_port=args.shop_port,
+        crm_port=args.crm_port,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
