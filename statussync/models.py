@@ -6,8 +6,10 @@ create a second active link for one order, or an ambiguous mapping rule.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 
 class Side(models.TextChoices):
@@ -16,48 +18,64 @@ class Side(models.TextChoices):
 
 
 class Direction(models.TextChoices):
-    BOTH = "both", "Both ways"
-    TO_CRM = "to_crm", "Shop → CRM only"
-    TO_CMS = "to_cms", "CRM → shop only"
+    BOTH = "both", _("Both ways")
+    TO_CRM = "to_crm", _("Shop → CRM only")
+    TO_CMS = "to_cms", _("CRM → shop only")
 
 
 class ConflictPolicy(models.TextChoices):
-    LATEST = "latest", "Latest change wins"
-    CMS_WINS = "cms_wins", "Shop wins"
-    CRM_WINS = "crm_wins", "CRM wins"
-    MANUAL = "manual", "Flag for a manager"
+    LATEST = "latest", _("Latest change wins")
+    CMS_WINS = "cms_wins", _("Shop wins")
+    CRM_WINS = "crm_wins", _("CRM wins")
+    MANUAL = "manual", _("Flag for a manager")
 
 
 class Pipeline(models.Model):
     """Mapping settings of one CRM pipeline (deal category)."""
 
     pipeline_id = models.IntegerField(
-        unique=True, help_text="CRM deal category id; 0 is the default pipeline."
+        _("pipeline"), unique=True, help_text=_("The CRM's deal pipeline; 0 is the default one.")
     )
     paid_stage = models.CharField(
-        max_length=50, blank=True, help_text="Stage a deal moves to when its order is paid."
+        _("paid stage"),
+        max_length=50,
+        blank=True,
+        help_text=_("The stage a deal moves to when its order is paid."),
     )
     conflict_policy = models.CharField(
-        max_length=10, choices=ConflictPolicy.choices, default=ConflictPolicy.LATEST
+        _("when both sides changed"),
+        max_length=10,
+        choices=ConflictPolicy.choices,
+        default=ConflictPolicy.LATEST,
     )
 
     class Meta:
         ordering = ["pipeline_id"]
+        verbose_name = _("pipeline mapping")
+        verbose_name_plural = _("pipeline mappings")
 
     def __str__(self) -> str:
-        return f"pipeline {self.pipeline_id}"
+        from statussync.catalog import pipeline_label
+
+        return pipeline_label(self.pipeline_id)
 
 
 class StatusRule(models.Model):
     """One order status ↔ deal stage pair of a pipeline, valid in one or both directions."""
 
-    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="rules")
-    order_status = models.CharField(max_length=50)
-    deal_stage = models.CharField(max_length=50)
-    direction = models.CharField(max_length=6, choices=Direction.choices, default=Direction.BOTH)
+    pipeline = models.ForeignKey(
+        Pipeline, on_delete=models.CASCADE, related_name="rules", verbose_name=_("pipeline")
+    )
+    order_status = models.CharField(_("order status"), max_length=50)
+    deal_stage = models.CharField(_("deal stage"), max_length=50)
+    direction = models.CharField(
+        _("direction"), max_length=6, choices=Direction.choices, default=Direction.BOTH
+    )
 
     class Meta:
         ordering = ["pipeline__pipeline_id", "id"]
+        verbose_name = _("rule")
+        verbose_name_plural = _("rules")
         constraints = [
             # Within one pipeline and one direction a source value maps to at most one target (DESIGN.md).
             models.UniqueConstraint(
@@ -80,7 +98,11 @@ class StatusRule(models.Model):
 class AwaitingPaymentStatus(models.Model):
     """An order status that means "not paid yet": a paid order is never sent back into one."""
 
-    order_status = models.CharField(max_length=50, unique=True)
+    order_status = models.CharField(_("order status"), max_length=50, unique=True)
+
+    class Meta:
+        verbose_name = _("awaiting-payment status")
+        verbose_name_plural = _("awaiting-payment statuses")
 
     def __str__(self) -> str:
         return self.order_status
@@ -131,6 +153,11 @@ class Link(models.Model):
             models.UniqueConstraint(
                 fields=["deal_id"], condition=Q(state="active"), name="one_active_link_per_deal"
             ),
+        ]
+        # Custom permissions of the admin's actions: all of them are listed in statussync/roles.py.
+        permissions = [
+            ("resync_link", "Can resync links"),
+            ("repair_link", "Can repair links"),
         ]
 
     def __str__(self) -> str:
@@ -239,6 +266,10 @@ class Job(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["queue", "state", "not_before"])]
+        permissions = [
+            ("replay_job", "Can replay dead-letter jobs"),
+            ("discard_job", "Can discard dead-letter jobs"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.entity_id} ({self.state})"
@@ -286,6 +317,7 @@ class AuditEntry(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "audit entries"
+        permissions = [("view_dashboard", "Can view the dashboard")]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.outcome}"
@@ -328,3 +360,127 @@ class PortalHealth(models.Model):
 
     def __str__(self) -> str:
         return self.portal
+
+
+# --- The catalog of names: what the portals call their statuses, pipelines and stages ---------------------
+# Fetched by `statussync.catalog.catalog_refresh` (a button in the admin and a schedule); read through the
+# cached helpers there (`status_label`, `stage_label`, `pipeline_label`). A code that leaves a portal keeps
+# its row with `present` False, so the admin can say "not in the CRM any more" instead of hiding it.
+
+
+class StageSemantics(models.TextChoices):
+    # STAGE_SEMANTIC_ID's letters [R: api-reference/crm/deals/crm-deal-get.md].
+    IN_PROGRESS = "P", _("in progress")
+    SUCCESS = "S", _("success")
+    FAILURE = "F", _("failure")
+
+
+class CatalogPipeline(models.Model):
+    """A deal pipeline of the CRM (`crm.category.list`, entityTypeId 2)."""
+
+    pipeline_id = models.IntegerField(_("pipeline"), unique=True)
+    name = models.CharField(_("name"), max_length=255)
+    sort = models.IntegerField(_("sort"), default=0)
+    present = models.BooleanField(_("in the CRM"), default=True)
+    refreshed_at = models.DateTimeField(_("last seen"))
+
+    class Meta:
+        ordering = ["sort", "pipeline_id"]
+        verbose_name = _("CRM pipeline")
+        verbose_name_plural = _("CRM pipelines")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.pipeline_id})"
+
+
+class CatalogStage(models.Model):
+    """A deal stage of one pipeline (`crm.status.list`, ENTITY_ID DEAL_STAGE or DEAL_STAGE_<n>)."""
+
+    pipeline_id = models.IntegerField(_("pipeline"), db_index=True)
+    code = models.CharField(_("code"), max_length=50)
+    name = models.CharField(_("name"), max_length=255)
+    sort = models.IntegerField(_("sort"), default=0)
+    semantics = models.CharField(
+        _("meaning"), max_length=1, choices=StageSemantics.choices, default=StageSemantics.IN_PROGRESS
+    )
+    color = models.CharField(_("colour"), max_length=16, blank=True)
+    present = models.BooleanField(_("in the CRM"), default=True)
+    refreshed_at = models.DateTimeField(_("last seen"))
+
+    class Meta:
+        ordering = ["pipeline_id", "sort", "code"]
+        constraints = [models.UniqueConstraint(fields=["pipeline_id", "code"], name="one_stage_per_code")]
+        verbose_name = _("CRM deal stage")
+        verbose_name_plural = _("CRM deal stages")
+        permissions = [("refresh_catalog", "Can refresh the names of statuses and stages from the portals")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+
+class CatalogStatus(models.Model):
+    """An order status of the shop (`sale.status.list`, type O) with its names (`sale.statuslang.list`)."""
+
+    code = models.CharField(_("code"), max_length=50, unique=True)
+    # {"ru": "Принят, ожидается оплата", "en": "Accepted, awaiting payment"}: one name per language the
+    # shop has; the admin shows the reader's.
+    names = models.JSONField(_("names"), default=dict)
+    sort = models.IntegerField(_("sort"), default=0)
+    color = models.CharField(_("colour"), max_length=16, blank=True)
+    present = models.BooleanField(_("in the shop"), default=True)
+    refreshed_at = models.DateTimeField(_("last seen"))
+
+    class Meta:
+        ordering = ["sort", "code"]
+        verbose_name = _("shop order status")
+        verbose_name_plural = _("shop order statuses")
+
+    def __str__(self) -> str:
+        from statussync.catalog import status_label
+
+        return status_label(self.code)
+
+
+class MappingChangeSource(models.TextChoices):
+    ADMIN_FORM = "admin", _("admin: pipeline form")
+    ADMIN_IMPORT = "admin_import", _("admin: file import")
+    ADMIN_DELETE = "admin_delete", _("admin: pipeline deleted")
+    COMMAND = "command", _("statusmap import")
+
+
+class MappingChange(models.Model):
+    """One change of the mapping: who, when, and the whole document before and after (read-only history).
+
+    Whole documents rather than row diffs: they are small, they are exactly what `statusmap export` prints
+    (so an old mapping can be restored with `statusmap import`), and the admin derives the readable diff.
+    """
+
+    created_at = models.DateTimeField(_("when"), auto_now_add=True, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("who"),
+    )
+    # Kept when the user is deleted; for `statusmap import`, the operating-system user who ran it.
+    username = models.CharField(_("who"), max_length=150, blank=True)
+    source = models.CharField(_("how"), max_length=16, choices=MappingChangeSource.choices)
+    before = models.JSONField(_("before"))
+    after = models.JSONField(_("after"))
+    links_affected = models.PositiveIntegerField(_("links that map differently"), null=True, blank=True)
+    # Save-and-resync: the links are queued in chunks by a background task that records how far it got
+    # (resync_after_id), so a worker that dies resumes where it stopped.
+    resync_requested = models.BooleanField(_("resync requested"), default=False)
+    resync_queued = models.PositiveIntegerField(_("links queued"), default=0)
+    resync_after_id = models.BigIntegerField(default=0)
+    resync_finished_at = models.DateTimeField(_("resync queued completely"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("mapping change")
+        verbose_name_plural = _("mapping changes")
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.username or '?'}"

@@ -10,6 +10,8 @@ SCHEDULES = {
     "bxsync-reconcile": ("statussync.tasks.reconcile", None),
     # Hourly, a few minutes at most each time: small chunks, never a long hold on the database.
     "bxsync-audit-purge": ("statussync.tasks.audit_purge", 60),
+    # The names of statuses, pipelines and stages change rarely; the admin's button refreshes them at once.
+    "bxsync-catalog-refresh": ("statussync.tasks.catalog_refresh", 60),
 }
 
 

@@ -37,3 +37,11 @@ def audit_purge() -> int:
     from statussync.retention import records_purge
 
     return records_purge(max_seconds=settings.BXSYNC_WORKER_TASK_SECONDS)
+
+
+def catalog_refresh() -> dict[str, object]:
+    """Hourly: read the names of the shop's statuses and the CRM's pipelines and stages."""
+    from statussync.catalog import catalog_refresh as refresh
+
+    report = refresh()
+    return {"statuses": report.statuses, "stages": report.stages, "errors": report.errors}

@@ -27,3 +27,14 @@ def portals(settings):
 def event_body(name: str) -> bytes:
     """A raw webhook body from tests/fixtures/events."""
     return (FIXTURES / "events" / f"{name}.txt").read_bytes()
+
+
+@pytest.fixture(autouse=True)
+def _catalog_names_forgotten():
+    """The catalog's names are cached in memory between requests; a test's rolled-back rows must not leak
+    into the next test's labels."""
+    from statussync.catalog import catalog_cache_clear
+
+    catalog_cache_clear()
+    yield
+    catalog_cache_clear()

@@ -25,7 +25,7 @@ def test_it_creates_each_schedule_once_however_often_it_starts():
     schedules_ensure()
 
     names = sorted(Schedule.objects.values_list("name", flat=True))
-    assert names == ["bxsync-audit-purge", "bxsync-reconcile", "bxsync-sweep"]
+    assert names == ["bxsync-audit-purge", "bxsync-catalog-refresh", "bxsync-reconcile", "bxsync-sweep"]
     assert Schedule.objects.get(name="bxsync-reconcile").minutes == 5
 
 

@@ -10,6 +10,7 @@ from django.conf import settings
 
 from statussync import portals
 from statussync.bitrix import BitrixError
+from statussync.catalog import catalog_pipeline_stages
 from statussync.engine import Base, Decision, Intent, Mapping, Origin, Write, decide, intent_settle
 from statussync.mapping import mapping_load
 from statussync.models import Link, Outcome, Side
@@ -83,11 +84,15 @@ def _decision(item: Item, mapping: Mapping) -> Decision:
 
 
 def _mapping_with_stages(run: SyncRun, *, pipelines: set[int]) -> Mapping:
-    """The stored mapping, with each pipeline's stage order and success stage as the CRM lists them."""
+    """The stored mapping, with each pipeline's stage order and success stage as the CRM lists them: from
+    the catalog of names when it has the pipeline (no REST call), from the CRM itself (cached) otherwise."""
     mapping = mapping_load()
     wanted = sorted(pipelines & set(mapping.pipelines))
-    stages = portals.pipeline_stages(crm=run.crm, pipelines=wanted) if wanted else {}
-    run.contact(Side.CRM, None)
+    stages = catalog_pipeline_stages(pipelines=wanted)
+    unknown = [p for p in wanted if p not in stages]
+    if unknown:
+        stages.update(portals.pipeline_stages(crm=run.crm, pipelines=unknown))
+        run.contact(Side.CRM, None)
     return replace(
         mapping,
         pipelines={
