@@ -395,6 +395,17 @@ def catalog_knows_pipeline(pipeline_id: int) -> bool:
     return bool(_names().stages_by_pipeline.get(pipeline_id))
 
 
+def catalog_has_pipelines() -> bool:
+    """Whether the CRM's pipelines were ever read."""
+    return bool(_names().pipelines)
+
+
+def pipeline_is_known(pipeline_id: int) -> bool:
+    """Whether the CRM lists this pipeline now."""
+    row = _names().pipelines.get(pipeline_id)
+    return row is not None and row.present
+
+
 def catalog_has_statuses() -> bool:
     """Whether the shop's statuses were ever read."""
     return bool(_names().statuses)

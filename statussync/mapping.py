@@ -1,8 +1,21 @@
-"""The status ↔ stage mapping as a JSON document: parse, import, export, check, and load it for the engine.
+"""The status ↔ stage mapping as a JSON document: parse, validate, import, export, check, and load it for the
+engine.
 
 The document's shape is a public contract (DESIGN.md "The mapping file"); `mapping_export` and
-`mapping_import` round-trip it exactly. Validation collects every problem at once, each prefixed with its
-JSON path, so a manager fixes a file in one pass instead of one error per run.
+`mapping_import` round-trip it exactly.
+
+**One validator** serves `statusmap import`/`check` and the admin's forms. It finds every problem at once —
+a manager fixes a file in one pass, not one error per run — each a `Problem` with a level, the JSON path it
+is about (the admin puts it on the field of that path) and a code with parameters, rendered for a file
+(`pipelines[0].rules[2].deal_stage: deal stage "C1:WON" …`) or for the form (names from the catalog, "row 3").
+
+- Errors refuse the mapping: a malformed document, a source value with two targets in one direction, a
+  repeated rule, a stage of another pipeline (the engine cannot write it: `crm.deal.update` ignores a stage
+  of another pipeline [R: api-reference/crm/deals/crm-deal-update.md]).
+- Warnings are accepted but probably not what the manager meant: a lossy round trip (a status goes out as a
+  stage that comes back as another status), a code the portal does not list, a paid stage that is a failure
+  stage, a pipeline with no rules or no paid stage, an awaiting-payment status no rule uses.
+- Notes are worth knowing but common: a paid stage no rule maps back to a status (DESIGN.md's example).
 """
 
 from __future__ import annotations
@@ -10,14 +23,25 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 from django.db import IntegrityError, transaction
 from django.db.models import Prefetch
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
-from statussync import engine
-from statussync.models import AwaitingPaymentStatus, ConflictPolicy, Direction, Pipeline, StatusRule
+from statussync import catalog, engine
+from statussync.models import (
+    AwaitingPaymentStatus,
+    ConflictPolicy,
+    Direction,
+    MappingChange,
+    MappingChangeSource,
+    Pipeline,
+    StatusRule,
+)
 
 # The model columns' limits: SQLite would store longer values silently, PostgreSQL would fail mid-import.
 _MAX_VALUE_LENGTH = 50
@@ -30,15 +54,231 @@ _DIRECTIONS = tuple(Direction.values)
 _POLICIES = tuple(ConflictPolicy.values)
 _TO_CRM = frozenset({Direction.BOTH.value, Direction.TO_CRM.value})
 _TO_CMS = frozenset({Direction.BOTH.value, Direction.TO_CMS.value})
+# Bitrix names the stages of pipeline n > 0 `C<n>:…` and those of pipeline 0 without a prefix
+# [R: api-reference/crm/status/crm-status-list.md].
 _STAGE_PREFIX = re.compile(r"^C(\d+):")
+
+# error: refused. warning: accepted, probably not meant (`statusmap check` fails). note: accepted, worth
+# knowing, and common enough that a check failing on it would cry wolf (DESIGN.md's own example has one).
+Level = Literal["error", "warning", "note"]
+
+
+# --- problems ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Status:
+    """An order status code inside a problem's parameters."""
+
+    code: str
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A deal stage code inside a problem's parameters."""
+
+    code: str
+
+
+@dataclass(frozen=True)
+class RuleRef:
+    """Another rule of the same pipeline, by its index in the pipeline's `rules`."""
+
+    index: int
+
+
+# The texts, by code. Parameters in %(name)s form; Status/Stage/RuleRef parameters are rendered per reader.
+TEXTS: dict[str, Any] = {
+    # The document's shape.
+    "not_object": gettext_lazy("must be an object, not %(type)s"),
+    "not_list": gettext_lazy("must be a list, not %(type)s"),
+    "not_string": gettext_lazy("must be a string, not %(type)s"),
+    "unknown_key_hint": gettext_lazy("unknown key; did you mean %(hint)s?"),
+    "unknown_key": gettext_lazy("unknown key; expected one of %(keys)s"),
+    "required": gettext_lazy("required"),
+    "empty": gettext_lazy("must not be empty"),
+    "spaces": gettext_lazy("%(value)s has leading or trailing spaces"),
+    "too_long": gettext_lazy("longer than %(max)s characters"),
+    "choice": gettext_lazy("must be one of %(choices)s"),
+    "pipeline_id": gettext_lazy("must be a whole number ≥ 0 (0 is the default pipeline)"),
+    "pipeline_twice": gettext_lazy("pipeline %(pipeline)s is already defined in pipelines[%(index)s]"),
+    "awaiting_twice": gettext_lazy("%(value)s is already listed at [%(index)s]"),
+    "invalid_json": gettext_lazy("invalid JSON at line %(line)s, column %(column)s: %(message)s"),
+    "key_twice": gettext_lazy("invalid JSON: key %(key)s appears twice in one object"),
+    "database_refused": gettext_lazy(
+        "the database refused the mapping (%(error)s); nothing changed, try again"
+    ),
+    # Rules that contradict each other (errors: the engine could not decide).
+    "duplicate_rule": gettext_lazy("duplicate of %(rule)s"),
+    "status_repeated": gettext_lazy(
+        "order status %(source)s → %(target)s in direction %(direction)s is already given by %(rule)s "
+        "(direction %(other_direction)s); remove one of them"
+    ),
+    "stage_repeated": gettext_lazy(
+        "deal stage %(source)s → %(target)s in direction %(direction)s is already given by %(rule)s "
+        "(direction %(other_direction)s); remove one of them"
+    ),
+    "status_two_stages": gettext_lazy(
+        "order status %(source)s already maps to deal stage %(other)s in direction %(direction)s "
+        "(%(rule)s); within one pipeline and direction it may map to one deal stage only"
+    ),
+    "stage_two_statuses": gettext_lazy(
+        "deal stage %(source)s already maps to order status %(other)s in direction %(direction)s "
+        "(%(rule)s); within one pipeline and direction it may map to one order status only"
+    ),
+    # Stages the engine cannot write (errors).
+    "stage_of_pipeline": gettext_lazy(
+        "%(stage)s is a stage of pipeline %(other)s: a deal of pipeline %(pipeline)s never has it, and the "
+        "CRM ignores it when bxsync writes it"
+    ),
+    "stage_prefix_other": gettext_lazy(
+        "%(stage)s looks like a stage of pipeline %(other)s (its C%(other)s: prefix); stages of pipeline 0 "
+        "have no C<n>: prefix"
+    ),
+    "stage_prefix_missing": gettext_lazy(
+        "%(stage)s does not start with C%(pipeline)s: as stages of pipeline %(pipeline)s do"
+    ),
+    # Accepted, but probably not meant (warnings).
+    "no_pipelines": gettext_lazy("no pipelines are mapped: nothing will be synced"),
+    "no_rules": gettext_lazy(
+        "pipeline %(pipeline)s has no rules: statuses and stages of its deals are never synced"
+    ),
+    "no_paid_stage": gettext_lazy(
+        "pipeline %(pipeline)s has no paid stage: a payment moves its deals only through the status rules"
+    ),
+    "paid_stage_unmapped": gettext_lazy(
+        "the paid stage %(stage)s has no rule back to an order status: a deal a manager moves there "
+        "changes nothing in the shop, and a pair first seen there is a conflict"
+    ),
+    "paid_stage_failure": gettext_lazy(
+        "the paid stage %(stage)s is a failure stage: every paid order would close its deal as lost"
+    ),
+    "lossy_round_trip": gettext_lazy(
+        "order status %(status)s goes out as deal stage %(stage)s, which comes back as order status "
+        "%(back)s (%(rule)s): the shop would not get its own status back"
+    ),
+    "stage_not_in_crm": gettext_lazy("%(stage)s is not a stage of pipeline %(pipeline)s in the CRM"),
+    "status_not_in_shop": gettext_lazy("%(status)s is not an order status of the shop"),
+    "pipeline_not_in_crm": gettext_lazy("pipeline %(pipeline)s is not in the CRM"),
+    "awaiting_in_no_rule": gettext_lazy(
+        "awaiting-payment status %(status)s appears in no rule: is it a typo of a shop status?"
+    ),
+}
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    names = {
+        bool: gettext_lazy("a boolean"),
+        int: gettext_lazy("a number"),
+        float: gettext_lazy("a number"),
+        str: gettext_lazy("a string"),
+        list: gettext_lazy("a list"),
+        dict: gettext_lazy("an object"),
+    }
+    return str(names.get(type(value), type(value).__name__))
+
+
+def _q(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem with a mapping: `level` error (refused) or warning (accepted), the JSON `path` it is
+    about ("" for the whole document), and a code with parameters."""
+
+    level: Level
+    path: str
+    code: str
+    params: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def message(self, *, for_form: bool = False, rule_name: Callable[[int], str] | None = None) -> str:
+        """The sentence in the reader's language. For a file, codes are quoted and other rules are
+        `rules[i]`; for the form, codes carry their names from the catalog and rules are "row n"."""
+
+        def show(value: Any) -> Any:
+            if isinstance(value, Status):
+                return catalog.status_label(value.code) if for_form else _q(value.code)
+            if isinstance(value, Stage):
+                return catalog.stage_label(value.code) if for_form else _q(value.code)
+            if isinstance(value, RuleRef):
+                if rule_name is not None:
+                    return rule_name(value.index)
+                return _("row %(n)s") % {"n": value.index + 1} if for_form else f"rules[{value.index}]"
+            return value
+
+        return str(TEXTS[self.code]) % {k: show(v) for k, v in self.params.items()}
+
+    def __str__(self) -> str:
+        text = self.message()
+        return f"{self.path}: {text}" if self.path else text
 
 
 class MappingError(Exception):
-    """The mapping was refused; `problems` lists every reason, each starting with its JSON path."""
+    """The mapping was refused: `items` holds every error; `problems` the same as text, each starting with
+    its JSON path."""
 
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = list(problems)
+    def __init__(self, items: list[Problem]) -> None:
+        self.items = list(items)
+        self.problems = [str(p) for p in self.items]
         super().__init__(f"{len(self.problems)} problem(s): " + "; ".join(self.problems))
+
+
+class _Problems:
+    """Collects problems with their JSON paths."""
+
+    def __init__(self) -> None:
+        self.items: list[Problem] = []
+
+    def add(self, path: str, code: str, level: Level = "error", **params: Any) -> None:
+        self.items.append(Problem(level, path, code, params))
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.items if p.level == "error"]
+
+    def object(self, value: Any, path: str, allowed: tuple[str, ...], required: tuple[str, ...]) -> bool:
+        if not isinstance(value, dict):
+            self.add(path, "not_object", type=_type_name(value))
+            return False
+        prefix = f"{path}." if path != "(top level)" else ""
+        for key in value:
+            if key not in allowed:
+                hint = difflib.get_close_matches(str(key), allowed, n=1)
+                if hint:
+                    self.add(f"{prefix}{key}", "unknown_key_hint", hint=hint[0])
+                else:
+                    self.add(f"{prefix}{key}", "unknown_key", keys=", ".join(allowed))
+        for key in required:
+            if key not in value:
+                self.add(f"{prefix}{key}", "required")
+        return True
+
+    def string(self, value: Any, path: str, *, allow_empty: bool = False) -> str | None:
+        if not isinstance(value, str):
+            self.add(path, "not_string", type=_type_name(value))
+            return None
+        if not value and not allow_empty:
+            self.add(path, "empty")
+            return None
+        if value != value.strip():
+            self.add(path, "spaces", value=_q(value))
+            return None
+        if len(value) > _MAX_VALUE_LENGTH:
+            self.add(path, "too_long", max=_MAX_VALUE_LENGTH)
+            return None
+        return value
+
+    def choice(self, value: Any, path: str, choices: tuple[str, ...]) -> str | None:
+        if not isinstance(value, str) or value not in choices:
+            self.add(path, "choice", choices=", ".join(choices))
+            return None
+        return value
+
+
+# --- the parsed document ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -89,19 +329,22 @@ class ParsedMapping:
 
 @dataclass(frozen=True)
 class ImportSummary:
-    """What `mapping_import` stored."""
+    """What `mapping_import` stored, and the warnings about it."""
 
     pipelines: int
     rules: int
     awaiting_payment_statuses: int
     changed: bool
+    warnings: tuple[Problem, ...] = ()
+    change: MappingChange | None = None
 
     def describe(self) -> str:
         """A one-line summary for people."""
         counts = _describe_counts(
             pipelines=self.pipelines, rules=self.rules, awaiting=self.awaiting_payment_statuses
         )
-        return f"mapping imported: {counts}" + ("" if self.changed else " (no change)")
+        text = _("mapping imported: %(counts)s") % {"counts": counts}
+        return text if self.changed else text + " " + _("(no change)")
 
 
 class _DuplicateKeyError(ValueError):
@@ -123,78 +366,19 @@ def mapping_decode(*, text: str) -> Any:
     try:
         return json.loads(text.removeprefix("\ufeff"), object_pairs_hook=_refuse_duplicate_keys)
     except json.JSONDecodeError as exc:
-        raise MappingError([f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]) from exc
+        problem = Problem(
+            "error", "", "invalid_json", {"line": exc.lineno, "column": exc.colno, "message": exc.msg}
+        )
+        raise MappingError([problem]) from exc
     except _DuplicateKeyError as exc:
-        raise MappingError([f"invalid JSON: key {json.dumps(str(exc))} appears twice in one object"]) from exc
-
-
-class _Problems:
-    """Collects problems with their JSON paths."""
-
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def add(self, path: str, message: str) -> None:
-        self.items.append(f"{path}: {message}")
-
-    def object(self, value: Any, path: str, allowed: tuple[str, ...], required: tuple[str, ...]) -> bool:
-        if not isinstance(value, dict):
-            self.add(path, f"must be an object, not {_type_name(value)}")
-            return False
-        prefix = f"{path}." if path != "(top level)" else ""
-        for key in value:
-            if key not in allowed:
-                hint = difflib.get_close_matches(str(key), allowed, n=1)
-                why = f"did you mean {hint[0]}?" if hint else f"expected one of {', '.join(allowed)}"
-                self.add(f"{prefix}{key}", f"unknown key; {why}")
-        for key in required:
-            if key not in value:
-                self.add(f"{prefix}{key}", "required")
-        return True
-
-    def string(self, value: Any, path: str, *, allow_empty: bool = False) -> str | None:
-        if not isinstance(value, str):
-            self.add(path, f"must be a string, not {_type_name(value)}")
-            return None
-        if not value and not allow_empty:
-            self.add(path, "must not be empty")
-            return None
-        if value != value.strip():
-            self.add(path, f"{_q(value)} has leading or trailing spaces")
-            return None
-        if len(value) > _MAX_VALUE_LENGTH:
-            self.add(path, f"longer than {_MAX_VALUE_LENGTH} characters")
-            return None
-        return value
-
-    def choice(self, value: Any, path: str, choices: tuple[str, ...]) -> str | None:
-        if not isinstance(value, str) or value not in choices:
-            self.add(path, f"must be one of {', '.join(choices)}")
-            return None
-        return value
-
-
-def _q(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        dict: "an object",
-    }.get(type(value), type(value).__name__)
+        raise MappingError([Problem("error", "", "key_twice", {"key": _q(str(exc))})]) from exc
 
 
 def mapping_parse(*, data: Any) -> ParsedMapping:
-    """Validate a decoded mapping document (DESIGN.md "The mapping file").
+    """Check a decoded mapping document's shape and its rules' consistency (DESIGN.md "The mapping file").
 
-    Raises MappingError with every problem found, not just the first.
+    Raises MappingError with every problem found, not just the first. `mapping_validate` then looks at what
+    the rules mean against the portals.
     """
     problems = _Problems()
     if not problems.object(data, "(top level)", _TOP_KEYS, required=("pipelines",)):
@@ -204,7 +388,7 @@ def mapping_parse(*, data: Any) -> ParsedMapping:
     pipelines: list[ParsedPipeline] = []
     raw_pipelines = data.get("pipelines", [])
     if not isinstance(raw_pipelines, list):
-        problems.add("pipelines", f"must be a list, not {_type_name(raw_pipelines)}")
+        problems.add("pipelines", "not_list", type=_type_name(raw_pipelines))
         raw_pipelines = []
     first_seen: dict[int, int] = {}
     for index, raw in enumerate(raw_pipelines):
@@ -214,7 +398,9 @@ def mapping_parse(*, data: Any) -> ParsedMapping:
         if type(pipeline_id) is int and pipeline_id in first_seen:
             problems.add(
                 f"pipelines[{index}].pipeline",
-                f"pipeline {pipeline_id} is already defined in pipelines[{first_seen[pipeline_id]}]",
+                "pipeline_twice",
+                pipeline=pipeline_id,
+                index=first_seen[pipeline_id],
             )
             continue
         if type(pipeline_id) is int:
@@ -229,7 +415,7 @@ def mapping_parse(*, data: Any) -> ParsedMapping:
 
 def _parse_awaiting(problems: _Problems, raw: Any) -> list[str]:
     if not isinstance(raw, list):
-        problems.add("awaiting_payment_statuses", f"must be a list, not {_type_name(raw)}")
+        problems.add("awaiting_payment_statuses", "not_list", type=_type_name(raw))
         return []
     seen: dict[str, int] = {}
     for index, item in enumerate(raw):
@@ -238,7 +424,7 @@ def _parse_awaiting(problems: _Problems, raw: Any) -> list[str]:
         if value is None:
             continue
         if value in seen:
-            problems.add(path, f"{_q(value)} is already listed at [{seen[value]}]")
+            problems.add(path, "awaiting_twice", value=_q(value), index=seen[value])
             continue
         seen[value] = index
     return list(seen)
@@ -253,7 +439,7 @@ def _parse_pipeline(problems: _Problems, raw: Any, path: str) -> ParsedPipeline 
     pipeline_id = raw.get("pipeline")
     # bool is an int in Python; `true` as a pipeline id is a mistake, not pipeline 1.
     if "pipeline" in raw and (type(pipeline_id) is not int or not 0 <= pipeline_id <= _MAX_PIPELINE_ID):
-        problems.add(f"{path}.pipeline", "must be a whole number ≥ 0 (0 is the default pipeline)")
+        problems.add(f"{path}.pipeline", "pipeline_id")
     paid_stage = problems.string(raw.get("paid_stage", ""), f"{path}.paid_stage", allow_empty=True)
     policy = problems.choice(
         raw.get("conflict_policy", ConflictPolicy.LATEST.value), f"{path}.conflict_policy", _POLICIES
@@ -261,14 +447,14 @@ def _parse_pipeline(problems: _Problems, raw: Any, path: str) -> ParsedPipeline 
 
     raw_rules = raw.get("rules", [])
     if not isinstance(raw_rules, list):
-        problems.add(f"{path}.rules", f"must be a list, not {_type_name(raw_rules)}")
+        problems.add(f"{path}.rules", "not_list", type=_type_name(raw_rules))
         raw_rules = []
     indexed: list[tuple[int, ParsedRule]] = []
     for index, raw_rule in enumerate(raw_rules):
         rule = _parse_rule(problems, raw_rule, f"{path}.rules[{index}]")
         if rule is not None:
             indexed.append((index, rule))
-    rules = _check_rule_conflicts(problems, indexed, path)
+    rules = _rules_check(problems, indexed, path)
 
     if len(problems.items) > before:
         return None
@@ -292,13 +478,13 @@ def _parse_rule(problems: _Problems, raw: Any, path: str) -> ParsedRule | None:
     return ParsedRule(order_status=order_status, deal_stage=deal_stage, direction=direction)
 
 
-def _check_rule_conflicts(
-    problems: _Problems, indexed: list[tuple[int, ParsedRule]], path: str
-) -> list[ParsedRule]:
+def _rules_check(problems: _Problems, indexed: list[tuple[int, ParsedRule]], path: str) -> list[ParsedRule]:
     """Refuse a source value with two targets in one direction (DESIGN.md), and repeated rules.
 
     A repeat with the same target is refused too: the database allows one row per source value and
-    direction, and a silently merged duplicate would make export differ from the file.
+    direction, and a silently merged duplicate would make export differ from the file. The admin's form
+    runs this on its rows before saving: Django's own formset check skips the conditional unique
+    constraints, so two conflicting new rows would otherwise reach the database.
     """
     identical: dict[ParsedRule, int] = {}
     seen: dict[str, dict[str, tuple[int, ParsedRule]]] = {"to_crm": {}, "to_cms": {}}
@@ -306,7 +492,7 @@ def _check_rule_conflicts(
     for index, rule in indexed:
         rule_path = f"{path}.rules[{index}]"
         if rule in identical:
-            problems.add(rule_path, f"duplicate of rules[{identical[rule]}]")
+            problems.add(rule_path, "duplicate_rule", rule=RuleRef(identical[rule]))
             continue
         identical[rule] = index
         ok = True
@@ -329,75 +515,207 @@ def _claim(
 ) -> bool:
     """Record the rule's source → target in `direction`; False (and a problem) if the source already maps."""
     if direction == "to_crm":
-        field, what, target_what = "order_status", "order status", "deal stage"
-        source, target = rule.order_status, rule.deal_stage
+        field_name, source, target = "order_status", Status(rule.order_status), Stage(rule.deal_stage)
     else:
-        field, what, target_what = "deal_stage", "deal stage", "order status"
-        source, target = rule.deal_stage, rule.order_status
-    if source not in seen:
-        seen[source] = (index, rule)
+        field_name, source, target = "deal_stage", Stage(rule.deal_stage), Status(rule.order_status)
+    if source.code not in seen:
+        seen[source.code] = (index, rule)
         return True
-    other_index, other = seen[source]
-    other_target = other.deal_stage if direction == "to_crm" else other.order_status
+    other_index, other = seen[source.code]
+    other_target = Stage(other.deal_stage) if direction == "to_crm" else Status(other.order_status)
     if other_target == target:
-        message = (
-            f"{what} {_q(source)} → {_q(target)} in direction {direction} is already given by "
-            f"rules[{other_index}] (direction {other.direction}); remove one of them"
-        )
+        code = "status_repeated" if direction == "to_crm" else "stage_repeated"
+        params = {"other_direction": other.direction}
     else:
-        message = (
-            f"{what} {_q(source)} already maps to {target_what} {_q(other_target)} in direction {direction} "
-            f"(rules[{other_index}]); within one pipeline and direction it may map to one {target_what} only"
-        )
-    problems.add(f"{rule_path}.{field}", message)
+        code = "status_two_stages" if direction == "to_crm" else "stage_two_statuses"
+        params = {"other": other_target}
+    problems.add(
+        f"{rule_path}.{field_name}",
+        code,
+        source=source,
+        target=target,
+        direction=direction,
+        rule=RuleRef(other_index),
+        **params,
+    )
     return False
 
 
-def mapping_import(*, data: Any) -> ImportSummary:
-    """Validate `data` and replace the whole stored mapping with it, atomically.
+# --- what the rules mean: the shared validator ------------------------------------------------------------
 
-    On any problem raises MappingError and the stored mapping stays exactly as it was.
+
+def mapping_validate(*, parsed: ParsedMapping) -> list[Problem]:
+    """Errors and warnings about what a well-formed mapping means, against the catalog of names when it
+    knows the portals (by the stages' `C<n>:` prefixes otherwise). Paths are the document's, in the order
+    of `parsed` (a file's own order)."""
+    problems = _Problems()
+    if not parsed.pipelines:
+        problems.add("", "no_pipelines", "warning")
+    used_statuses: set[str] = set()
+    for index, p in enumerate(parsed.pipelines):
+        used_statuses.update(r.order_status for r in p.rules)
+        _pipeline_validate(problems, p, f"pipelines[{index}]")
+    shop_known = catalog.catalog_has_statuses()
+    for index, status in enumerate(parsed.awaiting_payment_statuses):
+        path = f"awaiting_payment_statuses[{index}]"
+        if shop_known and not catalog.status_is_known(status):
+            problems.add(path, "status_not_in_shop", "warning", status=Status(status))
+        elif status not in used_statuses:
+            problems.add(path, "awaiting_in_no_rule", "warning", status=Status(status))
+    return problems.items
+
+
+def _pipeline_validate(problems: _Problems, p: ParsedPipeline, path: str) -> None:
+    """The problems of one pipeline's settings and rules (see `mapping_validate`)."""
+    n = p.pipeline
+    crm_knows = catalog.catalog_knows_pipeline(n)
+    if catalog.catalog_has_pipelines() and not catalog.pipeline_is_known(n):
+        problems.add(f"{path}.pipeline", "pipeline_not_in_crm", "warning", pipeline=n)
+    shop_known = catalog.catalog_has_statuses()
+    if not p.rules:
+        problems.add(f"{path}.rules", "no_rules", "warning", pipeline=n)
+    for index, rule in enumerate(p.rules):
+        rule_path = f"{path}.rules[{index}]"
+        _stage_check(
+            problems, f"{rule_path}.deal_stage", stage=rule.deal_stage, pipeline=n, crm_knows=crm_knows
+        )
+        if shop_known and not catalog.status_is_known(rule.order_status):
+            problems.add(
+                f"{rule_path}.order_status", "status_not_in_shop", "warning", status=Status(rule.order_status)
+            )
+
+    to_crm = {r.order_status: r.deal_stage for r in p.rules if r.direction in _TO_CRM}
+    to_cms = {r.deal_stage: (i, r.order_status) for i, r in enumerate(p.rules) if r.direction in _TO_CMS}
+    for index, rule in enumerate(p.rules):
+        if rule.direction not in _TO_CRM or to_crm.get(rule.order_status) != rule.deal_stage:
+            continue
+        back = to_cms.get(rule.deal_stage)
+        if back is not None and back[1] != rule.order_status:
+            problems.add(
+                f"{path}.rules[{index}].deal_stage",
+                "lossy_round_trip",
+                "warning",
+                status=Status(rule.order_status),
+                stage=Stage(rule.deal_stage),
+                back=Status(back[1]),
+                rule=RuleRef(back[0]),
+            )
+
+    if not p.paid_stage:
+        problems.add(f"{path}.paid_stage", "no_paid_stage", "warning", pipeline=n)
+        return
+    before = len(problems.items)
+    _stage_check(problems, f"{path}.paid_stage", stage=p.paid_stage, pipeline=n, crm_knows=crm_knows)
+    if len(problems.items) > before:
+        return
+    if catalog.stage_semantics(p.paid_stage) == "F":
+        problems.add(f"{path}.paid_stage", "paid_stage_failure", "warning", stage=Stage(p.paid_stage))
+    elif p.paid_stage not in to_cms:
+        problems.add(f"{path}.paid_stage", "paid_stage_unmapped", "note", stage=Stage(p.paid_stage))
+
+
+def _stage_check(problems: _Problems, path: str, *, stage: str, pipeline: int, crm_knows: bool) -> None:
+    """A stage of another pipeline is an error; one the CRM does not list (any more) is a warning."""
+    other = catalog.stage_pipeline(stage)
+    if other is not None and other != pipeline:
+        problems.add(path, "stage_of_pipeline", stage=Stage(stage), other=other, pipeline=pipeline)
+        return
+    if other is None:
+        match = _STAGE_PREFIX.match(stage)
+        if pipeline == 0 and match:
+            problems.add(path, "stage_prefix_other", stage=Stage(stage), other=int(match.group(1)))
+            return
+        if pipeline != 0 and not stage.startswith(f"C{pipeline}:"):
+            problems.add(path, "stage_prefix_missing", stage=Stage(stage), pipeline=pipeline)
+            return
+    if crm_knows and not catalog.stage_is_known(stage):
+        problems.add(path, "stage_not_in_crm", "warning", stage=Stage(stage), pipeline=pipeline)
+
+
+# --- storing and reading ----------------------------------------------------------------------------------
+
+
+def mapping_import(
+    *,
+    data: Any,
+    source: str = MappingChangeSource.COMMAND,
+    user: Any = None,
+    username: str = "",
+) -> ImportSummary:
+    """Validate `data` and replace the whole stored mapping with it, atomically; record the change.
+
+    On any error raises MappingError and the stored mapping stays exactly as it was. Warnings are returned
+    in the summary.
     """
     parsed = mapping_parse(data=data)
+    problems = mapping_validate(parsed=parsed)
+    errors = [p for p in problems if p.level == "error"]
+    if errors:
+        raise MappingError(errors)
     document = parsed.as_document()
     summary = ImportSummary(
         pipelines=len(parsed.pipelines),
         rules=sum(len(p.rules) for p in parsed.pipelines),
         awaiting_payment_statuses=len(parsed.awaiting_payment_statuses),
         changed=True,
+        warnings=tuple(problems),
     )
     try:
         with transaction.atomic():
-            if mapping_export() == document:
+            before = mapping_export()
+            if before == document:
                 # Re-importing the same file (e.g. on every deploy) writes nothing and keeps row ids.
                 return replace(summary, changed=False)
-            StatusRule.objects.all().delete()
-            Pipeline.objects.all().delete()
-            AwaitingPaymentStatus.objects.all().delete()
-            AwaitingPaymentStatus.objects.bulk_create(
-                AwaitingPaymentStatus(order_status=s) for s in parsed.awaiting_payment_statuses
+            mapping_store(parsed=parsed)
+            change = mapping_change_record(
+                before=before, after=document, source=source, user=user, username=username
             )
-            rules: list[StatusRule] = []
-            for p in parsed.pipelines:
-                pipeline = Pipeline.objects.create(
-                    pipeline_id=p.pipeline, paid_stage=p.paid_stage, conflict_policy=p.conflict_policy
-                )
-                rules += [
-                    StatusRule(
-                        pipeline=pipeline,
-                        order_status=r.order_status,
-                        deal_stage=r.deal_stage,
-                        direction=r.direction,
-                    )
-                    for r in p.rules
-                ]
-            # bulk_create inserts in list order, so rule ids (export order) follow the file.
-            StatusRule.objects.bulk_create(rules)
     except IntegrityError as exc:
         # Validation mirrors the constraints, so this is a concurrent import (or a bug); the rollback kept
         # the old mapping either way.
-        raise MappingError([f"the database refused the mapping ({exc}); nothing changed, try again"]) from exc
-    return summary
+        raise MappingError([Problem("error", "", "database_refused", {"error": exc})]) from exc
+    return replace(summary, change=change)
+
+
+def mapping_store(*, parsed: ParsedMapping) -> None:
+    """Replace the stored mapping with `parsed` (inside the caller's transaction; no validation)."""
+    StatusRule.objects.all().delete()
+    Pipeline.objects.all().delete()
+    AwaitingPaymentStatus.objects.all().delete()
+    AwaitingPaymentStatus.objects.bulk_create(
+        AwaitingPaymentStatus(order_status=s) for s in parsed.awaiting_payment_statuses
+    )
+    rules: list[StatusRule] = []
+    for p in parsed.pipelines:
+        pipeline = Pipeline.objects.create(
+            pipeline_id=p.pipeline, paid_stage=p.paid_stage, conflict_policy=p.conflict_policy
+        )
+        rules += [
+            StatusRule(
+                pipeline=pipeline,
+                order_status=r.order_status,
+                deal_stage=r.deal_stage,
+                direction=r.direction,
+            )
+            for r in p.rules
+        ]
+    # bulk_create inserts in list order, so rule ids (export order) follow the file.
+    StatusRule.objects.bulk_create(rules)
+
+
+def mapping_change_record(
+    *, before: dict[str, Any], after: dict[str, Any], source: str, user: Any = None, username: str = ""
+) -> MappingChange | None:
+    """Record who changed the mapping, when, and the whole document before and after (None: no change)."""
+    if before == after:
+        return None
+    if user is not None and getattr(user, "pk", None) is None:
+        user = None
+    if not username and user is not None:
+        username = user.get_username()
+    return MappingChange.objects.create(
+        user=user, username=username[:150], source=source, before=before, after=after
+    )
 
 
 def mapping_export() -> dict[str, Any]:
@@ -424,53 +742,18 @@ def mapping_export() -> dict[str, Any]:
     }
 
 
-def mapping_check() -> list[str]:
-    """Problems with the stored mapping, as sentences for a manager; an empty list means it looks fine.
+def mapping_check() -> list[Problem]:
+    """The stored mapping's errors and warnings (the shared validator); an empty list means it looks fine.
 
-    These are things the import accepts on purpose (a pipeline can be set up in steps) but that make the
-    sync do less than a manager probably expects.
+    The import refuses errors, but a mapping stored by an older version, or before the catalog of names
+    knew the portals, may have some.
     """
     document = mapping_export()
-    problems: list[str] = []
-    if not document["pipelines"]:
-        problems.append("no pipelines are mapped: nothing will be synced")
-    mentioned: set[str] = set()
-    for p in document["pipelines"]:
-        n = p["pipeline"]
-        mentioned.update(r["order_status"] for r in p["rules"])
-        if not p["rules"]:
-            problems.append(f"pipeline {n} has no rules: statuses and stages of its deals are never synced")
-        if not p["paid_stage"]:
-            problems.append(
-                f"pipeline {n} has no paid_stage: a payment moves its deals only through the status rules"
-            )
-        else:
-            mismatch = _stage_prefix_problem(pipeline=n, stage=p["paid_stage"])
-            if mismatch:
-                problems.append(f"pipeline {n}: paid_stage {mismatch}")
-        for index, r in enumerate(p["rules"]):
-            mismatch = _stage_prefix_problem(pipeline=n, stage=r["deal_stage"])
-            if mismatch:
-                problems.append(f"pipeline {n}: rules[{index}] deal_stage {mismatch}")
-    for status in document["awaiting_payment_statuses"]:
-        if status not in mentioned:
-            problems.append(
-                f"awaiting-payment status {_q(status)} appears in no rule: is it a typo of a shop status?"
-            )
-    return problems
-
-
-def _stage_prefix_problem(*, pipeline: int, stage: str) -> str:
-    """Bitrix names stages of pipeline n > 0 `C<n>:…` and those of pipeline 0 without a prefix."""
-    match = _STAGE_PREFIX.match(stage)
-    if pipeline == 0 and match:
-        return (
-            f"{_q(stage)} looks like a stage of pipeline {match.group(1)}; "
-            "stages of pipeline 0 have no C<n>: prefix"
-        )
-    if pipeline != 0 and not stage.startswith(f"C{pipeline}:"):
-        return f"{_q(stage)} does not start with C{pipeline}: as stages of pipeline {pipeline} do"
-    return ""
+    try:
+        parsed = mapping_parse(data=document)
+    except MappingError as exc:  # stored by hand or by an older version
+        return exc.items
+    return mapping_validate(parsed=parsed)
 
 
 def mapping_load() -> engine.Mapping:
@@ -498,8 +781,37 @@ def mapping_load() -> engine.Mapping:
     return engine.Mapping(pipelines=pipelines, awaiting_payment_statuses=awaiting)
 
 
+def mapping_of_document(document: dict[str, Any]) -> engine.Mapping:
+    """A (well-formed) mapping document as the engine's Mapping, without touching the database."""
+    pipelines: dict[int, engine.PipelineMap] = {}
+    for p in document.get("pipelines", []):
+        to_crm: dict[str, str] = {}
+        to_cms: dict[str, str] = {}
+        for r in p.get("rules", []):
+            direction = r.get("direction", Direction.BOTH)
+            if direction in _TO_CRM:
+                to_crm[r["order_status"]] = r["deal_stage"]
+            if direction in _TO_CMS:
+                to_cms[r["deal_stage"]] = r["order_status"]
+        pipelines[p["pipeline"]] = engine.PipelineMap(
+            pipeline=p["pipeline"],
+            to_crm=to_crm,
+            to_cms=to_cms,
+            paid_stage=p.get("paid_stage", ""),
+            conflict_policy=p.get("conflict_policy", ConflictPolicy.LATEST),
+        )
+    return engine.Mapping(
+        pipelines=pipelines,
+        awaiting_payment_statuses=frozenset(document.get("awaiting_payment_statuses", [])),
+    )
+
+
 def _describe_counts(*, pipelines: int, rules: int, awaiting: int) -> str:
-    return f"{pipelines} pipeline(s), {rules} rule(s), {awaiting} awaiting-payment status(es)"
+    return _("%(pipelines)s pipeline(s), %(rules)s rule(s), %(awaiting)s awaiting-payment status(es)") % {
+        "pipelines": pipelines,
+        "rules": rules,
+        "awaiting": awaiting,
+    }
 
 
 def mapping_describe() -> str:

@@ -22,6 +22,11 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_FILE = REPO / "docs" / "mapping.example.json"
 
 EXAMPLE = DESIGN_EXAMPLE
+# DESIGN.md's example moves paid deals to a stage no rule maps back: worth a note, not a failed check.
+PAID_STAGE_NOTE = (
+    'note: pipelines[0].paid_stage: the paid stage "PREPAYMENT_INVOICE" has no rule back to an order status: '
+    "a deal a manager moves there changes nothing in the shop, and a pair first seen there is a conflict\n"
+)
 
 
 def run(
@@ -66,7 +71,7 @@ def test_it_ships_the_design_example_as_docs_mapping_example() -> None:
 def test_it_imports_the_design_example_and_exports_it_back_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
     out, err = run("import", str(EXAMPLE_FILE))
     assert out == "mapping imported: 1 pipeline(s), 5 rule(s), 1 awaiting-payment status(es)\n"
-    assert err == ""
+    assert err == PAID_STAGE_NOTE
 
     exported = export()
     assert exported.endswith("}\n")
@@ -359,7 +364,7 @@ def test_it_checks_the_example_as_ok() -> None:
     run("import", str(EXAMPLE_FILE))
     out, err = run("check")
     assert out == "mapping OK: 1 pipeline(s), 5 rule(s), 1 awaiting-payment status(es)\n"
-    assert err == ""
+    assert err == PAID_STAGE_NOTE
 
 
 @pytest.mark.django_db
@@ -375,26 +380,48 @@ def test_it_checks_and_warns_about_what_it_imported(monkeypatch: pytest.MonkeyPa
     document = {
         "awaiting_payment_statuses": ["N", "NN"],
         "pipelines": [
-            {"pipeline": 0, "paid_stage": "C1:PAID", "rules": [{"order_status": "N", "deal_stage": "NEW"}]},
-            {"pipeline": 1, "paid_stage": "PAID", "rules": [{"order_status": "N", "deal_stage": "C1:NEW"}]},
+            {"pipeline": 1, "paid_stage": "C1:NEW", "rules": [{"order_status": "N", "deal_stage": "C1:NEW"}]},
             {"pipeline": 2, "rules": []},
         ],
     }
     _, import_err = import_document(document, monkeypatch)
     expected = [
-        'pipeline 0: paid_stage "C1:PAID" looks like a stage of pipeline 1; '
-        "stages of pipeline 0 have no C<n>: prefix",
-        'pipeline 1: paid_stage "PAID" does not start with C1: as stages of pipeline 1 do',
-        "pipeline 2 has no rules: statuses and stages of its deals are never synced",
-        "pipeline 2 has no paid_stage: a payment moves its deals only through the status rules",
+        "warning: pipelines[1].rules: pipeline 2 has no rules: "
+        "statuses and stages of its deals are never synced",
+        "warning: pipelines[1].paid_stage: pipeline 2 has no paid stage: "
+        "a payment moves its deals only through the status rules",
+        "warning: awaiting_payment_statuses[1]: "
         'awaiting-payment status "NN" appears in no rule: is it a typo of a shop status?',
     ]
-    assert import_err.splitlines() == [f"warning: {line}" for line in expected]
+    assert import_err.splitlines() == expected
 
     err = io.StringIO()
-    with pytest.raises(CommandError, match=r"mapping check found 5 problem\(s\)"):
+    with pytest.raises(CommandError, match=r"mapping check found 3 problem\(s\)"):
         call_command("statusmap", "check", stdout=io.StringIO(), stderr=err)
     assert err.getvalue().splitlines() == expected
+
+
+@pytest.mark.django_db
+def test_it_refuses_stages_of_another_pipeline_which_the_crm_would_ignore(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    document = {
+        "pipelines": [
+            {"pipeline": 0, "paid_stage": "C1:PAID", "rules": [{"order_status": "N", "deal_stage": "NEW"}]},
+            {"pipeline": 1, "paid_stage": "C1:NEW", "rules": [{"order_status": "N", "deal_stage": "NEW"}]},
+        ],
+    }
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(document)))
+
+    with pytest.raises(CommandError, match=r"mapping not imported: 2 problem\(s\)"):
+        call_command("statusmap", "import", "-", stdout=io.StringIO(), stderr=err)
+
+    assert err.getvalue().splitlines() == [
+        '<stdin>: pipelines[0].paid_stage: "C1:PAID" looks like a stage of pipeline 1 (its C1: prefix); '
+        "stages of pipeline 0 have no C<n>: prefix",
+        '<stdin>: pipelines[1].rules[0].deal_stage: "NEW" does not start with C1: as stages of pipeline 1 do',
+    ]
 
 
 @pytest.mark.django_db

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import sys
 from typing import Any
@@ -16,6 +17,7 @@ from statussync.mapping import (
     mapping_export,
     mapping_import,
 )
+from statussync.models import MappingChangeSource
 
 
 class Command(BaseCommand):
@@ -46,7 +48,7 @@ class Command(BaseCommand):
         except MappingError as exc:
             raise CommandError(f"{name}: {exc.problems[0]}; mapping not imported, nothing changed") from None
         try:
-            summary = mapping_import(data=data)
+            summary = mapping_import(data=data, source=MappingChangeSource.COMMAND, username=_os_user())
         except MappingError as exc:
             for problem in exc.problems:
                 self.stderr.write(f"{name}: {problem}")
@@ -55,8 +57,8 @@ class Command(BaseCommand):
             ) from None
         self.stdout.write(summary.describe())
         # Accepted but probably not what the manager meant; check would say the same.
-        for warning in mapping_check():
-            self.stderr.write(f"warning: {warning}")
+        for problem in summary.warnings:
+            self.stderr.write(f"{problem.level}: {problem}")
 
     def _read(self, path: str) -> tuple[str, str]:
         if path == "-":
@@ -72,9 +74,18 @@ class Command(BaseCommand):
             raise CommandError(f"mapping file {path} is not UTF-8 text (byte {exc.start})") from None
 
     def _check(self) -> None:
-        problems = mapping_check()
+        found = mapping_check()
+        for problem in found:
+            self.stderr.write(f"{problem.level}: {problem}")
+        problems = [p for p in found if p.level != "note"]
         if problems:
-            for problem in problems:
-                self.stderr.write(problem)
             raise CommandError(f"mapping check found {len(problems)} problem(s)")
         self.stdout.write(f"mapping OK: {mapping_describe()}")
+
+
+def _os_user() -> str:
+    """Who ran the import, for the mapping's history (the admin shows it)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        return ""

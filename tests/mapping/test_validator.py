@@ -1,0 +1,273 @@
+"""The one validator behind `statusmap import`/`check` and the admin's forms: every error, warning and note.
+
+Each row: a change to DESIGN.md's example (plus pipeline 1), whether the catalog of names is known, and the
+problems expected as (level, path, text) — nothing else may be reported.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.utils import translation
+
+from statussync.mapping import MappingError, mapping_export, mapping_import, mapping_parse, mapping_validate
+from tests.mapping.catalogs import catalog_make
+from tests.mappings import two_pipelines
+
+pytestmark = pytest.mark.django_db
+
+PAID_NOTE_0 = (
+    "note",
+    "pipelines[0].paid_stage",
+    'the paid stage "PREPAYMENT_INVOICE" has no rule back to an order status: a deal a manager moves there '
+    "changes nothing in the shop, and a pair first seen there is a conflict",
+)
+PAID_NOTE_1 = (
+    "note",
+    "pipelines[1].paid_stage",
+    'the paid stage "C1:PREPAYMENT_INVOICE" has no rule back to an order status: a deal a manager moves '
+    "there changes nothing in the shop, and a pair first seen there is a conflict",
+)
+BASELINE = [PAID_NOTE_0, PAID_NOTE_1]
+
+
+def example() -> dict[str, Any]:
+    """DESIGN.md's example plus pipeline 1, as the sandbox's CRM has them (its pipeline 1 has no APOLOGY)."""
+    document = two_pipelines()
+    document["pipelines"][1]["rules"] = [
+        r for r in document["pipelines"][1]["rules"] if r["deal_stage"] != "C1:APOLOGY"
+    ]
+    return document
+
+
+def rule(document: dict[str, Any], pipeline: int, index: int, **changes: str) -> None:
+    document["pipelines"][pipeline]["rules"][index].update(changes)
+
+
+def add_rule(
+    document: dict[str, Any], pipeline: int, status: str, stage: str, direction: str = "both"
+) -> None:
+    document["pipelines"][pipeline]["rules"].append(
+        {"order_status": status, "deal_stage": stage, "direction": direction}
+    )
+
+
+# name: (change, catalog known, expected problems besides the baseline notes, baseline notes that go away)
+CASES: dict[str, tuple[Callable[[dict[str, Any]], None], bool, list[tuple[str, str, str]], list[Any]]] = {
+    "the example is fine (two notes)": (lambda d: None, False, [], []),
+    "the example is fine against the catalog": (lambda d: None, True, [], []),
+    "a stage of pipeline 1 in pipeline 0, by its prefix": (
+        lambda d: rule(d, 0, 1, deal_stage="C1:PREPARATION"),
+        False,
+        [
+            (
+                "error",
+                "pipelines[0].rules[1].deal_stage",
+                '"C1:PREPARATION" looks like a stage of pipeline 1 (its C1: prefix); '
+                "stages of pipeline 0 have no C<n>: prefix",
+            )
+        ],
+        [],
+    ),
+    "a stage of pipeline 1 in pipeline 0, by the catalog": (
+        lambda d: rule(d, 0, 1, deal_stage="C1:PREPARATION"),
+        True,
+        [
+            (
+                "error",
+                "pipelines[0].rules[1].deal_stage",
+                '"C1:PREPARATION" is a stage of pipeline 1: a deal of pipeline 0 never has it, and the CRM '
+                "ignores it when bxsync writes it",
+            )
+        ],
+        [],
+    ),
+    "a stage of pipeline 0 in pipeline 1, by its missing prefix": (
+        lambda d: d["pipelines"][1].update(paid_stage="PREPAYMENT_INVOICE"),
+        False,
+        [
+            (
+                "error",
+                "pipelines[1].paid_stage",
+                '"PREPAYMENT_INVOICE" does not start with C1: as stages of pipeline 1 do',
+            )
+        ],
+        [PAID_NOTE_1],
+    ),
+    "a paid stage of another pipeline, by the catalog": (
+        lambda d: d["pipelines"][1].update(paid_stage="PREPAYMENT_INVOICE"),
+        True,
+        [
+            (
+                "error",
+                "pipelines[1].paid_stage",
+                '"PREPAYMENT_INVOICE" is a stage of pipeline 0: a deal of pipeline 1 never has it, '
+                "and the CRM ignores it when bxsync writes it",
+            )
+        ],
+        [PAID_NOTE_1],
+    ),
+    "a stage the CRM does not list": (
+        lambda d: rule(d, 0, 1, deal_stage="UC_GONE"),
+        True,
+        [
+            (
+                "warning",
+                "pipelines[0].rules[1].deal_stage",
+                '"UC_GONE" is not a stage of pipeline 0 in the CRM',
+            )
+        ],
+        [],
+    ),
+    "a status the shop does not list": (
+        lambda d: rule(d, 0, 1, order_status="Z"),
+        True,
+        [("warning", "pipelines[0].rules[1].order_status", '"Z" is not an order status of the shop')],
+        [],
+    ),
+    "an awaiting-payment status the shop does not list": (
+        lambda d: d.update(awaiting_payment_statuses=["N", "W"]),
+        True,
+        [("warning", "awaiting_payment_statuses[1]", '"W" is not an order status of the shop')],
+        [],
+    ),
+    "an awaiting-payment status in no rule": (
+        lambda d: d.update(awaiting_payment_statuses=["N", "W"]),
+        False,
+        [
+            (
+                "warning",
+                "awaiting_payment_statuses[1]",
+                'awaiting-payment status "W" appears in no rule: is it a typo of a shop status?',
+            )
+        ],
+        [],
+    ),
+    "a pipeline the CRM does not have": (
+        lambda d: d["pipelines"].append(
+            {"pipeline": 5, "paid_stage": "C5:WON", "rules": [{"order_status": "F", "deal_stage": "C5:WON"}]}
+        ),
+        True,
+        [("warning", "pipelines[2].pipeline", "pipeline 5 is not in the CRM")],
+        [],
+    ),
+    "a pipeline without rules or paid stage": (
+        lambda d: d["pipelines"].append({"pipeline": 2, "rules": []}),
+        False,
+        [
+            (
+                "warning",
+                "pipelines[2].rules",
+                "pipeline 2 has no rules: statuses and stages of its deals are never synced",
+            ),
+            (
+                "warning",
+                "pipelines[2].paid_stage",
+                "pipeline 2 has no paid stage: a payment moves its deals only through the status rules",
+            ),
+        ],
+        [],
+    ),
+    "no pipelines at all": (
+        lambda d: d.update(pipelines=[], awaiting_payment_statuses=[]),
+        False,
+        [("warning", "", "no pipelines are mapped: nothing will be synced")],
+        [PAID_NOTE_0, PAID_NOTE_1],
+    ),
+    "a lossy round trip": (
+        # P goes out as PREPARATION, and PREPARATION comes back as D.
+        lambda d: (rule(d, 0, 1, direction="to_crm"), add_rule(d, 0, "D", "PREPARATION", "to_cms")),
+        False,
+        [
+            (
+                "warning",
+                "pipelines[0].rules[1].deal_stage",
+                'order status "P" goes out as deal stage "PREPARATION", which comes back as order status "D" '
+                "(rules[5]): the shop would not get its own status back",
+            )
+        ],
+        [],
+    ),
+    "a paid stage that is a failure stage": (
+        lambda d: d["pipelines"][0].update(paid_stage="LOSE"),
+        True,
+        [
+            (
+                "warning",
+                "pipelines[0].paid_stage",
+                'the paid stage "LOSE" is a failure stage: every paid order would close its deal as lost',
+            )
+        ],
+        [PAID_NOTE_0],
+    ),
+    "a paid stage mapped back is fine": (
+        lambda d: add_rule(d, 0, "N", "PREPAYMENT_INVOICE", "to_cms"),
+        False,
+        [],
+        [PAID_NOTE_0],
+    ),
+}
+
+
+def problems_of(document: dict[str, Any]) -> list[tuple[str, str, str]]:
+    parsed = mapping_parse(data=document)
+    return [(p.level, p.path, p.message()) for p in mapping_validate(parsed=parsed)]
+
+
+@pytest.mark.parametrize(("change", "known", "expected", "gone"), CASES.values(), ids=CASES.keys())
+def test_it_reports_each_problem_at_its_path(change, known, expected, gone):
+    if known:
+        catalog_make()
+    document = example()
+    change(document)
+
+    found = problems_of(document)
+
+    assert sorted(found) == sorted(expected + [p for p in BASELINE if p not in gone])
+
+
+def test_it_refuses_to_import_an_error_and_stores_nothing():
+    document = example()
+    rule(document, 0, 1, deal_stage="C1:PREPARATION")
+
+    with pytest.raises(MappingError) as caught:
+        mapping_import(data=document)
+
+    assert [p.code for p in caught.value.items] == ["stage_prefix_other"]
+    assert mapping_export()["pipelines"] == []
+
+
+def test_it_names_codes_and_rows_for_the_form_in_the_readers_language():
+    catalog_make()
+    document = example()
+    rule(document, 0, 1, direction="to_crm")
+    add_rule(document, 0, "D", "PREPARATION", "to_cms")
+    lossy = next(
+        p for p in mapping_validate(parsed=mapping_parse(data=document)) if p.code == "lossy_round_trip"
+    )
+
+    with translation.override("en"):
+        text = lossy.message(for_form=True)
+
+    assert text == (
+        "order status Paid, preparing for shipment (P) goes out as deal stage Подготовка документов "
+        "(PREPARATION), which comes back as order status Handed to delivery (D) (row 6): the shop would not "
+        "get its own status back"
+    )
+
+
+def test_it_finds_two_conflicting_new_rules_in_one_pipeline():
+    document = copy.deepcopy(example())
+    add_rule(document, 1, "D", "C1:EXECUTING")
+    add_rule(document, 1, "D", "C1:WON")
+
+    with pytest.raises(MappingError) as caught:
+        mapping_parse(data=document)
+
+    assert [(p.path, p.code) for p in caught.value.items] == [
+        ("pipelines[1].rules[5].order_status", "status_two_stages"),
+        ("pipelines[1].rules[5].deal_stage", "stage_two_statuses"),
+    ]
