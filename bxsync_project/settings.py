@@ -4,6 +4,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.utils.translation import gettext_lazy as _
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -34,6 +35,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The reader's language: the switcher's cookie, else the browser's Accept-Language, else LANGUAGE_CODE.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -97,8 +100,12 @@ else:
         "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "bxsync_cache"}
     }
 
-LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
+# The default language and time zone of the admin and the commands (the demo runs in Russian, Moscow time).
+LANGUAGE_CODE = env("LANGUAGE_CODE", default="en-us")
+TIME_ZONE = env("TIME_ZONE", default="UTC")
+LANGUAGES = [("en", _("English")), ("ru", _("Russian"))]
+# Compiled catalogs are committed beside their .po files (docs/decisions.md "Translations").
+LOCALE_PATHS = [BASE_DIR / "locale"]
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"

@@ -4,6 +4,8 @@ from django.urls import include, path
 urlpatterns = [
     path("api/", include("statussync.urls")),
     path("admin/", admin.site.urls),
+    # set_language: the admin header's language switcher posts here.
+    path("i18n/", include("django.conf.urls.i18n")),
 ]
 
 # JSON under /api/, Django's pages elsewhere (see statussync/api/errors.py).

@@ -821,3 +821,51 @@ def mapping_describe() -> str:
         rules=StatusRule.objects.count(),
         awaiting=AwaitingPaymentStatus.objects.count(),
     )
+
+
+@dataclass(frozen=True)
+class DiffLine:
+    """One difference between two mapping documents: `kind` says what changed, `pipeline` where."""
+
+    kind: Literal[
+        "pipeline_added",
+        "pipeline_removed",
+        "rule_added",
+        "rule_removed",
+        "paid_stage",
+        "conflict_policy",
+        "awaiting_added",
+        "awaiting_removed",
+    ]
+    pipeline: int | None = None
+    rule: tuple[str, str, str] | None = None  # (order status, deal stage, direction)
+    old: str = ""
+    new: str = ""
+
+
+def mapping_diff(*, before: dict[str, Any], after: dict[str, Any]) -> list[DiffLine]:
+    """What changed from one (well-formed) mapping document to another, pipeline by pipeline."""
+    lines: list[DiffLine] = []
+    old = {p["pipeline"]: p for p in before.get("pipelines", [])}
+    new = {p["pipeline"]: p for p in after.get("pipelines", [])}
+
+    def rules_of(p: dict[str, Any]) -> list[tuple[str, str, str]]:
+        return [(r["order_status"], r["deal_stage"], r.get("direction", "both")) for r in p.get("rules", [])]
+
+    for pid in sorted(set(old) | set(new)):
+        o, n = old.get(pid), new.get(pid)
+        if o is None:
+            lines.append(DiffLine("pipeline_added", pid))
+        elif n is None:
+            lines.append(DiffLine("pipeline_removed", pid))
+        o_rules, n_rules = rules_of(o or {}), rules_of(n or {})
+        lines += [DiffLine("rule_removed", pid, rule=r) for r in o_rules if r not in n_rules]
+        lines += [DiffLine("rule_added", pid, rule=r) for r in n_rules if r not in o_rules]
+        if o is not None and n is not None:
+            for key in ("paid_stage", "conflict_policy"):
+                if o.get(key, "") != n.get(key, ""):
+                    lines.append(DiffLine(key, pid, old=o.get(key, ""), new=n.get(key, "")))  # type: ignore[arg-type]
+    o_wait, n_wait = before.get("awaiting_payment_statuses", []), after.get("awaiting_payment_statuses", [])
+    lines += [DiffLine("awaiting_removed", new=s) for s in o_wait if s not in n_wait]
+    lines += [DiffLine("awaiting_added", new=s) for s in n_wait if s not in o_wait]
+    return lines

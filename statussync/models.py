@@ -470,11 +470,14 @@ class MappingChange(models.Model):
     before = models.JSONField(_("before"))
     after = models.JSONField(_("after"))
     links_affected = models.PositiveIntegerField(_("links that map differently"), null=True, blank=True)
+    links_moving = models.PositiveIntegerField(_("links that would move"), null=True, blank=True)
     # Save-and-resync: the links are queued in chunks by a background task that records how far it got
-    # (resync_after_id), so a worker that dies resumes where it stopped.
+    # (resync_after_id) and holds a lease while it works, so a task that dies is resumed by the sweeper
+    # where it stopped, and two tasks never queue the same chunk.
     resync_requested = models.BooleanField(_("resync requested"), default=False)
     resync_queued = models.PositiveIntegerField(_("links queued"), default=0)
     resync_after_id = models.BigIntegerField(default=0)
+    resync_lease_until = models.DateTimeField(null=True, blank=True)
     resync_finished_at = models.DateTimeField(_("resync queued completely"), null=True, blank=True)
 
     class Meta:

@@ -14,10 +14,16 @@ def jobs_run(queue: str) -> int:
 
 
 def sweep() -> dict[str, int]:
-    """Every minute: recover jobs of dead workers and wake queues whose jobs came due."""
+    """Every minute: recover jobs of dead workers and wake queues whose jobs came due (and resume a mapping
+    change's resync whose task died)."""
+    from statussync.impact import mapping_resyncs_resume
     from statussync.jobs import jobs_sweep
 
-    return jobs_sweep()
+    result = jobs_sweep()
+    resumed = mapping_resyncs_resume()
+    if resumed:
+        result = {**result, "mapping_resyncs_resumed": resumed}
+    return result
 
 
 def reconcile() -> dict[str, int]:
@@ -45,3 +51,12 @@ def catalog_refresh() -> dict[str, object]:
 
     report = refresh()
     return {"statuses": report.statuses, "stages": report.stages, "errors": report.errors}
+
+
+def mapping_resync(change_id: int) -> int:
+    """Queue the resync of the links a mapping change moves, in chunks (the admin's "save and resync")."""
+    from django.conf import settings
+
+    from statussync.impact import mapping_change_resync
+
+    return mapping_change_resync(change_id=change_id, max_seconds=settings.BXSYNC_WORKER_TASK_SECONDS)

@@ -12,7 +12,17 @@ pytestmark = pytest.mark.django_db
 
 @pytest.mark.parametrize(
     "page",
-    ["link", "auditentry", "job", "inboundevent", "unmappedvalue", "pipeline", "awaitingpaymentstatus"],
+    [
+        "link",
+        "auditentry",
+        "job",
+        "inboundevent",
+        "unmappedvalue",
+        "pipeline",
+        "mappingchange",
+        "catalogstatus",
+        "catalogstage",
+    ],
 )
 def test_it_shows_each_changelist(admin_client, page):
     Link.objects.create(order_id="1", deal_id="101", base_at=timezone.now())

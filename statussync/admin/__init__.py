@@ -1,8 +1,9 @@
-"""The Django admin: the mapping (editable), links, pending work and the read-only audit log.
+"""The Django admin: the mapping (editable), the catalog of names, links, pending work and the read-only audit
+log.
 
 One module per audience's page; importing them registers them with the admin site.
 """
 
-from . import audit, links, mapping, work
+from . import audit, catalog, links, mapping, work
 
-__all__ = ["audit", "links", "mapping", "work"]
+__all__ = ["audit", "catalog", "links", "mapping", "work"]

@@ -1,23 +1,889 @@
-"""The mapping in the admin: pipelines with their rules, and the awaiting-payment statuses."""
+"""The mapping editor: one page per pipeline, rules picked from the portals' own names, checked by the shared
+validator, previewed against the existing links before it is saved, and every change kept in a history.
+
+- Dropdowns offer *this* pipeline's stages and the shop's statuses from the catalog of names
+  (`statussync.catalog`); a stored code the portal no longer lists stays selectable, labelled as missing.
+  Without a catalog (never refreshed), the fields are plain text.
+- The rules are checked as part of the whole mapping by `statussync.mapping`'s validator: errors go on the
+  field they are about (two conflicting new rows included, which Django's own formset check misses: the
+  unique constraints are conditional), warnings on the confirmation page.
+- Saving a change that makes existing links map differently shows the impact first (how many, a sample)
+  and offers: save only, or save and resync the links that would move (`statussync.impact`).
+- `?add_rule_status=<code>` / `?add_rule_stage=<code>` on a pipeline's page prefill a new rule (the
+  "unmapped values" page links here).
+"""
 
 from __future__ import annotations
 
-from django.contrib import admin
+import hashlib
+import json
+import threading
+from typing import Any
 
-from statussync.models import AwaitingPaymentStatus, Pipeline, StatusRule
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Count
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
+
+from statussync import catalog, roles
+from statussync.catalog import pipeline_label, stage_label, status_label
+from statussync.impact import MappingImpact, mapping_change_resync_start, mapping_impact
+from statussync.mapping import (
+    DiffLine,
+    MappingError,
+    Problem,
+    mapping_change_record,
+    mapping_check,
+    mapping_decode,
+    mapping_diff,
+    mapping_export,
+    mapping_import,
+    mapping_parse,
+    mapping_validate,
+)
+from statussync.models import (
+    AwaitingPaymentStatus,
+    ConflictPolicy,
+    Direction,
+    MappingChange,
+    MappingChangeSource,
+    Pipeline,
+    StatusRule,
+)
+
+from .base import ReadOnlyAdmin
+
+# The largest mapping file the import page reads (a real one is a few kilobytes).
+MAX_UPLOAD_BYTES = 1024 * 1024
+DECISION = "_mapping_decision"  # "save" or "resync", from the confirmation page
+PREVIEWED = "_mapping_previewed"  # the hash of the mapping the confirmation page showed
+
+
+# --- presenting problems and differences ------------------------------------------------------------------
+
+
+def diff_text(line: DiffLine) -> str:
+    """One difference for people, with the portals' names."""
+    where = pipeline_label(line.pipeline) if line.pipeline is not None else ""
+    if line.rule is not None:
+        status, stage, direction = line.rule
+        arrow = {"both": "↔", "to_crm": "→", "to_cms": "←"}.get(direction, "↔")
+        rule = f"{status_label(status)} {arrow} {stage_label(stage)}"
+        template = _("%(pipeline)s: rule added: %(rule)s") if line.kind == "rule_added" else None
+        template = template or _("%(pipeline)s: rule removed: %(rule)s")
+        return template % {"pipeline": where, "rule": rule}
+    texts = {
+        "pipeline_added": _("%(pipeline)s: mapped"),
+        "pipeline_removed": _("%(pipeline)s: no longer mapped"),
+        "paid_stage": _("%(pipeline)s: paid stage %(old)s → %(new)s"),
+        "conflict_policy": _("%(pipeline)s: when both sides changed: %(old)s → %(new)s"),
+        "awaiting_added": _("awaiting payment: %(new)s added"),
+        "awaiting_removed": _("awaiting payment: %(new)s removed"),
+    }
+    old, new = line.old, line.new
+    if line.kind == "paid_stage":
+        old, new = stage_label(old), stage_label(new)
+    elif line.kind == "conflict_policy":
+        old, new = str(ConflictPolicy(old).label), str(ConflictPolicy(new).label)
+    elif line.kind.startswith("awaiting"):
+        new = status_label(new)
+    return texts[line.kind] % {"pipeline": where, "old": old, "new": new}
+
+
+def _document_hash(document: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class _ConfirmationNeeded(Exception):
+    """Raised inside the admin's save transaction to roll it back and show the impact first."""
+
+    def __init__(self, *, before: dict[str, Any], after: dict[str, Any], impact: MappingImpact, warnings):
+        super().__init__("confirmation needed")
+        self.before, self.after, self.impact, self.warnings = before, after, impact, warnings
+
+
+_page = threading.local()
+
+
+_page = threading.local()
+
+
+# --- the forms --------------------------------------------------------------------------------------------
+
+
+def _code_field(choices: list[tuple[str, str]], *, label: str, required: bool = True) -> forms.Field:
+    """A dropdown of the catalog's codes, or a text field when the catalog has none (never refreshed)."""
+    if not choices:
+        return forms.CharField(label=label, max_length=50, required=required)
+    blank = [("", "—")] if not required else [("", "---------")]
+    return forms.ChoiceField(label=label, choices=blank + choices, required=required)
+
+
+class StatusRuleForm(forms.ModelForm):
+    """One rule: the shop's status and one of *this* pipeline's stages, from dropdowns."""
+
+    class Meta:
+        model = StatusRule
+        fields = ["order_status", "deal_stage", "direction"]
+
+    def __init__(self, *args: Any, pipeline_id: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        keep_status = [self.instance.order_status, self.initial.get("order_status", "")]
+        keep_stage = [self.instance.deal_stage, self.initial.get("deal_stage", "")]
+        if self.is_bound:  # what was posted stays selectable (and is then checked by the validator)
+            keep_status.append(self.data.get(self.add_prefix("order_status"), ""))
+            keep_stage.append(self.data.get(self.add_prefix("deal_stage"), ""))
+        statuses = catalog.status_choices(keep=keep_status) if catalog.catalog_has_statuses() else []
+        stages = []
+        if pipeline_id is not None and catalog.catalog_knows_pipeline(pipeline_id):
+            stages = catalog.stage_choices(pipeline_id, keep=keep_stage)
+        self.fields["order_status"] = _code_field(statuses, label=_("order status"))
+        self.fields["deal_stage"] = _code_field(stages, label=_("deal stage"))
+        self.prefilled = bool(self.initial.get("order_status") or self.initial.get("deal_stage"))
+
+    def has_changed(self) -> bool:
+        # A row prefilled from "add a rule for this value" counts as new even if saved as offered.
+        if self.prefilled and self.instance.pk is None:
+            return True
+        return super().has_changed()
+
+
+class RuleFormSet(BaseInlineFormSet):
+    """The pipeline's rules, checked as part of the whole mapping by the shared validator."""
+
+    def save(self, commit: bool = True):
+        if commit:
+            # Rows are saved one by one, and the database checks its unique constraints after each: swapping
+            # two rows' stages would fail half way. The edited and deleted rows step aside first (the whole
+            # new set was validated, so the final values never collide).
+            moving = [
+                form.instance.pk
+                for form in self.initial_forms
+                if form.instance.pk is not None
+                and (form.has_changed() or (self.can_delete and self._should_delete_form(form)))
+            ]
+            for pk in moving:
+                StatusRule.objects.filter(pk=pk).update(order_status=f"~{pk}", deal_stage=f"~{pk}")
+        return super().save(commit)
+
+    def clean(self) -> None:
+        super().clean()
+        if any(self.errors):
+            return
+        pipeline: Pipeline = self.instance
+        parent_form = getattr(pipeline, "_admin_form", None)
+        rule_forms = [
+            form
+            for form in self.forms
+            if form.cleaned_data
+            and not form.cleaned_data.get("DELETE")
+            and form.cleaned_data.get("order_status")
+            and form.cleaned_data.get("deal_stage")
+        ]
+        this = {
+            "pipeline": pipeline.pipeline_id,
+            "paid_stage": pipeline.paid_stage,
+            "conflict_policy": pipeline.conflict_policy,
+            "rules": [
+                {
+                    "order_status": f.cleaned_data["order_status"],
+                    "deal_stage": f.cleaned_data["deal_stage"],
+                    "direction": f.cleaned_data.get("direction") or Direction.BOTH,
+                }
+                for f in rule_forms
+            ],
+        }
+        document = mapping_export()
+        others = [p for p in document["pipelines"] if p["pipeline"] != pipeline.pipeline_id]
+        document["pipelines"] = sorted([*others, this], key=lambda p: p["pipeline"])
+        if parent_form is not None and "awaiting_payment_statuses" in parent_form.cleaned_data:
+            document["awaiting_payment_statuses"] = parent_form.cleaned_data["awaiting_payment_statuses"]
+        index = document["pipelines"].index(this)
+        try:
+            problems = mapping_validate(parsed=mapping_parse(data=document))
+        except MappingError as exc:
+            problems = exc.items
+        prefix = f"pipelines[{index}]"
+        mine = [p for p in problems if p.path.startswith(prefix) or not p.path.startswith("pipelines[")]
+        errors = 0
+
+        def row_name(i: int) -> str:
+            return _("row %(n)s") % {"n": self.forms.index(rule_forms[i]) + 1}
+
+        warnings: list[str] = []
+        unplaced: list[str] = []
+        known = {_problem_key(p) for p in _stored_problems(pipeline.pipeline_id)}
+        pipeline._mapping_new_warnings = False  # type: ignore[attr-defined]
+        for problem in mine:
+            text = problem.message(for_form=True, rule_name=row_name)
+            if problem.level != "error":
+                warnings.append(text)
+                # A warning the change brings asks for a second look; one that was there before does not,
+                # and a note never does.
+                if problem.level == "warning" and _problem_key(problem) not in known:
+                    pipeline._mapping_new_warnings = True  # type: ignore[attr-defined]
+                continue
+            errors += 1
+            if not _error_place(problem, text, rule_forms, parent_form, prefix):
+                unplaced.append(text)
+        pipeline._mapping_warnings = warnings  # type: ignore[attr-defined]
+        if errors:
+            summary = ngettext(
+                "The mapping has %(n)d problem; it is marked below. Nothing was saved.",
+                "The mapping has %(n)d problems; they are marked below. Nothing was saved.",
+                errors,
+            ) % {"n": errors}
+            raise forms.ValidationError([summary, *unplaced])
+
+
+def _problem_key(problem: Problem) -> tuple[Any, ...]:
+    """A problem without its place: the same problem on a renumbered row is the same problem."""
+
+    def plain(value: Any) -> Any:
+        return getattr(value, "code", None) if hasattr(value, "code") else value
+
+    params = tuple(sorted((k, str(plain(v))) for k, v in problem.params.items() if not hasattr(v, "index")))
+    return (problem.code, params)
+
+
+def _stored_problems(pipeline_id: int) -> list[Problem]:
+    """The stored mapping's problems about one pipeline and about the whole document."""
+    document = mapping_export()
+    ids = [p["pipeline"] for p in document["pipelines"]]
+    problems = mapping_check()
+    if pipeline_id not in ids:
+        return [p for p in problems if not p.path.startswith("pipelines[")]
+    prefix = f"pipelines[{ids.index(pipeline_id)}]"
+    return [p for p in problems if p.path.startswith(prefix) or not p.path.startswith("pipelines[")]
+
+
+def _error_place(
+    problem: Problem, text: str, rule_forms: list[forms.Form], parent: forms.Form | None, prefix: str
+) -> bool:
+    """Put an error on the field its path names (a rule's field or the pipeline's); False if none fits."""
+    rest = problem.path[len(prefix) :].lstrip(".")
+    if problem.path.startswith(prefix) and rest.startswith("rules[") and "]" in rest:
+        i = int(rest[len("rules[") : rest.index("]")])
+        field = rest[rest.index("]") + 1 :].lstrip(".")
+        form = rule_forms[i]
+        form.add_error(field if field in form.fields else None, text)
+        return True
+    if parent is None:
+        return False
+    if (
+        problem.path.startswith(prefix)
+        and rest in ("paid_stage", "conflict_policy")
+        and rest in parent.fields
+    ):
+        parent.add_error(rest, text)
+        return True
+    if problem.path.startswith("awaiting_payment_statuses") and "awaiting_payment_statuses" in parent.fields:
+        parent.add_error("awaiting_payment_statuses", text)
+        return True
+    return False
+
+
+class PipelineForm(forms.ModelForm):
+    """A pipeline's settings, with its paid stage from its own stages and the shared awaiting statuses."""
+
+    awaiting_payment_statuses = forms.MultipleChoiceField(
+        label=gettext_lazy("awaiting-payment statuses (shared by all pipelines)"),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=gettext_lazy(
+            "A paid order is never sent back to one of these: a deal moved back to a stage that maps to one "
+            "is recorded as a blocked regression."
+        ),
+    )
+
+    class Meta:
+        model = Pipeline
+        fields = ["pipeline_id", "paid_stage", "conflict_policy"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        stored = list(AwaitingPaymentStatus.objects.order_by("id").values_list("order_status", flat=True))
+        if catalog.catalog_has_statuses():
+            posted = self.data.getlist(self.add_prefix("awaiting_payment_statuses")) if self.is_bound else []
+            field = self.fields["awaiting_payment_statuses"]
+            field.choices = catalog.status_choices(keep=[*stored, *posted])
+            field.initial = stored
+        else:  # no names read yet: the codes, comma-separated
+            self.fields["awaiting_payment_statuses"] = _CodeListField(
+                label=self.fields["awaiting_payment_statuses"].label,
+                help_text=self.fields["awaiting_payment_statuses"].help_text,
+                required=False,
+                initial=", ".join(stored),
+            )
+        if "pipeline_id" in self.fields:  # adding: one of the CRM's pipelines not mapped yet
+            mapped = set(Pipeline.objects.values_list("pipeline_id", flat=True))
+            offered = [(pid, label) for pid, label in catalog.pipeline_choices() if pid not in mapped]
+            if offered:
+                self.fields["pipeline_id"] = forms.TypedChoiceField(
+                    label=_("pipeline"),
+                    choices=offered,
+                    coerce=int,
+                    help_text=Pipeline._meta.get_field("pipeline_id").help_text,
+                )
+        if "paid_stage" in self.fields:
+            pid = self.instance.pipeline_id if self.instance.pk else None
+            if pid is not None and catalog.catalog_knows_pipeline(pid):
+                keep = [self.instance.paid_stage]
+                if self.is_bound:
+                    keep.append(self.data.get(self.add_prefix("paid_stage"), ""))
+                self.fields["paid_stage"] = _code_field(
+                    catalog.stage_choices(pid, keep=keep), label=_("paid stage"), required=False
+                )
+                self.fields["paid_stage"].help_text = Pipeline._meta.get_field("paid_stage").help_text
+
+
+class _CodeListField(forms.CharField):
+    """Codes separated by commas or spaces, as a list."""
+
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
+        text = super().to_python(value)
+        return list(dict.fromkeys(code for code in text.replace(",", " ").split() if code))
 
 
 class StatusRuleInline(admin.TabularInline):
     model = StatusRule
+    form = StatusRuleForm
+    formset = RuleFormSet
     extra = 1
+    verbose_name = gettext_lazy("rule")
+    verbose_name_plural = gettext_lazy("rules: order status ↔ deal stage")
+
+    # Read-only (Support): the names, not bare codes.
+    def get_fields(self, request: HttpRequest, obj: Pipeline | None = None):
+        if not self.has_change_permission(request, obj):
+            return ["order_status_name", "deal_stage_name", "direction"]
+        return super().get_fields(request, obj)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Pipeline | None = None):
+        if not self.has_change_permission(request, obj):
+            return ["order_status_name", "deal_stage_name", "direction"]
+        return super().get_readonly_fields(request, obj)
+
+    @admin.display(description=gettext_lazy("order status"))
+    def order_status_name(self, rule: StatusRule) -> str:
+        return status_label(rule.order_status)
+
+    @admin.display(description=gettext_lazy("deal stage"))
+    def deal_stage_name(self, rule: StatusRule) -> str:
+        return stage_label(rule.deal_stage)
+
+
+# --- the pipeline pages -----------------------------------------------------------------------------------
 
 
 @admin.register(Pipeline)
 class PipelineAdmin(admin.ModelAdmin):
-    list_display = ["pipeline_id", "paid_stage", "conflict_policy"]
+    form = PipelineForm
     inlines = [StatusRuleInline]
+    list_display = ["pipeline_name", "paid_stage_name", "conflict_policy", "rule_count", "problems"]
+    list_display_links = ["pipeline_name"]
+    change_list_template = "admin/statussync/pipeline/change_list.html"
+    change_form_template = "admin/statussync/pipeline/change_form.html"
+
+    # --- the list ---
+
+    def get_queryset(self, request: HttpRequest):
+        return super().get_queryset(request).annotate(rule_total=Count("rules"))
+
+    @admin.display(description=gettext_lazy("pipeline"), ordering="pipeline_id")
+    def pipeline_name(self, obj: Pipeline) -> str:
+        return pipeline_label(obj.pipeline_id)
+
+    @admin.display(description=gettext_lazy("paid stage"))
+    def paid_stage_name(self, obj: Pipeline) -> str:
+        return stage_label(obj.paid_stage) if obj.paid_stage else "—"
+
+    @admin.display(description=gettext_lazy("rules"), ordering="rule_total")
+    def rule_count(self, obj: Pipeline) -> int:
+        return obj.rule_total  # type: ignore[attr-defined]
+
+    @admin.display(description=gettext_lazy("problems"))
+    def problems(self, obj: Pipeline) -> str:
+        found = self._problems_by_pipeline().get(obj.pipeline_id, [])
+        errors = sum(1 for p in found if p.level == "error")
+        warnings = sum(1 for p in found if p.level == "warning")
+        parts = []
+        if errors:
+            parts.append(ngettext("%(n)d error", "%(n)d errors", errors) % {"n": errors})
+        if warnings:
+            parts.append(ngettext("%(n)d warning", "%(n)d warnings", warnings) % {"n": warnings})
+        return ", ".join(parts) or "—"
+
+    def _problems_by_pipeline(self) -> dict[int, list[Problem]]:
+        return getattr(_page, "problems", {})
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None):
+        # Once per page: the whole stored mapping is checked in a few queries, not once per row. The admin
+        # object is shared by every thread, so the page's result lives in a thread-local.
+        document = mapping_export()
+        found = mapping_check()
+        by_pipeline: dict[int, list[Problem]] = {}
+        for problem in found:
+            if problem.path.startswith("pipelines["):
+                index = int(problem.path[len("pipelines[") : problem.path.index("]")])
+                by_pipeline.setdefault(document["pipelines"][index]["pipeline"], []).append(problem)
+        _page.problems = by_pipeline
+        document_problems = [p for p in found if not p.path.startswith("pipelines[")]
+        context = {
+            **(extra_context or {}),
+            "mapping_notes": [p.message(for_form=True) for p in document_problems],
+            "can_refresh_catalog": roles.user_can(request.user, roles.REFRESH_CATALOG),
+            "can_import": self.has_change_permission(request) and self.has_add_permission(request),
+            "catalog_refreshed_at": _catalog_refreshed_at(),
+        }
+        return super().changelist_view(request, extra_context=context)
+
+    # --- the form ---
+
+    _VIEW_FIELDS = ["pipeline_name", "paid_stage_name", "conflict_policy", "awaiting_names"]
+
+    def get_fields(self, request: HttpRequest, obj: Pipeline | None = None):
+        if obj is not None and not self.has_change_permission(request, obj):
+            return self._VIEW_FIELDS  # read-only (Support): the names, not bare codes
+        return super().get_fields(request, obj)
+
+    def get_exclude(self, request: HttpRequest, obj: Pipeline | None = None):
+        # Adding, the pipeline is picked first: its stages (for the paid stage) are offered once it is saved.
+        return ["pipeline_id"] if obj is not None else ["paid_stage"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Pipeline | None = None):
+        if obj is not None and not self.has_change_permission(request, obj):
+            return self._VIEW_FIELDS
+        # A pipeline's stages are its own: moving its rules to another pipeline would make them foreign.
+        return ["pipeline_name"] if obj is not None else []
+
+    @admin.display(description=gettext_lazy("awaiting-payment statuses (shared by all pipelines)"))
+    def awaiting_names(self, obj: Pipeline) -> str:
+        codes = AwaitingPaymentStatus.objects.order_by("id").values_list("order_status", flat=True)
+        return ", ".join(status_label(code) for code in codes) or "—"
+
+    def get_inline_instances(self, request: HttpRequest, obj: Pipeline | None = None):
+        # The rules' stages are the pipeline's, so the pipeline is picked (and saved) first.
+        return super().get_inline_instances(request, obj) if obj is not None else []
+
+    def get_formset_kwargs(self, request: HttpRequest, obj: Pipeline, inline, prefix: str) -> dict[str, Any]:
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        kwargs["form_kwargs"] = {"pipeline_id": obj.pipeline_id if obj is not None else None}
+        if request.method == "GET":
+            status = request.GET.get("add_rule_status", "")[:50]
+            stage = request.GET.get("add_rule_stage", "")[:50]
+            if status or stage:
+                kwargs["initial"] = [{"order_status": status, "deal_stage": stage}]
+        return kwargs
+
+    def save_form(self, request: HttpRequest, form: forms.ModelForm, change: bool):
+        obj = super().save_form(request, form, change)
+        obj._admin_form = form  # the rules' check puts pipeline-level errors on this form
+        return obj
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ):
+        if request.method == "POST":
+            request._mapping_before = mapping_export()  # type: ignore[attr-defined]
+        else:
+            extra_context = {**(extra_context or {}), **self._form_context(request, object_id)}
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except _ConfirmationNeeded as needed:
+            # The save was rolled back; nothing changed. Show what it would do.
+            obj = self.get_object(request, unquote(object_id)) if object_id else None
+            return self._confirmation(request, needed, obj=obj)
+
+    def _form_context(self, request: HttpRequest, object_id: str | None) -> dict[str, Any]:
+        if object_id is None:
+            return {}
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            return {}
+        found = self._problems_for(obj.pipeline_id)
+        return {
+            "mapping_warnings": [p.message(for_form=True) for p in found],
+            "can_refresh_catalog": roles.user_can(request.user, roles.REFRESH_CATALOG),
+            "catalog_refreshed_at": _catalog_refreshed_at(),
+            "catalog_known": catalog.catalog_knows_pipeline(obj.pipeline_id),
+        }
+
+    def _problems_for(self, pipeline_id: int) -> list[Problem]:
+        return _stored_problems(pipeline_id)
+
+    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        if "awaiting_payment_statuses" in form.cleaned_data:
+            _awaiting_store(form.cleaned_data["awaiting_payment_statuses"])
+        self._mapping_changed(
+            request,
+            source=MappingChangeSource.ADMIN_FORM,
+            warnings=list(getattr(form.instance, "_mapping_warnings", [])),
+            doubtful=bool(getattr(form.instance, "_mapping_new_warnings", False)),
+        )
+
+    def _mapping_changed(
+        self, request: HttpRequest, *, source: str, warnings: list[str], doubtful: bool
+    ) -> None:
+        """Inside the save's transaction: show the impact first (rolling back), or record the change and
+        queue the resync the manager chose."""
+        before = request._mapping_before  # type: ignore[attr-defined]
+        after = mapping_export()
+        if before == after:
+            return
+        impact = mapping_impact(before=before, after=after)
+        decision = request.POST.get(DECISION)
+        confirmed = decision in ("save", "resync") and request.POST.get(PREVIEWED) == _document_hash(after)
+        if not confirmed and (impact.affected or doubtful):
+            raise _ConfirmationNeeded(before=before, after=after, impact=impact, warnings=warnings)
+        change = mapping_change_record(before=before, after=after, source=source, user=request.user)
+        _impact_record(request, change, impact, resync=decision == "resync")
+
+    def delete_model(self, request: HttpRequest, obj: Pipeline) -> None:
+        before = mapping_export()
+        super().delete_model(request, obj)
+        self._deleted(request, before)
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        before = mapping_export()
+        super().delete_queryset(request, queryset)
+        self._deleted(request, before)
+
+    def _deleted(self, request: HttpRequest, before: dict[str, Any]) -> None:
+        after = mapping_export()
+        change = mapping_change_record(
+            before=before, after=after, source=MappingChangeSource.ADMIN_DELETE, user=request.user
+        )
+        if change is not None:
+            impact = mapping_impact(before=before, after=after)
+            _impact_record(request, change, impact, resync=False)
+
+    def response_add(self, request: HttpRequest, obj: Pipeline, post_url_continue: str | None = None):
+        # The rules come next: they need the pipeline's stages, which the add page could not offer.
+        if "_addanother" not in request.POST and "_popup" not in request.POST:
+            request.POST = request.POST.copy()
+            request.POST["_continue"] = "1"
+        return super().response_add(request, obj, post_url_continue)
+
+    def _confirmation(self, request: HttpRequest, needed: _ConfirmationNeeded, *, obj: Pipeline | None):
+        hidden = [
+            (name, value)
+            for name, values in request.POST.lists()
+            if name not in ("csrfmiddlewaretoken", DECISION, PREVIEWED)
+            for value in values
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Check the change before it is saved"),
+            "opts": self.opts,
+            "original": obj,
+            "hidden": hidden,
+            "previewed": _document_hash(needed.after),
+            "diff": [diff_text(line) for line in mapping_diff(before=needed.before, after=needed.after)],
+            "impact": needed.impact,
+            "sample": [_sample_row(row) for row in needed.impact.sample],
+            "warnings": needed.warnings,
+            "can_resync": roles.user_can(request.user, roles.RESYNC_LINK),
+            "action_url": request.get_full_path(),
+        }
+        return TemplateResponse(request, "admin/statussync/pipeline/confirm.html", context)
+
+    # --- import, export, refresh ---
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("import/", wrap(self.import_view), name="statussync_pipeline_import"),
+            path("export/", wrap(self.export_view), name="statussync_pipeline_export"),
+            path("refresh-names/", wrap(self.refresh_view), name="statussync_pipeline_refresh"),
+            *super().get_urls(),
+        ]
+
+    def export_view(self, request: HttpRequest) -> HttpResponse:
+        """The stored mapping as the file `statusmap import` and the import page read."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        text = json.dumps(mapping_export(), indent=2, ensure_ascii=False) + "\n"
+        response = HttpResponse(text, content_type="application/json; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="bxsync-mapping.json"'
+        return response
+
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        """Upload a mapping file: validated like `statusmap import`, previewed, then stored whole."""
+        can_import = self.has_change_permission(request) and self.has_add_permission(request)
+        if request.method == "POST" and not can_import:
+            raise PermissionDenied
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context: dict[str, Any] = {
+            **self.admin_site.each_context(request),
+            "title": _("Import a mapping file"),
+            "opts": self.opts,
+            "can_import": can_import,
+            "errors": [],
+        }
+        if request.method != "POST":
+            return TemplateResponse(request, "admin/statussync/pipeline/import.html", context)
+        text, read_error = _upload_text(request)
+        if read_error:
+            context["errors"] = [read_error]
+            return TemplateResponse(request, "admin/statussync/pipeline/import.html", context)
+        try:
+            data = mapping_decode(text=text)
+            parsed = mapping_parse(data=data)
+        except MappingError as exc:
+            context["errors"] = [str(p) for p in exc.items]
+            return TemplateResponse(request, "admin/statussync/pipeline/import.html", context)
+        problems = mapping_validate(parsed=parsed)
+        errors = [str(p) for p in problems if p.level == "error"]
+        if errors:
+            context["errors"] = errors
+            return TemplateResponse(request, "admin/statussync/pipeline/import.html", context)
+        before, after = mapping_export(), parsed.as_document()
+        decision = request.POST.get(DECISION)
+        if decision in ("save", "resync") and request.POST.get(PREVIEWED) == _document_hash(after):
+            return self._import_store(
+                request, data=data, before=before, after=after, resync=decision == "resync"
+            )
+        impact = mapping_impact(before=before, after=after)
+        context.update(
+            {
+                "title": _("Check the file before it is imported"),
+                "hidden": [("mapping_text", text)],
+                "previewed": _document_hash(after),
+                "diff": [diff_text(line) for line in mapping_diff(before=before, after=after)],
+                "impact": impact,
+                "sample": [_sample_row(row) for row in impact.sample],
+                "warnings": [f"{p.path}: {p.message(for_form=True)}" for p in problems],
+                "can_resync": roles.user_can(request.user, roles.RESYNC_LINK),
+                "action_url": request.get_full_path(),
+                "importing": True,
+            }
+        )
+        return TemplateResponse(request, "admin/statussync/pipeline/confirm.html", context)
+
+    def _import_store(
+        self, request: HttpRequest, *, data: Any, before: dict[str, Any], after: dict[str, Any], resync: bool
+    ) -> HttpResponse:
+        try:
+            with transaction.atomic():
+                summary = mapping_import(
+                    data=data, source=MappingChangeSource.ADMIN_IMPORT, user=request.user
+                )
+                if summary.change is not None:
+                    impact = mapping_impact(before=before, after=after)
+                    _impact_record(request, summary.change, impact, resync=resync)
+        except MappingError as exc:
+            for problem in exc.items:
+                self.message_user(request, str(problem), messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:statussync_pipeline_import"))
+        self.message_user(request, summary.describe(), messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:statussync_pipeline_changelist"))
+
+    def refresh_view(self, request: HttpRequest) -> HttpResponse:
+        return catalog_refresh_view(self, request)
 
 
-@admin.register(AwaitingPaymentStatus)
-class AwaitingPaymentStatusAdmin(admin.ModelAdmin):
-    list_display = ["order_status"]
+def catalog_refresh_view(model_admin: admin.ModelAdmin, request: HttpRequest) -> HttpResponse:
+    """POST: read the names from both portals now (permission refresh_catalog), then go back."""
+    if request.method != "POST":
+        return HttpResponseRedirect(reverse("admin:statussync_pipeline_changelist"))
+    if not roles.user_can(request.user, roles.REFRESH_CATALOG):
+        raise PermissionDenied
+    report = catalog.catalog_refresh()
+    model_admin.message_user(
+        request, report.describe(), messages.SUCCESS if not report.errors else messages.INFO
+    )
+    for portal, error in report.errors.items():
+        where = _("the shop") if portal == "cms" else _("the CRM")
+        model_admin.message_user(
+            request,
+            _("Could not read %(portal)s: %(error)s; its names stay as they were.")
+            % {"portal": where, "error": error},
+            messages.WARNING,
+        )
+    back = request.POST.get("next", "")
+    if not back.startswith("/") or back.startswith("//"):
+        back = reverse("admin:statussync_pipeline_changelist")
+    return HttpResponseRedirect(back)
+
+
+def _catalog_refreshed_at():
+    from django.db.models import Max
+
+    from statussync.models import CatalogStage, CatalogStatus
+
+    stamps = [
+        CatalogStage.objects.aggregate(at=Max("refreshed_at"))["at"],
+        CatalogStatus.objects.aggregate(at=Max("refreshed_at"))["at"],
+    ]
+    stamps = [s for s in stamps if s is not None]
+    return min(stamps) if stamps else None
+
+
+def _awaiting_store(statuses: list[str]) -> None:
+    """Replace the awaiting-payment statuses, keeping the rows (and export order) of those that stay."""
+    AwaitingPaymentStatus.objects.exclude(order_status__in=statuses).delete()
+    present = set(AwaitingPaymentStatus.objects.values_list("order_status", flat=True))
+    AwaitingPaymentStatus.objects.bulk_create(
+        AwaitingPaymentStatus(order_status=s) for s in statuses if s not in present
+    )
+
+
+def _impact_record(
+    request: HttpRequest, change: MappingChange | None, impact: MappingImpact, *, resync: bool
+) -> None:
+    if change is None:
+        return
+    MappingChange.objects.filter(id=change.id).update(
+        links_affected=impact.affected, links_moving=impact.moving
+    )
+    if resync and impact.moving:
+        if not roles.user_can(request.user, roles.RESYNC_LINK):
+            raise PermissionDenied
+        mapping_change_resync_start(change=change)
+        messages.success(
+            request,
+            ngettext(
+                "%(n)d link moves under the new mapping: its resync is being queued.",
+                "%(n)d links move under the new mapping: their resync is being queued.",
+                impact.moving,
+            )
+            % {"n": impact.moving},
+        )
+    elif impact.affected:
+        messages.info(
+            request,
+            ngettext(
+                "%(n)d link maps differently now; it keeps its values until its order or deal changes.",
+                "%(n)d links map differently now; they keep their values until their order or deal changes.",
+                impact.affected,
+            )
+            % {"n": impact.affected},
+        )
+
+
+def _upload_text(request: HttpRequest) -> tuple[str, str]:
+    """The mapping file's text from the upload (or the confirmation page's hidden copy), or an error."""
+    if "mapping_text" in request.POST:
+        return request.POST["mapping_text"], ""
+    upload = request.FILES.get("mapping_file")
+    if upload is None:
+        return "", _("Choose a mapping file (JSON, as `statusmap export` writes it).")
+    if upload.size > MAX_UPLOAD_BYTES:
+        return "", _("The file is larger than %(size)s KB: not a mapping file.") % {
+            "size": MAX_UPLOAD_BYTES // 1024
+        }
+    raw = upload.read()
+    try:
+        # utf-8-sig: editors on Windows save JSON with a byte-order mark.
+        return raw.decode("utf-8-sig"), ""
+    except UnicodeDecodeError as exc:
+        return "", _("The file is not UTF-8 text (byte %(byte)s).") % {"byte": exc.start}
+
+
+def _sample_row(row) -> dict[str, Any]:
+    link_url = reverse("admin:statussync_link_change", args=[row.link_id])
+    if row.move == "deal":
+        what = _("deal → %(stage)s") % {"stage": stage_label(row.target)}
+    elif row.move == "order":
+        what = _("order → %(status)s") % {"status": status_label(row.target)}
+    elif row.move == "unmapped":
+        what = _("no longer mapped: stays as it is")
+    else:
+        what = _("already agrees: nothing moves")
+    return {
+        "url": link_url,
+        "order_id": row.order_id,
+        "deal_id": row.deal_id,
+        "pipeline": pipeline_label(row.pipeline_id),
+        "status": status_label(row.order_status),
+        "stage": stage_label(row.deal_stage),
+        "what": what,
+        "moves": row.move in ("deal", "order"),
+    }
+
+
+# --- the history ------------------------------------------------------------------------------------------
+
+
+@admin.register(MappingChange)
+class MappingChangeAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "username", "source", "summary", "links_affected", "resync"]
+    list_filter = ["source"]
+    search_fields = ["username"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    fields = [
+        "created_at",
+        "username",
+        "source",
+        "changes",
+        "links_affected",
+        "links_moving",
+        "resync",
+        "documents",
+    ]
+    readonly_fields = fields
+    actions = None
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None):
+        if request.method == "POST":
+            raise PermissionDenied  # the history is written by the changes themselves, never by hand
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description=gettext_lazy("what changed"))
+    def summary(self, obj: MappingChange) -> str:
+        lines = mapping_diff(before=obj.before, after=obj.after)
+        if not lines:
+            return "—"
+        first = diff_text(lines[0])
+        more = len(lines) - 1
+        return first + (
+            " " + ngettext("(and %(n)d more)", "(and %(n)d more)", more) % {"n": more} if more else ""
+        )
+
+    @admin.display(description=gettext_lazy("what changed"))
+    def changes(self, obj: MappingChange) -> str:
+        lines = [diff_text(line) for line in mapping_diff(before=obj.before, after=obj.after)]
+        return format_html("<ul>{}</ul>", format_html_join("", "<li>{}</li>", ((line,) for line in lines)))
+
+    @admin.display(description=gettext_lazy("resync"))
+    def resync(self, obj: MappingChange) -> str:
+        if not obj.resync_requested:
+            return "—"
+        total = obj.links_moving or 0
+        if obj.resync_finished_at:
+            return _("%(done)s of %(total)s links queued") % {"done": obj.resync_queued, "total": total}
+        return _("queuing: %(done)s of %(total)s links") % {"done": obj.resync_queued, "total": total}
+
+    @admin.display(description=gettext_lazy("documents (before → after)"))
+    def documents(self, obj: MappingChange) -> str:
+        return format_html(
+            '<div style="display:flex;gap:1em"><pre>{}</pre><pre>{}</pre></div>',
+            json.dumps(obj.before, indent=2, ensure_ascii=False),
+            json.dumps(obj.after, indent=2, ensure_ascii=False),
+        )
+
+
+def pipeline_change_url(pipeline_id: int) -> str | None:
+    """The mapping editor of a pipeline, if it is mapped (other pages link to it)."""
+    pk = Pipeline.objects.filter(pipeline_id=pipeline_id).values_list("pk", flat=True).first()
+    return reverse("admin:statussync_pipeline_change", args=[pk]) if pk else None
+
+
+__all__ = ["MappingChangeAdmin", "PipelineAdmin", "pipeline_change_url"]
