@@ -832,14 +832,16 @@ class DiffLine:
         "pipeline_removed",
         "rule_added",
         "rule_removed",
+        "rule_stage_changed",
+        "rule_status_changed",
         "paid_stage",
         "conflict_policy",
         "awaiting_added",
         "awaiting_removed",
     ]
     pipeline: int | None = None
-    rule: tuple[str, str, str] | None = None  # (order status, deal stage, direction)
-    old: str = ""
+    rule: tuple[str, str, str] | None = None  # (order status, deal stage, direction); the new one if changed
+    old: str = ""  # a changed rule: its former stage (rule_stage_changed) or status (rule_status_changed)
     new: str = ""
 
 
@@ -859,8 +861,25 @@ def mapping_diff(*, before: dict[str, Any], after: dict[str, Any]) -> list[DiffL
         elif n is None:
             lines.append(DiffLine("pipeline_removed", pid))
         o_rules, n_rules = rules_of(o or {}), rules_of(n or {})
-        lines += [DiffLine("rule_removed", pid, rule=r) for r in o_rules if r not in n_rules]
-        lines += [DiffLine("rule_added", pid, rule=r) for r in n_rules if r not in o_rules]
+        removed = [r for r in o_rules if r not in n_rules]
+        added = [r for r in n_rules if r not in o_rules]
+        # A rule whose stage (or status) was swapped for another reads as one change, not a removal and an
+        # addition.
+        for new_rule in list(added):
+            for old_rule in removed:
+                if old_rule[2] != new_rule[2]:
+                    continue
+                if old_rule[0] == new_rule[0]:
+                    lines.append(DiffLine("rule_stage_changed", pid, rule=new_rule, old=old_rule[1]))
+                elif old_rule[1] == new_rule[1]:
+                    lines.append(DiffLine("rule_status_changed", pid, rule=new_rule, old=old_rule[0]))
+                else:
+                    continue
+                removed.remove(old_rule)
+                added.remove(new_rule)
+                break
+        lines += [DiffLine("rule_removed", pid, rule=r) for r in removed]
+        lines += [DiffLine("rule_added", pid, rule=r) for r in added]
         if o is not None and n is not None:
             for key in ("paid_stage", "conflict_policy"):
                 if o.get(key, "") != n.get(key, ""):

@@ -31,6 +31,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
@@ -77,10 +78,16 @@ def diff_text(line: DiffLine) -> str:
     if line.rule is not None:
         status, stage, direction = line.rule
         arrow = {"both": "↔", "to_crm": "→", "to_cms": "←"}.get(direction, "↔")
+        if line.kind == "rule_stage_changed":
+            rule = f"{status_label(status)} {arrow} {stage_label(line.old)} ⇒ {stage_label(stage)}"
+            return _("%(pipeline)s: rule changed: %(rule)s") % {"pipeline": where, "rule": rule}
+        if line.kind == "rule_status_changed":
+            rule = f"{status_label(line.old)} ⇒ {status_label(status)} {arrow} {stage_label(stage)}"
+            return _("%(pipeline)s: rule changed: %(rule)s") % {"pipeline": where, "rule": rule}
         rule = f"{status_label(status)} {arrow} {stage_label(stage)}"
-        template = _("%(pipeline)s: rule added: %(rule)s") if line.kind == "rule_added" else None
-        template = template or _("%(pipeline)s: rule removed: %(rule)s")
-        return template % {"pipeline": where, "rule": rule}
+        if line.kind == "rule_added":
+            return _("%(pipeline)s: rule added: %(rule)s") % {"pipeline": where, "rule": rule}
+        return _("%(pipeline)s: rule removed: %(rule)s") % {"pipeline": where, "rule": rule}
     texts = {
         "pipeline_added": _("%(pipeline)s: mapped"),
         "pipeline_removed": _("%(pipeline)s: no longer mapped"),
@@ -146,8 +153,8 @@ class StatusRuleForm(forms.ModelForm):
         stages = []
         if pipeline_id is not None and catalog.catalog_knows_pipeline(pipeline_id):
             stages = catalog.stage_choices(pipeline_id, keep=keep_stage)
-        self.fields["order_status"] = _code_field(statuses, label=_("order status"))
-        self.fields["deal_stage"] = _code_field(stages, label=_("deal stage"))
+        self.fields["order_status"] = _code_field(statuses, label=capfirst(_("order status")))
+        self.fields["deal_stage"] = _code_field(stages, label=capfirst(_("deal stage")))
         self.prefilled = bool(self.initial.get("order_status") or self.initial.get("deal_stage"))
 
     def has_changed(self) -> bool:
@@ -296,7 +303,7 @@ class PipelineForm(forms.ModelForm):
     """A pipeline's settings, with its paid stage from its own stages and the shared awaiting statuses."""
 
     awaiting_payment_statuses = forms.MultipleChoiceField(
-        label=gettext_lazy("awaiting-payment statuses (shared by all pipelines)"),
+        label=gettext_lazy("Awaiting-payment statuses (shared by all pipelines)"),
         required=False,
         widget=forms.CheckboxSelectMultiple,
         help_text=gettext_lazy(
@@ -329,7 +336,7 @@ class PipelineForm(forms.ModelForm):
             offered = [(pid, label) for pid, label in catalog.pipeline_choices() if pid not in mapped]
             if offered:
                 self.fields["pipeline_id"] = forms.TypedChoiceField(
-                    label=_("pipeline"),
+                    label=capfirst(_("pipeline")),
                     choices=offered,
                     coerce=int,
                     help_text=Pipeline._meta.get_field("pipeline_id").help_text,
@@ -341,7 +348,7 @@ class PipelineForm(forms.ModelForm):
                 if self.is_bound:
                     keep.append(self.data.get(self.add_prefix("paid_stage"), ""))
                 self.fields["paid_stage"] = _code_field(
-                    catalog.stage_choices(pid, keep=keep), label=_("paid stage"), required=False
+                    catalog.stage_choices(pid, keep=keep), label=capfirst(_("paid stage")), required=False
                 )
                 self.fields["paid_stage"].help_text = Pipeline._meta.get_field("paid_stage").help_text
 
@@ -454,6 +461,8 @@ class PipelineAdmin(admin.ModelAdmin):
     def get_fields(self, request: HttpRequest, obj: Pipeline | None = None):
         if obj is not None and not self.has_change_permission(request, obj):
             return self._VIEW_FIELDS  # read-only (Support): the names, not bare codes
+        if obj is not None:
+            return ["pipeline_name", "paid_stage", "conflict_policy", "awaiting_payment_statuses"]
         return super().get_fields(request, obj)
 
     def get_exclude(self, request: HttpRequest, obj: Pipeline | None = None):

@@ -246,7 +246,10 @@ def test_it_shows_the_impact_on_existing_links_before_saving(mapped_with_d):
     assert "3 active links were agreed under rules this change replaces" in page
     assert "deal → В работе (EXECUTING)" in page
     assert "/admin/statussync/link/" in page
-    assert "Общая (0): rule added: Paid, preparing for shipment (P) ↔ В работе (EXECUTING)" in page
+    assert (
+        "Общая (0): rule changed: Paid, preparing for shipment (P) ↔ Подготовка документов (PREPARATION) "
+        "⇒ В работе (EXECUTING)" in page
+    )
     assert mapping_export() == before  # nothing saved yet
     assert MappingChange.objects.count() == 0
 
