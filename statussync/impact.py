@@ -268,4 +268,3 @@ def mapping_resyncs_resume() -> int:
     for change_id in stalled:
         _resync_wake(change_id)
     return len(stalled)
-
