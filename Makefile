@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo run test lint migrate clean lock
+.PHONY: demo run test lint migrate clean lock messages
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,11 +16,13 @@ migrate: $(STAMP)
 	$(PY) manage.py migrate --noinput
 
 # The demo's portals live in memory, so its database starts afresh each time (and never touches bxsync.sqlite3).
+# It speaks Russian on Moscow time, as most Bitrix shops do (a browser asking for English still gets English).
 DEMO_DATABASE_URL ?= sqlite:///$(CURDIR)/demo.sqlite3
+DEMO_ENV = DATABASE_URL=$(DEMO_DATABASE_URL) LANGUAGE_CODE=$${LANGUAGE_CODE:-ru} TIME_ZONE=$${TIME_ZONE:-Europe/Moscow}
 demo: $(STAMP)
 	rm -f demo.sqlite3 demo.sqlite3-wal demo.sqlite3-shm
-	DATABASE_URL=$(DEMO_DATABASE_URL) $(PY) manage.py migrate --noinput --verbosity 0
-	DATABASE_URL=$(DEMO_DATABASE_URL) $(PY) -m demo
+	$(DEMO_ENV) $(PY) manage.py migrate --noinput --verbosity 0
+	$(DEMO_ENV) $(PY) -m demo
 
 run: migrate
 	$(PY) manage.py serve
@@ -36,6 +38,15 @@ lint: $(STAMP)
 # scale-out leg of tests/e2e sets its own PostgreSQL and Redis.
 test: lint
 	REDIS_URL= $(PY) -m pytest
+
+# The translation catalogs: extract the marked strings into locale/*/LC_MESSAGES/django.po (Django's
+# makemessages needs Debian's gettext: xgettext, msgmerge), then compile them to the committed .mo files in
+# pure Python. Only developers run this; installing and testing need no gettext (docs/decisions.md).
+MESSAGES_IGNORE := --ignore=.venv --ignore=staticfiles --ignore=tests --ignore=bench --ignore=bitrix_sandbox \
+	--ignore=contrib --ignore=demo --ignore=phpquery --ignore=docs
+messages: $(STAMP)
+	$(PY) manage.py makemessages --locale ru --no-obsolete $(MESSAGES_IGNORE)
+	$(PY) -m bxsync_project.translations compile
 
 # The pinned locks, from pyproject.toml's ranges (the dev lock is constrained to the runtime lock's pins).
 PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links
