@@ -856,11 +856,14 @@ def mapping_diff(*, before: dict[str, Any], after: dict[str, Any]) -> list[DiffL
 
     for pid in sorted(set(old) | set(new)):
         o, n = old.get(pid), new.get(pid)
+        # A pipeline mapped or unmapped whole is one line, not one per rule.
         if o is None:
-            lines.append(DiffLine("pipeline_added", pid))
-        elif n is None:
-            lines.append(DiffLine("pipeline_removed", pid))
-        o_rules, n_rules = rules_of(o or {}), rules_of(n or {})
+            lines.append(DiffLine("pipeline_added", pid, new=str(len(rules_of(n or {})))))
+            continue
+        if n is None:
+            lines.append(DiffLine("pipeline_removed", pid, old=str(len(rules_of(o)))))
+            continue
+        o_rules, n_rules = rules_of(o), rules_of(n)
         removed = [r for r in o_rules if r not in n_rules]
         added = [r for r in n_rules if r not in o_rules]
         # A rule whose stage (or status) was swapped for another reads as one change, not a removal and an
@@ -880,10 +883,9 @@ def mapping_diff(*, before: dict[str, Any], after: dict[str, Any]) -> list[DiffL
                 break
         lines += [DiffLine("rule_removed", pid, rule=r) for r in removed]
         lines += [DiffLine("rule_added", pid, rule=r) for r in added]
-        if o is not None and n is not None:
-            for key in ("paid_stage", "conflict_policy"):
-                if o.get(key, "") != n.get(key, ""):
-                    lines.append(DiffLine(key, pid, old=o.get(key, ""), new=n.get(key, "")))  # type: ignore[arg-type]
+        for key in ("paid_stage", "conflict_policy"):
+            if o.get(key, "") != n.get(key, ""):
+                lines.append(DiffLine(key, pid, old=o.get(key, ""), new=n.get(key, "")))  # type: ignore[arg-type]
     o_wait, n_wait = before.get("awaiting_payment_statuses", []), after.get("awaiting_payment_statuses", [])
     lines += [DiffLine("awaiting_removed", new=s) for s in o_wait if s not in n_wait]
     lines += [DiffLine("awaiting_added", new=s) for s in n_wait if s not in o_wait]

@@ -88,9 +88,19 @@ def diff_text(line: DiffLine) -> str:
         if line.kind == "rule_added":
             return _("%(pipeline)s: rule added: %(rule)s") % {"pipeline": where, "rule": rule}
         return _("%(pipeline)s: rule removed: %(rule)s") % {"pipeline": where, "rule": rule}
+    if line.kind == "pipeline_added":
+        n = int(line.new or 0)
+        text = ngettext("%(pipeline)s: mapped, with %(n)s rule", "%(pipeline)s: mapped, with %(n)s rules", n)
+        return text % {"pipeline": where, "n": n}
+    if line.kind == "pipeline_removed":
+        n = int(line.old or 0)
+        text = ngettext(
+            "%(pipeline)s: no longer mapped (it had %(n)s rule)",
+            "%(pipeline)s: no longer mapped (it had %(n)s rules)",
+            n,
+        )
+        return text % {"pipeline": where, "n": n}
     texts = {
-        "pipeline_added": _("%(pipeline)s: mapped"),
-        "pipeline_removed": _("%(pipeline)s: no longer mapped"),
         "paid_stage": _("%(pipeline)s: paid stage %(old)s → %(new)s"),
         "conflict_policy": _("%(pipeline)s: when both sides changed: %(old)s → %(new)s"),
         "awaiting_added": _("awaiting payment: %(new)s added"),

@@ -271,3 +271,33 @@ def test_it_finds_two_conflicting_new_rules_in_one_pipeline():
         ("pipelines[1].rules[5].order_status", "status_two_stages"),
         ("pipelines[1].rules[5].deal_stage", "stage_two_statuses"),
     ]
+
+
+def test_it_describes_a_change_as_people_read_it():
+    from statussync.admin.mapping import diff_text
+    from statussync.mapping import mapping_diff
+
+    catalog_make()
+    before = example()
+    after = copy.deepcopy(before)
+    rule(after, 0, 1, deal_stage="EXECUTING")
+    after["pipelines"][0]["paid_stage"] = "EXECUTING"
+    after["pipelines"].pop(1)
+    after["awaiting_payment_statuses"] = ["N", "D"]
+
+    with translation.override("en"):
+        lines = [diff_text(line) for line in mapping_diff(before=before, after=after)]
+        added = [diff_text(line) for line in mapping_diff(before={"pipelines": []}, after=before)]
+
+    assert lines == [
+        "Общая (0): rule changed: Paid, preparing for shipment (P) ↔ Подготовка документов (PREPARATION) "
+        "⇒ В работе (EXECUTING)",
+        "Общая (0): paid stage Счёт на предоплату (PREPAYMENT_INVOICE) → В работе (EXECUTING)",
+        "Опт (1): no longer mapped (it had 4 rules)",
+        "awaiting payment: Handed to delivery (D) added",
+    ]
+    assert added == [
+        "Общая (0): mapped, with 5 rules",
+        "Опт (1): mapped, with 4 rules",
+        "awaiting payment: Accepted, awaiting payment (N) added",
+    ]
