@@ -19,6 +19,7 @@ import hashlib
 import json
 import threading
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
@@ -592,10 +593,16 @@ class PipelineAdmin(admin.ModelAdmin):
             _impact_record(request, change, impact, resync=False)
 
     def response_add(self, request: HttpRequest, obj: Pipeline, post_url_continue: str | None = None):
-        # The rules come next: they need the pipeline's stages, which the add page could not offer.
+        # The rules come next: they need the pipeline's stages, which the add page could not offer. A rule
+        # asked for from "add a rule for this value" is still waiting there.
         if "_addanother" not in request.POST and "_popup" not in request.POST:
             request.POST = request.POST.copy()
             request.POST["_continue"] = "1"
+            prefill = {k: request.GET[k] for k in ("add_rule_status", "add_rule_stage") if request.GET.get(k)}
+            if prefill:
+                post_url_continue = (
+                    reverse("admin:statussync_pipeline_change", args=[obj.pk]) + "?" + urlencode(prefill)
+                )
         return super().response_add(request, obj, post_url_continue)
 
     def _confirmation(self, request: HttpRequest, needed: _ConfirmationNeeded, *, obj: Pipeline | None):
@@ -899,10 +906,17 @@ class MappingChangeAdmin(ReadOnlyAdmin):
         )
 
 
-def pipeline_change_url(pipeline_id: int) -> str | None:
-    """The mapping editor of a pipeline, if it is mapped (other pages link to it)."""
+def mapping_editor_url(*, pipeline_id: int, status: str = "", stage: str = "") -> str:
+    """Where to add a rule for a value seen unmapped: the pipeline's editor with a new row prefilled, or,
+    for a pipeline not mapped yet, its add page (which goes on to the editor with the row prefilled)."""
+    prefill = {k: v for k, v in (("add_rule_status", status), ("add_rule_stage", stage)) if v}
     pk = Pipeline.objects.filter(pipeline_id=pipeline_id).values_list("pk", flat=True).first()
-    return reverse("admin:statussync_pipeline_change", args=[pk]) if pk else None
+    if pk is not None:
+        url = reverse("admin:statussync_pipeline_change", args=[pk])
+    else:
+        url = reverse("admin:statussync_pipeline_add")
+        prefill = {"pipeline_id": str(pipeline_id), **prefill}
+    return f"{url}?{urlencode(prefill)}" if prefill else url
 
 
-__all__ = ["MappingChangeAdmin", "PipelineAdmin", "pipeline_change_url"]
+__all__ = ["MappingChangeAdmin", "PipelineAdmin", "mapping_editor_url"]

@@ -445,6 +445,7 @@ def count_queries(client, url: str) -> int:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    client.get(url)  # warm: the first request of a session may save it, a cache table may be created
     with CaptureQueriesContext(connection) as captured:
         assert client.get(url).status_code == 200
     return len(captured)
@@ -477,3 +478,35 @@ def test_it_reads_a_pipeline_page_in_a_fixed_number_of_queries(mapped):
         )
 
     assert count_queries(client, page_of(mapped[0])) == few
+
+
+def test_it_leads_from_an_unmapped_value_to_a_prefilled_rule_even_for_a_new_pipeline(mapped):
+    from statussync.admin.mapping import mapping_editor_url
+
+    assert (
+        mapping_editor_url(pipeline_id=1, stage="C1:EXECUTING")
+        == f"{page_of(mapped[1])}?add_rule_stage=C1%3AEXECUTING"
+    )
+    Pipeline.objects.filter(pipeline_id=1).delete()
+    client = manager_client()
+    url = mapping_editor_url(pipeline_id=1, stage="C1:EXECUTING")
+
+    page = client.get(url)
+    assert page.context["adminform"].form["pipeline_id"].value() == "1"
+    response = client.post(url, {"pipeline_id": "1", "conflict_policy": "latest", "_save": "1"})
+
+    editor = client.get(response.url)
+    extra = editor.context["inline_admin_formsets"][0].formset.forms[-1]
+    assert extra["deal_stage"].value() == "C1:EXECUTING"
+
+
+@pytest.mark.parametrize("url", ["/admin/statussync/mappingchange/", "/admin/statussync/catalogstage/"])
+def test_it_reads_the_history_and_the_names_in_a_fixed_number_of_queries(mapped, url):
+    client = support_client()
+    document = mapping_export()
+    mapping_import(data={**document, "awaiting_payment_statuses": ["N", "C"]}, username="a")
+    few = count_queries(client, url)
+    for n in range(12):
+        mapping_import(data={**document, "awaiting_payment_statuses": ["N"] if n % 2 else ["N", "D"]})
+
+    assert count_queries(client, url) == few
