@@ -1,16 +1,20 @@
 """The catalog of names in the admin: what the shop calls its order statuses and the CRM its pipelines and
-stages, as last read (read-only; a button reads them again)."""
+stages, as last read (read-only), and the button that reads them again (permission refresh_catalog; on the
+mapping's pages and these lists)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest
-from django.utils.translation import gettext_lazy as _
+from django.db.models import Max
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
-from statussync import roles
+from statussync import catalog, roles
 from statussync.catalog import pipeline_label, status_name
 from statussync.models import CatalogStage, CatalogStatus
 
@@ -39,7 +43,7 @@ class CatalogStatusAdmin(CatalogAdmin):
     list_filter = ["present"]
     search_fields = ["code"]
 
-    @admin.display(description=_("name"))
+    @admin.display(description=gettext_lazy("name"))
     def name(self, obj: CatalogStatus) -> str:
         return status_name(obj.code) or "—"
 
@@ -50,6 +54,40 @@ class CatalogStageAdmin(CatalogAdmin):
     list_filter = ["pipeline_id", "semantics", "present"]
     search_fields = ["code", "name"]
 
-    @admin.display(description=_("pipeline"), ordering="pipeline_id")
+    @admin.display(description=gettext_lazy("pipeline"), ordering="pipeline_id")
     def pipeline(self, obj: CatalogStage) -> str:
         return pipeline_label(obj.pipeline_id)
+
+
+def catalog_refresh_view(model_admin: admin.ModelAdmin, request: HttpRequest) -> HttpResponse:
+    """POST: read the names from both portals now (permission refresh_catalog), then go back."""
+    if request.method != "POST":
+        return HttpResponseRedirect(reverse("admin:statussync_pipeline_changelist"))
+    if not roles.user_can(request.user, roles.REFRESH_CATALOG):
+        raise PermissionDenied
+    report = catalog.catalog_refresh()
+    model_admin.message_user(
+        request, report.describe(), messages.SUCCESS if not report.errors else messages.INFO
+    )
+    for portal, error in report.errors.items():
+        where = _("the shop") if portal == "cms" else _("the CRM")
+        model_admin.message_user(
+            request,
+            _("Could not read %(portal)s: %(error)s; its names stay as they were.")
+            % {"portal": where, "error": error},
+            messages.WARNING,
+        )
+    back = request.POST.get("next", "")
+    if not back.startswith("/") or back.startswith("//"):
+        back = reverse("admin:statussync_pipeline_changelist")
+    return HttpResponseRedirect(back)
+
+
+def catalog_refreshed_at():
+    """When the names were last read from both portals (the older of the two), or None if never."""
+    stamps = [
+        CatalogStage.objects.aggregate(at=Max("refreshed_at"))["at"],
+        CatalogStatus.objects.aggregate(at=Max("refreshed_at"))["at"],
+    ]
+    stamps = [s for s in stamps if s is not None]
+    return min(stamps) if stamps else None

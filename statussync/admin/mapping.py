@@ -15,110 +15,45 @@ validator, previewed against the existing links before it is saved, and every ch
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
 from typing import Any
 from urllib.parse import urlencode
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import Count
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
+from django.http import HttpRequest, HttpResponse
 from django.urls import path, reverse
-from django.utils.html import format_html, format_html_join
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from statussync import catalog, roles
 from statussync.catalog import pipeline_label, stage_label, status_label
-from statussync.impact import MappingImpact, mapping_change_resync_start, mapping_impact
+from statussync.impact import MappingImpact, mapping_impact
 from statussync.mapping import (
-    DiffLine,
     MappingError,
     Problem,
     mapping_change_record,
     mapping_check,
-    mapping_decode,
-    mapping_diff,
     mapping_export,
-    mapping_import,
     mapping_parse,
     mapping_validate,
 )
 from statussync.models import (
     AwaitingPaymentStatus,
-    ConflictPolicy,
     Direction,
-    MappingChange,
     MappingChangeSource,
     Pipeline,
     StatusRule,
 )
 
-from .base import ReadOnlyAdmin
-
-# The largest mapping file the import page reads (a real one is a few kilobytes).
-MAX_UPLOAD_BYTES = 1024 * 1024
-DECISION = "_mapping_decision"  # "save" or "resync", from the confirmation page
-PREVIEWED = "_mapping_previewed"  # the hash of the mapping the confirmation page showed
-
-
-# --- presenting problems and differences ------------------------------------------------------------------
-
-
-def diff_text(line: DiffLine) -> str:
-    """One difference for people, with the portals' names."""
-    where = pipeline_label(line.pipeline) if line.pipeline is not None else ""
-    if line.rule is not None:
-        status, stage, direction = line.rule
-        arrow = {"both": "↔", "to_crm": "→", "to_cms": "←"}.get(direction, "↔")
-        if line.kind == "rule_stage_changed":
-            rule = f"{status_label(status)} {arrow} {stage_label(line.old)} ⇒ {stage_label(stage)}"
-            return _("%(pipeline)s: rule changed: %(rule)s") % {"pipeline": where, "rule": rule}
-        if line.kind == "rule_status_changed":
-            rule = f"{status_label(line.old)} ⇒ {status_label(status)} {arrow} {stage_label(stage)}"
-            return _("%(pipeline)s: rule changed: %(rule)s") % {"pipeline": where, "rule": rule}
-        rule = f"{status_label(status)} {arrow} {stage_label(stage)}"
-        if line.kind == "rule_added":
-            return _("%(pipeline)s: rule added: %(rule)s") % {"pipeline": where, "rule": rule}
-        return _("%(pipeline)s: rule removed: %(rule)s") % {"pipeline": where, "rule": rule}
-    if line.kind == "pipeline_added":
-        n = int(line.new or 0)
-        text = ngettext("%(pipeline)s: mapped, with %(n)s rule", "%(pipeline)s: mapped, with %(n)s rules", n)
-        return text % {"pipeline": where, "n": n}
-    if line.kind == "pipeline_removed":
-        n = int(line.old or 0)
-        text = ngettext(
-            "%(pipeline)s: no longer mapped (it had %(n)s rule)",
-            "%(pipeline)s: no longer mapped (it had %(n)s rules)",
-            n,
-        )
-        return text % {"pipeline": where, "n": n}
-    texts = {
-        "paid_stage": _("%(pipeline)s: paid stage %(old)s → %(new)s"),
-        "conflict_policy": _("%(pipeline)s: when both sides changed: %(old)s → %(new)s"),
-        "awaiting_added": _("awaiting payment: %(new)s added"),
-        "awaiting_removed": _("awaiting payment: %(new)s removed"),
-    }
-    old, new = line.old, line.new
-    if line.kind == "paid_stage":
-        old, new = stage_label(old), stage_label(new)
-    elif line.kind == "conflict_policy":
-        old, new = str(ConflictPolicy(old).label), str(ConflictPolicy(new).label)
-    elif line.kind.startswith("awaiting"):
-        new = status_label(new)
-    return texts[line.kind] % {"pipeline": where, "old": old, "new": new}
-
-
-def _document_hash(document: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
+from .catalog import catalog_refresh_view, catalog_refreshed_at
+from .mapping_changes import MappingChangeAdmin
+from .mapping_file import mapping_export_view, mapping_import_view
+from .mapping_preview import DECISION, PREVIEWED, confirmation_response, confirmed, impact_record
 
 
 class _ConfirmationNeeded(Exception):
@@ -129,9 +64,7 @@ class _ConfirmationNeeded(Exception):
         self.before, self.after, self.impact, self.warnings = before, after, impact, warnings
 
 
-_page = threading.local()
-
-
+# The pipeline list's problems, computed once per page (the admin object is shared by every thread).
 _page = threading.local()
 
 
@@ -461,7 +394,7 @@ class PipelineAdmin(admin.ModelAdmin):
             "mapping_notes": [p.message(for_form=True) for p in document_problems],
             "can_refresh_catalog": roles.user_can(request.user, roles.REFRESH_CATALOG),
             "can_import": self.has_change_permission(request) and self.has_add_permission(request),
-            "catalog_refreshed_at": _catalog_refreshed_at(),
+            "catalog_refreshed_at": catalog_refreshed_at(),
         }
         return super().changelist_view(request, extra_context=context)
 
@@ -538,7 +471,7 @@ class PipelineAdmin(admin.ModelAdmin):
         return {
             "mapping_warnings": [p.message(for_form=True) for p in found],
             "can_refresh_catalog": roles.user_can(request.user, roles.REFRESH_CATALOG),
-            "catalog_refreshed_at": _catalog_refreshed_at(),
+            "catalog_refreshed_at": catalog_refreshed_at(),
             "catalog_known": catalog.catalog_knows_pipeline(obj.pipeline_id),
         }
 
@@ -566,12 +499,11 @@ class PipelineAdmin(admin.ModelAdmin):
         if before == after:
             return
         impact = mapping_impact(before=before, after=after)
-        decision = request.POST.get(DECISION)
-        confirmed = decision in ("save", "resync") and request.POST.get(PREVIEWED) == _document_hash(after)
-        if not confirmed and (impact.affected or doubtful):
+        decision = confirmed(request, after)
+        if decision is None and (impact.affected or doubtful):
             raise _ConfirmationNeeded(before=before, after=after, impact=impact, warnings=warnings)
         change = mapping_change_record(before=before, after=after, source=source, user=request.user)
-        _impact_record(request, change, impact, resync=decision == "resync")
+        impact_record(request, change, impact, resync=decision == "resync")
 
     def delete_model(self, request: HttpRequest, obj: Pipeline) -> None:
         before = mapping_export()
@@ -590,7 +522,7 @@ class PipelineAdmin(admin.ModelAdmin):
         )
         if change is not None:
             impact = mapping_impact(before=before, after=after)
-            _impact_record(request, change, impact, resync=False)
+            impact_record(request, change, impact, resync=False)
 
     def response_add(self, request: HttpRequest, obj: Pipeline, post_url_continue: str | None = None):
         # The rules come next: they need the pipeline's stages, which the add page could not offer. A rule
@@ -606,27 +538,22 @@ class PipelineAdmin(admin.ModelAdmin):
         return super().response_add(request, obj, post_url_continue)
 
     def _confirmation(self, request: HttpRequest, needed: _ConfirmationNeeded, *, obj: Pipeline | None):
-        hidden = [
-            (name, value)
-            for name, values in request.POST.lists()
-            if name not in ("csrfmiddlewaretoken", DECISION, PREVIEWED)
-            for value in values
-        ]
-        context = {
-            **self.admin_site.each_context(request),
-            "title": _("Check the change before it is saved"),
-            "opts": self.opts,
-            "original": obj,
-            "hidden": hidden,
-            "previewed": _document_hash(needed.after),
-            "diff": [diff_text(line) for line in mapping_diff(before=needed.before, after=needed.after)],
-            "impact": needed.impact,
-            "sample": [_sample_row(row) for row in needed.impact.sample],
-            "warnings": needed.warnings,
-            "can_resync": roles.user_can(request.user, roles.RESYNC_LINK),
-            "action_url": request.get_full_path(),
-        }
-        return TemplateResponse(request, "admin/statussync/pipeline/confirm.html", context)
+        return confirmation_response(
+            self,
+            request,
+            before=needed.before,
+            after=needed.after,
+            impact=needed.impact,
+            warnings=needed.warnings,
+            hidden=[
+                (name, value)
+                for name, values in request.POST.lists()
+                if name not in ("csrfmiddlewaretoken", DECISION, PREVIEWED)
+                for value in values
+            ],
+            title=_("Check the change before it is saved"),
+            original=obj,
+        )
 
     # --- import, export, refresh ---
 
@@ -639,126 +566,14 @@ class PipelineAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    def export_view(self, request: HttpRequest) -> HttpResponse:
-        """The stored mapping as the file `statusmap import` and the import page read."""
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        text = json.dumps(mapping_export(), indent=2, ensure_ascii=False) + "\n"
-        response = HttpResponse(text, content_type="application/json; charset=utf-8")
-        response["Content-Disposition"] = 'attachment; filename="bxsync-mapping.json"'
-        return response
-
     def import_view(self, request: HttpRequest) -> HttpResponse:
-        """Upload a mapping file: validated like `statusmap import`, previewed, then stored whole."""
-        can_import = self.has_change_permission(request) and self.has_add_permission(request)
-        if request.method == "POST" and not can_import:
-            raise PermissionDenied
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        context: dict[str, Any] = {
-            **self.admin_site.each_context(request),
-            "title": _("Import a mapping file"),
-            "opts": self.opts,
-            "can_import": can_import,
-            "errors": [],
-        }
-        if request.method != "POST":
-            return TemplateResponse(request, "admin/statussync/pipeline/import.html", context)
-        text, read_error = _upload_text(request)
-        if read_error:
-            context["errors"] = [read_error]
-            return TemplateResponse(request, "admin/statussync/pipeline/import.html", context)
-        try:
-            data = mapping_decode(text=text)
-            parsed = mapping_parse(data=data)
-        except MappingError as exc:
-            context["errors"] = [str(p) for p in exc.items]
-            return TemplateResponse(request, "admin/statussync/pipeline/import.html", context)
-        problems = mapping_validate(parsed=parsed)
-        errors = [str(p) for p in problems if p.level == "error"]
-        if errors:
-            context["errors"] = errors
-            return TemplateResponse(request, "admin/statussync/pipeline/import.html", context)
-        before, after = mapping_export(), parsed.as_document()
-        decision = request.POST.get(DECISION)
-        if decision in ("save", "resync") and request.POST.get(PREVIEWED) == _document_hash(after):
-            return self._import_store(
-                request, data=data, before=before, after=after, resync=decision == "resync"
-            )
-        impact = mapping_impact(before=before, after=after)
-        context.update(
-            {
-                "title": _("Check the file before it is imported"),
-                "hidden": [("mapping_text", text)],
-                "previewed": _document_hash(after),
-                "diff": [diff_text(line) for line in mapping_diff(before=before, after=after)],
-                "impact": impact,
-                "sample": [_sample_row(row) for row in impact.sample],
-                "warnings": [f"{p.path}: {p.message(for_form=True)}" for p in problems],
-                "can_resync": roles.user_can(request.user, roles.RESYNC_LINK),
-                "action_url": request.get_full_path(),
-                "importing": True,
-            }
-        )
-        return TemplateResponse(request, "admin/statussync/pipeline/confirm.html", context)
+        return mapping_import_view(self, request)
 
-    def _import_store(
-        self, request: HttpRequest, *, data: Any, before: dict[str, Any], after: dict[str, Any], resync: bool
-    ) -> HttpResponse:
-        try:
-            with transaction.atomic():
-                summary = mapping_import(
-                    data=data, source=MappingChangeSource.ADMIN_IMPORT, user=request.user
-                )
-                if summary.change is not None:
-                    impact = mapping_impact(before=before, after=after)
-                    _impact_record(request, summary.change, impact, resync=resync)
-        except MappingError as exc:
-            for problem in exc.items:
-                self.message_user(request, str(problem), messages.ERROR)
-            return HttpResponseRedirect(reverse("admin:statussync_pipeline_import"))
-        self.message_user(request, summary.describe(), messages.SUCCESS)
-        return HttpResponseRedirect(reverse("admin:statussync_pipeline_changelist"))
+    def export_view(self, request: HttpRequest) -> HttpResponse:
+        return mapping_export_view(self, request)
 
     def refresh_view(self, request: HttpRequest) -> HttpResponse:
         return catalog_refresh_view(self, request)
-
-
-def catalog_refresh_view(model_admin: admin.ModelAdmin, request: HttpRequest) -> HttpResponse:
-    """POST: read the names from both portals now (permission refresh_catalog), then go back."""
-    if request.method != "POST":
-        return HttpResponseRedirect(reverse("admin:statussync_pipeline_changelist"))
-    if not roles.user_can(request.user, roles.REFRESH_CATALOG):
-        raise PermissionDenied
-    report = catalog.catalog_refresh()
-    model_admin.message_user(
-        request, report.describe(), messages.SUCCESS if not report.errors else messages.INFO
-    )
-    for portal, error in report.errors.items():
-        where = _("the shop") if portal == "cms" else _("the CRM")
-        model_admin.message_user(
-            request,
-            _("Could not read %(portal)s: %(error)s; its names stay as they were.")
-            % {"portal": where, "error": error},
-            messages.WARNING,
-        )
-    back = request.POST.get("next", "")
-    if not back.startswith("/") or back.startswith("//"):
-        back = reverse("admin:statussync_pipeline_changelist")
-    return HttpResponseRedirect(back)
-
-
-def _catalog_refreshed_at():
-    from django.db.models import Max
-
-    from statussync.models import CatalogStage, CatalogStatus
-
-    stamps = [
-        CatalogStage.objects.aggregate(at=Max("refreshed_at"))["at"],
-        CatalogStatus.objects.aggregate(at=Max("refreshed_at"))["at"],
-    ]
-    stamps = [s for s in stamps if s is not None]
-    return min(stamps) if stamps else None
 
 
 def _awaiting_store(statuses: list[str]) -> None:
@@ -768,142 +583,6 @@ def _awaiting_store(statuses: list[str]) -> None:
     AwaitingPaymentStatus.objects.bulk_create(
         AwaitingPaymentStatus(order_status=s) for s in statuses if s not in present
     )
-
-
-def _impact_record(
-    request: HttpRequest, change: MappingChange | None, impact: MappingImpact, *, resync: bool
-) -> None:
-    if change is None:
-        return
-    MappingChange.objects.filter(id=change.id).update(
-        links_affected=impact.affected, links_moving=impact.moving
-    )
-    if resync and impact.moving:
-        if not roles.user_can(request.user, roles.RESYNC_LINK):
-            raise PermissionDenied
-        mapping_change_resync_start(change=change)
-        messages.success(
-            request,
-            ngettext(
-                "%(n)d link moves under the new mapping: its resync is being queued.",
-                "%(n)d links move under the new mapping: their resync is being queued.",
-                impact.moving,
-            )
-            % {"n": impact.moving},
-        )
-    elif impact.affected:
-        messages.info(
-            request,
-            ngettext(
-                "%(n)d link maps differently now; it keeps its values until its order or deal changes.",
-                "%(n)d links map differently now; they keep their values until their order or deal changes.",
-                impact.affected,
-            )
-            % {"n": impact.affected},
-        )
-
-
-def _upload_text(request: HttpRequest) -> tuple[str, str]:
-    """The mapping file's text from the upload (or the confirmation page's hidden copy), or an error."""
-    if "mapping_text" in request.POST:
-        return request.POST["mapping_text"], ""
-    upload = request.FILES.get("mapping_file")
-    if upload is None:
-        return "", _("Choose a mapping file (JSON, as `statusmap export` writes it).")
-    if upload.size > MAX_UPLOAD_BYTES:
-        return "", _("The file is larger than %(size)s KB: not a mapping file.") % {
-            "size": MAX_UPLOAD_BYTES // 1024
-        }
-    raw = upload.read()
-    try:
-        # utf-8-sig: editors on Windows save JSON with a byte-order mark.
-        return raw.decode("utf-8-sig"), ""
-    except UnicodeDecodeError as exc:
-        return "", _("The file is not UTF-8 text (byte %(byte)s).") % {"byte": exc.start}
-
-
-def _sample_row(row) -> dict[str, Any]:
-    link_url = reverse("admin:statussync_link_change", args=[row.link_id])
-    if row.move == "deal":
-        what = _("deal → %(stage)s") % {"stage": stage_label(row.target)}
-    elif row.move == "order":
-        what = _("order → %(status)s") % {"status": status_label(row.target)}
-    elif row.move == "unmapped":
-        what = _("no longer mapped: stays as it is")
-    else:
-        what = _("already agrees: nothing moves")
-    return {
-        "url": link_url,
-        "order_id": row.order_id,
-        "deal_id": row.deal_id,
-        "pipeline": pipeline_label(row.pipeline_id),
-        "status": status_label(row.order_status),
-        "stage": stage_label(row.deal_stage),
-        "what": what,
-        "moves": row.move in ("deal", "order"),
-    }
-
-
-# --- the history ------------------------------------------------------------------------------------------
-
-
-@admin.register(MappingChange)
-class MappingChangeAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "username", "source", "summary", "links_affected", "resync"]
-    list_filter = ["source"]
-    search_fields = ["username"]
-    date_hierarchy = "created_at"
-    show_full_result_count = False
-    fields = [
-        "created_at",
-        "username",
-        "source",
-        "changes",
-        "links_affected",
-        "links_moving",
-        "resync",
-        "documents",
-    ]
-    readonly_fields = fields
-    actions = None
-
-    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None):
-        if request.method == "POST":
-            raise PermissionDenied  # the history is written by the changes themselves, never by hand
-        return super().changelist_view(request, extra_context)
-
-    @admin.display(description=gettext_lazy("what changed"))
-    def summary(self, obj: MappingChange) -> str:
-        lines = mapping_diff(before=obj.before, after=obj.after)
-        if not lines:
-            return "—"
-        first = diff_text(lines[0])
-        more = len(lines) - 1
-        return first + (
-            " " + ngettext("(and %(n)d more)", "(and %(n)d more)", more) % {"n": more} if more else ""
-        )
-
-    @admin.display(description=gettext_lazy("what changed"))
-    def changes(self, obj: MappingChange) -> str:
-        lines = [diff_text(line) for line in mapping_diff(before=obj.before, after=obj.after)]
-        return format_html("<ul>{}</ul>", format_html_join("", "<li>{}</li>", ((line,) for line in lines)))
-
-    @admin.display(description=gettext_lazy("resync"))
-    def resync(self, obj: MappingChange) -> str:
-        if not obj.resync_requested:
-            return "—"
-        total = obj.links_moving or 0
-        if obj.resync_finished_at:
-            return _("%(done)s of %(total)s links queued") % {"done": obj.resync_queued, "total": total}
-        return _("queuing: %(done)s of %(total)s links") % {"done": obj.resync_queued, "total": total}
-
-    @admin.display(description=gettext_lazy("documents (before → after)"))
-    def documents(self, obj: MappingChange) -> str:
-        return format_html(
-            '<div style="display:flex;gap:1em"><pre>{}</pre><pre>{}</pre></div>',
-            json.dumps(obj.before, indent=2, ensure_ascii=False),
-            json.dumps(obj.after, indent=2, ensure_ascii=False),
-        )
 
 
 def mapping_editor_url(*, pipeline_id: int, status: str = "", stage: str = "") -> str:
