@@ -4,6 +4,6 @@ log.
 One module per audience's page; importing them registers them with the admin site.
 """
 
-from . import audit, catalog, links, mapping, work
+from . import audit, catalog, links, mapping, mapping_changes, work
 
-__all__ = ["audit", "catalog", "links", "mapping", "work"]
+__all__ = ["audit", "catalog", "links", "mapping", "mapping_changes", "work"]

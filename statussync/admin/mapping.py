@@ -51,7 +51,6 @@ from statussync.models import (
 )
 
 from .catalog import catalog_refresh_view, catalog_refreshed_at
-from .mapping_changes import MappingChangeAdmin
 from .mapping_file import mapping_export_view, mapping_import_view
 from .mapping_preview import DECISION, PREVIEWED, confirmation_response, confirmed, impact_record
 
@@ -598,4 +597,4 @@ def mapping_editor_url(*, pipeline_id: int, status: str = "", stage: str = "") -
     return f"{url}?{urlencode(prefill)}" if prefill else url
 
 
-__all__ = ["MappingChangeAdmin", "PipelineAdmin", "mapping_editor_url"]
+__all__ = ["PipelineAdmin", "mapping_editor_url"]
