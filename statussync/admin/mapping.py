@@ -98,13 +98,6 @@ class StatusRuleForm(forms.ModelForm):
             stages = catalog.stage_choices(pipeline_id, keep=keep_stage)
         self.fields["order_status"] = _code_field(statuses, label=capfirst(_("order status")))
         self.fields["deal_stage"] = _code_field(stages, label=capfirst(_("deal stage")))
-        self.prefilled = bool(self.initial.get("order_status") or self.initial.get("deal_stage"))
-
-    def has_changed(self) -> bool:
-        # A row prefilled from "add a rule for this value" counts as new even if saved as offered.
-        if self.prefilled and self.instance.pk is None:
-            return True
-        return super().has_changed()
 
 
 class RuleFormSet(BaseInlineFormSet):
@@ -430,6 +423,7 @@ class PipelineAdmin(admin.ModelAdmin):
     def get_formset_kwargs(self, request: HttpRequest, obj: Pipeline, inline, prefix: str) -> dict[str, Any]:
         kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
         kwargs["form_kwargs"] = {"pipeline_id": obj.pipeline_id if obj is not None else None}
+        # Offered on the page only: the browser posts the row back as typed data, like any other row.
         if request.method == "GET":
             status = request.GET.get("add_rule_status", "")[:50]
             stage = request.GET.get("add_rule_stage", "")[:50]

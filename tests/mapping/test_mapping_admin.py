@@ -510,3 +510,16 @@ def test_it_reads_the_history_and_the_names_in_a_fixed_number_of_queries(mapped,
         mapping_import(data={**document, "awaiting_payment_statuses": ["N"] if n % 2 else ["N", "D"]})
 
     assert count_queries(client, url) == few
+
+
+def test_it_drops_a_prefilled_rule_whose_values_were_cleared(mapped):
+    client = manager_client()
+    url = page_of(mapped[1]) + "?add_rule_status=D"
+    data = form_data(client.get(url))
+    extra = int(data["rules-TOTAL_FORMS"]) - 1
+    data[f"rules-{extra}-order_status"] = ""
+
+    response = client.post(url, data)
+
+    assert response.status_code == 302
+    assert not StatusRule.objects.filter(pipeline=mapped[1], order_status="D").exists()
