@@ -48,6 +48,7 @@ class Stack:
     url: str
     database_url: str
     env: dict[str, str]
+    kind: str = "embedded"  # or "scaled"
     port: int = 0
     log_path: Path | None = None
     server: subprocess.Popen | None = None
@@ -220,6 +221,7 @@ def running_stack(kind: str, workdir: Path, **env_overrides: str) -> Iterator[St
         url=web,
         database_url=database_url,
         env=env,
+        kind=kind,
         port=port,
         log_path=workdir / "serve.log",
     )
