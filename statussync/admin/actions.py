@@ -37,8 +37,10 @@ def confirmation_page(
     button: str,
     sample: Sequence[Any],
     count: int,
+    danger: bool = False,
 ) -> TemplateResponse:
-    """The intermediate page of `action`: what it will do to `count` objects (`sample` of them listed)."""
+    """The intermediate page of `action`: what it will do to `count` objects (`sample` of them listed).
+    `danger` (closing links, giving up work) shows the confirming button in the admin's delete colour."""
     opts = modeladmin.model._meta
     context = {
         **modeladmin.admin_site.each_context(request),
@@ -57,6 +59,7 @@ def confirmation_page(
         "select_across": request.POST.get("select_across", "0"),
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         "confirm_field": CONFIRMED,
+        "danger": danger,
     }
     return TemplateResponse(request, "admin/statussync/confirm_action.html", context)
 

@@ -9,6 +9,7 @@ alone and links to it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +25,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 from django.utils.translation import gettext, ngettext, ngettext_lazy
@@ -64,6 +66,19 @@ def status_label(code: str) -> str:
 def stage_label(code: str, pipeline: int | None = None) -> str:
     """How a deal stage of `pipeline` is shown."""
     return code
+
+
+def wrappable(code: str) -> str:
+    """A code that may break after its underscores (PREPAYMENT_INVOICE), not in the middle of a word."""
+    parts = code.split("_")
+    return format_html_join(mark_safe("_<wbr>"), "{}", ((part,) for part in parts))
+
+
+def ago(moment) -> str:
+    """ "just now", or "5 minutes ago", in the reader's language."""
+    if timezone.now() - moment < timedelta(minutes=1):
+        return gettext("just now")
+    return gettext("%(time)s ago") % {"time": timesince(moment)}
 
 
 # --- The order and the deal in their portals ----------------------------------------------------------------
@@ -169,9 +184,7 @@ def link_status(link: Link) -> LinkStatus:
     if link.state == LinkState.CLOSED:
         return LinkStatus("closed", str(KIND_LABELS["closed"]), reason_text(link.closure, link.close_reason))
     if getattr(link, "has_dead_letters", False):
-        return LinkStatus(
-            "error", str(KIND_LABELS["error"]), gettext("work on this link failed; see the dead letters")
-        )
+        return LinkStatus("error", str(KIND_LABELS["error"]), gettext("work on this link failed"))
     if link.needs_attention:
         code = (link.attention or {}).get("code", "") if isinstance(link.attention, dict) else ""
         kind = next((k for k, codes in ATTENTION_KINDS.items() if code in codes), "attention")
@@ -352,7 +365,6 @@ class LinkAdmin(ActionPermissionMixin, ReadOnlyAdmin):
     list_display = [
         "order_column",
         "deal_column",
-        "pipeline_column",
         "shop_now",
         "crm_now",
         "base_column",
@@ -374,6 +386,9 @@ class LinkAdmin(ActionPermissionMixin, ReadOnlyAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Link]:
         return super().get_queryset(request).annotate(has_dead_letters=_dead_letters())
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        return super().changelist_view(request, {"title": gettext("Links"), **(extra_context or {})})
 
     def get_search_results(self, request, queryset, search_term):
         """Exact ids, compared as stored: the stock "=" search is case-insensitive (UPPER(...) on
@@ -398,11 +413,11 @@ class LinkAdmin(ActionPermissionMixin, ReadOnlyAdmin):
 
     @admin.display(description=_("Deal"), ordering="deal_id")
     def deal_column(self, link: Link) -> str:
-        return deal_html(link.deal_id)
-
-    @admin.display(description=_("Pipeline"), ordering="pipeline_id")
-    def pipeline_column(self, link: Link) -> str:
-        return "—" if link.pipeline_id is None else str(link.pipeline_id)
+        if link.pipeline_id is None:
+            return deal_html(link.deal_id)
+        pipeline = gettext("pipeline %(pipeline)s") % {"pipeline": link.pipeline_id}
+        sub = format_html('<div class="bxsync-why bxsync-nowrap">{}</div>', pipeline)
+        return format_html("{}{}", deal_html(link.deal_id), sub)
 
     @admin.display(description=_("Shop status now"))
     def shop_now(self, link: Link) -> str:
@@ -413,11 +428,11 @@ class LinkAdmin(ActionPermissionMixin, ReadOnlyAdmin):
             if link.last_order_paid
             else ""
         )
-        return format_html("{}{}", status_label(link.last_order_status), paid)
+        return format_html("{}{}", wrappable(status_label(link.last_order_status)), paid)
 
     @admin.display(description=_("CRM stage now"))
     def crm_now(self, link: Link) -> str:
-        return stage_label(link.last_deal_stage, link.pipeline_id) if link.last_deal_stage else "—"
+        return wrappable(stage_label(link.last_deal_stage, link.pipeline_id)) if link.last_deal_stage else "—"
 
     @admin.display(description=_("Agreed (base)"))
     def base_column(self, link: Link) -> str:
@@ -426,8 +441,8 @@ class LinkAdmin(ActionPermissionMixin, ReadOnlyAdmin):
         paid = format_html(' <span class="bxsync-paid">{}</span>', gettext("paid")) if link.base_paid else ""
         return format_html(
             '<span class="bxsync-base">{} ↔ {}</span>{}',
-            status_label(link.base_order_status),
-            stage_label(link.base_deal_stage, link.pipeline_id),
+            wrappable(status_label(link.base_order_status)),
+            wrappable(stage_label(link.base_deal_stage, link.pipeline_id)),
             paid,
         )
 
@@ -435,6 +450,15 @@ class LinkAdmin(ActionPermissionMixin, ReadOnlyAdmin):
     def state_column(self, link: Link) -> str:
         status = link_status(link)
         why = format_html('<div class="bxsync-why">{}</div>', status.why) if status.why else ""
+        if status.kind == "error":
+            letters = reverse("admin:statussync_deadletter_changelist")
+            why = format_html(
+                '<div class="bxsync-why">{} <a href="{}?{}">{}</a></div>',
+                status.why,
+                letters,
+                urlencode({"q": link.order_id}),
+                gettext("See the failed work"),
+            )
         return format_html('<span class="bxsync-state bxsync-{}">{}</span>{}', status.kind, status.label, why)
 
     @admin.display(description=_("Last sync"), ordering="last_read_at")
@@ -444,7 +468,7 @@ class LinkAdmin(ActionPermissionMixin, ReadOnlyAdmin):
         return format_html(
             '<span title="{}">{}</span>',
             date_format(timezone.localtime(link.last_read_at), "DATETIME_FORMAT"),
-            gettext("%(time)s ago") % {"time": timesince(link.last_read_at)},
+            ago(link.last_read_at),
         )
 
     # Actions: each asks first, then queues work for the sync run (or a background operation).
@@ -490,6 +514,7 @@ class LinkAdmin(ActionPermissionMixin, ReadOnlyAdmin):
                 button=str(text.button),
                 sample=[_link_line(link) for link in queryset[:SAMPLE_SIZE]],
                 count=count,
+                danger=action == BulkAction.REDISCOVER,
             )
         if count > INLINE_LIMIT:
             ids = list(queryset.values_list("id", flat=True))
@@ -630,7 +655,7 @@ class LinkProblemAdmin(ReadOnlyAdmin):
         return format_html(
             '{}<div class="bxsync-why">{}</div>',
             ngettext("%(count)d time", "%(count)d times", problem.times_seen) % {"count": problem.times_seen},
-            gettext("last %(time)s ago") % {"time": timesince(problem.last_seen)},
+            gettext("last: %(when)s") % {"when": ago(problem.last_seen)},
         )
 
     def get_urls(self):

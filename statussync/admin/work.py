@@ -12,8 +12,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.http import urlencode
-from django.utils.timesince import timesince
-from django.utils.translation import gettext, ngettext_lazy
+from django.utils.translation import gettext, ngettext, ngettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from statussync.jobs import jobs_discard, jobs_replay
@@ -24,6 +23,7 @@ from statussync.models import (
     Job,
     JobKind,
     JobState,
+    Link,
     Pipeline,
     Side,
     StatusRule,
@@ -32,7 +32,7 @@ from statussync.models import (
 
 from .actions import SAMPLE_SIZE, ActionPermissionMixin, action_confirmed, confirmation_page
 from .base import ReadOnlyAdmin
-from .links import deal_html, order_html, stage_label, status_label
+from .links import ago, deal_html, order_html, stage_label, status_label, wrappable
 
 
 @admin.register(Job)
@@ -119,7 +119,7 @@ class DeadLetterAdmin(ActionPermissionMixin, ReadOnlyAdmin):
     list_display_links = None
     list_filter = [DeadLetterStateFilter, "kind", "queue"]
     search_fields = ["=entity_id"]
-    search_help_text = _("An order, deal or payment id, exactly.")
+    search_help_text = _("An order, deal or payment id, exactly (an order's finds its deal's work too).")
     show_full_result_count = False
     ordering = ["-finished_at", "-id"]
     actions = ["replay", "discard"]
@@ -138,8 +138,20 @@ class DeadLetterAdmin(ActionPermissionMixin, ReadOnlyAdmin):
         return request.user.has_perm("statussync.discard_job")
 
     def get_search_results(self, request, queryset, search_term):
+        """An exact id; an order's id finds its deal's failed work too, and the other way round."""
         term = search_term.strip()
-        return (queryset.filter(entity_id=term), False) if term else (queryset, False)
+        if not term:
+            return queryset, False
+        links = Link.objects.filter(Q(order_id=term) | Q(deal_id=term))
+        pairs = list(links.values_list("order_id", "deal_id"))
+        orders = {term, *(order for order, _ in pairs)}
+        deals = {term, *(deal for _, deal in pairs)}
+        found = (
+            Q(kind=JobKind.ORDER, entity_id__in=orders)
+            | Q(kind=JobKind.DEAL, entity_id__in=deals)
+            | Q(kind=JobKind.PAYMENT, entity_id=term)
+        )
+        return queryset.filter(found), False
 
     @admin.display(description=_("Failed"), ordering="finished_at")
     def died_column(self, job: Job) -> str:
@@ -147,7 +159,7 @@ class DeadLetterAdmin(ActionPermissionMixin, ReadOnlyAdmin):
         return format_html(
             '<span title="{}">{}</span>',
             date_format(timezone.localtime(moment), "DATETIME_FORMAT"),
-            gettext("%(time)s ago") % {"time": timesince(moment)},
+            ago(moment),
         )
 
     @admin.display(description=_("Work on"))
@@ -159,9 +171,19 @@ class DeadLetterAdmin(ActionPermissionMixin, ReadOnlyAdmin):
         first = (job.last_error or "").splitlines()[0] if job.last_error else "—"
         return format_html('<span title="{}">{}</span>', job.last_error, first[:200])
 
-    @admin.display(description=_("Asked by"))
+    @admin.display(description=_("Asked for by"))
     def origin_column(self, job: Job) -> str:
-        return job.event or job.origin
+        who = {
+            "event": gettext("a webhook event"),
+            "reconcile": gettext("reconciliation"),
+            "admin": gettext("a manager"),
+        }.get(job.origin, job.origin)
+        detail = job.event if job.event and job.event != job.origin else ""
+        return format_html('{}<div class="bxsync-why">{}</div>', who, detail) if detail else who
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        title = gettext("Dead letters: work that failed for good")
+        return super().changelist_view(request, {"title": title, **(extra_context or {})})
 
     @admin.action(description=_("Replay: try the selected work again"), permissions=["replay"])
     def replay(self, request, queryset):
@@ -188,6 +210,7 @@ class DeadLetterAdmin(ActionPermissionMixin, ReadOnlyAdmin):
                 button=str(text["button"]),
                 sample=sample,
                 count=count,
+                danger=name == "discard",
             )
         ids = list(queryset.values_list("id", flat=True))
         with transaction.atomic():
@@ -223,11 +246,26 @@ def _rule_exists() -> tuple[Exists, Exists]:
     return Exists(StatusRule.objects.filter(cms)), Exists(StatusRule.objects.filter(crm))
 
 
+class UnmappedPipelineFilter(admin.SimpleListFilter):
+    title = _("pipeline")
+    parameter_name = "pipeline"
+
+    def lookups(self, request, model_admin):
+        ids = UnmappedValue.objects.order_by("pipeline_id").values_list("pipeline_id", flat=True).distinct()
+        return [(str(p), str(p)) for p in ids]
+
+    def queryset(self, request, queryset):
+        try:
+            return queryset.filter(pipeline_id=int(self.value())) if self.value() is not None else queryset
+        except ValueError:
+            return queryset.none()
+
+
 @admin.register(UnmappedValue)
 class UnmappedValueAdmin(ReadOnlyAdmin):
-    list_display = ["value_column", "side", "pipeline_id", "times_seen", "first_seen", "last_seen"]
+    list_display = ["value_column", "side", "pipeline_column", "seen_column"]
     list_display_links = None
-    list_filter = ["side", "pipeline_id"]
+    list_filter = ["side", UnmappedPipelineFilter]
     ordering = ["-last_seen"]
     show_full_result_count = False
 
@@ -252,11 +290,29 @@ class UnmappedValueAdmin(ReadOnlyAdmin):
 
         return [*self.list_display, add_rule]
 
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        title = gettext("Unmapped values seen: nothing was written for these")
+        return super().changelist_view(request, {"title": title, **(extra_context or {})})
+
     @admin.display(description=_("Value"), ordering="value")
     def value_column(self, value: UnmappedValue) -> str:
         if value.side == Side.CMS:
-            return status_label(value.value)
-        return stage_label(value.value, value.pipeline_id)
+            return wrappable(status_label(value.value))
+        return wrappable(stage_label(value.value, value.pipeline_id))
+
+    @admin.display(description=_("Pipeline"), ordering="pipeline_id")
+    def pipeline_column(self, value: UnmappedValue) -> str:
+        return str(value.pipeline_id)
+
+    @admin.display(description=_("Seen"), ordering="-times_seen")
+    def seen_column(self, value: UnmappedValue) -> str:
+        times = ngettext("%(count)d time", "%(count)d times", value.times_seen) % {"count": value.times_seen}
+        return format_html(
+            '{}<div class="bxsync-why">{}</div>',
+            times,
+            gettext("first %(first)s, last %(last)s")
+            % {"first": ago(value.first_seen), "last": ago(value.last_seen)},
+        )
 
 
 def _add_rule_html(value: UnmappedValue, *, can_edit: bool) -> str:
@@ -276,4 +332,4 @@ def _add_rule_html(value: UnmappedValue, *, can_edit: bool) -> str:
         url = reverse("admin:statussync_pipeline_add")
         query = urlencode({"pipeline_id": value.pipeline_id, param: value.value})
     label = gettext("Add a rule for this value")
-    return format_html('<a class="button" href="{}?{}">{}</a>', url, query, label)
+    return format_html('<a class="button bxsync-nowrap" href="{}?{}">{}</a>', url, query, label)
