@@ -329,3 +329,22 @@ def test_it_offers_each_action_only_to_whom_it_is_allowed(client):
     assert 'value="take_shop"' in page
     assert 'value="rediscover"' not in page  # that one needs statussync.repair_link
     assert post_action(client, "rediscover", [link], confirm=True).status_code == 403
+
+
+def test_it_has_the_sweeper_restart_a_background_operation_that_lost_its_task():
+    from datetime import timedelta
+
+    from django_q.models import OrmQ
+
+    from statussync import tasks
+
+    stalled = BulkOperation.objects.create(action="resync", link_ids=[1], total=1, state=BulkState.RUNNING)
+    BulkOperation.objects.create(action="resync", link_ids=[2], total=1, state=BulkState.QUEUED)  # just asked
+    long_ago = timezone.now() - timedelta(minutes=5)
+    BulkOperation.objects.filter(id=stalled.id).update(updated_at=long_ago)
+
+    report = tasks.sweep()
+
+    assert report["bulk_resumed"] == 1
+    bulk_tasks = [task.task["args"] for task in OrmQ.objects.all() if task.task["func"].endswith("bulk_run")]
+    assert bulk_tasks == [(stalled.id,)]
