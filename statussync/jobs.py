@@ -169,8 +169,12 @@ def job_retry(
         return JobState.DEAD
     if delay is None:
         delay = retry_delay(attempt=job.attempts)
-    if Job.objects.filter(kind=job.kind, entity_id=job.entity_id, state=JobState.PENDING).exists():
-        # A newer event already queued this entity again; that job will re-read it.
+    pending = Job.objects.filter(kind=job.kind, entity_id=job.entity_id, state=JobState.PENDING)
+    if pending.exists():
+        # A newer event already queued this entity again; that job will re-read it (and carries a manager's
+        # choice of the winning side on, unless it has one of its own).
+        if job.wins:
+            pending.filter(wins="").update(wins=job.wins)
         _held(job).update(
             state=JobState.DONE, last_error=f"superseded; {error}"[:2000], finished_at=now, updated_at=now
         )

@@ -348,3 +348,15 @@ def test_it_has_the_sweeper_restart_a_background_operation_that_lost_its_task():
     assert report["bulk_resumed"] == 1
     bulk_tasks = [task.task["args"] for task in OrmQ.objects.all() if task.task["func"].endswith("bulk_run")]
     assert bulk_tasks == [(stalled.id,)]
+
+
+def test_it_keeps_a_managers_choice_when_a_retried_job_is_superseded_by_a_new_event():
+    from statussync.jobs import job_request, job_retry, jobs_claim
+
+    job_request(kind=JobKind.ORDER, entity_id="5", origin="admin", wins="cms")
+    [claimed] = jobs_claim(queue="default", limit=10)
+    job_request(kind=JobKind.ORDER, entity_id="5")  # an event while the forced run is in flight
+
+    job_retry(job=claimed, error="portal busy")
+
+    assert Job.objects.get(state=JobState.PENDING).wins == "cms"
