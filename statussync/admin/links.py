@@ -619,6 +619,10 @@ class LinkProblemAdmin(ReadOnlyAdmin):
     def has_repair_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("statussync.repair_link")
 
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        title = gettext("Link problems: bxsync writes nothing for these until a manager chooses")
+        return super().changelist_view(request, {"title": title, **(extra_context or {})})
+
     @admin.display(description=_("Problem"), ordering="kind")
     def problem_column(self, problem: LinkProblem) -> str:
         if problem.kind == LinkProblemKind.SEVERAL_DEALS:
