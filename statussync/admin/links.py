@@ -85,7 +85,7 @@ def ago(moment) -> str:
 # Built from the portal's scheme and host only: the inbound-webhook URL's path holds its secret code, which
 # must never reach a page. Page paths:
 # - a deal card in Bitrix24: /crm/deal/details/<id>/ (the CRM's own links use it, e.g. its mobile app's
-#   `redirectUrl: /crm/deal/details/${entityId}/`; docs/bitrix-setup.md);
+#   `redirectUrl: /crm/deal/details/${entityId}/`);
 # - an order in the shop's admin (module sale): /bitrix/admin/sale_order_view.php?ID=<id>, where the sale
 #   module's own order editor sends a user who may only view (`LocalRedirect("/bitrix/admin/
 #   sale_order_view.php?ID=".$ID."&lang=".LANGUAGE_ID)`); without `lang` the admin uses its default language.
