@@ -90,6 +90,9 @@ def run(*, port: int, orders: int, activity: float, shop_port: int, crm_port: in
             # The demo serves plain HTTP on 127.0.0.1: secure-only cookies would break its admin login.
             "SESSION_COOKIE_SECURE": "false",
             "CSRF_COOKIE_SECURE": "false",
+            # Show what bxsync says on a deal when it blocks or overrides a change there
+            # (the sandbox's /_sandbox/comments/<deal id>).
+            "BXSYNC_CRM_COMMENTS": os.environ.get("BXSYNC_CRM_COMMENTS", "true"),
         }
         return services_run(host="127.0.0.1", port=port, extra_env=extra_env)
     finally:

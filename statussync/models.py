@@ -6,8 +6,10 @@ create a second active link for one order, or an ambiguous mapping rule.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 
 class Side(models.TextChoices):
@@ -118,12 +120,28 @@ class Link(models.Model):
     intent_value = models.CharField(max_length=50, blank=True)
     intent_base = models.JSONField(null=True, blank=True)
     intent_at = models.DateTimeField(null=True, blank=True)
+    # Both sides as the last run read them (after its own write), so the admin shows where the order and the
+    # deal are now without calling the portals.
+    last_order_status = models.CharField(max_length=50, blank=True)
+    last_order_paid = models.BooleanField(null=True, blank=True)
+    last_deal_stage = models.CharField(max_length=50, blank=True)
+    last_read_at = models.DateTimeField(null=True, blank=True, help_text="When a run last read both sides.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     close_reason = models.CharField(max_length=200, blank=True)
+    # Why and by whom the link was closed, as a reason code with parameters (statussync.reasons); empty when
+    # bxsync closed it itself (a deleted order or deal: `close_reason` says so).
+    closure = models.JSONField(null=True, blank=True)
+    closed_by = models.CharField(max_length=150, blank=True)
 
     class Meta:
+        permissions = [
+            # Also created by the roles' data migration (the `mapping` branch); declared here so the admin's
+            # actions can name them before that lands.
+            ("resync_link", _("Can resync links and take one side's value")),
+            ("repair_link", _("Can rediscover links and resolve link problems")),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["order_id"], condition=Q(state="active"), name="one_active_link_per_order"
@@ -200,6 +218,8 @@ class JobState(models.TextChoices):
     RUNNING = "running", "Running"
     DONE = "done", "Done"
     DEAD = "dead", "Dead letter"
+    # A dead letter a manager chose not to replay: kept (not deleted) so the audit can say what was given up.
+    DISCARDED = "discarded", "Discarded"
 
 
 class Queue(models.TextChoices):
@@ -217,7 +237,7 @@ class Job(models.Model):
     kind = models.CharField(max_length=8, choices=JobKind.choices)
     entity_id = models.CharField(max_length=32)
     queue = models.CharField(max_length=10, choices=Queue.choices, default=Queue.DEFAULT)
-    state = models.CharField(max_length=8, choices=JobState.choices, default=JobState.PENDING, db_index=True)
+    state = models.CharField(max_length=10, choices=JobState.choices, default=JobState.PENDING, db_index=True)
     origin = models.CharField(max_length=16, default="event", help_text="event, reconcile or admin")
     event = models.CharField(
         max_length=64, blank=True, help_text="The (first) event that asked for this work."
@@ -228,11 +248,18 @@ class Job(models.Model):
     lease_until = models.DateTimeField(null=True, blank=True)
     claim_token = models.CharField(max_length=32, blank=True, db_index=True)
     last_error = models.TextField(blank=True)
+    # A manager's "take the shop's (CRM's) value": the engine decides with that side winning.
+    wins = models.CharField(max_length=3, choices=Side.choices, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        permissions = [
+            # Also created by the roles' data migration (the `mapping` branch), see Link.Meta.
+            ("replay_job", _("Can replay dead-letter jobs")),
+            ("discard_job", _("Can discard dead-letter jobs")),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["kind", "entity_id"], condition=Q(state="pending"), name="one_pending_job_per_entity"
@@ -242,6 +269,15 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.entity_id} ({self.state})"
+
+
+class DeadLetter(Job):
+    """The dead-letter list: jobs that failed for good, with their error, to replay or discard."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("dead letter")
+        verbose_name_plural = _("dead letters")
 
 
 class Outcome(models.TextChoices):
@@ -328,3 +364,102 @@ class PortalHealth(models.Model):
 
     def __str__(self) -> str:
         return self.portal
+
+
+class LinkProblemKind(models.TextChoices):
+    DEAL_ORDER_CHANGED = "deal_order_changed", _("The deal names another order")
+    SEVERAL_DEALS = "several_deals", _("Several deals name one order")
+
+
+class LinkProblemState(models.TextChoices):
+    OPEN = "open", _("Open")
+    RESOLVED = "resolved", _("Resolved")
+
+
+class LinkProblem(models.Model):
+    """A link bxsync cannot sync until a manager says which deal goes with which order.
+
+    Written by the sync run (`statussync.sync.record`): a linked deal whose order field now names another
+    order (or none), or several deals naming one order. Kept after it is resolved, with who resolved it and
+    how.
+    """
+
+    kind = models.CharField(max_length=20, choices=LinkProblemKind.choices)
+    # What the problem is about: the deal id (its order field changed) or the order id (several deals).
+    key = models.CharField(max_length=32)
+    state = models.CharField(
+        max_length=8, choices=LinkProblemState.choices, default=LinkProblemState.OPEN, db_index=True
+    )
+    order_id = models.CharField(max_length=32, db_index=True)
+    deal_id = models.CharField(max_length=32, blank=True, help_text="The linked deal, when there is a link.")
+    # The deals that name the order (several deals), or the order the deal names now (deal order changed).
+    deals = models.JSONField(default=list, blank=True)
+    named_order = models.CharField(max_length=32, blank=True)
+    link = models.ForeignKey(Link, null=True, blank=True, on_delete=models.SET_NULL, related_name="problems")
+    first_seen = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField(auto_now=True)
+    times_seen = models.PositiveIntegerField(default=1)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=150, blank=True)
+    # How it was resolved, as a reason code with parameters (statussync.reasons).
+    resolution = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("link problem")
+        verbose_name_plural = _("link problems")
+        ordering = ["-last_seen", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "key"], condition=Q(state="open"), name="one_open_problem_per_subject"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key}"
+
+
+class BulkAction(models.TextChoices):
+    RESYNC = "resync", _("Resync")
+    TAKE_SHOP = "take_shop", _("Take the shop's value")
+    TAKE_CRM = "take_crm", _("Take the CRM's value")
+    REDISCOVER = "rediscover", _("Rediscover the link")
+
+
+class BulkState(models.TextChoices):
+    QUEUED = "queued", _("Waiting to start")
+    RUNNING = "running", _("Running")
+    DONE = "done", _("Done")
+    FAILED = "failed", _("Failed")
+
+
+class BulkOperation(models.Model):
+    """An admin action on more links than one request should touch, worked through in the background.
+
+    A django-q2 task takes `CHUNK` links at a time, each chunk its own short transaction, and records how far
+    it got (`done`), so the progress page can show it and a task that stops is resumed where it stopped.
+    """
+
+    action = models.CharField(max_length=12, choices=BulkAction.choices)
+    state = models.CharField(max_length=8, choices=BulkState.choices, default=BulkState.QUEUED)
+    # The links chosen when the manager confirmed, so later changes to the list do not change the selection.
+    link_ids = models.JSONField(default=list)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0, help_text="Links closed in the meantime.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    # The last progress: the sweeper resumes an operation that made none for a while.
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = _("background operation")
+        verbose_name_plural = _("background operations")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} · {self.done}/{self.total}"
