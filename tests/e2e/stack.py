@@ -244,6 +244,7 @@ def running_stack(kind: str, workdir: Path, **env_overrides: str) -> Iterator[St
 
 
 _DATABASES = itertools.count()
+_REDIS_DATABASES = itertools.count()
 
 
 def _descendants(pid: int) -> list[int]:
@@ -271,8 +272,10 @@ def _scaled_backends() -> tuple[str, dict[str, str]]:
     with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
-    # A Redis database of our own; BXSYNC_E2E_REDIS_DB lets two checkouts run the scaled leg side by side.
-    redis_url = f"{REDIS_SERVER}/{os.environ.get('BXSYNC_E2E_REDIS_DB', '7')}"
+    # A Redis database of each stack's own (two stacks on one database would share django-q2's queue and
+    # take each other's wake-ups); BXSYNC_E2E_REDIS_DB moves the range so two checkouts can run side by side.
+    redis_db = (int(os.environ.get("BXSYNC_E2E_REDIS_DB", "7")) + next(_REDIS_DATABASES)) % 16
+    redis_url = f"{REDIS_SERVER}/{redis_db}"
     redis.Redis.from_url(redis_url).flushdb()
     return f"{PG_SERVER}/{name}", {"REDIS_URL": redis_url}
 
