@@ -9,10 +9,11 @@ from statussync.jobs import job_request
 from statussync.models import JobKind, Link
 
 from .base import ReadOnlyAdmin
+from .timeline import LinkTimelineMixin
 
 
 @admin.register(Link)
-class LinkAdmin(ReadOnlyAdmin):
+class LinkAdmin(LinkTimelineMixin, ReadOnlyAdmin):
     list_display = [
         "order_id",
         "deal_id",
