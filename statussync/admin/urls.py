@@ -1,0 +1,14 @@
+"""bxsync's own admin pages beside the models' ones: the header search.
+
+Included under `admin/` before the admin site's own URLs (bxsync_project/urls.py); each view goes through
+`admin_view`, so it needs a staff login like every admin page, and checks its own permission.
+"""
+
+from django.contrib import admin
+from django.urls import path
+
+from .find import find_view
+
+urlpatterns = [
+    path("find/", admin.site.admin_view(find_view), name="bxsync-find"),
+]
