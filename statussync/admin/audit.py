@@ -160,12 +160,14 @@ def _moment(value: str | None, *, end_of_day: bool) -> datetime | None:
     """A `since`/`until` value as an aware moment in the current time zone."""
     if not value:
         return None
-    moment = parse_datetime(value)
-    if moment is None:
-        day = parse_date(value)
-        if day is None:
-            raise ValidationError(gettext("Not a date: %(value)s") % {"value": value})
+    # A date first: parse_datetime would read "2026-11-30" as its midnight, losing "to the end of that day".
+    day = parse_date(value) if len(value) == 10 else None
+    if day is not None:
         moment = datetime.combine(day + timedelta(days=1) if end_of_day else day, time.min)
+    else:
+        moment = parse_datetime(value)
+        if moment is None:
+            raise ValidationError(gettext("Not a date: %(value)s") % {"value": value})
     if timezone.is_naive(moment):
         moment = timezone.make_aware(moment)
     return moment
