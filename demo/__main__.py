@@ -46,6 +46,7 @@ def run(*, port: int, orders: int, activity: float, shop_port: int, crm_port: in
     from bitrix_sandbox import CrmConfig, Sandbox, SandboxConfig, ShopConfig
     from demo.summary import LivePrinter, reconcile_line
     from statussync.mapping import mapping_import
+    from statussync.models import Link, LinkState
     from statussync.reconcile import reconcile_run
     from statussync.runner import services_run
     from statussync.schedules import schedules_ensure
@@ -78,13 +79,14 @@ def run(*, port: int, orders: int, activity: float, shop_port: int, crm_port: in
         schedules_ensure()
         print("Linking the sample orders and deals (a first reconciliation)…", flush=True)
         report = reconcile_run(process_inline=True)
-        print(f"  {reconcile_line(report.counts())}", flush=True)
+        linked = Link.objects.filter(state=LinkState.ACTIVE).count()
+        print(f"  {reconcile_line(report.counts(), linked=linked)}", flush=True)
         sandbox.start_traffic(rate=activity)
         print(
             f"\nbxsync demo is running.\n"
             f"  Admin:     {web}/admin/   login: admin   password: {password}\n"
-            f"  Try:       type an order id ({pairs[0][0]}, say) in the admin's search box: its timeline "
-            f"says why it is in its status. The Dashboard is beside it.\n"
+            f"  Try:       type an order id ({pairs[0][0]}, say) in the admin's search box: its\n"
+            f"             timeline says why it is in its status. The Dashboard is beside it.\n"
             f"  Health:    {web}/api/health/\n"
             f"  Sandboxes: shop http://127.0.0.1:{sandbox.shop.port}/_sandbox/state · "
             f"CRM http://127.0.0.1:{sandbox.crm.port}/_sandbox/state\n"

@@ -61,21 +61,31 @@ def summary_line(counts: DemoCounts) -> str:
     }
 
 
-def reconcile_line(counts: Mapping[str, int]) -> str:
-    """The first reconciliation's report in words: what it read and what it decided, by outcome."""
+def reconcile_line(counts: Mapping[str, int], *, linked: int) -> str:
+    """The first reconciliation's report in words: what it read, how many pairs are linked, and any other
+    outcome than "nothing to do" (a pair found in agreement)."""
     from statussync.admin.timeline import outcome_title
 
-    decided = {str(key): n for key, n in counts.items() if key not in ("orders", "deals", "queued")}
-    parts = [
-        gettext("%(outcome)s: %(n)s") % {"n": n, "outcome": outcome_title(key).lower()}
-        for key, n in sorted(decided.items(), key=lambda kv: -kv[1])
-        if n
-    ]
-    line = gettext("Read %(orders)s orders and %(deals)s deals") % {
+    other = {
+        str(key): n
+        for key, n in counts.items()
+        if key not in ("orders", "deals", "queued", "no_change", "echo") and n
+    }
+    line = gettext("Read %(orders)s orders and %(deals)s deals; %(linked)s pairs are linked") % {
         "orders": counts.get("orders", 0),
         "deals": counts.get("deals", 0),
+        "linked": linked,
     }
-    return line + (": " + ", ".join(parts) if parts else "") + "."
+    if other:
+        line += (
+            " ("
+            + ", ".join(
+                gettext("%(outcome)s: %(n)s") % {"outcome": outcome_title(key).lower(), "n": n}
+                for key, n in sorted(other.items(), key=lambda kv: -kv[1])
+            )
+            + ")"
+        )
+    return line + "."
 
 
 class LivePrinter:

@@ -33,9 +33,9 @@ def test_it_says_what_the_first_reconciliation_did_without_python_reprs():
     # What ReconcileReport.counts() returns: outcome keys are TextChoices members.
     counts = {"orders": 43, "deals": 43, "queued": 0, "no_change": 40, Outcome.UNLINKED: 6}
 
-    line = reconcile_line(counts)
+    line = reconcile_line(counts, linked=40)
 
-    assert line == "Read 43 orders and 43 deals: nothing to do: 40, no partner found: 6."
+    assert line == "Read 43 orders and 43 deals; 40 pairs are linked (no partner found: 6)."
     assert "Outcome." not in line
     assert "{" not in line
 
