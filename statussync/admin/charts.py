@@ -28,16 +28,14 @@ class Series:
     values: Sequence[int]
 
 
-def nice_ceiling(value: float) -> int:
-    """The smallest of 1, 2, 2.5 or 5 times a power of ten at or above `value` (at least 4): round steps
-    for the axis."""
-    if value <= 4:
-        return 4
-    magnitude = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
-        if step * magnitude >= value:
-            return math.ceil(step * magnitude)
-    return int(10 * magnitude)  # pragma: no cover - the loop always returns
+def axis_scale(peak: float, *, ticks: int = 5) -> tuple[int, int]:
+    """The axis' top and step for values up to `peak`: a round step (1, 2 or 5 times a power of ten) and at
+    most `ticks` steps, so every label is a whole, round number."""
+    rough = max(peak, 1) / ticks
+    magnitude = 10 ** math.floor(math.log10(rough))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= rough)
+    step = max(int(step), 1)
+    return max(math.ceil(peak / step), 1) * step, step
 
 
 def stacked_bars_svg(
@@ -53,7 +51,7 @@ def stacked_bars_svg(
     slots = len(labels)
     totals = [sum(series.values[i] for series in bars) for i in range(slots)]
     peak = max([*totals, *(line.values if line else []), 0])
-    top = nice_ceiling(peak)
+    top, step = axis_scale(peak)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     slot_w = plot_w / max(slots, 1)
     bar_w = max(slot_w * 0.7, 1)
@@ -66,10 +64,9 @@ def stacked_bars_svg(
         f'aria-label="{escape(title)}" class="bx-svg-chart" font-family="sans-serif" font-size="12">',
         f"<title>{escape(title)}</title>",
     ]
-    for i in range(5):  # grid lines and the y axis
-        value = top * i / 4
+    for value in range(0, top + 1, step):  # grid lines and the y axis
         gy = y(value)
-        label = f"{value:g}"
+        label = str(value)
         parts.append(
             f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{gy:.1f}" y2="{gy:.1f}" stroke="#8884" '
             f'stroke-width="1"/><text x="{LEFT - 6}" y="{gy + 4:.1f}" text-anchor="end" fill="#888">'

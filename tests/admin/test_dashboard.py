@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from statussync.admin.charts import nice_ceiling
+from statussync.admin.charts import axis_scale
 from statussync.admin.dashboard import activity_hourly, payment_latency
 from statussync.bitrix.ratelimit import limiter_for, limiter_level
 from statussync.models import AuditEntry, InboundEvent, Job, JobState, Link, Watermark
@@ -139,7 +139,8 @@ def test_it_reads_a_bounded_number_of_queries(client, django_assert_max_num_quer
 
 
 @pytest.mark.parametrize(
-    ("value", "expected"), [(0, 4), (3, 4), (7, 10), (11, 20), (21, 25), (26, 50), (980, 1000)]
+    ("peak", "expected"),
+    [(0, (1, 1)), (3, (3, 1)), (7, (8, 2)), (26, (30, 10)), (50, (50, 10)), (980, (1000, 200))],
 )
-def test_it_picks_round_axis_maxima(value, expected):
-    assert nice_ceiling(value) == expected
+def test_it_picks_round_axis_steps(peak, expected):
+    assert axis_scale(peak) == expected
