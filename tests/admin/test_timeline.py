@@ -8,8 +8,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from statussync.admin.timeline import Cursor, DecisionStep, EventStep, link_timeline
+from statussync.admin.timeline import Cursor, DecisionStep, EventStep, link_timeline, reason_text
 from statussync.models import AuditEntry, InboundEvent, Link, LinkState
+from statussync.reasons import why
 from tests.admin.people import support_make
 from tests.admin.story import link_story
 
@@ -201,3 +202,13 @@ def test_it_survives_a_malformed_cursor(client, admin_user):
     assert Cursor.decode("1.2.3") is None
     cursor = Cursor(timezone.now(), 1, 42)
     assert Cursor.decode(cursor.encode()) == cursor
+
+
+def test_it_names_statuses_and_stages_through_the_label_helpers(monkeypatch):
+    monkeypatch.setattr("statussync.admin.timeline.order_status_label", lambda code: f"Paid ({code})")
+    monkeypatch.setattr("statussync.admin.timeline.deal_stage_label", lambda code, pipeline=None: f"«{code}»")
+    inner = why("deal_to_order", stage="WON", status="N", target="F")
+
+    text = reason_text(reason=why("conflict_crm_wins", policy="latest", then=inner).as_json())
+
+    assert text == "both sides changed; latest: the CRM wins; deal stage «WON»: order Paid (N) → Paid (F)"
