@@ -310,7 +310,7 @@ class AuditEntry(models.Model):
         permissions = [("view_dashboard", "Can view the dashboard")]
 
     def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.outcome}"
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.get_outcome_display()}"
 
 
 class Watermark(models.Model):

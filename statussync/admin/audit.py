@@ -22,8 +22,8 @@ from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.urls import path, reverse
 from django.utils import timezone, translation
 from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.formats import date_format
 from django.utils.html import format_html
-from django.utils.text import capfirst
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -31,10 +31,18 @@ from statussync.models import AuditEntry, Outcome
 
 from .base import ReadOnlyAdmin
 from .paging import LargeTableAdmin
-from .timeline import ORIGIN_WORDS, OUTCOME_TONE, duration_text, outcome_title, reason_text
+from .timeline import OUTCOME_TONE, decision_step, duration_text, outcome_title, reason_text
 
 # Rows per query of a CSV export: memory stays at one chunk however many rows the filter matches.
 EXPORT_CHUNK = 2000
+
+
+# What asked for a decision, short enough for a column and a filter (the timeline says it at length).
+ORIGIN_SHORT: dict[str, Any] = {
+    "event": _("Bitrix event"),
+    "reconcile": _("Regular check"),
+    "admin": _("Manager"),
+}
 
 
 class OutcomeFilter(admin.SimpleListFilter):
@@ -76,7 +84,7 @@ class OriginFilter(admin.SimpleListFilter):
     parameter_name = "origin"
 
     def lookups(self, request, model_admin):
-        return [(key, capfirst(str(words))) for key, words in ORIGIN_WORDS.items()]
+        return list(ORIGIN_SHORT.items())
 
     def queryset(self, request, queryset):
         if self.value():
@@ -190,7 +198,9 @@ def id_query(text: str) -> tuple[str | None, str] | None:
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(LargeTableAdmin, ReadOnlyAdmin):
-    list_display = ["when", "outcome_badge", "side", "ids", "reason_in_words", "latency", "asked"]
+    # Side and time taken are on each entry's page, not columns: the table must fit beside the filters, and
+    # the outcome and the reason say which side moved.
+    list_display = ["when", "outcome_badge", "ids", "reason_in_words", "asked"]
     list_display_links = ["when"]
     list_filter = [OutcomeFilter, "side", OriginFilter, CreatedBetweenFilter]
     # Searched by `get_search_results`: ids exactly (indexed), anything else in the English message.
@@ -202,27 +212,45 @@ class AuditEntryAdmin(LargeTableAdmin, ReadOnlyAdmin):
     # Sorting by another column would sort millions of rows; newest first, or oldest first, only.
     sortable_by = ["when"]
     list_per_page = 100
+    # The entry as the timeline tells it first; the raw record after, for integrators.
     fields = [
-        "created_at",
-        "outcome",
+        "when",
+        "outcome_badge",
         "reason_in_words",
+        "meaning",
+        "found",
+        "wrote",
         "timeline",
+        "ids",
         "side",
         "event",
-        "origin",
-        "order_id",
-        "deal_id",
+        "asked",
+        "rest",
+        "latency",
         "before",
         "after",
-        "rest_calls",
-        "latency_ms",
         "message",
     ]
-    readonly_fields = ["created_at", "reason_in_words", "timeline"]
+    readonly_fields = fields
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {
+            "title": gettext("Audit log: every decision bxsync made"),
+            "export_query": request.GET.urlencode(),
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, extra_context)
 
     @admin.display(description=_("when"), ordering="created_at")
-    def when(self, entry: AuditEntry) -> datetime:
-        return entry.created_at
+    def when(self, entry: AuditEntry) -> str:
+        # Seconds matter in a log; the whole moment in the tooltip.
+        moment = timezone.localtime(entry.created_at)
+        return format_html(
+            '<time datetime="{}" title="{}">{}</time>',
+            moment.isoformat(),
+            date_format(moment, "DATETIME_FORMAT"),
+            date_format(moment, "j M, H:i:s"),
+        )
 
     @admin.display(description=_("outcome"))
     def outcome_badge(self, entry: AuditEntry) -> str:
@@ -241,13 +269,29 @@ class AuditEntryAdmin(LargeTableAdmin, ReadOnlyAdmin):
     def reason_in_words(self, entry: AuditEntry) -> str:
         return reason_text(reason=entry.reason, message=entry.message)
 
+    @admin.display(description=_("what it means"))
+    def meaning(self, entry: AuditEntry) -> str:
+        return decision_step(entry).explanation
+
+    @admin.display(description=_("found"))
+    def found(self, entry: AuditEntry) -> str:
+        return "; ".join(decision_step(entry).seen) or "—"
+
+    @admin.display(description=_("wrote"))
+    def wrote(self, entry: AuditEntry) -> str:
+        return decision_step(entry).write or gettext("nothing")
+
+    @admin.display(description=_("REST calls"))
+    def rest(self, entry: AuditEntry) -> int:
+        return entry.rest_calls
+
     @admin.display(description=_("took"))
     def latency(self, entry: AuditEntry) -> str:
         return duration_text(entry.latency_ms)
 
     @admin.display(description=_("what asked"))
     def asked(self, entry: AuditEntry) -> str:
-        return capfirst(str(ORIGIN_WORDS.get(entry.origin, entry.origin)))
+        return str(ORIGIN_SHORT.get(entry.origin, entry.origin))
 
     @admin.display(description=_("timeline"))
     def timeline(self, entry: AuditEntry) -> str:
@@ -277,10 +321,6 @@ class AuditEntryAdmin(LargeTableAdmin, ReadOnlyAdmin):
             name="statussync_auditentry_export",
         )
         return [export, *super().get_urls()]
-
-    def changelist_view(self, request, extra_context=None):
-        extra_context = {**(extra_context or {}), "export_query": request.GET.urlencode()}
-        return super().changelist_view(request, extra_context)
 
     def export_view(self, request):
         """The filtered audit list as CSV, streamed a chunk at a time."""

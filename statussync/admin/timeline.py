@@ -318,7 +318,7 @@ def link_timeline(
     events = _event_rows(
         link=link, payments=payments, since=since, until=until, before=before, after=after, size=size
     )
-    steps: list[Step] = [_event_step(e, link=link) for e in events] + [_decision_step(a) for a in audit]
+    steps: list[Step] = [_event_step(e, link=link) for e in events] + [decision_step(a) for a in audit]
     steps.sort(key=lambda s: s.cursor, reverse=newest_first)
     more = len(steps) > size
     steps = steps[:size]
@@ -450,7 +450,8 @@ def _event_step(event: InboundEvent, *, link: Link) -> EventStep:
     )
 
 
-def _decision_step(entry: AuditEntry) -> DecisionStep:
+def decision_step(entry: AuditEntry) -> DecisionStep:
+    """One audit entry as the timeline tells it."""
     title, explanation = OUTCOME_STORY.get(entry.outcome, (entry.outcome, ""))
     before, after = entry.before or {}, entry.after or {}
     pipeline = before.get("pipeline")
@@ -597,7 +598,7 @@ def link_summary(*, link: Link) -> LinkSummary:
         agreed_at=link.base_at,
         attention=attention,
         closed_reason=link.close_reason,
-        explaining=_decision_step(entry) if entry else None,
+        explaining=decision_step(entry) if entry else None,
     )
 
 
