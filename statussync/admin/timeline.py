@@ -382,14 +382,14 @@ def _audit_rows(
     size: int,
 ) -> list[AuditEntry]:
     # The link's own decisions, and those about its order or deal made while it had no link (the first
-    # sight, an unlinked deal, a second deal naming the order). Kept as one OR of equalities, each indexed.
-    mine = Q(link=link) | (
-        Q(link__isnull=True)
-        & (Q(order_id=link.order_id) | Q(deal_id=link.deal_id))
-        & _in_span("created_at", since, until)
-    )
+    # sight, an unlinked deal, a second deal naming the order). The link's own carry its order and deal ids,
+    # so one OR of two indexed equalities finds both. Not `link_id IS NULL` in SQL: the planner may walk that
+    # index, which holds every unlinked entry of the table; within the span no other link has this order or
+    # deal, and the few rows of another link that a race could leave there are dropped below.
+    mine = (Q(order_id=link.order_id) | Q(deal_id=link.deal_id)) & _in_span("created_at", since, until)
     condition, ordering = _paged(1, "created_at", before, after)
-    return list(AuditEntry.objects.filter(mine & condition).order_by(*ordering)[: size + 1])
+    rows = AuditEntry.objects.filter(mine & condition).order_by(*ordering)[: size + 1]
+    return [row for row in rows if row.link_id in (None, link.id)]
 
 
 def _payment_ids(link: Link) -> list[str]:

@@ -13,7 +13,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from statussync.models import AuditEntry
+from statussync.models import AuditEntry, Link
 from statussync.reasons import why
 from tests.admin.people import support_make
 
@@ -111,3 +111,39 @@ def test_it_pages_through_millions_with_newer_and_older_links(client, many_rows)
     assert "← Newer" in second
     assert "Show all" not in first
     assert not re.search(r"\d+ (results?|audit entr)", first)  # no count anywhere
+
+
+def _plans_of_big_tables(queries) -> list[tuple[str, list[str]]]:
+    return [
+        (q["sql"], _plan(q["sql"]))
+        for q in queries.captured_queries
+        if 'FROM "statussync_auditentry"' in q["sql"] or 'FROM "statussync_inboundevent"' in q["sql"]
+    ]
+
+
+def test_it_reads_a_timeline_through_the_ids_not_through_every_unlinked_entry(client, many_rows):
+    # The 20,000 rows have no link: an index on "link_id IS NULL" would read them all.
+    link = Link.objects.create(order_id="123", deal_id="100123")
+    client.force_login(support_make())
+
+    with CaptureQueriesContext(connection) as queries:
+        html = client.get(f"/admin/statussync/link/{link.id}/change/").content.decode()
+
+    assert html.count('data-kind="decision"') == 4  # order 123's entries (i % 5000 == 123)
+    for sql, plan in _plans_of_big_tables(queries):
+        assert not any(step.startswith("SCAN") for step in plan), plan
+        unlinked_by_index = "IS NULL" in sql and any("audit_link_time" in step for step in plan)
+        assert not unlinked_by_index, plan
+
+
+def test_it_counts_the_dashboards_day_from_the_time_indexes_alone(client, many_rows):
+    client.force_login(support_make())
+
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/admin/dashboard/").status_code == 200
+
+    plans = [plan for _sql, plan in _plans_of_big_tables(queries)]
+    assert plans
+    for plan in plans:
+        assert not any(step.startswith("SCAN") for step in plan), plan
+    assert any("COVERING INDEX audit_time_outcome" in step for plan in plans for step in plan)
