@@ -15,8 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count
-from django.db.models.functions import TruncHour
+from django.db.models import Count, Q
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.translation import gettext
@@ -91,36 +90,33 @@ def activity_hourly(*, now: datetime, hours: int = HOURS) -> HourlyActivity:
     end = timezone.localtime(now).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     start = end - timedelta(hours=hours)
     slots = [start + timedelta(hours=i) for i in range(hours)]
-    index = {slot: i for i, slot in enumerate(slots)}
-
-    def slot_of(moment: datetime) -> int | None:
-        return index.get(timezone.localtime(moment).replace(minute=0, second=0, microsecond=0))
-
     group_of = {outcome: key for key, _label, _color, outcomes in OUTCOME_GROUPS for outcome in outcomes}
     groups = {key: [0] * hours for key in [*group_of.values(), QUIET_GROUP[0]]}
+    # One pass over each table's time index, each hour a filtered count: plain comparisons the database
+    # evaluates itself, where truncating every row's time to its hour (TruncHour) calls a function per row
+    # (on SQLite, a Python one) and took ten times longer on a day of a million-row audit.
+    buckets = {f"h{i}": (slot, slot + timedelta(hours=1)) for i, slot in enumerate(slots)}
+
+    def hourly(field_name: str) -> dict[str, Count]:
+        return {
+            name: Count("pk", filter=Q(**{f"{field_name}__gte": lo, f"{field_name}__lt": hi}))
+            for name, (lo, hi) in buckets.items()
+        }
+
     decided = (
         AuditEntry.objects.filter(created_at__gte=start, created_at__lt=end)
-        .annotate(hour=TruncHour("created_at"))
-        .values("hour", "outcome")
-        .annotate(n=Count("pk"))
+        .values("outcome")
+        .annotate(**hourly("created_at"))
         .order_by()
     )
     for row in decided:
-        i = slot_of(row["hour"])
-        if i is not None:
-            groups[group_of.get(row["outcome"], QUIET_GROUP[0])][i] += row["n"]
-    events = [0] * hours
-    received = (
-        InboundEvent.objects.filter(received_at__gte=start, received_at__lt=end)
-        .annotate(hour=TruncHour("received_at"))
-        .values("hour")
-        .annotate(n=Count("pk"))
-        .order_by()
+        series = groups[group_of.get(row["outcome"], QUIET_GROUP[0])]
+        for i in range(hours):
+            series[i] += row[f"h{i}"]
+    received = InboundEvent.objects.filter(received_at__gte=start, received_at__lt=end).aggregate(
+        **hourly("received_at")
     )
-    for row in received:
-        i = slot_of(row["hour"])
-        if i is not None:
-            events[i] += row["n"]
+    events = [received[f"h{i}"] for i in range(hours)]
 
     activity = HourlyActivity(hours=slots, events=events, groups=groups)
     colors = {key: color for key, _label, color, _outcomes in OUTCOME_GROUPS} | {
