@@ -132,6 +132,16 @@ class Link(models.Model):
                 fields=["deal_id"], condition=Q(state="active"), name="one_active_link_per_deal"
             ),
         ]
+        indexes = [
+            # The links that need a person (the dashboard, the links list), newest first: a handful among
+            # hundreds of thousands. SQLite cannot use an index for the bare boolean test the ORM writes
+            # (`WHERE needs_attention`), but it does use a partial index with the same condition.
+            models.Index(
+                fields=["-updated_at"],
+                condition=Q(needs_attention=True, state="active"),
+                name="link_needs_attention",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"order {self.order_id} ↔ deal {self.deal_id}"

@@ -147,3 +147,7 @@ def test_it_counts_the_dashboards_day_from_the_time_indexes_alone(client, many_r
     for plan in plans:
         assert not any(step.startswith("SCAN") for step in plan), plan
     assert any("COVERING INDEX audit_time_outcome" in step for plan in plans for step in plan)
+    # The links needing attention: a partial index, not a walk over every active link.
+    attention = [_plan(q["sql"]) for q in queries.captured_queries if '"needs_attention"' in q["sql"]]
+    assert len(attention) == 2
+    assert all(any("link_needs_attention" in step for step in plan) for plan in attention), attention
