@@ -172,6 +172,7 @@ class PortalRow:
     side: str
     name: str
     health: dict[str, Any]
+    # None when the bucket holds nothing: never used (the database store), or drained and expired (Redis).
     level: float | None
     burst: int
     reserve: int
