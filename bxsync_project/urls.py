@@ -3,6 +3,8 @@ from django.urls import include, path
 
 urlpatterns = [
     path("api/", include("statussync.urls")),
+    # bxsync's own admin pages (the dashboard, the header search), before the admin site's catch-alls.
+    path("admin/", include("statussync.admin.urls")),
     path("admin/", admin.site.urls),
 ]
 

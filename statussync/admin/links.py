@@ -51,6 +51,7 @@ from statussync.reasons import Reason
 
 from .actions import SAMPLE_SIZE, ActionPermissionMixin, action_confirmed, confirmation_page
 from .base import ReadOnlyAdmin
+from .timeline import LinkTimelineMixin
 
 # --- Names of statuses and stages ---------------------------------------------------------------------------
 # The catalog of names (the `mapping` branch) shows "name (code)"; until it lands, the codes. Every page of
@@ -361,7 +362,7 @@ BACKGROUND_NOTE = _(
 
 
 @admin.register(Link)
-class LinkAdmin(ActionPermissionMixin, ReadOnlyAdmin):
+class LinkAdmin(LinkTimelineMixin, ActionPermissionMixin, ReadOnlyAdmin):
     list_display = [
         "order_column",
         "deal_column",

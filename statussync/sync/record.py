@@ -357,6 +357,9 @@ def _audit(item: Item, *, outcome: str, reason: Reason, link: Link | None, after
 
 def _before_dict(item: Item) -> dict[str, Any]:
     state: dict[str, Any] = {}
+    if item.payment_id:
+        # A payment event names the payment, not the order: the link's timeline finds the event by it.
+        state["payment"] = item.payment_id
     if item.order is not None:
         state["order_status"] = item.order.status
         state["order_paid"] = item.order.paid
