@@ -3,6 +3,8 @@ from django.urls import include, path
 
 urlpatterns = [
     path("api/", include("statussync.urls")),
+    # bxsync's own admin pages (the dashboard, the header search), before the admin site's catch-alls.
+    path("admin/", include("statussync.admin.urls")),
     path("admin/", admin.site.urls),
     # set_language: the admin header's language switcher posts here.
     path("i18n/", include("django.conf.urls.i18n")),

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import secrets
 import sys
 from pathlib import Path
 
 import django
+
+LOG_NAME = "demo.log"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,12 +44,16 @@ def run(*, port: int, orders: int, activity: float, shop_port: int, crm_port: in
     from django.contrib.auth import get_user_model
 
     from bitrix_sandbox import CrmConfig, Sandbox, SandboxConfig, ShopConfig
+    from demo.summary import LivePrinter, reconcile_line
     from statussync.mapping import mapping_import
+    from statussync.models import Link, LinkState
     from statussync.reconcile import reconcile_run
     from statussync.runner import services_run
     from statussync.schedules import schedules_ensure
 
     demo_mapping = Path(settings.BASE_DIR) / "docs" / "mapping.demo.json"
+    log_file = Path(settings.BASE_DIR) / LOG_NAME
+    _log_to(log_file)
     web = f"http://127.0.0.1:{port}"
     sandbox = Sandbox(
         SandboxConfig(
@@ -61,7 +68,7 @@ def run(*, port: int, orders: int, activity: float, shop_port: int, crm_port: in
         for name, value in portal_env.items():
             setattr(settings, name, value)
         mapping_import(data=json.loads(demo_mapping.read_text()))
-        sandbox.seed(orders, emit_events=False)
+        pairs = sandbox.seed(orders, emit_events=False)
         password = secrets.token_urlsafe(9)
         admin, _ = get_user_model().objects.get_or_create(
             username="admin", defaults={"email": "admin@example.com"}
@@ -72,15 +79,19 @@ def run(*, port: int, orders: int, activity: float, shop_port: int, crm_port: in
         schedules_ensure()
         print("Linking the sample orders and deals (a first reconciliation)…", flush=True)
         report = reconcile_run(process_inline=True)
-        print(f"  {report.counts()}", flush=True)
+        linked = Link.objects.filter(state=LinkState.ACTIVE).count()
+        print(f"  {reconcile_line(report.counts(), linked=linked)}", flush=True)
         sandbox.start_traffic(rate=activity)
         print(
             f"\nbxsync demo is running.\n"
-            f"  Admin:  {web}/admin/   login: admin   password: {password}\n"
-            f"  Health: {web}/api/health/\n"
-            f"  Sandbox shop: http://127.0.0.1:{sandbox.shop.port}/_sandbox/state  "
-            f"CRM: http://127.0.0.1:{sandbox.crm.port}/_sandbox/state\n"
-            f"  Simulated managers, customers and staff make {activity} change(s)/s. Ctrl+C stops.\n",
+            f"  Admin:     {web}/admin/   login: admin   password: {password}\n"
+            f"  Try:       type an order id ({pairs[0][0]}, say) in the admin's search box: its\n"
+            f"             timeline says why it is in its status. The Dashboard is beside it.\n"
+            f"  Health:    {web}/api/health/\n"
+            f"  Sandboxes: shop http://127.0.0.1:{sandbox.shop.port}/_sandbox/state · "
+            f"CRM http://127.0.0.1:{sandbox.crm.port}/_sandbox/state\n"
+            f"  Logs:      {log_file} (web server and workers)\n"
+            f"  Simulated managers, customers and staff make {activity:g} changes a second. Ctrl+C stops.\n",
             flush=True,
         )
         extra_env = {
@@ -90,11 +101,34 @@ def run(*, port: int, orders: int, activity: float, shop_port: int, crm_port: in
             # The demo serves plain HTTP on 127.0.0.1: secure-only cookies would break its admin login.
             "SESSION_COOKIE_SECURE": "false",
             "CSRF_COOKIE_SECURE": "false",
+            # Show what bxsync says on a deal when it blocks or overrides a change there
+            # (the sandbox's /_sandbox/comments/<deal id>).
+            "BXSYNC_CRM_COMMENTS": os.environ.get("BXSYNC_CRM_COMMENTS", "true"),
         }
-        return services_run(host="127.0.0.1", port=port, extra_env=extra_env)
+        live = LivePrinter()
+        try:
+            return services_run(
+                host="127.0.0.1", port=port, extra_env=extra_env, log_file=log_file, on_tick=live.tick
+            )
+        finally:
+            live.close()
     finally:
         sandbox.stop_traffic()
         sandbox.stop()
+
+
+def _log_to(path: Path) -> None:
+    """This process's own logs go to the demo's log file, where the web server's and workers' go; only a
+    warning or worse still reaches the console (a service that stops, say)."""
+    path.write_text("")  # a fresh log for each demo, like its database
+    to_file = logging.FileHandler(path, mode="a", encoding="utf-8")
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    # The root logger, and django-q's, which has a console handler of its own and does not propagate.
+    for logger in (logging.getLogger(), logging.getLogger("django-q")):
+        for handler in list(logger.handlers):
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                handler.setLevel(logging.WARNING)
+        logger.addHandler(to_file)
 
 
 def main(argv: list[str] | None = None) -> int:

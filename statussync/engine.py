@@ -165,8 +165,14 @@ def decide(
     mapping: Mapping,
     origin: Origin,
     tolerance_seconds: float = 2.0,
+    override: SideName | None = None,
 ) -> Decision:
-    """The three-way merge. `base` None is a link seen for the first time."""
+    """The three-way merge. `base` None is a link seen for the first time.
+
+    `override` is a manager's "take the shop's (CRM's) value": that side counts as changed and wins, as
+    under a `cms_wins` (`crm_wins`) policy, whatever the base says, so a link stuck in a conflict, a
+    blocked regression or a drift the base has absorbed is brought in line. A payment and the no-regression
+    rule still come first: a forced decision is decided like any other, not written blindly."""
     if order is None or order.deleted:
         return Decision(outcome="closed", reason=why("order_deleted"), close=True)
     if deal is None or deal.deleted:
@@ -211,6 +217,17 @@ def decide(
         )
         if payment is not None:
             return payment
+
+    if override is not None:
+        return _override(
+            winner=override,
+            order=order,
+            deal=deal,
+            pm=pm,
+            mapping=mapping,
+            previous=previous,
+            in_agreement=in_agreement,
+        )
 
     if not order_changed and not deal_changed:
         if base is not None and _is_echo(base=base, order=order, deal=deal, origin=origin):
@@ -349,6 +366,30 @@ def _conflict(
         )
     code = "conflict_shop_wins" if winner == "cms" else "conflict_crm_wins"
     return replace(decision, reason=why(code, policy=policy, then=decision.reason))
+
+
+def _override(
+    *,
+    winner: SideName,
+    order: OrderState,
+    deal: DealState,
+    pm: PipelineMap,
+    mapping: Mapping,
+    previous: Base,
+    in_agreement: bool,
+) -> Decision:
+    """A manager's forced decision: the winning side's value goes to the other side through the mapping."""
+    if in_agreement:
+        agreed = Base(
+            order_status=order.status, deal_stage=deal.stage, paid=order.paid, pipeline=deal.pipeline
+        )
+        return Decision(outcome="no_change", reason=why("override_agree"), new_base=agreed)
+    if winner == "cms":
+        decision = _order_to_deal(order=order, deal=deal, pm=pm)
+    else:
+        decision = _deal_to_order(order=order, deal=deal, pm=pm, mapping=mapping, previous=previous)
+    code = "override_shop" if winner == "cms" else "override_crm"
+    return replace(decision, reason=why(code, then=decision.reason))
 
 
 def _latest(*, order: OrderState, deal: DealState, tol: float) -> SideName | None:

@@ -21,7 +21,8 @@ from django.db.models import F, Min, Q, QuerySet
 from django.utils import timezone
 
 from statussync.bitrix import AuthError, BitrixError, TransientError
-from statussync.models import Job, JobKind, JobState, Queue
+from statussync.models import AuditEntry, Job, JobKind, JobState, Link, LinkState, Outcome, Queue, Side
+from statussync.reasons import why
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +37,16 @@ BATCH_WINDOW_SECONDS = {"default": 0.3, "payments": 0.0}
 PAYMENT_TAKEOVER_SECONDS = 15.0
 
 
-def job_request(*, kind: str, entity_id: str, origin: str = "event", event: str = "") -> Job:
-    """Ask for `kind` `entity_id` to be synced; coalesces into the pending job for it, if there is one."""
+def job_request(*, kind: str, entity_id: str, origin: str = "event", event: str = "", wins: str = "") -> Job:
+    """Ask for `kind` `entity_id` to be synced; coalesces into the pending job for it, if there is one.
+    `wins` ("cms" or "crm") is a manager's forced decision: that side's value wins (it joins a pending job
+    too, the latest choice counting)."""
     queue = Queue.PAYMENTS if kind == JobKind.PAYMENT else Queue.DEFAULT
     now = timezone.now()
+    forced = {"wins": wins} if wins else {}
     for _ in range(3):
         updated = Job.objects.filter(kind=kind, entity_id=entity_id, state=JobState.PENDING).update(
-            events_coalesced=F("events_coalesced") + 1, updated_at=now
+            events_coalesced=F("events_coalesced") + 1, updated_at=now, **forced
         )
         if updated:
             job = Job.objects.get(kind=kind, entity_id=entity_id, state=JobState.PENDING)
@@ -50,7 +54,13 @@ def job_request(*, kind: str, entity_id: str, origin: str = "event", event: str 
         try:
             with transaction.atomic():
                 job = Job.objects.create(
-                    kind=kind, entity_id=entity_id, queue=queue, origin=origin, event=event, not_before=now
+                    kind=kind,
+                    entity_id=entity_id,
+                    queue=queue,
+                    origin=origin,
+                    event=event,
+                    not_before=now,
+                    wins=wins,
                 )
             break
         except IntegrityError:
@@ -159,8 +169,12 @@ def job_retry(
         return JobState.DEAD
     if delay is None:
         delay = retry_delay(attempt=job.attempts)
-    if Job.objects.filter(kind=job.kind, entity_id=job.entity_id, state=JobState.PENDING).exists():
-        # A newer event already queued this entity again; that job will re-read it.
+    pending = Job.objects.filter(kind=job.kind, entity_id=job.entity_id, state=JobState.PENDING)
+    if pending.exists():
+        # A newer event already queued this entity again; that job will re-read it (and carries a manager's
+        # choice of the winning side on, unless it has one of its own).
+        if job.wins:
+            pending.filter(wins="").update(wins=job.wins)
         _held(job).update(
             state=JobState.DONE, last_error=f"superseded; {error}"[:2000], finished_at=now, updated_at=now
         )
@@ -230,12 +244,47 @@ def jobs_replay(*, job_ids: list[int]) -> int:
     """Give dead-letter jobs a fresh set of attempts (a manager's "replay"). Returns how many were queued."""
     replayed = 0
     for job in Job.objects.filter(id__in=job_ids, state=JobState.DEAD):
-        job_request(kind=job.kind, entity_id=job.entity_id, origin="admin", event=job.event)
+        job_request(kind=job.kind, entity_id=job.entity_id, origin="admin", event=job.event, wins=job.wins)
         Job.objects.filter(id=job.id).update(
             state=JobState.DONE, last_error=f"replayed; {job.last_error}"[:2000]
         )
         replayed += 1
     return replayed
+
+
+def jobs_discard(*, job_ids: list[int], user: str) -> int:
+    """Give up dead-letter jobs (a manager's "discard"): they stay in the table, marked discarded, and the
+    audit says who gave up which work and what its error was. Returns how many were discarded."""
+    now = timezone.now()
+    discarded = 0
+    for job in Job.objects.filter(id__in=job_ids, state=JobState.DEAD):
+        if not Job.objects.filter(id=job.id, state=JobState.DEAD).update(
+            state=JobState.DISCARDED, updated_at=now
+        ):
+            continue  # replayed or discarded by someone else meanwhile
+        order_id = job.entity_id if job.kind == JobKind.ORDER else ""
+        deal_id = job.entity_id if job.kind == JobKind.DEAL else ""
+        link = None
+        if order_id or deal_id:
+            link = Link.objects.filter(
+                state=LinkState.ACTIVE, **({"order_id": order_id} if order_id else {"deal_id": deal_id})
+            ).first()
+        reason = why(
+            "job_discarded", user=user, kind=job.kind, entity=job.entity_id, error=job.last_error[:300]
+        )
+        AuditEntry.objects.create(
+            side=Side.CRM if job.kind == JobKind.DEAL else Side.CMS,
+            event=job.event[:64],
+            order_id=link.order_id if link else order_id,
+            deal_id=link.deal_id if link else deal_id,
+            link=link,
+            outcome=Outcome.IGNORED,
+            message=str(reason),
+            reason=reason.as_json(),
+            origin="admin",
+        )
+        discarded += 1
+    return discarded
 
 
 def jobs_recover() -> int:

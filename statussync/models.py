@@ -140,12 +140,28 @@ class Link(models.Model):
     intent_value = models.CharField(max_length=50, blank=True)
     intent_base = models.JSONField(null=True, blank=True)
     intent_at = models.DateTimeField(null=True, blank=True)
+    # Both sides as the last run read them (after its own write), so the admin shows where the order and the
+    # deal are now without calling the portals.
+    last_order_status = models.CharField(max_length=50, blank=True)
+    last_order_paid = models.BooleanField(null=True, blank=True)
+    last_deal_stage = models.CharField(max_length=50, blank=True)
+    last_read_at = models.DateTimeField(null=True, blank=True, help_text="When a run last read both sides.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     close_reason = models.CharField(max_length=200, blank=True)
+    # Why and by whom the link was closed, as a reason code with parameters (statussync.reasons); empty when
+    # bxsync closed it itself (a deleted order or deal: `close_reason` says so).
+    closure = models.JSONField(null=True, blank=True)
+    closed_by = models.CharField(max_length=150, blank=True)
 
     class Meta:
+        permissions = [
+            # Also created by the roles' data migration (the `mapping` branch); declared here so the admin's
+            # actions can name them before that lands.
+            ("resync_link", _("Can resync links and take one side's value")),
+            ("repair_link", _("Can rediscover links and resolve link problems")),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["order_id"], condition=Q(state="active"), name="one_active_link_per_order"
@@ -154,10 +170,15 @@ class Link(models.Model):
                 fields=["deal_id"], condition=Q(state="active"), name="one_active_link_per_deal"
             ),
         ]
-        # Custom permissions of the admin's actions: all of them are listed in statussync/roles.py.
-        permissions = [
-            ("resync_link", "Can resync links"),
-            ("repair_link", "Can repair links"),
+        indexes = [
+            # The links that need a person (the dashboard, the links list), newest first: a handful among
+            # hundreds of thousands. SQLite cannot use an index for the bare boolean test the ORM writes
+            # (`WHERE needs_attention`), but it does use a partial index with the same condition.
+            models.Index(
+                fields=["-updated_at"],
+                condition=Q(needs_attention=True, state="active"),
+                name="link_needs_attention",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -212,6 +233,12 @@ class InboundEvent(models.Model):
     # Payload with the application token and any OAuth tokens removed.
     payload = models.JSONField(default=dict)
 
+    class Meta:
+        indexes = [
+            # A link's timeline and the admin's search find the events of one order or deal, newest first.
+            models.Index(fields=["entity_id", "received_at"], name="event_entity_time"),
+        ]
+
     def __str__(self) -> str:
         return f"{self.event} {self.entity_id}"
 
@@ -227,6 +254,8 @@ class JobState(models.TextChoices):
     RUNNING = "running", "Running"
     DONE = "done", "Done"
     DEAD = "dead", "Dead letter"
+    # A dead letter a manager chose not to replay: kept (not deleted) so the audit can say what was given up.
+    DISCARDED = "discarded", "Discarded"
 
 
 class Queue(models.TextChoices):
@@ -244,7 +273,7 @@ class Job(models.Model):
     kind = models.CharField(max_length=8, choices=JobKind.choices)
     entity_id = models.CharField(max_length=32)
     queue = models.CharField(max_length=10, choices=Queue.choices, default=Queue.DEFAULT)
-    state = models.CharField(max_length=8, choices=JobState.choices, default=JobState.PENDING, db_index=True)
+    state = models.CharField(max_length=10, choices=JobState.choices, default=JobState.PENDING, db_index=True)
     origin = models.CharField(max_length=16, default="event", help_text="event, reconcile or admin")
     event = models.CharField(
         max_length=64, blank=True, help_text="The (first) event that asked for this work."
@@ -255,11 +284,18 @@ class Job(models.Model):
     lease_until = models.DateTimeField(null=True, blank=True)
     claim_token = models.CharField(max_length=32, blank=True, db_index=True)
     last_error = models.TextField(blank=True)
+    # A manager's "take the shop's (CRM's) value": the engine decides with that side winning.
+    wins = models.CharField(max_length=3, choices=Side.choices, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        permissions = [
+            # Also created by the roles' data migration (the `mapping` branch), see Link.Meta.
+            ("replay_job", _("Can replay dead-letter jobs")),
+            ("discard_job", _("Can discard dead-letter jobs")),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["kind", "entity_id"], condition=Q(state="pending"), name="one_pending_job_per_entity"
@@ -273,6 +309,15 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.entity_id} ({self.state})"
+
+
+class DeadLetter(Job):
+    """The dead-letter list: jobs that failed for good, with their error, to replay or discard."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("dead letter")
+        verbose_name_plural = _("dead letters")
 
 
 class Outcome(models.TextChoices):
@@ -297,13 +342,16 @@ class Outcome(models.TextChoices):
 class AuditEntry(models.Model):
     """One event or decision, with enough detail to answer "why is this order in this status?"."""
 
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Indexed below, with the filters (the table grows to millions of rows).
+    created_at = models.DateTimeField(auto_now_add=True)
     side = models.CharField(max_length=3, choices=Side.choices, blank=True)
     event = models.CharField(max_length=64, blank=True)
     order_id = models.CharField(max_length=32, blank=True, db_index=True)
     deal_id = models.CharField(max_length=32, blank=True, db_index=True)
-    link = models.ForeignKey(Link, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit")
-    outcome = models.CharField(max_length=20, choices=Outcome.choices, db_index=True)
+    link = models.ForeignKey(
+        Link, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit", db_index=False
+    )
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
     before = models.JSONField(default=dict, blank=True)
     after = models.JSONField(default=dict, blank=True)
     message = models.TextField(blank=True, help_text="The reason, in English (searchable).")
@@ -317,10 +365,22 @@ class AuditEntry(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "audit entries"
+        # Each index lets a page of the admin read its rows newest first and stop after one page, instead of
+        # scanning and sorting millions of rows. A filter on a value most rows share (side) needs none: the
+        # time index finds a page of them at once. See docs/decisions.md "The audit at millions of rows".
+        indexes = [
+            # The unfiltered list, date ranges, the retention purge; with the outcome in the index the
+            # dashboard's hourly counts by outcome read the index alone.
+            models.Index(fields=["created_at", "outcome"], name="audit_time_outcome"),
+            models.Index(fields=["outcome", "created_at"], name="audit_outcome_time"),
+            models.Index(fields=["origin", "created_at"], name="audit_origin_time"),
+            # A link's timeline, in order.
+            models.Index(fields=["link", "created_at"], name="audit_link_time"),
+        ]
         permissions = [("view_dashboard", "Can view the dashboard")]
 
     def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.outcome}"
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.get_outcome_display()}"
 
 
 class Watermark(models.Model):
@@ -487,3 +547,102 @@ class MappingChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.username or '?'}"
+
+
+class LinkProblemKind(models.TextChoices):
+    DEAL_ORDER_CHANGED = "deal_order_changed", _("The deal names another order")
+    SEVERAL_DEALS = "several_deals", _("Several deals name one order")
+
+
+class LinkProblemState(models.TextChoices):
+    OPEN = "open", _("Open")
+    RESOLVED = "resolved", _("Resolved")
+
+
+class LinkProblem(models.Model):
+    """A link bxsync cannot sync until a manager says which deal goes with which order.
+
+    Written by the sync run (`statussync.sync.record`): a linked deal whose order field now names another
+    order (or none), or several deals naming one order. Kept after it is resolved, with who resolved it and
+    how.
+    """
+
+    kind = models.CharField(max_length=20, choices=LinkProblemKind.choices)
+    # What the problem is about: the deal id (its order field changed) or the order id (several deals).
+    key = models.CharField(max_length=32)
+    state = models.CharField(
+        max_length=8, choices=LinkProblemState.choices, default=LinkProblemState.OPEN, db_index=True
+    )
+    order_id = models.CharField(max_length=32, db_index=True)
+    deal_id = models.CharField(max_length=32, blank=True, help_text="The linked deal, when there is a link.")
+    # The deals that name the order (several deals), or the order the deal names now (deal order changed).
+    deals = models.JSONField(default=list, blank=True)
+    named_order = models.CharField(max_length=32, blank=True)
+    link = models.ForeignKey(Link, null=True, blank=True, on_delete=models.SET_NULL, related_name="problems")
+    first_seen = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField(auto_now=True)
+    times_seen = models.PositiveIntegerField(default=1)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=150, blank=True)
+    # How it was resolved, as a reason code with parameters (statussync.reasons).
+    resolution = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("link problem")
+        verbose_name_plural = _("link problems")
+        ordering = ["-last_seen", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "key"], condition=Q(state="open"), name="one_open_problem_per_subject"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key}"
+
+
+class BulkAction(models.TextChoices):
+    RESYNC = "resync", _("Resync")
+    TAKE_SHOP = "take_shop", _("Take the shop's value")
+    TAKE_CRM = "take_crm", _("Take the CRM's value")
+    REDISCOVER = "rediscover", _("Rediscover the link")
+
+
+class BulkState(models.TextChoices):
+    QUEUED = "queued", _("Waiting to start")
+    RUNNING = "running", _("Running")
+    DONE = "done", _("Done")
+    FAILED = "failed", _("Failed")
+
+
+class BulkOperation(models.Model):
+    """An admin action on more links than one request should touch, worked through in the background.
+
+    A django-q2 task takes `CHUNK` links at a time, each chunk its own short transaction, and records how far
+    it got (`done`), so the progress page can show it and a task that stops is resumed where it stopped.
+    """
+
+    action = models.CharField(max_length=12, choices=BulkAction.choices)
+    state = models.CharField(max_length=8, choices=BulkState.choices, default=BulkState.QUEUED)
+    # The links chosen when the manager confirmed, so later changes to the list do not change the selection.
+    link_ids = models.JSONField(default=list)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0, help_text="Links closed in the meantime.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    # The last progress: the sweeper resumes an operation that made none for a while.
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = _("background operation")
+        verbose_name_plural = _("background operations")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} · {self.done}/{self.total}"

@@ -68,6 +68,14 @@ def deal_stage_update(deal_id: str, stage: str) -> Command:
     }
 
 
+def deal_comment_add(deal_id: str, text: str) -> Command:
+    """A comment on the deal's timeline: `fields` in lower case (the only key crm 23.100.0+ accepts), with
+    ENTITY_ID, ENTITY_TYPE "deal" and COMMENT
+    [https://dev.1c-bitrix.ru/rest_help/crm/timeline/comment/crm_timeline_comment_add.php]."""
+    fields = {"ENTITY_ID": deal_id, "ENTITY_TYPE": "deal", "COMMENT": text}
+    return "crm.timeline.comment.add", {"fields": fields}
+
+
 def order_get(order_id: str) -> Command:
     return "sale.order.get", {"id": order_id}
 

@@ -59,6 +59,29 @@ TEXTS: dict[str, str] = {
         "{then}; but the deal had moved to pipeline {pipeline} before the write, so the stage was not set; "
         "decided again with that pipeline's mapping"
     ),
+    "deal_names_other_order": gettext_noop(
+        "deal {deal} now names order {named} in {field}, not order {order}; nothing written until the link "
+        "is repaired"
+    ),
+    "deal_names_no_order": gettext_noop(
+        "deal {deal} no longer names order {order} in {field}; nothing written until the link is repaired"
+    ),
+    # A manager's forced decision ("take the shop's / the CRM's value"), decided by the engine.
+    "override_shop": gettext_noop("a manager chose the shop's value; {then}"),
+    "override_crm": gettext_noop("a manager chose the CRM's value; {then}"),
+    "override_agree": gettext_noop("a manager chose one side's value; both sides already agree"),
+    # What a manager asked for in the admin, and how link problems were resolved.
+    "admin_resync": gettext_noop("{user} asked for a resync"),
+    "admin_take_shop": gettext_noop("{user} asked to take the shop's value"),
+    "admin_take_crm": gettext_noop("{user} asked to take the CRM's value"),
+    "admin_rediscover": gettext_noop("{user} closed the link so that the order's deal is found again"),
+    "problem_deal_chosen": gettext_noop("{user} linked order {order} to deal {deal}"),
+    "problem_link_closed": gettext_noop(
+        "{user} closed the link of order {order} and deal {deal} so that the deal's new order is found"
+    ),
+    "problem_gone": gettext_noop("the deal names its order again"),
+    "problem_linked": gettext_noop("order {order} is linked to deal {deal} now"),
+    "job_discarded": gettext_noop("{user} discarded the failed work on {kind} {entity}: {error}"),
     "busy": gettext_noop("the order is busy in another worker; retried shortly"),
     "lock_lost": gettext_noop("the run outlived its lock; another worker took over"),
     "error": gettext_noop("{error}"),

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from django.conf import settings
@@ -66,12 +66,26 @@ def service_commands(*, host: str, port: int) -> dict[str, tuple[list[str], dict
     }
 
 
-def services_run(*, host: str, port: int, extra_env: Mapping[str, str] | None = None) -> int:
-    """Start every process; when one exits or we are told to stop, stop all. Returns the exit code."""
+def services_run(
+    *,
+    host: str,
+    port: int,
+    extra_env: Mapping[str, str] | None = None,
+    log_file: Path | None = None,
+    on_tick: Callable[[], None] | None = None,
+) -> int:
+    """Start every process; when one exits or we are told to stop, stop all. Returns the exit code.
+
+    The children log to our console, as a supervisor expects (`make run`), or, with `log_file`, append to that
+    file (`make demo`, whose console shows a summary instead). `on_tick` is called about five times a second
+    while the services run.
+    """
     env = {**os.environ, **(extra_env or {})}
     env.pop("Q_CLUSTER_NAME", None)
     children: dict[str, subprocess.Popen] = {}
     stopping = False
+    # Append mode: every child writes at the end, so their lines interleave instead of overwriting.
+    output = open(log_file, "a", buffering=1) if log_file is not None else None  # noqa: SIM115 - closed below
 
     def stop(signum, _frame):
         nonlocal stopping
@@ -84,6 +98,8 @@ def services_run(*, host: str, port: int, extra_env: Mapping[str, str] | None = 
                 cmd,
                 env={**env, **own_env},
                 cwd=settings.BASE_DIR,
+                stdout=output,
+                stderr=subprocess.STDOUT if output is not None else None,
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
@@ -96,6 +112,8 @@ def services_run(*, host: str, port: int, extra_env: Mapping[str, str] | None = 
                     code = 1
                     stopping = True
                     break
+            if on_tick is not None and not stopping:
+                on_tick()
             time.sleep(0.2)
         return code
     finally:
@@ -111,3 +129,5 @@ def services_run(*, host: str, port: int, extra_env: Mapping[str, str] | None = 
                 child.wait()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if output is not None:
+            output.close()

@@ -14,16 +14,26 @@ def jobs_run(queue: str) -> int:
 
 
 def sweep() -> dict[str, int]:
-    """Every minute: recover jobs of dead workers and wake queues whose jobs came due (and resume a mapping
-    change's resync whose task died)."""
+    """Every minute: recover jobs of dead workers, wake queues whose jobs came due, and resume background
+    operations (the admin's bulk actions, a mapping change's resync) whose task never ran or died."""
+    from statussync.bulk import bulk_operations_resume
     from statussync.impact import mapping_resyncs_resume
     from statussync.jobs import jobs_sweep
 
-    result = jobs_sweep()
-    resumed = mapping_resyncs_resume()
-    if resumed:
-        result = {**result, "mapping_resyncs_resumed": resumed}
-    return result
+    report = jobs_sweep()
+    report["bulk_resumed"] = bulk_operations_resume()
+    report["mapping_resyncs_resumed"] = mapping_resyncs_resume()
+    return report
+
+
+def bulk_run(operation_id: int) -> int:
+    """Work through a background operation of the admin (resync, take a side's value, rediscover links)."""
+    from django.conf import settings
+
+    from statussync.bulk import bulk_operation_run
+
+    operation = bulk_operation_run(operation_id=operation_id, max_seconds=settings.BXSYNC_WORKER_TASK_SECONDS)
+    return operation.done
 
 
 def reconcile() -> dict[str, int]:

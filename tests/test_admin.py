@@ -16,8 +16,11 @@ pytestmark = pytest.mark.django_db
         "link",
         "auditentry",
         "job",
+        "deadletter",
         "inboundevent",
         "unmappedvalue",
+        "linkproblem",
+        "bulkoperation",
         "pipeline",
         "mappingchange",
         "catalogstatus",
@@ -37,10 +40,12 @@ def test_it_queues_a_resync_of_the_selected_links(admin_client):
     link = Link.objects.create(order_id="5", deal_id="105")
 
     response = admin_client.post(
-        "/admin/statussync/link/", {"action": "resync", "_selected_action": [link.id]}, follow=True
+        "/admin/statussync/link/",
+        {"action": "resync", "index": 0, "_selected_action": [link.id], "confirm": "yes"},
+        follow=True,
     )
 
-    assert "Queued 1 link(s) for resync" in response.content.decode()
+    assert "Queued 1 link for resync" in response.content.decode()
     job = Job.objects.get()
     assert (job.kind, job.entity_id, job.origin, job.state) == (JobKind.ORDER, "5", "admin", JobState.PENDING)
 
@@ -51,10 +56,12 @@ def test_it_replays_a_dead_letter_job(admin_client):
     )
 
     response = admin_client.post(
-        "/admin/statussync/job/", {"action": "replay", "_selected_action": [dead.id]}, follow=True
+        "/admin/statussync/deadletter/",
+        {"action": "replay", "index": 0, "_selected_action": [dead.id], "confirm": "yes"},
+        follow=True,
     )
 
-    assert "Queued 1 dead-letter job(s) again" in response.content.decode()
+    assert "Queued 1 failed job again" in response.content.decode()
     fresh = Job.objects.get(state=JobState.PENDING)
     assert (fresh.entity_id, fresh.attempts) == ("9", 0)
     assert Job.objects.get(id=dead.id).state == JobState.DONE

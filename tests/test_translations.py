@@ -15,8 +15,9 @@ from statussync.reasons import TEXTS as REASONS
 REPO = Path(__file__).resolve().parent.parent
 RU = LOCALE / "ru" / "LC_MESSAGES" / "django.po"
 
-# TODO(final translation pass): every file of the project. Until then, the files whose strings are
-# translated already; the rest (reasons.py, the other admin pages) are extracted but not yet translated.
+# TODO(final translation pass): every file of the project (drop `only=` below and test every file). Until
+# then, the files whose strings are translated already; the rest (reasons.py, the links, timeline, audit and
+# dashboard pages) are extracted into the catalog but not yet translated.
 TRANSLATED = (
     "bxsync_project/",
     "statussync/catalog.py",
@@ -30,7 +31,9 @@ TRANSLATED = (
     "statussync/admin/mapping_preview.py",
     "statussync/admin/catalog.py",
     "templates/admin/base_site.html",
-    "templates/admin/statussync/",
+    "templates/admin/statussync/pipeline/",
+    "templates/admin/statussync/catalog_change_list.html",
+    "templates/admin/statussync/refresh_names_button.html",
 )
 _MARKERS = {
     "_",

@@ -4,6 +4,11 @@ log.
 One module per audience's page; importing them registers them with the admin site.
 """
 
+from django.contrib import admin
+
 from . import audit, catalog, links, mapping, mapping_changes, work
+
+# The admin is bxsync's only site: no "View site" link to a page that does not exist.
+admin.site.site_url = None
 
 __all__ = ["audit", "catalog", "links", "mapping", "mapping_changes", "work"]

@@ -34,6 +34,7 @@ __all__ = [
     "RedisBucketStore",
     "gcra_reserve",
     "limiter_for",
+    "limiter_level",
 ]
 
 
@@ -48,6 +49,9 @@ class BucketStore(Protocol):
 
         If the wait would exceed ``max_wait`` nothing is reserved and that (larger) wait is returned.
         """
+
+    def peek(self, *, key: str) -> float | None:
+        """The bucket's theoretical arrival time, read without reserving; None when nothing is recorded."""
 
 
 def gcra_reserve(
@@ -117,6 +121,10 @@ class MemoryBucketStore:
                 self._tats[key] = new_tat
             return wait
 
+    def peek(self, *, key: str) -> float | None:
+        with self._lock:
+            return self._tats.get(key)
+
 
 # Plain SQL that SQLite and PostgreSQL both accept (ON CONFLICT needs SQLite >= 3.24, PostgreSQL >= 9.5).
 _SQL_CREATE = (
@@ -169,6 +177,16 @@ class DatabaseBucketStore:
                 cursor.execute(_SQL_UPDATE, [new_tat, key])
             return wait
 
+    def peek(self, *, key: str) -> float | None:
+        # A plain read outside any transaction: it takes no lock, so the dashboard never slows a worker.
+        connection = connections[self.using]
+        with connection.cursor() as cursor:
+            if self.TABLE not in connection.introspection.table_names(cursor):
+                return None
+            cursor.execute(_SQL_SELECT, [key])
+            row = cursor.fetchone()
+        return float(row[0]) if row else None
+
 
 # KEYS[1] bucket key; ARGV: now, rate, burst, max_wait. Returns the wait as a string: Redis would truncate
 # a Lua number to an integer. The key expires once the bucket is full again, so idle portals leave nothing.
@@ -205,6 +223,10 @@ class RedisBucketStore:
         )
         return float(result)
 
+    def peek(self, *, key: str) -> float | None:
+        value = self.redis.get(self.prefix + key)
+        return float(value) if value is not None else None
+
 
 @functools.lru_cache(maxsize=4)
 def _redis_store(url: str) -> RedisBucketStore:
@@ -230,3 +252,17 @@ def limiter_for(portal: str, *, priority: bool = False) -> GcraLimiter:
         max_wait=float(getattr(settings, "BXSYNC_RATE_MAX_WAIT", 30.0)),
         store=store,
     )
+
+
+def limiter_level(portal: str, *, now: float | None = None) -> float | None:
+    """How many requests the shared bucket of ``portal`` holds now, as our mirror of Bitrix's leaky bucket
+    counts them: 0 when idle, up to the burst when saturated (more while callers wait for a slot). None when
+    no request was ever recorded. A read only: it reserves nothing and writes nothing.
+    """
+    redis_url = getattr(settings, "REDIS_URL", "")
+    store: BucketStore = _redis_store(redis_url) if redis_url else DatabaseBucketStore()
+    tat = store.peek(key=portal)
+    if tat is None:
+        return None
+    rate = float(getattr(settings, "BXSYNC_RATE_PER_SECOND", 2.0))
+    return max(tat - (time.time() if now is None else now), 0.0) * rate

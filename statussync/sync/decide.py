@@ -43,6 +43,11 @@ def decisions_make(run: SyncRun) -> None:
         if item.link is None and (item.order_missing or item.deal_missing):
             item.settle(Outcome.IGNORED, why("gone_never_linked"))
             continue
+        problem = link_problem_of(item)
+        if problem is not None:
+            # Writing now could move the wrong order; a manager says which pair belongs together.
+            item.settle(Outcome.AMBIGUOUS, problem)
+            continue
         try:
             item.decision = _decision(item, mapping)
         except Exception as exc:
@@ -68,6 +73,7 @@ def _decision(item: Item, mapping: Mapping) -> Decision:
         mapping=mapping,
         origin=_echo_origin(item, base),
         tolerance_seconds=settings.BXSYNC_CONFLICT_TOLERANCE_SECONDS,
+        override=item.wins,
     )
     if item.landed:
         # The base moves to what the landed write agreed (a decision that keeps the base would lose it). When
@@ -81,6 +87,24 @@ def _decision(item: Item, mapping: Mapping) -> Decision:
             decision, reason=why("landed", then=reason, value=item.landed), new_base=decision.new_base or base
         )
     return decision
+
+
+def link_problem_of(item: Item) -> Reason | None:
+    """Why the item's link cannot be synced as it stands: its deal's order field no longer names the link's
+    order (a manager re-pointed or cleared it). None when the link holds (or there is none: discovery's job).
+
+    A deleted order or deal is not a problem of the link: it closes as usual."""
+    link, deal = item.link, item.deal
+    if link is None or deal is None or item.deal_missing or item.order_missing or deal.deleted:
+        return None
+    if deal.order_id == link.order_id:
+        return None
+    field = portals.deal_order_field()
+    if deal.order_id:
+        return why(
+            "deal_names_other_order", deal=link.deal_id, order=link.order_id, named=deal.order_id, field=field
+        )
+    return why("deal_names_no_order", deal=link.deal_id, order=link.order_id, field=field)
 
 
 def _mapping_with_stages(run: SyncRun, *, pipelines: set[int]) -> Mapping:

@@ -9,7 +9,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from statussync.bitrix import NotFoundError
-from statussync.engine import DealState, Decision, OrderState, Origin
+from statussync.engine import DealState, Decision, OrderState, Origin, SideName
 from statussync.models import Job, JobKind, Link, Outcome
 from statussync.reasons import Reason
 
@@ -25,6 +25,7 @@ class Item:
     deal_id: str = ""
     payment_id: str = ""  # a payment event's id, until its order is known
     source: str = "event"  # what asked for it: event, reconcile or admin (for the audit)
+    wins: SideName | None = None  # a manager's "take this side's value" (a job's `wins`)
     events: list[str] = field(default_factory=list)
     jobs: list[Job] = field(default_factory=list)
     started: datetime | None = None
@@ -104,6 +105,8 @@ def items_from_jobs(*, jobs: list[Job]) -> list[Item]:
             items[key] = item
         item.jobs.append(job)
         item.events.append(job.event or job.origin)
+        if job.wins:
+            item.wins = job.wins  # type: ignore[assignment]
     return list(items.values())
 
 
@@ -132,6 +135,7 @@ def items_merge(items: list[Item], key: Callable[[Item], Hashable | None]) -> li
             continue
         other.jobs += item.jobs
         other.events += item.events
+        other.wins = other.wins or item.wins
         if "payment" in (other.origin, item.origin):
             other.origin = "payment"
         elif other.origin != item.origin:

@@ -51,7 +51,11 @@ def locks_renew(run: SyncRun) -> None:
     now = timezone.now()
     until = now + timedelta(seconds=settings.BXSYNC_JOB_LEASE_SECONDS)
     SyncLock.objects.filter(token=run.lock_token, until__gte=now).update(until=until)
-    held = set(SyncLock.objects.filter(token=run.lock_token).values_list("order_id", flat=True))
+    # Only what was still ours: an expired lock keeps our token until another run takes it, but it is no
+    # longer held — that run may take it between this renewal and our write.
+    held = set(
+        SyncLock.objects.filter(token=run.lock_token, until__gte=now).values_list("order_id", flat=True)
+    )
     run.locked &= held
     for token in {job.claim_token for item in run.items for job in item.jobs}:
         Job.objects.filter(claim_token=token, state=JobState.RUNNING).update(lease_until=until)

@@ -11,7 +11,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from statussync.bitrix import BitrixError, TransientError
-from statussync.engine import DealState
+from statussync.engine import DealState, OrderState
 from statussync.health import portal_contact_record
 from statussync.jobs import error_text, job_release, job_request, jobs_fail, jobs_finish
 from statussync.models import (
@@ -20,6 +20,9 @@ from statussync.models import (
     JobKind,
     JobState,
     Link,
+    LinkProblem,
+    LinkProblemKind,
+    LinkProblemState,
     LinkState,
     Outcome,
     Side,
@@ -79,6 +82,7 @@ def item_record(run: SyncRun, item: Item) -> ItemResult:
                 # run wrote is on the link as an intent, which that worker settles.
                 return ItemResult(item, "lost", why("lock_lost"))
             link = _link_save(item, took_effect=took_effect)
+            _problem_record(item, link)
             after = _after_dict(item) if took_effect else {"deal": "unchanged: the write had no effect"}
             _audit(item, outcome=outcome, reason=reason, link=link, after=after)
             if item.decision and item.decision.unmapped:
@@ -115,16 +119,19 @@ def _link_save(item: Item, *, took_effect: bool = True) -> Link | None:
     on the link is settled by now (confirmed, adopted or decided afresh) and is cleared."""
     decision = item.decision
     link = item.link
-    if decision is None:
-        return link
     now = timezone.now()
+    seen = _seen(item, now=now)
+    if decision is None:
+        if link is not None and seen:
+            Link.objects.filter(id=link.id).update(**seen)
+        return link
     if not took_effect:
-        Link.objects.filter(id=link.id).update(**_NO_INTENT, updated_at=now)  # type: ignore[union-attr]
+        Link.objects.filter(id=link.id).update(**_NO_INTENT, **seen, updated_at=now)  # type: ignore[union-attr]
         return link
     if decision.close:
         if link is not None:
             Link.objects.filter(id=link.id).update(
-                state=LinkState.CLOSED, closed_at=now, close_reason=str(decision.reason)[:200]
+                state=LinkState.CLOSED, closed_at=now, close_reason=str(decision.reason)[:200], **seen
             )
         return link
     if link is None:
@@ -133,7 +140,7 @@ def _link_save(item: Item, *, took_effect: bool = True) -> Link | None:
             deal_id=item.deal_id,
             pipeline_id=item.deal.pipeline if item.deal else None,
         )
-    updates: dict[str, Any] = dict(_NO_INTENT)
+    updates: dict[str, Any] = {**_NO_INTENT, **seen}
     if item.landed and link.intent_side:
         updates.update(
             last_write_side=link.intent_side, last_write_value=link.intent_value, last_write_at=now
@@ -151,17 +158,155 @@ def _link_save(item: Item, *, took_effect: bool = True) -> Link | None:
             updates.update(
                 last_write_side=decision.write.side, last_write_value=decision.write.value, last_write_at=now
             )
-    if decision.flag:
-        updates.update(
-            needs_attention=True, attention_reason=str(decision.flag)[:300], attention=decision.flag.as_json()
-        )
-    elif decision.write is not None or (
-        decision.outcome == Outcome.NO_CHANGE and decision.new_base is not None
+        if link.base_at is None:
+            # The order has its link now: a "several deals name it" problem is settled.
+            _problems_settle(
+                kind=LinkProblemKind.SEVERAL_DEALS,
+                key=link.order_id,
+                resolution=why("problem_linked", order=link.order_id, deal=link.deal_id),
+            )
+    flag = decision.flag
+    if flag is None and decision.outcome == Outcome.UNMAPPED:
+        # No write until a manager adds a rule: the links list shows it among those needing attention.
+        flag = decision.reason
+    if flag:
+        updates.update(needs_attention=True, attention_reason=str(flag)[:300], attention=flag.as_json())
+    elif (
+        decision.write is not None
+        or (decision.outcome == Outcome.NO_CHANGE and decision.new_base is not None)
+        or _attention_code(link) in _PROBLEM_CODES
     ):
-        # A later agreement settles an earlier conflict or regression.
+        # A later agreement settles an earlier conflict or regression; a deal that names its order again
+        # settles the link's problem.
         updates.update(needs_attention=False, attention_reason="", attention=None)
+    if _attention_code(link) in _PROBLEM_CODES:
+        _problems_settle(
+            kind=LinkProblemKind.DEAL_ORDER_CHANGED, key=link.deal_id, resolution=why("problem_gone")
+        )
     Link.objects.filter(id=link.id).update(**updates, updated_at=now)
     return link
+
+
+def _seen(item: Item, *, now: Any) -> dict[str, Any]:
+    """Both sides as this run leaves them: as read, or as written (read back when the portal said)."""
+    seen: dict[str, Any] = {}
+    write = item.decision.write if item.decision is not None else None
+    if item.order is not None and not item.order_missing:
+        status = item.order.status
+        if write is not None and write.side == "cms":
+            status = item.written.status if isinstance(item.written, OrderState) else write.value
+        seen.update(last_order_status=status, last_order_paid=item.order.paid)
+    if item.deal is not None and not item.deal_missing:
+        stage = item.deal.stage
+        if write is not None and write.side == "crm":
+            stage = item.written.stage if isinstance(item.written, DealState) else write.value
+        seen["last_deal_stage"] = stage
+    if seen:
+        seen["last_read_at"] = now
+    return seen
+
+
+# The reasons that make a link problem, and of which kind.
+_PROBLEM_KINDS: dict[str, str] = {
+    "deal_names_other_order": LinkProblemKind.DEAL_ORDER_CHANGED,
+    "deal_names_no_order": LinkProblemKind.DEAL_ORDER_CHANGED,
+    "several_deals": LinkProblemKind.SEVERAL_DEALS,
+    "order_linked_elsewhere": LinkProblemKind.SEVERAL_DEALS,
+}
+_PROBLEM_CODES = frozenset(c for c, k in _PROBLEM_KINDS.items() if k == LinkProblemKind.DEAL_ORDER_CHANGED)
+
+
+def _attention_code(link: Link | None) -> str:
+    attention = link.attention if link is not None else None
+    return str(attention.get("code", "")) if isinstance(attention, dict) else ""
+
+
+def _problem_record(item: Item, link: Link | None) -> None:
+    """A pair bxsync cannot sync until a manager says which deal goes with which order: flag the link and
+    list the problem (once per subject while it is open; a situation a manager already settled is not asked
+    again)."""
+    reason = item.reason
+    kind = _PROBLEM_KINDS.get(reason.code) if item.decision is None and reason is not None else None
+    if kind is None or reason is None:
+        return
+    if kind == LinkProblemKind.DEAL_ORDER_CHANGED:
+        if link is None:
+            return
+        Link.objects.filter(id=link.id).update(
+            needs_attention=True, attention_reason=str(reason)[:300], attention=reason.as_json()
+        )
+        _problem_upsert(
+            kind=kind,
+            key=link.deal_id,
+            order_id=link.order_id,
+            deal_id=link.deal_id,
+            deals=[link.deal_id],
+            named_order=str(reason.params.get("named", "")),
+            link=link,
+        )
+        return
+    if reason.code == "order_linked_elsewhere":
+        order_id = str(reason.params["order"])
+        deals = sorted({str(reason.params["deal"]), str(reason.params["other"])})
+        linked = Link.objects.filter(state=LinkState.ACTIVE, order_id=order_id).first()
+    else:
+        order_id = item.order_id
+        deals = sorted({d.deal_id for d in item.candidates or [] if not d.deleted})
+        linked = None
+    _problem_upsert(
+        kind=kind,
+        key=order_id,
+        order_id=order_id,
+        deal_id=linked.deal_id if linked else "",
+        deals=deals,
+        named_order="",
+        link=linked,
+    )
+
+
+def _problem_upsert(
+    *,
+    kind: str,
+    key: str,
+    order_id: str,
+    deal_id: str,
+    deals: list[str],
+    named_order: str,
+    link: Link | None,
+) -> None:
+    now = timezone.now()
+    fields = {
+        "order_id": order_id,
+        "deal_id": deal_id,
+        "deals": deals,
+        "named_order": named_order,
+        "link": link,
+    }
+    open_problem = LinkProblem.objects.filter(kind=kind, key=key, state=LinkProblemState.OPEN)
+    if open_problem.update(times_seen=F("times_seen") + 1, last_seen=now, **fields):
+        return
+    latest = LinkProblem.objects.filter(kind=kind, key=key).order_by("-id").first()
+    if (
+        latest is not None
+        and latest.resolved_by
+        and latest.deals == deals
+        and latest.named_order == named_order
+    ):
+        # A manager settled exactly this (e.g. chose one of these deals); the other deal still naming the
+        # order is their call, not a new problem.
+        return
+    try:
+        with transaction.atomic():
+            LinkProblem.objects.create(kind=kind, key=key, **fields)
+    except IntegrityError:
+        pass  # another run listed it a moment ago
+
+
+def _problems_settle(*, kind: str, key: str, resolution: Reason) -> None:
+    """Mark the open problem of `kind` about `key` resolved by bxsync itself (the data put it right)."""
+    LinkProblem.objects.filter(kind=kind, key=key, state=LinkProblemState.OPEN).update(
+        state=LinkProblemState.RESOLVED, resolved_at=timezone.now(), resolution=resolution.as_json()
+    )
 
 
 _NO_INTENT: dict[str, Any] = {"intent_side": "", "intent_value": "", "intent_base": None, "intent_at": None}
@@ -212,6 +357,9 @@ def _audit(item: Item, *, outcome: str, reason: Reason, link: Link | None, after
 
 def _before_dict(item: Item) -> dict[str, Any]:
     state: dict[str, Any] = {}
+    if item.payment_id:
+        # A payment event names the payment, not the order: the link's timeline finds the event by it.
+        state["payment"] = item.payment_id
     if item.order is not None:
         state["order_status"] = item.order.status
         state["order_paid"] = item.order.paid

@@ -16,7 +16,7 @@ from statussync.bitrix import BitrixClient, BitrixError, client_for
 from statussync.jobs import jobs_fail
 from statussync.models import Job, JobState, Queue, Side
 
-from . import decide, locks, read, record, write
+from . import comments, decide, locks, read, record, write
 from .items import Item, ItemResult, items_from_jobs
 
 logger = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ class SyncRun:
     lock_token: str = field(default_factory=lambda: uuid.uuid4().hex)
     locked: set[str] = field(default_factory=set)  # the order ids whose lock this run holds
     contacts: dict[str, BitrixError | None] = field(default_factory=dict)
+    comments_planned: bool = False  # the CRM explanations have found their batch (statussync.sync.comments)
 
     def live(self) -> list[Item]:
         """The items still on their way to a decision."""
@@ -78,6 +79,7 @@ def items_sync(*, items: list[Item], dry_run: bool = False, priority: bool = Fal
         decide.decisions_make(run)
         if not dry_run:
             write.writes_send(run)  # intents first, then the CRM's batch (payments), then the shop's
+            comments.comments_send(run)  # explanations for a run with no CRM write to ride along with
         return [record.item_record_safely(run, item) for item in run.items]
     finally:
         if not dry_run:

@@ -12,6 +12,7 @@ from statussync import portals
 from statussync.bitrix import TransientError
 from statussync.models import Link
 
+from . import comments
 from .items import Item
 from .locks import lock_held, locks_renew
 from .plan import BatchPlan
@@ -58,6 +59,7 @@ def writes_send(run: SyncRun) -> None:
                 items=[by_id[deal_id] for deal_id in chunk],
                 on_result=lambda rows: _got_written_deals(by_id, rows),
             )
+        comments.comments_plan(run, crm)  # explanations ride in the CRM's write batch
     crm.run(contact=run.contact)
     cms.run(contact=run.contact)
 

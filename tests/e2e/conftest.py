@@ -9,7 +9,7 @@ import pytest
 from tests.e2e.stack import Stack, running_stack
 
 
-@pytest.fixture(scope="module", params=["embedded", "scaled"])
+@pytest.fixture(scope="session", params=["embedded", "scaled"])
 def stack(request, tmp_path_factory) -> Iterator[Stack]:
     with running_stack(request.param, tmp_path_factory.mktemp(f"e2e-{request.param}")) as running:
         yield running
@@ -19,10 +19,12 @@ def stack(request, tmp_path_factory) -> Iterator[Stack]:
 def e2e(stack: Stack) -> Iterator[Stack]:
     """The stack, settled, with faults cleared and counters zeroed before each test."""
     stack.sandbox.clear_faults()
+    stack.sandbox.resume_events()
     stack.wait_idle()
     stack.sandbox.reset_counters()
     yield stack
     stack.sandbox.clear_faults()
+    stack.sandbox.resume_events()
     # Bitrix never re-sends: an event bxsync did not accept with a 2xx is a change lost until reconciliation.
     counters = stack.sandbox.counters()
     refused = {

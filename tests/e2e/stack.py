@@ -7,6 +7,8 @@ sandbox's counters and bxsync's database.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import signal
 import socket
@@ -46,6 +48,71 @@ class Stack:
     url: str
     database_url: str
     env: dict[str, str]
+    kind: str = "embedded"  # or "scaled"
+    port: int = 0
+    log_path: Path | None = None
+    server: subprocess.Popen | None = None
+
+    def health(self) -> dict[str, Any]:
+        """bxsync's /api/health/ report (200 or 503 alike)."""
+        return requests.get(f"{self.url}/api/health/", timeout=10).json()
+
+    def forgive_refused_events(self) -> None:
+        """Forget the events bxsync refused so far (a test that stopped it on purpose)."""
+        self.sandbox.reset_counters()
+
+    def serve(self) -> None:
+        """Start `manage.py serve` (gunicorn and the qclusters) and wait until it answers /api/health/."""
+        assert self.log_path is not None
+        with self.log_path.open("a") as log:
+            self.server = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(ROOT / "manage.py"),
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+        def healthy() -> bool:
+            if self.server is not None and self.server.poll() is not None:
+                raise RuntimeError(f"manage.py serve exited: {self.log_path.read_text()[-4000:]}")
+            try:
+                return requests.get(f"{self.url}/api/health/live/", timeout=2).status_code == 200
+            except requests.RequestException:
+                # Not listening yet, or a worker still loading Django on a busy machine: not yet healthy.
+                return False
+
+        wait_for(healthy, timeout=60, what="bxsync to answer /api/health/live/")
+
+    def stop(self) -> None:
+        """Stop bxsync as an operator would (SIGTERM: everything stops cleanly)."""
+        if self.server is None:
+            return
+        self.server.send_signal(signal.SIGTERM)
+        try:
+            self.server.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self.server = None
+
+    def kill(self) -> None:
+        """SIGKILL every bxsync process at once — the web server, the workers, `serve` itself — as a power cut
+        or the OOM killer would: nothing gets to finish, release or record anything."""
+        if self.server is None:
+            return
+        for pid in [*_descendants(self.server.pid), self.server.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.server.wait()
+        self.server = None
 
     def query(self, sql: str, *params: Any) -> list[tuple]:
         """Read bxsync's database over a separate connection (`?` placeholders)."""
@@ -132,6 +199,13 @@ def running_stack(kind: str, workdir: Path, **env_overrides: str) -> Iterator[St
         "BXSYNC_RATE_PER_SECOND": "20",
         "BXSYNC_RATE_BURST": "50",
         "BXSYNC_RETRY_BASE_SECONDS": "0.5",
+        # A portal outage of a minute is waited out in seconds, not at the production cap of ten minutes.
+        "BXSYNC_RETRY_MAX_SECONDS": "5",
+        # Work left by a killed worker comes back in 20 s (production: 5 minutes). The lease still outlasts a
+        # write round, 2 x (limiter wait + REST timeout) + 10 s, as bxsync's own system check demands.
+        "BXSYNC_JOB_LEASE_SECONDS": "20",
+        "BXSYNC_RATE_MAX_WAIT": "2",
+        "BXSYNC_REST_TIMEOUT": "3",
         "Q_POLL": "0.1",
         "BXSYNC_WEB_WORKERS": "2",
         # Tests reconcile on demand; a scheduled pass in the middle of one would recover the events a test
@@ -142,39 +216,19 @@ def running_stack(kind: str, workdir: Path, **env_overrides: str) -> Iterator[St
     env.pop("DJANGO_SETTINGS_MODULE", None)
     if not backends:
         env["REDIS_URL"] = ""  # empty rather than unset, so a .env cannot fill it in
-    stack = Stack(sandbox=sandbox, url=web, database_url=database_url, env=env)
-    log_path = workdir / "serve.log"
-    server = None
+    stack = Stack(
+        sandbox=sandbox,
+        url=web,
+        database_url=database_url,
+        env=env,
+        kind=kind,
+        port=port,
+        log_path=workdir / "serve.log",
+    )
     try:
         stack.manage("migrate", "--noinput", "--verbosity", "0")
         stack.manage("statusmap", "import", str(MAPPING))
-        with log_path.open("w") as log:
-            server = subprocess.Popen(
-                [
-                    sys.executable,
-                    str(ROOT / "manage.py"),
-                    "serve",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                ],
-                env=env,
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-        def healthy() -> bool:
-            if server.poll() is not None:
-                raise RuntimeError(f"manage.py serve exited: {log_path.read_text()}")
-            try:
-                return requests.get(f"{web}/api/health/", timeout=2).status_code == 200
-            except requests.RequestException:
-                # Not listening yet, or a worker still loading Django on a busy machine: not yet healthy.
-                return False
-
-        wait_for(healthy, timeout=60, what="bxsync to answer /api/health/")
+        stack.serve()
 
         def reconciled_once() -> bool:
             rows = stack.query("SELECT task FROM django_q_schedule WHERE name = 'bxsync-reconcile'")
@@ -183,26 +237,45 @@ def running_stack(kind: str, workdir: Path, **env_overrides: str) -> Iterator[St
         wait_for(reconciled_once, timeout=60, what="the scheduled reconciliation at start-up")
         yield stack
     finally:
-        if server is not None:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+        stack.stop()
         sandbox.stop()
         if kind == "scaled":
             _scaled_backends_drop(database_url, backends["REDIS_URL"])
 
 
+_DATABASES = itertools.count()
+_REDIS_DATABASES = itertools.count()
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid`, deepest first (from /proc: `serve` runs its children in sessions of their
+    own, so a process group would not reach them)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: list[int] = []
+    stack = list(children.get(pid, []))
+    while stack:
+        child = stack.pop()
+        found.append(child)
+        stack.extend(children.get(child, []))
+    return found[::-1]
+
+
 def _scaled_backends() -> tuple[str, dict[str, str]]:
     """A fresh PostgreSQL database and an empty Redis database of our own on the machine's servers."""
-    name = f"bxsync_e2e_{os.getpid()}"
+    name = f"bxsync_e2e_{os.getpid()}_{next(_DATABASES)}"
     with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
-    # A Redis database of our own; BXSYNC_E2E_REDIS_DB lets two checkouts run the scaled leg side by side.
-    redis_url = f"{REDIS_SERVER}/{os.environ.get('BXSYNC_E2E_REDIS_DB', '7')}"
+    # A Redis database of each stack's own (two stacks on one database would share django-q2's queue and
+    # take each other's wake-ups); BXSYNC_E2E_REDIS_DB moves the range so two checkouts can run side by side.
+    redis_db = (int(os.environ.get("BXSYNC_E2E_REDIS_DB", "7")) + next(_REDIS_DATABASES)) % 16
+    redis_url = f"{REDIS_SERVER}/{redis_db}"
     redis.Redis.from_url(redis_url).flushdb()
     return f"{PG_SERVER}/{name}", {"REDIS_URL": redis_url}
 

@@ -20,7 +20,7 @@ def roles_create(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("statussync", "0007_catalog_mapping_changes_permissions"),
+        ("statussync", "0009_catalog_and_mapping_changes"),
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
     ]
