@@ -36,7 +36,7 @@ from statussync.models import CatalogPipeline, CatalogStage, CatalogStatus, Side
 
 logger = logging.getLogger(__name__)
 
-# Deals are CRM entity type 2 [R: tutorials/crm/how-to-get-lists/how-to-get-deal-funnels.md].
+# Deals are CRM entity type 2 [docs/bitrix.md "Stages and pipelines"].
 DEAL_ENTITY_TYPE_ID = 2
 # Outside a request (workers, commands) the names are re-read after this long; inside one, once per request.
 _CACHE_SECONDS = 30.0
@@ -104,7 +104,7 @@ def catalog_refresh() -> CatalogRefreshReport:
 
 def _shop_statuses_read() -> list[dict[str, Any]]:
     shop = client_for(Side.CMS)
-    # Type O: order statuses; D are delivery statuses, which orders never take [R: sale-status-list.md].
+    # Type O: order statuses; D are delivery statuses, which orders never take [docs/bitrix.md "The shop"].
     rows = list(shop.list_all("sale.status.list", {"filter": {"type": "O"}}, items_key="statuses"))
     names: dict[str, dict[str, str]] = {}
     for lang in shop.list_all("sale.statuslang.list", {}, items_key="statusLangs"):
@@ -156,7 +156,7 @@ def _crm_stages_read() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 def _semantics(row: dict[str, Any]) -> str:
     # SEMANTICS is null (in progress), "S" or "F"; EXTRA.SEMANTICS says process/success/failure/apology
-    # [R: api-reference/crm/status/crm-status-list.md].
+    # [docs/bitrix.md "Stages and pipelines"].
     extra = (row.get("EXTRA") or {}).get("SEMANTICS") if isinstance(row.get("EXTRA"), dict) else None
     if row.get("SEMANTICS") == "S" or extra == "success":
         return StageSemantics.SUCCESS

@@ -1,7 +1,7 @@
 """The status ↔ stage mapping as a JSON document: parse, validate, import, export, check, and load it for the
 engine.
 
-The document's shape is a public contract (DESIGN.md "The mapping file"); `mapping_export` and
+The document's shape is a public contract [docs/contract.md "The mapping file"]; `mapping_export` and
 `mapping_import` round-trip it exactly.
 
 **One validator** serves `statusmap import`/`check` and the admin's forms. It finds every problem at once —
@@ -11,11 +11,11 @@ is about (the admin puts it on the field of that path) and a code with parameter
 
 - Errors refuse the mapping: a malformed document, a source value with two targets in one direction, a
   repeated rule, a stage of another pipeline (the engine cannot write it: `crm.deal.update` ignores a stage
-  of another pipeline [R: api-reference/crm/deals/crm-deal-update.md]).
+  of another pipeline [docs/bitrix.md "Deals"]).
 - Warnings are accepted but probably not what the manager meant: a lossy round trip (a status goes out as a
   stage that comes back as another status), a code the portal does not list, a paid stage that is a failure
   stage, a pipeline with no rules or no paid stage, an awaiting-payment status no rule uses.
-- Notes are worth knowing but common: a paid stage no rule maps back to a status (DESIGN.md's example).
+- Notes are worth knowing but common: a paid stage no rule maps back to a status (the contract's example).
 """
 
 from __future__ import annotations
@@ -55,11 +55,11 @@ _POLICIES = tuple(ConflictPolicy.values)
 _TO_CRM = frozenset({Direction.BOTH.value, Direction.TO_CRM.value})
 _TO_CMS = frozenset({Direction.BOTH.value, Direction.TO_CMS.value})
 # Bitrix names the stages of pipeline n > 0 `C<n>:…` and those of pipeline 0 without a prefix
-# [R: api-reference/crm/status/crm-status-list.md].
+# [docs/bitrix.md "Stages and pipelines"].
 _STAGE_PREFIX = re.compile(r"^C(\d+):")
 
 # error: refused. warning: accepted, probably not meant (`statusmap check` fails). note: accepted, worth
-# knowing, and common enough that a check failing on it would cry wolf (DESIGN.md's own example has one).
+# knowing, and common enough that a check failing on it would cry wolf (the contract's own example has one).
 Level = Literal["error", "warning", "note"]
 
 
@@ -375,7 +375,7 @@ def mapping_decode(*, text: str) -> Any:
 
 
 def mapping_parse(*, data: Any) -> ParsedMapping:
-    """Check a decoded mapping document's shape and its rules' consistency (DESIGN.md "The mapping file").
+    """Check a decoded mapping document's shape and rules' consistency [docs/contract.md "The mapping file"].
 
     Raises MappingError with every problem found, not just the first. `mapping_validate` then looks at what
     the rules mean against the portals.
@@ -479,7 +479,7 @@ def _parse_rule(problems: _Problems, raw: Any, path: str) -> ParsedRule | None:
 
 
 def _rules_check(problems: _Problems, indexed: list[tuple[int, ParsedRule]], path: str) -> list[ParsedRule]:
-    """Refuse a source value with two targets in one direction (DESIGN.md), and repeated rules.
+    """Refuse a source value with two targets in one direction, and repeated rules (docs/contract.md).
 
     A repeat with the same target is refused too: the database allows one row per source value and
     direction, and a silently merged duplicate would make export differ from the file. The admin's form

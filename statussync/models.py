@@ -77,7 +77,7 @@ class StatusRule(models.Model):
         verbose_name = _("rule")
         verbose_name_plural = _("rules")
         constraints = [
-            # Within one pipeline and one direction a source value maps to at most one target (DESIGN.md).
+            # Within one pipeline and direction a source value maps to at most one target (docs/contract.md).
             models.UniqueConstraint(
                 fields=["pipeline", "order_status"],
                 condition=Q(direction__in=["both", "to_crm"]),
@@ -429,7 +429,7 @@ class PortalHealth(models.Model):
 
 
 class StageSemantics(models.TextChoices):
-    # STAGE_SEMANTIC_ID's letters [R: api-reference/crm/deals/crm-deal-get.md].
+    # STAGE_SEMANTIC_ID's letters [docs/bitrix.md "Deals"].
     IN_PROGRESS = "P", _("in progress")
     SUCCESS = "S", _("success")
     FAILURE = "F", _("failure")

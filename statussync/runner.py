@@ -61,7 +61,8 @@ def service_commands(*, host: str, port: int) -> dict[str, tuple[list[str], dict
         ),
         "worker": ([python, manage, "qcluster"], {}),
         # Q_CLUSTER_NAME only on this process: a web process inheriting it would route every task to the
-        # payments queue (django-stack.md §1.4).
+        # payments queue: django-q2's broker names its queue after Q_CLUSTER_NAME
+        # (https://django-q2.readthedocs.io/en/master/cluster.html#multiple-queues).
         "payments": ([python, manage, "qcluster"], {"Q_CLUSTER_NAME": "payments"}),
     }
 

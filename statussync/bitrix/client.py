@@ -35,12 +35,12 @@ __all__ = ["BatchResult", "BitrixClient", "client_for", "redact"]
 
 log = logging.getLogger("statussync.bitrix")
 
-# [R: settings/how-to-call-rest-api/batch.md] "в один пакет входит не более 50 подзапросов"
+# [docs/bitrix.md "Batch"] "в один пакет входит не более 50 подзапросов"
 BATCH_LIMIT = 50
-# List methods answer 50 rows a page, whatever is asked [R: api-reference/crm/deals/crm-deal-list.md].
+# List methods answer 50 rows a page, whatever is asked [docs/bitrix.md "Lists"].
 LIST_PAGE_SIZE = 50
 # A renamed portal answers 302, and following it blindly turns the POST into a GET without the body, so we
-# follow it ourselves [R: settings/how-to-call-rest-api/change-domen.md].
+# follow it ourselves [docs/bitrix.md "Calling the REST API"].
 _REDIRECTS = frozenset({301, 302, 307, 308})
 _HEADERS = {"Accept": "application/json", "User-Agent": "bxsync/0.1"}
 _PORTAL_SETTINGS = {"cms": "BXSYNC_CMS_REST_URL", "crm": "BXSYNC_CRM_REST_URL"}
@@ -119,7 +119,7 @@ class BitrixClient:
         """Run ``{key: (method, params)}`` through ``batch``, 50 commands per HTTP request; merge the answers.
 
         Failed commands land in ``errors`` as classified exceptions; the batch request itself answers 200 even
-        then [R: settings/how-to-call-rest-api/batch.md]. With ``halt=True`` Bitrix stops at the first failing
+        then [docs/bitrix.md "Batch"]. With ``halt=True`` Bitrix stops at the first failing
         command and we send no further chunks. An error of the batch request itself (rate limit, auth...) is
         raised; commands of chunks sent before it have run.
         """
@@ -144,7 +144,7 @@ class BitrixClient:
             chunk = items[start : start + BATCH_LIMIT]
             methods = {key: method for key, (method, _) in chunk}
             # Sub-commands are "method?query" with PHP http_build_query encoding; inside a JSON body they are
-            # plain strings, not encoded a second time [R: settings/how-to-call-rest-api/data-encoding.md].
+            # plain strings, not encoded a second time [docs/bitrix.md "Parameter encoding"].
             cmd = {key: _command(method, params) for key, (method, params) in chunk}
             payload = self.result("batch", {"halt": 1 if halt else 0, "cmd": cmd})
             if not isinstance(payload, dict):
@@ -183,7 +183,7 @@ class BitrixClient:
         """Yield every item of a list method, page by page (``start=0, 50, ...``), following ``next``.
 
         List methods return 50 items a page and ``next`` while more exist
-        [R: settings/how-to-call-rest-api/list-methods-pecularities.md]. ``crm.deal.list`` returns a list as
+        [docs/bitrix.md "Calling the REST API"]. ``crm.deal.list`` returns a list as
         ``result``; ``sale.order.list`` returns ``{"orders": [...]}`` -> pass ``items_key`` (or let it be
         found when the dict has exactly one list). Stops after ``limit`` items. Errors raise while iterating.
         """
@@ -221,7 +221,7 @@ class BitrixClient:
 
         The way Bitrix recommends for big scans: ``start=-1`` (no total to count) and a ``>ID`` filter moved
         past each page, instead of offsets that grow slower with every page
-        [R: settings/performance/huge-data.md]. ``params`` carries the ``order`` by ``id_field`` ascending.
+        [docs/bitrix.md "Lists"]. ``params`` carries the ``order`` by ``id_field`` ascending.
         A caller that stores each page's last id can resume a scan where it stopped.
         """
         base = dict(params)
@@ -359,7 +359,7 @@ class BitrixClient:
                 failure.retry_after = retry_after
         elif "error" in body:
             # Error envelope {"error": CODE, "error_description": TEXT}; CODE may be "" or a number
-            # [R: _includes/error-info.md; R: api-reference/sale/order/sale-order-update.md]. Some answers
+            # [docs/bitrix.md "Errors"]. Some answers
             # carry it with HTTP 200, so the code decides, not only the status.
             failure = classify_error(
                 portal=self.portal,
@@ -398,7 +398,7 @@ def _by_key(value: Any) -> dict[str, Any]:
 
 
 def _retry_after(response: requests.Response) -> float | None:
-    # Whether Bitrix sends Retry-After is unconfirmed [R: settings/performance/limits.md]; honour it if sent.
+    # Whether Bitrix sends Retry-After is unconfirmed [docs/bitrix.md "Limits"]; honour it if sent.
     try:
         return float(response.headers["Retry-After"])
     except (KeyError, ValueError):

@@ -101,7 +101,7 @@ def _write_took_effect(item: Item) -> bool:
     """Whether the item's write did what it was meant to, as read back right after it.
 
     `crm.deal.update` answers `true` and changes nothing when the deal moved to another pipeline since we read
-    it [docs/bitrix.md "crm.deal.update"]: then the base must not move. A deal at another stage of the same
+    it [docs/bitrix.md "Deals"]: then the base must not move. A deal at another stage of the same
     pipeline took the write and was moved again at once (a robot runs after every save); that move is an
     event of its own.
     """

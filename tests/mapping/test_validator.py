@@ -1,6 +1,6 @@
 """The one validator behind `statusmap import`/`check` and the admin's forms: every error, warning and note.
 
-Each row: a change to DESIGN.md's example (plus pipeline 1), whether the catalog of names is known, and the
+Each row: a change to the contract's example (plus pipeline 1), whether the catalog of names is known, and the
 problems expected as (level, path, text) — nothing else may be reported.
 """
 
@@ -35,7 +35,7 @@ BASELINE = [PAID_NOTE_0, PAID_NOTE_1]
 
 
 def example() -> dict[str, Any]:
-    """DESIGN.md's example plus pipeline 1, as the sandbox's CRM has them (its pipeline 1 has no APOLOGY)."""
+    """The contract's example plus pipeline 1, as the sandbox's CRM has them (its pipeline 1: no APOLOGY)."""
     document = two_pipelines()
     document["pipelines"][1]["rules"] = [
         r for r in document["pipelines"][1]["rules"] if r["deal_stage"] != "C1:APOLOGY"

@@ -1,4 +1,4 @@
-"""`manage.py statusmap import FILE|-`, `statusmap export`, `statusmap check` (DESIGN.md "Commands")."""
+"""`manage.py statusmap import FILE|-`, `statusmap export`, `statusmap check` [docs/contract.md]."""
 
 from __future__ import annotations
 
