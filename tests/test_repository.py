@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+PRODUCTION = ("statussync", "bxsync_project")
 # Read as text; screenshots, compiled catalogs and databases are not.
 TEXT_SUFFIXES = {".py", ".md", ".php", ".html", ".txt", ".toml", ".json", ".cfg", ".ini", ".sh", ".po"}
 TEXT_NAMES = {"Makefile", "Procfile", ".env.example", "run"}
@@ -26,6 +28,7 @@ OUTSIDE = re.compile(
     )
 )
 CITATION = re.compile(r"docs/(bitrix|contract|decisions|reliability)\.md[\"'`]?,? \"([^\"]+)\"")
+MAX_CLASS_LINES = 150
 
 
 def _repository_text_files() -> list[Path]:
@@ -66,3 +69,17 @@ def test_it_cites_only_sections_the_docs_have() -> None:
             if not any(heading == section or heading.startswith(f"{section} (") for heading in headings[doc]):
                 dangling.append(f"{path.relative_to(ROOT)}: docs/{doc}.md {section!r}")
     assert dangling == []
+
+
+def test_it_keeps_every_production_class_short() -> None:
+    long_classes = []
+    for package in PRODUCTION:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if "migrations" in path.parts:
+                continue
+            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES:
+                    lines = node.end_lineno - node.lineno + 1
+                    long_classes.append(f"{path.relative_to(ROOT)}: {node.name} ({lines} lines)")
+    assert long_classes == []

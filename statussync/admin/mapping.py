@@ -328,16 +328,16 @@ class StatusRuleInline(admin.TabularInline):
 # --- the pipeline pages -----------------------------------------------------------------------------------
 
 
-@admin.register(Pipeline)
-class PipelineAdmin(admin.ModelAdmin):
-    form = PipelineForm
-    inlines = [StatusRuleInline]
+# PipelineAdmin is three parts, one per job: the list with each pipeline's problems, the form's layout, and
+# a save that shows its impact before it lands and records it after.
+
+
+class PipelineList:
+    """The pipelines list: names, paid stage, policy, rule count and the problems the mapping check finds."""
+
     list_display = ["pipeline_name", "paid_stage_name", "conflict_policy", "rule_count", "problems"]
     list_display_links = ["pipeline_name"]
     change_list_template = "admin/statussync/pipeline/change_list.html"
-    change_form_template = "admin/statussync/pipeline/change_form.html"
-
-    # --- the list ---
 
     def get_queryset(self, request: HttpRequest):
         return super().get_queryset(request).annotate(rule_total=Count("rules"))
@@ -390,7 +390,9 @@ class PipelineAdmin(admin.ModelAdmin):
         }
         return super().changelist_view(request, extra_context=context)
 
-    # --- the form ---
+
+class PipelineFormLayout:
+    """The pipeline's form: which fields, read-only for Support, the rules inline once the pipeline exists."""
 
     _VIEW_FIELDS = ["pipeline_name", "paid_stage_name", "conflict_policy", "awaiting_names"]
 
@@ -430,6 +432,11 @@ class PipelineAdmin(admin.ModelAdmin):
             if status or stage:
                 kwargs["initial"] = [{"order_status": status, "deal_stage": stage}]
         return kwargs
+
+
+class PipelineSaving:
+    """Saving a pipeline: its impact on existing links is shown first (the save rolls back until confirmed),
+    then the change is recorded in the mapping's history with the resync the manager chose."""
 
     def save_form(self, request: HttpRequest, form: forms.ModelForm, change: bool):
         obj = super().save_form(request, form, change)
@@ -548,7 +555,15 @@ class PipelineAdmin(admin.ModelAdmin):
             original=obj,
         )
 
-    # --- import, export, refresh ---
+
+@admin.register(Pipeline)
+class PipelineAdmin(PipelineList, PipelineFormLayout, PipelineSaving, admin.ModelAdmin):
+    """Pipeline mappings: the list, the form and its save above, and the mapping file's import and export
+    and the catalog's refresh as pages of their own."""
+
+    form = PipelineForm
+    inlines = [StatusRuleInline]
+    change_form_template = "admin/statussync/pipeline/change_form.html"
 
     def get_urls(self):
         wrap = self.admin_site.admin_view
