@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PRODUCTION = ("statussync", "bxsync_project")
-# Read as text; screenshots, compiled catalogs and databases are not.
-TEXT_SUFFIXES = {".py", ".md", ".php", ".html", ".txt", ".toml", ".json", ".cfg", ".ini", ".sh", ".po"}
-TEXT_NAMES = {"Makefile", "Procfile", ".env.example", "run"}
+# Read as text: these suffixes and extensionless files (Makefile, .ci/run); not images, catalogs, databases.
+TEXT_SUFFIXES = {
+    ".py",
+    ".md",
+    ".php",
+    ".html",
+    ".txt",
+    ".toml",
+    ".json",
+    ".cfg",
+    ".ini",
+    ".sh",
+    ".po",
+    ".example",
+}
 # A clone has none of these: the design notes and research the project started from lived beside the
 # repository, not in it. The strings are split so this file does not match itself.
 OUTSIDE = re.compile(
@@ -32,16 +45,26 @@ MAX_CLASS_LINES = 150
 
 
 def _repository_text_files() -> list[Path]:
-    files = []
-    for path in sorted(ROOT.rglob("*")):
-        parts = path.relative_to(ROOT).parts
-        # .venv, .git, caches and whatever a run leaves behind in dot-folders are not the repository's text;
-        # .ci is.
-        if any(part.startswith(".") and part != ".ci" for part in parts[:-1]) or "__pycache__" in parts:
-            continue
-        if path.is_file() and (path.suffix in TEXT_SUFFIXES or path.name in TEXT_NAMES):
-            files.append(path)
-    return files
+    """The repository's own text files: tracked or new, not what git ignores (.venv, staticfiles, logs)."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout.decode()
+        paths = [ROOT / name for name in listed.split("\0") if name]
+    except (OSError, subprocess.SubprocessError):  # an export without .git: walk, skipping generated folders
+        skipped = {"staticfiles", "__pycache__", "node_modules"}
+        paths = [
+            path
+            for path in ROOT.rglob("*")
+            if not any(part.startswith(".") or part in skipped for part in path.relative_to(ROOT).parts[:-1])
+        ]
+    return sorted(
+        path for path in paths if path.is_file() and (path.suffix in TEXT_SUFFIXES or not path.suffix)
+    )
 
 
 def test_it_refers_to_nothing_outside_the_repository() -> None:
