@@ -63,9 +63,9 @@ def _repository_text_files() -> list[Path]:
             for path in ROOT.rglob("*")
             if not any(part.startswith(".") or part in skipped for part in path.relative_to(ROOT).parts[:-1])
         ]
-    return sorted(
-        path for path in paths if path.is_file() and (path.suffix in TEXT_SUFFIXES or not path.suffix)
-    )
+    # A file in the middle of a merge is listed once per conflict stage: a set.
+    texts = {path for path in paths if path.is_file() and (path.suffix in TEXT_SUFFIXES or not path.suffix)}
+    return sorted(texts)
 
 
 def test_it_refers_to_nothing_outside_the_repository() -> None:
