@@ -149,10 +149,10 @@ def test_it_keeps_syncing_when_a_comments_own_batch_fails(sb, comments_on, monke
 def test_it_renders_the_comment_in_the_portals_language(sb, settings):
     settings.BXSYNC_CRM_COMMENTS = True
     settings.BXSYNC_CRM_COMMENT_LANGUAGE = "ru"
-    _, deal_id = paid_pair(sb)
+    order_id, deal_id = paid_pair(sb)
 
     regression_run(sb, deal_id)
 
-    # Russian catalogs come with the i18n work; until then the English msgid stands in, never an error.
     [comment] = comments(sb, deal_id)
-    assert comment.strip()
+    assert comment.startswith(f"bxsync не передал эту стадию в заказ {order_id}: заказ оплачен")
+    assert "Причина: сделку перевели на стадию NEW, что вернуло бы оплаченный заказ в статус N." in comment
