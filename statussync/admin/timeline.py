@@ -24,6 +24,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from statussync.catalog import pipeline_label
 from statussync.models import AuditEntry, InboundEvent, Link, LinkState, Outcome, Side
 from statussync.reasons import Reason
 
@@ -498,10 +499,10 @@ def _seen(before: dict[str, Any]) -> list[str]:
         seen.append(gettext("the order is deleted"))
     if "deal_stage" in before:
         seen.append(
-            gettext("deal stage %(stage)s (pipeline %(pipeline)s)")
+            gettext("deal stage %(stage)s (%(pipeline)s)")
             % {
                 "stage": deal_stage_label(str(before["deal_stage"]), before.get("pipeline")),
-                "pipeline": before.get("pipeline"),
+                "pipeline": pipeline_label(before.get("pipeline")),
             }
         )
     elif before.get("deal") == "deleted":
