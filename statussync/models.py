@@ -272,6 +272,12 @@ class JobState(models.TextChoices):
     DISCARDED = "discarded", _("Discarded")
 
 
+class JobOrigin(models.TextChoices):
+    EVENT = "event", _("Bitrix event")
+    RECONCILE = "reconcile", _("Regular check")
+    ADMIN = "admin", _("Manager")
+
+
 class Queue(models.TextChoices):
     DEFAULT = "default", _("Default")
     PAYMENTS = "payments", _("Payments")
@@ -291,7 +297,7 @@ class Job(models.Model):
         _("state"), max_length=10, choices=JobState.choices, default=JobState.PENDING, db_index=True
     )
     origin = models.CharField(
-        _("asked for by"), max_length=16, default="event", help_text=_("event, reconcile or admin")
+        _("asked for by"), max_length=16, choices=JobOrigin.choices, default=JobOrigin.EVENT
     )
     event = models.CharField(
         _("event"), max_length=64, blank=True, help_text=_("The (first) event that asked for this work.")

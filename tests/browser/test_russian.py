@@ -50,6 +50,7 @@ def english_words(page: Page) -> list[str]:
     """The Latin words people read on the page (header, breadcrumbs, content, filters), except the allowed
     names and codes."""
     text = " ".join(page.locator(selector).inner_text() for selector in ("#header", "#content"))
+    text = re.sub(r"statusmap (import|export)", "", text)  # the command's name
     return sorted({w for w in _LATIN_WORD.findall(text) if w.lower() not in LATIN_ALLOWED})
 
 
@@ -109,6 +110,22 @@ def test_it_shows_support_and_managers_the_admin_in_russian(browser, live_server
     pages["dead letters"] = english_words(page)
     page.goto(f"{live_server.url}/admin/")
     pages["index"] = english_words(page)
+    # Every other list of the app, and the mapping's own pages.
+    for name in (
+        "pipeline",
+        "mappingchange",
+        "linkproblem",
+        "unmappedvalue",
+        "job",
+        "inboundevent",
+        "bulkoperation",
+        "catalogstatus",
+        "catalogstage",
+    ):
+        page.goto(f"{live_server.url}/admin/statussync/{name}/")
+        pages[name] = english_words(page)
+    page.goto(f"{live_server.url}/admin/statussync/pipeline/import/")
+    pages["mapping import"] = english_words(page)
 
     assert {name: words for name, words in pages.items() if words} == {}
 
