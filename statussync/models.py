@@ -296,9 +296,7 @@ class Job(models.Model):
     state = models.CharField(
         _("state"), max_length=10, choices=JobState.choices, default=JobState.PENDING, db_index=True
     )
-    origin = models.CharField(
-        _("asked for by"), max_length=16, choices=JobOrigin.choices, default=JobOrigin.EVENT
-    )
+    origin = models.CharField(_("origin"), max_length=16, choices=JobOrigin.choices, default=JobOrigin.EVENT)
     event = models.CharField(
         _("event"), max_length=64, blank=True, help_text=_("The (first) event that asked for this work.")
     )
@@ -388,7 +386,7 @@ class AuditEntry(models.Model):
     reason = models.JSONField(_("reason"), null=True, blank=True)
     rest_calls = models.PositiveIntegerField(_("REST calls"), default=0)
     latency_ms = models.PositiveIntegerField(_("took (ms)"), null=True, blank=True)
-    origin = models.CharField(_("asked for by"), max_length=16, blank=True)
+    origin = models.CharField(_("origin"), max_length=16, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

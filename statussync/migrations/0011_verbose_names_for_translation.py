@@ -81,7 +81,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='auditentry',
             name='origin',
-            field=models.CharField(blank=True, max_length=16, verbose_name='asked for by'),
+            field=models.CharField(blank=True, max_length=16, verbose_name='origin'),
         ),
         migrations.AlterField(
             model_name='auditentry',
@@ -261,7 +261,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='job',
             name='origin',
-            field=models.CharField(choices=[('event', 'Bitrix event'), ('reconcile', 'Regular check'), ('admin', 'Manager')], default='event', max_length=16, verbose_name='asked for by'),
+            field=models.CharField(choices=[('event', 'Bitrix event'), ('reconcile', 'Regular check'), ('admin', 'Manager')], default='event', max_length=16, verbose_name='origin'),
         ),
         migrations.AlterField(
             model_name='job',
