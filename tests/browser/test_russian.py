@@ -6,10 +6,11 @@ English readers still get English. Writes docs/screenshots/russian.png."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 
 import pytest
 from django.db import connection
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, BrowserContext, Page
 
 from statussync.bitrix.ratelimit import DatabaseBucketStore
 from statussync.catalog import catalog_refresh
@@ -38,12 +39,22 @@ def _rate_buckets_emptied():
             cursor.execute(f"DELETE FROM {DatabaseBucketStore.TABLE}")  # noqa: S608 - our own constant
 
 
-def reader(browser: Browser, language: str) -> Page:
-    """A browser page whose requests ask for `language` first."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale=language)
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    return page
+@pytest.fixture
+def reader(browser: Browser) -> Iterator[Callable[[str], Page]]:
+    """Opens a browser page whose requests ask for a language first; closed after the test, so no request
+    of it is still being served when the live server's database goes away."""
+    contexts: list[BrowserContext] = []
+
+    def open_page(language: str) -> Page:
+        context = browser.new_context(viewport={"width": 1400, "height": 900}, locale=language)
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
 
 
 def english_words(page: Page) -> list[str]:
@@ -54,11 +65,11 @@ def english_words(page: Page) -> list[str]:
     return sorted({w for w in _LATIN_WORD.findall(text) if w.lower() not in LATIN_ALLOWED})
 
 
-def test_it_shows_support_and_managers_the_admin_in_russian(browser, live_server, sb):
+def test_it_shows_support_and_managers_the_admin_in_russian(reader, live_server, sb):
     story = link_story(sb)
     catalog_refresh()
     user_make("ops", superuser=True)
-    page = reader(browser, "ru-RU")
+    page = reader("ru-RU")
     log_in(page, live_server, "ops")
     pages: dict[str, list[str]] = {}
 
@@ -130,10 +141,10 @@ def test_it_shows_support_and_managers_the_admin_in_russian(browser, live_server
     assert {name: words for name, words in pages.items() if words} == {}
 
 
-def test_it_still_shows_the_admin_in_english_to_an_english_reader(browser, live_server, sb):
+def test_it_still_shows_the_admin_in_english_to_an_english_reader(reader, live_server, sb):
     story = link_story(sb)
     user_make("ops", superuser=True)
-    page = reader(browser, "en-US")
+    page = reader("en-US")
     log_in(page, live_server, "ops")
 
     page.goto(f"{live_server.url}/admin/statussync/link/{story.link.id}/change/")
@@ -146,9 +157,9 @@ def test_it_still_shows_the_admin_in_english_to_an_english_reader(browser, live_
     )
 
 
-def test_it_switches_the_language_from_the_header(browser, live_server, sb):
+def test_it_switches_the_language_from_the_header(reader, live_server, sb):
     user_make("ops", superuser=True)
-    page = reader(browser, "en-US")
+    page = reader("en-US")
     log_in(page, live_server, "ops")
 
     page.goto(f"{live_server.url}/admin/statussync/link/")
