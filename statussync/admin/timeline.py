@@ -164,24 +164,9 @@ def reason_text(*, reason: dict[str, Any] | None, message: str = "") -> str:
     return _labelled(parsed).render(gettext) if parsed is not None else message
 
 
-# The reasons whose `target` is a deal stage, and those whose `target` is an order status (see reasons.py).
-_TARGET_IS_STAGE = {"payment_move", "order_to_deal"}
-_TARGET_IS_STATUS = {"deal_to_order", "regression"}
-
-
 def _labelled(reason: Reason) -> Reason:
-    """`reason` with its status and stage parameters as labels (see `labels`)."""
-    params: dict[str, Any] = {}
-    for key, value in reason.params.items():
-        if isinstance(value, Reason):
-            params[key] = _labelled(value)
-        elif key == "status" or (key == "target" and reason.code in _TARGET_IS_STATUS):
-            params[key] = order_status_label(str(value))
-        elif key == "stage" or (key == "target" and reason.code in _TARGET_IS_STAGE):
-            params[key] = deal_stage_label(str(value), reason.params.get("pipeline"))
-        else:
-            params[key] = value
-    return Reason(reason.code, params)
+    """`reason` with its statuses and stages as the portals name them (see `labels`)."""
+    return reason.named(status=order_status_label, stage=deal_stage_label)
 
 
 def duration_text(ms: int | None) -> str:
