@@ -17,6 +17,7 @@ class ListPaging:
     portal: str
 
     def call(self, method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """One REST call's envelope: `BitrixClient.call`."""
         raise NotImplementedError
 
     def list_all(
