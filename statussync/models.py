@@ -450,9 +450,10 @@ class PortalHealth(models.Model):
 
 
 # --- The catalog of names: what the portals call their statuses, pipelines and stages ---------------------
-# Fetched by `statussync.catalog.catalog_refresh` (a button in the admin and a schedule); read through the
-# cached helpers there (`status_label`, `stage_label`, `pipeline_label`). A code that leaves a portal keeps
-# its row with `present` False, so the admin can say "not in the CRM any more" instead of hiding it.
+# Fetched by `statussync.catalog_refresh.catalog_refresh` (a button in the admin and a schedule); read through
+# the cached helpers of `statussync.catalog` (`status_label`, `stage_label`, `pipeline_label`). A code that
+# leaves a portal keeps its row with `present` False, so the admin can say "not in the CRM any more" instead
+# of hiding it.
 
 
 class StageSemantics(models.TextChoices):

@@ -9,7 +9,7 @@ from django.db import connection
 from django.utils import timezone
 
 from bitrix_sandbox import Sandbox, SandboxConfig
-from statussync.catalog import catalog_refresh
+from statussync.catalog_refresh import catalog_refresh
 from statussync.jobs import job_request
 from statussync.mapping import mapping_import
 from statussync.models import Job, JobKind, JobState, Link

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bitrix_sandbox.rest import RestError
-from statussync.catalog import catalog_refresh
+from statussync.catalog_refresh import catalog_refresh
 from statussync.jobs import job_request
 from statussync.models import AuditEntry, Job, JobState, Link, Pipeline, PortalHealth
 from statussync.models import JobKind as K
