@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.signals import request_started
@@ -64,13 +64,85 @@ def catalog_pipeline_stages(*, pipelines: Iterable[int]) -> dict[int, portals.Pi
     }
 
 
-# --- labels (cached) -------------------------------------------------------------------------------------
+# --- what the mapping validator takes from it ------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class _Entry:
-    name: str
-    present: bool
+class KnownStage:
+    """A deal stage as the catalog last saw it."""
+
+    pipeline_id: int
+    semantics: str  # StageSemantics: P, S or F
+    present: bool  # the CRM lists it now
+
+
+@dataclass(frozen=True)
+class CatalogSnapshot:
+    """What the portals list, as plain values: all `mapping.mapping_validate` knows of them.
+
+    The default, empty snapshot is a catalog never read: the validator then judges stages by their `C<n>:`
+    prefixes only and calls no code unknown. `catalog_snapshot()` takes one from the database; tests build
+    their own.
+    """
+
+    statuses: Mapping[str, bool] = field(default_factory=dict)  # order status → the shop lists it now
+    pipelines: Mapping[int, bool] = field(default_factory=dict)  # pipeline id → the CRM lists it now
+    stages: Mapping[str, KnownStage] = field(default_factory=dict)  # by code, unique across pipelines
+    staged_pipelines: frozenset[int] = frozenset()  # pipelines whose stages were read
+
+    @property
+    def has_statuses(self) -> bool:
+        """Whether the shop's statuses were ever read."""
+        return bool(self.statuses)
+
+    @property
+    def has_pipelines(self) -> bool:
+        """Whether the CRM's pipelines were ever read."""
+        return bool(self.pipelines)
+
+    def status_is_known(self, code: str) -> bool:
+        """Whether the shop lists this order status now."""
+        return self.statuses.get(code, False)
+
+    def pipeline_is_known(self, pipeline_id: int) -> bool:
+        """Whether the CRM lists this pipeline now."""
+        return self.pipelines.get(pipeline_id, False)
+
+    def knows_pipeline(self, pipeline_id: int) -> bool:
+        """Whether the stages of this pipeline were read from the CRM."""
+        return pipeline_id in self.staged_pipelines
+
+    def stage_is_known(self, code: str) -> bool:
+        """Whether the CRM lists this stage now."""
+        stage = self.stages.get(code)
+        return stage is not None and stage.present
+
+    def stage_pipeline(self, code: str) -> int | None:
+        """The pipeline a stage belongs to, or None when the catalog does not know the stage."""
+        stage = self.stages.get(code)
+        return stage.pipeline_id if stage is not None else None
+
+    def stage_semantics(self, code: str) -> str | None:
+        """P, S or F for a stage the catalog knows."""
+        stage = self.stages.get(code)
+        return stage.semantics if stage is not None else None
+
+
+def catalog_snapshot() -> CatalogSnapshot:
+    """The stored catalog as a CatalogSnapshot (from the per-request copy: no query when a label was read)."""
+    names = _names()
+    return CatalogSnapshot(
+        statuses={code: row.present for code, row in names.statuses.items()},
+        pipelines={pid: row.present for pid, row in names.pipelines.items()},
+        stages={
+            code: KnownStage(pipeline_id=row.pipeline_id, semantics=row.semantics, present=row.present)
+            for code, row in names.stages.items()
+        },
+        staged_pipelines=frozenset(pid for pid, rows in names.stages_by_pipeline.items() if rows),
+    )
+
+
+# --- labels (cached) -------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -174,22 +246,10 @@ def pipeline_label(pipeline_id: int | None) -> str:
     return _("pipeline %(id)s") % {"id": pipeline_id}
 
 
-def stage_is_known(code: str) -> bool:
-    """Whether the CRM lists this stage now."""
-    row = _names().stages.get(code)
-    return row is not None and row.present
-
-
 def stage_pipeline(code: str) -> int | None:
     """The pipeline the catalog says a stage belongs to, or None when it does not know the stage."""
     row = _names().stages.get(code)
     return row.pipeline_id if row is not None else None
-
-
-def stage_semantics(code: str) -> str | None:
-    """P, S or F for a stage the catalog knows."""
-    row = _names().stages.get(code)
-    return row.semantics if row is not None else None
 
 
 def catalog_knows_pipeline(pipeline_id: int) -> bool:
@@ -197,26 +257,9 @@ def catalog_knows_pipeline(pipeline_id: int) -> bool:
     return bool(_names().stages_by_pipeline.get(pipeline_id))
 
 
-def catalog_has_pipelines() -> bool:
-    """Whether the CRM's pipelines were ever read."""
-    return bool(_names().pipelines)
-
-
-def pipeline_is_known(pipeline_id: int) -> bool:
-    """Whether the CRM lists this pipeline now."""
-    row = _names().pipelines.get(pipeline_id)
-    return row is not None and row.present
-
-
 def catalog_has_statuses() -> bool:
     """Whether the shop's statuses were ever read."""
     return bool(_names().statuses)
-
-
-def status_is_known(code: str) -> bool:
-    """Whether the shop lists this order status now."""
-    row = _names().statuses.get(code)
-    return row is not None and row.present
 
 
 def status_choices(*, keep: Iterable[str] = ()) -> list[tuple[str, str]]:

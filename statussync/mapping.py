@@ -8,6 +8,8 @@ The document's shape is a public contract [docs/contract.md "The mapping file"];
 a manager fixes a file in one pass, not one error per run — each a `Problem` with a level, the JSON path it
 is about (the admin puts it on the field of that path) and a code with parameters, rendered for a file
 (`pipelines[0].rules[2].deal_stage: deal stage "C1:WON" …`) or for the form (names from the catalog, "row 3").
+`mapping_validate` is a pure function of the mapping and a `CatalogSnapshot` of what the portals list; the
+services here (`mapping_import`, `mapping_check`) and the admin read the snapshot and pass it in.
 
 - Errors refuse the mapping: a malformed document, a source value with two targets in one direction, a
   repeated rule, a stage of another pipeline (the engine cannot write it: `crm.deal.update` ignores a stage
@@ -33,6 +35,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from statussync import catalog, engine
+from statussync.catalog import CatalogSnapshot
 from statussync.models import (
     AwaitingPaymentStatus,
     ConflictPolicy,
@@ -40,6 +43,7 @@ from statussync.models import (
     MappingChange,
     MappingChangeSource,
     Pipeline,
+    StageSemantics,
     StatusRule,
 )
 
@@ -194,15 +198,23 @@ class Problem:
     code: str
     params: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
-    def message(self, *, for_form: bool = False, rule_name: Callable[[int], str] | None = None) -> str:
-        """The sentence in the reader's language. For a file, codes are quoted and other rules are
-        `rules[i]`; for the form, codes carry their names from the catalog and rules are "row n"."""
+    def message(
+        self,
+        *,
+        for_form: bool = False,
+        rule_name: Callable[[int], str] | None = None,
+        status: Callable[[str], str] = _q,
+        stage: Callable[[str], str] = _q,
+    ) -> str:
+        """The sentence in the reader's language. Order statuses pass through `status` and deal stages through
+        `stage` (quoted, for a file; the admin passes the catalog's "name (code)" labels); other rules are
+        `rules[i]` for a file, "row n" for the form, or what `rule_name` says."""
 
         def show(value: Any) -> Any:
             if isinstance(value, Status):
-                return catalog.status_label(value.code) if for_form else _q(value.code)
+                return status(value.code)
             if isinstance(value, Stage):
-                return catalog.stage_label(value.code) if for_form else _q(value.code)
+                return stage(value.code)
             if isinstance(value, RuleRef):
                 if rule_name is not None:
                     return rule_name(value.index)
@@ -544,42 +556,40 @@ def _claim(
 # --- what the rules mean: the shared validator ------------------------------------------------------------
 
 
-def mapping_validate(*, parsed: ParsedMapping) -> list[Problem]:
-    """Errors and warnings about what a well-formed mapping means, against the catalog of names when it
-    knows the portals (by the stages' `C<n>:` prefixes otherwise). Paths are the document's, in the order
-    of `parsed` (a file's own order)."""
+def mapping_validate(*, parsed: ParsedMapping, known: CatalogSnapshot) -> list[Problem]:
+    """Errors and warnings about what a well-formed mapping means, against what the portals list (`known`,
+    from `catalog.catalog_snapshot()`) when the catalog was read (by the stages' `C<n>:` prefixes otherwise).
+    Paths are the document's, in the order of `parsed` (a file's own order).
+
+    A pure function: the caller reads the catalog, so the same mapping and snapshot give the same problems.
+    """
     problems = _Problems()
     if not parsed.pipelines:
         problems.add("", "no_pipelines", "warning")
     used_statuses: set[str] = set()
     for index, p in enumerate(parsed.pipelines):
         used_statuses.update(r.order_status for r in p.rules)
-        _pipeline_validate(problems, p, f"pipelines[{index}]")
-    shop_known = catalog.catalog_has_statuses()
+        _pipeline_validate(problems, p, f"pipelines[{index}]", known=known)
     for index, status in enumerate(parsed.awaiting_payment_statuses):
         path = f"awaiting_payment_statuses[{index}]"
-        if shop_known and not catalog.status_is_known(status):
+        if known.has_statuses and not known.status_is_known(status):
             problems.add(path, "status_not_in_shop", "warning", status=Status(status))
         elif status not in used_statuses:
             problems.add(path, "awaiting_in_no_rule", "warning", status=Status(status))
     return problems.items
 
 
-def _pipeline_validate(problems: _Problems, p: ParsedPipeline, path: str) -> None:
+def _pipeline_validate(problems: _Problems, p: ParsedPipeline, path: str, *, known: CatalogSnapshot) -> None:
     """The problems of one pipeline's settings and rules (see `mapping_validate`)."""
     n = p.pipeline
-    crm_knows = catalog.catalog_knows_pipeline(n)
-    if catalog.catalog_has_pipelines() and not catalog.pipeline_is_known(n):
+    if known.has_pipelines and not known.pipeline_is_known(n):
         problems.add(f"{path}.pipeline", "pipeline_not_in_crm", "warning", pipeline=n)
-    shop_known = catalog.catalog_has_statuses()
     if not p.rules:
         problems.add(f"{path}.rules", "no_rules", "warning", pipeline=n)
     for index, rule in enumerate(p.rules):
         rule_path = f"{path}.rules[{index}]"
-        _stage_check(
-            problems, f"{rule_path}.deal_stage", stage=rule.deal_stage, pipeline=n, crm_knows=crm_knows
-        )
-        if shop_known and not catalog.status_is_known(rule.order_status):
+        _stage_check(problems, f"{rule_path}.deal_stage", stage=rule.deal_stage, pipeline=n, known=known)
+        if known.has_statuses and not known.status_is_known(rule.order_status):
             problems.add(
                 f"{rule_path}.order_status", "status_not_in_shop", "warning", status=Status(rule.order_status)
             )
@@ -605,18 +615,20 @@ def _pipeline_validate(problems: _Problems, p: ParsedPipeline, path: str) -> Non
         problems.add(f"{path}.paid_stage", "no_paid_stage", "warning", pipeline=n)
         return
     before = len(problems.items)
-    _stage_check(problems, f"{path}.paid_stage", stage=p.paid_stage, pipeline=n, crm_knows=crm_knows)
+    _stage_check(problems, f"{path}.paid_stage", stage=p.paid_stage, pipeline=n, known=known)
     if len(problems.items) > before:
         return
-    if catalog.stage_semantics(p.paid_stage) == "F":
+    if known.stage_semantics(p.paid_stage) == StageSemantics.FAILURE:
         problems.add(f"{path}.paid_stage", "paid_stage_failure", "warning", stage=Stage(p.paid_stage))
     elif p.paid_stage not in to_cms:
         problems.add(f"{path}.paid_stage", "paid_stage_unmapped", "note", stage=Stage(p.paid_stage))
 
 
-def _stage_check(problems: _Problems, path: str, *, stage: str, pipeline: int, crm_knows: bool) -> None:
+def _stage_check(
+    problems: _Problems, path: str, *, stage: str, pipeline: int, known: CatalogSnapshot
+) -> None:
     """A stage of another pipeline is an error; one the CRM does not list (any more) is a warning."""
-    other = catalog.stage_pipeline(stage)
+    other = known.stage_pipeline(stage)
     if other is not None and other != pipeline:
         problems.add(path, "stage_of_pipeline", stage=Stage(stage), other=other, pipeline=pipeline)
         return
@@ -628,7 +640,7 @@ def _stage_check(problems: _Problems, path: str, *, stage: str, pipeline: int, c
         if pipeline != 0 and not stage.startswith(f"C{pipeline}:"):
             problems.add(path, "stage_prefix_missing", stage=Stage(stage), pipeline=pipeline)
             return
-    if crm_knows and not catalog.stage_is_known(stage):
+    if known.knows_pipeline(pipeline) and not known.stage_is_known(stage):
         problems.add(path, "stage_not_in_crm", "warning", stage=Stage(stage), pipeline=pipeline)
 
 
@@ -648,7 +660,7 @@ def mapping_import(
     in the summary.
     """
     parsed = mapping_parse(data=data)
-    problems = mapping_validate(parsed=parsed)
+    problems = mapping_validate(parsed=parsed, known=catalog.catalog_snapshot())
     errors = [p for p in problems if p.level == "error"]
     if errors:
         raise MappingError(errors)
@@ -753,7 +765,7 @@ def mapping_check() -> list[Problem]:
         parsed = mapping_parse(data=document)
     except MappingError as exc:  # stored by hand or by an older version
         return exc.items
-    return mapping_validate(parsed=parsed)
+    return mapping_validate(parsed=parsed, known=catalog.catalog_snapshot())
 
 
 def mapping_load() -> engine.Mapping:

@@ -51,6 +51,7 @@ from statussync.models import (
 )
 
 from .catalog import catalog_refresh_view, catalog_refreshed_at
+from .labels import problem_text
 from .mapping_file import mapping_export_view, mapping_import_view
 from .mapping_preview import DECISION, PREVIEWED, confirmation_response, confirmed, impact_record
 
@@ -152,7 +153,7 @@ class RuleFormSet(BaseInlineFormSet):
             document["awaiting_payment_statuses"] = parent_form.cleaned_data["awaiting_payment_statuses"]
         index = document["pipelines"].index(this)
         try:
-            problems = mapping_validate(parsed=mapping_parse(data=document))
+            problems = mapping_validate(parsed=mapping_parse(data=document), known=catalog.catalog_snapshot())
         except MappingError as exc:
             problems = exc.items
         prefix = f"pipelines[{index}]"
@@ -167,7 +168,7 @@ class RuleFormSet(BaseInlineFormSet):
         known = {_problem_key(p) for p in _stored_problems(pipeline.pipeline_id)}
         pipeline._mapping_new_warnings = False  # type: ignore[attr-defined]
         for problem in mine:
-            text = problem.message(for_form=True, rule_name=row_name)
+            text = problem_text(problem, rule_name=row_name)
             if problem.level != "error":
                 warnings.append(text)
                 # A warning the change brings asks for a second look; one that was there before does not,
@@ -383,7 +384,7 @@ class PipelineList:
         document_problems = [p for p in found if not p.path.startswith("pipelines[")]
         context = {
             **(extra_context or {}),
-            "mapping_notes": [p.message(for_form=True) for p in document_problems],
+            "mapping_notes": [problem_text(p) for p in document_problems],
             "can_refresh_catalog": roles.user_can(request.user, roles.REFRESH_CATALOG),
             "can_import": self.has_change_permission(request) and self.has_add_permission(request),
             "catalog_refreshed_at": catalog_refreshed_at(),
@@ -469,7 +470,7 @@ class PipelineSaving:
             return {}
         found = self._problems_for(obj.pipeline_id)
         return {
-            "mapping_warnings": [p.message(for_form=True) for p in found],
+            "mapping_warnings": [problem_text(p) for p in found],
             "can_refresh_catalog": roles.user_can(request.user, roles.REFRESH_CATALOG),
             "catalog_refreshed_at": catalog_refreshed_at(),
             "catalog_known": catalog.catalog_knows_pipeline(obj.pipeline_id),
