@@ -33,15 +33,8 @@ from django.utils.translation import gettext_lazy, ngettext
 from statussync import catalog, roles
 from statussync.catalog import pipeline_label, stage_label, status_label
 from statussync.impact import MappingImpact, mapping_impact
-from statussync.mapping import (
-    MappingError,
-    Problem,
-    mapping_change_record,
-    mapping_check,
-    mapping_export,
-    mapping_parse,
-    mapping_validate,
-)
+from statussync.mapping import MappingError, Problem, mapping_parse, mapping_validate
+from statussync.mapping_store import mapping_change_record, mapping_check, mapping_export
 from statussync.models import (
     AwaitingPaymentStatus,
     Direction,

@@ -16,7 +16,7 @@ from statussync.catalog import (
     status_label,
 )
 from statussync.catalog_refresh import catalog_refresh
-from statussync.mapping import mapping_import
+from statussync.mapping_store import mapping_import
 from statussync.models import CatalogStage, CatalogStatus, PortalHealth
 from statussync.sync.decide import _mapping_with_stages
 from statussync.sync.run import SyncRun

@@ -17,15 +17,8 @@ from django.utils import translation
 
 from statussync.admin.labels import problem_text
 from statussync.catalog import CatalogSnapshot, catalog_snapshot
-from statussync.mapping import (
-    MappingError,
-    mapping_check,
-    mapping_export,
-    mapping_import,
-    mapping_parse,
-    mapping_store,
-    mapping_validate,
-)
+from statussync.mapping import MappingError, mapping_parse, mapping_validate
+from statussync.mapping_store import mapping_check, mapping_export, mapping_import, mapping_store
 from tests.mapping.catalogs import catalog_make, catalog_snapshot_make
 from tests.mappings import two_pipelines
 
