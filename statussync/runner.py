@@ -98,7 +98,8 @@ def services_run(
     file (`make demo`, whose console shows a summary instead). `on_tick` is called about five times a second
     while the services run.
     """
-    env = {**os.environ, **(extra_env or {}), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir_reset(port=port))}
+    metrics_dir = metrics_dir_reset(port=port)
+    env = {**os.environ, **(extra_env or {}), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     env.pop("Q_CLUSTER_NAME", None)
     children: dict[str, subprocess.Popen] = {}
     stopping = False
@@ -147,5 +148,7 @@ def services_run(
                 child.wait()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # ours, in the temporary folder
+            shutil.rmtree(metrics_dir, ignore_errors=True)
         if output is not None:
             output.close()

@@ -147,3 +147,22 @@ def test_it_shows_how_far_behind_reconciliation_reads_each_portal(client):
 
     assert 420 <= value(samples, "bxsync_reconcile_lag_seconds", portal="crm") < 450
     assert 30 <= value(samples, "bxsync_reconcile_lag_seconds", portal="cms") < 60
+
+
+# --- serve's folder for the processes' counters ---
+
+
+def test_it_gives_each_instance_its_own_emptied_metrics_folder(tmp_path, monkeypatch):
+    from statussync.runner import metrics_dir_reset
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    first = metrics_dir_reset(port=8000)
+    (first / "counter_123.db").write_bytes(b"left by the last run")
+
+    again = metrics_dir_reset(port=8000)
+    other = metrics_dir_reset(port=8001)
+
+    assert again == first
+    assert list(again.iterdir()) == []  # counters start at zero with the service
+    assert other != first
