@@ -108,7 +108,7 @@ def queue_wake_soon(*, queue: str) -> None:
     interval's end.
 
     Best effort like `queue_wake`: the jobs are committed already, workers also poll, and the sweeper wakes
-    every queue with due work each minute (a process that exits with a trailing wake-up pending loses it)."""
+    every queue with due work each minute (a process killed with a trailing wake-up pending loses it)."""
     interval = settings.BXSYNC_WAKE_COALESCE_SECONDS
     now = time.monotonic()
     with _wake_lock:
@@ -116,7 +116,9 @@ def queue_wake_soon(*, queue: str) -> None:
         if last is not None and now - last < interval:
             if queue not in _wake_trailing:
                 timer = threading.Timer(interval - (now - last), _queue_wake_trailing, (queue,))
-                timer.daemon = True
+                # Not a daemon: a short-lived process (a management command requesting jobs) waits the
+                # fraction of a second for it at exit rather than leave its last jobs to the sweeper.
+                timer.daemon = False
                 _wake_trailing[queue] = timer
                 timer.start()
             return
