@@ -39,3 +39,4 @@ def test_it_measures_two_instances_against_one(tmp_path):
     row = scale_bench.scale_run(rate=20, deals=10, workdir=tmp_path)
 
     assert row.startswith("| 20 requests/s, burst 50 | 10 | ")
+    assert row.count(" 10 writes") == 2  # each deal's order written once, with one instance and with two
