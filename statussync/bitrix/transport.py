@@ -17,6 +17,8 @@ import requests
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
+from statussync import metrics
+
 from .errors import (
     BitrixError,
     PermanentError,
@@ -100,8 +102,12 @@ class WebhookTransport:
         # Raised outside the except blocks on purpose: requests exceptions carry the webhook URL, and a
         # chained __context__ would print it in every traceback.
         if failure is not None:
+            metrics.REST_REQUESTS.labels(portal=self.portal, method=method, result="no answer").inc()
             log.info("%s", failure)
             raise failure
+        metrics.REST_REQUESTS.labels(
+            portal=self.portal, method=method, result=str(response.status_code)
+        ).inc()
         log.debug(
             "[%s] %s -> HTTP %s in %.2fs",
             self.portal,
@@ -114,9 +120,12 @@ class WebhookTransport:
     def _acquire(self, method: str) -> None:
         assert self.limiter is not None
         failure: BitrixError | None = None
+        started = time.monotonic()
         try:
             self.limiter.acquire()
+            metrics.LIMITER_WAIT.labels(portal=self.portal).observe(time.monotonic() - started)
         except RateLimitedError as exc:
+            metrics.LIMITER_REFUSED.labels(portal=self.portal).inc()
             failure = RateLimitedError(
                 portal=self.portal, method=method, description=exc.description, retry_after=exc.retry_after
             )
