@@ -1,6 +1,6 @@
 """Prometheus metrics: what bxsync counts at its edges, and what it reads from the database at scrape time.
 
-Two kinds, on purpose (docs/decisions.md "Metrics"):
+Two kinds, on purpose (docs/decisions.md "Metrics: counters per process, gauges from the database"):
 
 - Counters and histograms of things that happen in a process — events received (the intake view), REST
   requests and limiter waits (the Bitrix client), writes and decisions (the record step), payment latency.
