@@ -37,7 +37,12 @@ def writes_send(run: SyncRun) -> None:
             continue
         item.write_sent = True
         if write.side == "crm":
-            crm.add(portals.deal_stage_update(item.deal_id, write.value), items=[item], on_result=_ignore)
+            crm.add(
+                portals.deal_stage_update(item.deal_id, write.value),
+                items=[item],
+                on_result=_ignore,
+                guarded=True,
+            )
             written_deals.append(item)
         else:
             cms.add(
@@ -45,6 +50,7 @@ def writes_send(run: SyncRun) -> None:
                 items=[item],
                 # sale.order.update answers with the saved order: the read-back comes free.
                 on_result=lambda result, item=item: _got_written_order(item, result),
+                guarded=True,
             )
     if written_deals:
         # crm.deal.update answers `true` even when it changed nothing (a stage of another pipeline, or the
@@ -60,8 +66,10 @@ def writes_send(run: SyncRun) -> None:
                 on_result=lambda rows: _got_written_deals(by_id, rows),
             )
         comments.comments_plan(run, crm)  # explanations ride in the CRM's write batch
-    crm.run(contact=run.contact)
-    cms.run(contact=run.contact)
+    # A run of hundreds of items writes in several calls: each renews the locks first, so a lock cannot run
+    # out while a write is in flight, however many calls the round takes (statussync/checks.py).
+    crm.run(contact=run.contact, before_send=lambda: locks_renew(run))
+    cms.run(contact=run.contact, before_send=lambda: locks_renew(run))
 
 
 def _intent_record(run: SyncRun, item: Item) -> None:
