@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 
 from statussync import portals
-from statussync.jobs import job_request
+from statussync.jobs import job_request, jobs_claim
 from statussync.models import AuditEntry, JobKind, Link, LinkState
-from statussync.sync import items_for, items_sync
+from statussync.sync import items_for, items_sync, jobs_handle
 from tests.sync.support import pay, run_worker
 
 
@@ -177,3 +177,24 @@ def test_it_pages_a_list_by_id_after_the_last_row():
     assert after.command()[1]["filter"] == {"@id": ["1", "2"], ">id": 2}
     assert after.command()[1]["order"] == {"id": "asc"}
     assert read.command()[1]["filter"] == {"@id": ["1", "2"]}  # the first page's command is unchanged
+
+
+def test_it_syncs_a_bulk_edit_of_300_deals_in_one_run_of_nine_requests(sb, settings):
+    pairs = linked(sb, 300)
+    sb.crm.bulk_move([int(d) for _, d in pairs], "PREPARATION")
+    sb.reset_counters()
+    for _, deal_id in pairs:
+        job_request(kind=JobKind.DEAL, entity_id=deal_id)
+
+    jobs = jobs_claim(queue="default", limit=settings.BXSYNC_JOB_BATCH)
+    jobs_handle(jobs)
+
+    assert len(jobs) == 300  # one run (BXSYNC_JOB_BATCH is 500)
+    assert all(sb.shop.get_order(int(o))["statusId"] == "P" for o, _ in pairs)
+    counters = sb.counters()
+    # Reads: 6 deal lists in one CRM call, 6 order lists in one shop call; writes: 300 updates, 6 shop calls
+    # of 50 (each update answers with the saved order). The stage list may be read once more.
+    assert counters["shop"]["rest_requests"] == 7
+    assert counters["crm"]["rest_requests"] <= 2
+    assert counters["shop"]["rest_calls"]["sale.order.update"] == 300
+    assert commands(sb, "sale.order.list") == commands(sb, "crm.deal.list") == 6
