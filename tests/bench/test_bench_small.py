@@ -1,0 +1,58 @@
+"""The benchmarks at a tiny size, so that they never rot: bench/sync_bench.py's own functions on a real stack
+(embedded), its report and the section it writes into docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("sync_bench", ROOT / "bench" / "sync_bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.timeout(240)
+def test_it_measures_payments_a_bulk_edit_and_a_storm_and_reports_them(tmp_path):
+    bench = load_bench()
+    result = bench.measure(
+        "embedded",
+        tmp_path,
+        deals=12,
+        rounds=2,
+        payments=2,
+        only={"payments", "bulk", "storm"},
+        refill_seconds=0,
+    )
+
+    assert result["payments"]["n"] == 2
+    assert 0 < result["payments"]["p50"] <= result["payments"]["p99"] < 30
+    for name, events_per_deal in (("bulk", 1), ("storm", 2 * 2)):
+        run = result[name]
+        assert run["changes"] == 12
+        assert run["seconds"] > 0
+        # Every deal's change written once to its order, and each payment once to its deal: nothing more.
+        assert run["writes"] == 12 + 2
+        assert run["by_method"]["sale.order.update"] == 12
+        assert 0 < run["http"] < run["naive_http"]
+        assert run["commands_per_echo"] <= 1
+        assert run["rejected"] == 0
+        assert run["events_delivered"] >= 12 * events_per_deal
+        assert run["runs"] >= 1
+        assert run["payments"]["n"] == 2
+
+    out = tmp_path / "benchmarks.md"
+    out.write_text("# Benchmarks\n\n## Intake\nsomebody else's numbers\n")
+    for _ in range(2):  # a second run replaces the section, the rest stays
+        bench.write_section(out, bench.section([result], command="bench/sync_bench.py --tiny", load="test"))
+    text = out.read_text()
+    assert "somebody else's numbers" in text
+    assert text.count(bench.SECTION_START) == 1
+    assert "| 12-deal bulk edit: HTTP requests |" in text
+    assert "### embedded (SQLite + ORM broker)" in text
