@@ -279,23 +279,32 @@ def measure(
         "BXSYNC_JOB_LEASE_SECONDS": "60",
         "Q_POLL": "0.3",
     }
-    out: dict = {"kind": kind}
     with running_stack(kind, workdir, **limits) as stack:
         stack.sandbox.set_limits(rate=2, burst=50)
-        n_payers = payments * (1 + ("bulk" in only) + ("storm" in only))
-        pairs = stack.seed_linked(n_payers + deals)
-        payers, work = pairs[:n_payers], pairs[n_payers:]
-        if "payments" in only:
-            settle(stack, refill_seconds)
-            out["payments"] = payments_alone(stack, payers[:payments])
+        return measure_on(
+            stack, deals=deals, rounds=rounds, payments=payments, only=only, refill_seconds=refill_seconds
+        )
+
+
+def measure_on(
+    stack: Stack, *, deals: int, rounds: int, payments: int, only: set[str], refill_seconds: float
+) -> dict:
+    """The measurements of `only` on a running stack (the tests' own, at a tiny size)."""
+    out: dict = {"kind": stack.kind}
+    n_payers = payments * (1 + ("bulk" in only) + ("storm" in only))
+    pairs = stack.seed_linked(n_payers + deals)
+    payers, work = pairs[:n_payers], pairs[n_payers:]
+    if "payments" in only:
+        settle(stack, refill_seconds)
+        out["payments"] = payments_alone(stack, payers[:payments])
+    payers = payers[payments:]
+    if "bulk" in only:
+        settle(stack, refill_seconds)
+        out["bulk"] = bulk_edit(stack, work, payers[:payments])
         payers = payers[payments:]
-        if "bulk" in only:
-            settle(stack, refill_seconds)
-            out["bulk"] = bulk_edit(stack, work, payers[:payments])
-            payers = payers[payments:]
-        if "storm" in only:
-            settle(stack, refill_seconds)
-            out["storm"] = storm(stack, work, payers[:payments], rounds=rounds)
+    if "storm" in only:
+        settle(stack, refill_seconds)
+        out["storm"] = storm(stack, work, payers[:payments], rounds=rounds)
     return out
 
 

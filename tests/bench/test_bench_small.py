@@ -1,9 +1,11 @@
-"""The benchmarks at a tiny size, so that they never rot: bench/sync_bench.py's own functions on a real stack
-(embedded), its report and the section it writes into docs/benchmarks.md."""
+"""The benchmarks at a tiny size, so that they never rot: bench/sync_bench.py's own functions on the
+end-to-end stack (both backends, the stack shared with tests/e2e), its report and its section of
+docs/benchmarks.md."""
 
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,16 +16,16 @@ ROOT = Path(__file__).resolve().parents[2]
 def load_bench():
     spec = importlib.util.spec_from_file_location("sync_bench", ROOT / "bench" / "sync_bench.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
 
-@pytest.mark.timeout(240)
-def test_it_measures_payments_a_bulk_edit_and_a_storm_and_reports_them(tmp_path):
+@pytest.mark.e2e
+def test_it_measures_payments_a_bulk_edit_and_a_storm_and_reports_them(e2e, tmp_path):
     bench = load_bench()
-    result = bench.measure(
-        "embedded",
-        tmp_path,
+    result = bench.measure_on(
+        e2e,
         deals=12,
         rounds=2,
         payments=2,
@@ -55,4 +57,4 @@ def test_it_measures_payments_a_bulk_edit_and_a_storm_and_reports_them(tmp_path)
     assert "somebody else's numbers" in text
     assert text.count(bench.SECTION_START) == 1
     assert "| 12-deal bulk edit: HTTP requests |" in text
-    assert "### embedded (SQLite + ORM broker)" in text
+    assert f"### {e2e.kind} (" in text
