@@ -1,0 +1,84 @@
+"""Runs sized for list reads: a worker lets due jobs gather while a burst of events is still arriving, up to a
+full run, and never makes a trickle or a payment wait long (statussync.jobs.BATCH_WINDOW_SECONDS)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from statussync import jobs
+from statussync.jobs import job_request
+from statussync.models import Job, JobKind
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Sleeping moves every job's times back instead (as if that long had passed); the sleeps are recorded."""
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        for job in Job.objects.all():
+            Job.objects.filter(id=job.id).update(
+                created_at=job.created_at - timedelta(seconds=seconds),
+                updated_at=job.updated_at - timedelta(seconds=seconds),
+                not_before=job.not_before - timedelta(seconds=seconds),
+            )
+
+    monkeypatch.setattr(jobs.time, "sleep", sleep)
+    return slept
+
+
+def age(seconds: float) -> None:
+    for job in Job.objects.all():
+        Job.objects.filter(id=job.id).update(
+            created_at=job.created_at - timedelta(seconds=seconds),
+            updated_at=job.updated_at - timedelta(seconds=seconds),
+        )
+
+
+def test_it_starts_a_run_at_once_when_the_burst_is_over(db, clock):
+    for n in range(3):
+        job_request(kind=JobKind.ORDER, entity_id=str(n))
+    age(0.5)
+
+    jobs._batch_window(queue="default")
+
+    assert clock == []
+
+
+def test_it_waits_for_jobs_still_coming_due_but_not_longer_than_the_quiet_time(db, clock):
+    job_request(kind=JobKind.ORDER, entity_id="1")
+
+    jobs._batch_window(queue="default")
+
+    assert 0 < sum(clock) <= jobs.BATCH_WINDOW_SECONDS["default"]["quiet"] + 0.05
+
+
+def test_it_starts_a_run_once_the_oldest_job_waited_long_enough_in_a_steady_stream(db, clock):
+    job_request(kind=JobKind.ORDER, entity_id="old")
+    age(jobs.BATCH_WINDOW_SECONDS["default"]["max"])
+    job_request(kind=JobKind.ORDER, entity_id="new")  # a job just came due: the stream goes on
+
+    jobs._batch_window(queue="default")
+
+    assert clock == []
+
+
+def test_it_starts_a_full_run_at_once(db, clock, settings):
+    settings.BXSYNC_JOB_BATCH = 3
+    for n in range(3):
+        job_request(kind=JobKind.ORDER, entity_id=str(n))
+
+    jobs._batch_window(queue="default")
+
+    assert clock == []
+
+
+def test_it_never_makes_a_payment_wait(db, clock):
+    job_request(kind=JobKind.PAYMENT, entity_id="1")
+
+    jobs._batch_window(queue="payments")
+
+    assert clock == []
