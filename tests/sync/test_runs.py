@@ -6,10 +6,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from statussync import jobs
 from statussync.jobs import job_request
-from statussync.models import Job, JobKind
+from statussync.models import Job, JobKind, SyncLock
+from statussync.sync import items_for, items_sync, write
 
 
 @pytest.fixture
@@ -82,3 +84,30 @@ def test_it_never_makes_a_payment_wait(db, clock):
     jobs._batch_window(queue="payments")
 
     assert clock == []
+
+
+def test_it_drops_the_writes_of_orders_another_worker_took_while_a_long_write_round_went_on(sb, monkeypatch):
+    pairs = sb.seed(60, pipeline_share=0, orders_without_deal=0, deals_without_order=0)
+    items_sync(items=items_for(order_ids=[str(o) for o, _ in pairs]))
+    sb.crm.bulk_move([d for _, d in pairs], "PREPARATION")
+    taken = [str(o) for o, _ in pairs[50:]]  # the orders of the second call of 50 writes
+    renewals = []
+    real = write.locks_renew
+
+    def renew(run):
+        renewals.append(run)
+        if len(renewals) == 3:  # before the second call: the run's lease ran out, another worker took these
+            SyncLock.objects.filter(order_id__in=taken).update(
+                token="other", until=timezone.now() + timedelta(seconds=60)
+            )
+        real(run)
+
+    monkeypatch.setattr(write, "locks_renew", renew)
+    sb.reset_counters()
+
+    items_sync(items=items_for(deal_ids=[str(d) for _, d in pairs]))
+
+    assert len(renewals) == 3  # once before the round, then before each of its two calls
+    assert [sb.shop.get_order(o)["statusId"] for o, _ in pairs[:50]] == ["P"] * 50
+    assert [sb.shop.get_order(o)["statusId"] for o, _ in pairs[50:]] == ["N"] * 10
+    assert sb.counters()["shop"]["rest_calls"]["sale.order.update"] == 50
