@@ -21,6 +21,7 @@ from django.db.models import F, Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from statussync.bitrix import AuthError, BitrixError, TransientError
+from statussync.bitrix.ratelimit import limiter_level
 from statussync.models import AuditEntry, Job, JobKind, JobState, Link, LinkState, Outcome, Queue, Side
 from statussync.reasons import why
 
@@ -36,7 +37,10 @@ HOLD_SECONDS = 5.0
 # for QUIET seconds (the burst is over), or the oldest due job has waited MAX seconds (a steady stream never
 # starves). A trickle pays at most QUIET in latency; a bulk edit of 1,000 deals becomes a few runs instead of
 # dozens. Payment jobs never wait.
-BATCH_WINDOW_SECONDS = {"default": {"quiet": 0.3, "max": 2.0}, "payments": None}
+# While the portals' rate-limit bucket is full, a run started now would wait for its slots anyway: the longest
+# wait grows by the time the fuller bucket takes to drain (up to "drain" seconds), so a storm that keeps the
+# portal saturated is read in fewer, fuller runs at the same pace, and the slots kept for payments stay free.
+BATCH_WINDOW_SECONDS = {"default": {"quiet": 0.3, "max": 2.0, "drain": 25.0}, "payments": None}
 PAYMENT_TAKEOVER_SECONDS = 15.0
 
 
@@ -348,6 +352,7 @@ def _batch_window(*, queue: str) -> None:
     if not window:
         return
     batch = settings.BXSYNC_JOB_BATCH
+    longest = window["max"] + _drain_seconds(cap=window["drain"])
     while True:
         now = timezone.now()
         due = Job.objects.filter(queue=queue, state=JobState.PENDING, not_before__lte=now)
@@ -358,9 +363,19 @@ def _batch_window(*, queue: str) -> None:
             return
         waited = (now - times["oldest"]).total_seconds()
         quiet = (now - times["newest"]).total_seconds()
-        if waited >= window["max"] or quiet >= window["quiet"]:
+        if waited >= longest or quiet >= window["quiet"]:
             return
-        time.sleep(min(window["quiet"] - quiet, window["max"] - waited, window["quiet"]) + 0.01)
+        time.sleep(min(window["quiet"] - quiet, longest - waited, window["quiet"]) + 0.01)
+
+
+def _drain_seconds(*, cap: float) -> float:
+    """How long the fuller of the two portals' shared buckets takes to drain (0 when unknown)."""
+    try:
+        levels = [limiter_level(portal) or 0.0 for portal in ("cms", "crm")]
+    except Exception as exc:  # the limiter's store is down: the run's own calls will say so
+        logger.warning("could not read the rate-limit level: %s", type(exc).__name__)
+        return 0.0
+    return min(max(levels) / settings.BXSYNC_RATE_PER_SECOND, cap)
 
 
 def _wake_key(queue: str) -> str:

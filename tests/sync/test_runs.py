@@ -111,3 +111,22 @@ def test_it_drops_the_writes_of_orders_another_worker_took_while_a_long_write_ro
     assert [sb.shop.get_order(o)["statusId"] for o, _ in pairs[:50]] == ["P"] * 50
     assert [sb.shop.get_order(o)["statusId"] for o, _ in pairs[50:]] == ["N"] * 10
     assert sb.counters()["shop"]["rest_calls"]["sale.order.update"] == 50
+
+
+def test_it_gathers_a_longer_run_while_the_portals_bucket_drains(db, clock, monkeypatch, settings):
+    settings.BXSYNC_RATE_PER_SECOND = 2
+    monkeypatch.setattr(jobs, "limiter_level", lambda portal: 40.0 if portal == "crm" else 0.0)
+    job_request(kind=JobKind.ORDER, entity_id="old")
+    age(jobs.BATCH_WINDOW_SECONDS["default"]["max"])
+    job_request(kind=JobKind.ORDER, entity_id="new")  # a storm goes on, and the CRM's bucket is full
+
+    jobs._batch_window(queue="default")
+
+    # A run now would wait for its slots anyway: the worker waits while the stream goes on (here it stops at
+    # once, so the quiet time ends the wait).
+    assert 0 < sum(clock) <= jobs.BATCH_WINDOW_SECONDS["default"]["quiet"] + 0.05
+    monkeypatch.setattr(jobs, "limiter_level", lambda portal: 0.0)
+    job_request(kind=JobKind.ORDER, entity_id="newest")
+    clock.clear()
+    jobs._batch_window(queue="default")
+    assert clock == []  # an idle bucket: the oldest job waited its 2 s, the run starts
