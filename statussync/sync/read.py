@@ -235,9 +235,11 @@ def _plan_candidates(plan: BatchPlan, items: list[Item]) -> None:
                     return
                 if deal.order_id in naming:
                     naming[deal.order_id].append(deal)
+                elif len(chunk) == 1:
+                    naming[chunk[0]].append(deal)  # the portal says it names this order: it is a candidate
                 else:
-                    # The portal matched the field in a way we do not read it (spaces, case): say so rather
-                    # than pretend the deal is not there.
+                    # The portal matched the field in a way we do not read it (case, inner spaces), and which
+                    # of the orders it names is unknown: say so rather than drop it silently.
                     logger.warning("deal %s names order %r, asked for %s", deal.deal_id, deal.order_id, chunk)
             for order_id, deals in naming.items():
                 for item in wanted[order_id]:
