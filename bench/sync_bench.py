@@ -370,6 +370,10 @@ def section(results: list[dict], *, command: str, load: str) -> list[str]:
         SECTION_START,
         "## Bulk edit, event storm and payments",
         "",
+        "This section is written by `bench/sync_bench.py` (between its markers; the rest of the file is "
+        "left alone). It supersedes the bulk-edit and payment rows of earlier runs above, which predate "
+        "reads by list.",
+        "",
         f"`{command}`, {stamp}, {platform.machine()}, Python {platform.python_version()}, {os.cpu_count()} "
         f"cores; {load}. Both sandbox portals limit bxsync to Bitrix cloud's 2 requests/s with a burst of "
         "50, and bxsync's own limiter is set to the same. One run each: read medians and ratios, not "
