@@ -3,8 +3,11 @@ land first — with a read-back of what was written in the same call."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -66,10 +69,27 @@ def writes_send(run: SyncRun) -> None:
                 on_result=lambda rows: _got_written_deals(by_id, rows),
             )
         comments.comments_plan(run, crm)  # explanations ride in the CRM's write batch
-    # A run of hundreds of items writes in several calls: each renews the locks first, so a lock cannot run
-    # out while a write is in flight, however many calls the round takes (statussync/checks.py).
-    crm.run(contact=run.contact, before_send=lambda: locks_renew(run))
-    cms.run(contact=run.contact, before_send=lambda: locks_renew(run))
+    renew = _renewal(run)
+    crm.run(contact=run.contact, before_send=renew)
+    cms.run(contact=run.contact, before_send=renew)
+
+
+def _renewal(run: SyncRun) -> Callable[[], None]:
+    """Before each call of the write round: renew the locks once the lease left may not outlast two more calls
+    (a run of hundreds of items writes in several calls of 50). The lease is at least two calls plus 10 s
+    (statussync/checks.py), so no lock runs out with a write in flight, however many calls the round takes;
+    a short round (a payment's) adds no database write to the one renewal before its intents."""
+    call = settings.BXSYNC_RATE_MAX_WAIT + settings.BXSYNC_REST_TIMEOUT
+    renew_after = settings.BXSYNC_JOB_LEASE_SECONDS - 2 * call - 10
+    renewed = time.monotonic()
+
+    def before_send() -> None:
+        nonlocal renewed
+        if time.monotonic() - renewed >= renew_after:
+            locks_renew(run)
+            renewed = time.monotonic()
+
+    return before_send
 
 
 def _intent_record(run: SyncRun, item: Item) -> None:

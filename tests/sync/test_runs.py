@@ -86,7 +86,12 @@ def test_it_never_makes_a_payment_wait(db, clock):
     assert clock == []
 
 
-def test_it_drops_the_writes_of_orders_another_worker_took_while_a_long_write_round_went_on(sb, monkeypatch):
+def test_it_drops_the_writes_of_orders_another_worker_took_while_a_long_write_round_went_on(
+    sb, monkeypatch, settings
+):
+    # The shortest lease the system check allows: the run renews before every call of its write round.
+    call = settings.BXSYNC_RATE_MAX_WAIT + settings.BXSYNC_REST_TIMEOUT
+    settings.BXSYNC_JOB_LEASE_SECONDS = 2 * call + 10
     pairs = sb.seed(60, pipeline_share=0, orders_without_deal=0, deals_without_order=0)
     items_sync(items=items_for(order_ids=[str(o) for o, _ in pairs]))
     sb.crm.bulk_move([d for _, d in pairs], "PREPARATION")
@@ -130,3 +135,18 @@ def test_it_gathers_a_longer_run_while_the_portals_bucket_drains(db, clock, monk
     clock.clear()
     jobs._batch_window(queue="default")
     assert clock == []  # an idle bucket: the oldest job waited its 2 s, the run starts
+
+
+def test_it_renews_no_lock_between_the_calls_of_a_short_write_round(sb, monkeypatch):
+    pairs = sb.seed(60, pipeline_share=0, orders_without_deal=0, deals_without_order=0)
+    items_sync(items=items_for(order_ids=[str(o) for o, _ in pairs]))
+    sb.crm.bulk_move([d for _, d in pairs], "PREPARATION")
+    renewals = []
+    real = write.locks_renew
+    monkeypatch.setattr(write, "locks_renew", lambda run: renewals.append(run) or real(run))
+
+    items_sync(items=items_for(deal_ids=[str(d) for _, d in pairs]))
+
+    # A 300 s lease outlasts two calls by far: one renewal before the intents, none between the calls.
+    assert len(renewals) == 1
+    assert [sb.shop.get_order(o)["statusId"] for o, _ in pairs] == ["P"] * 60
