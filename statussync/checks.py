@@ -10,8 +10,9 @@ from django.core.checks import Warning, register
 
 @register()
 def lease_outlasts_the_write_round(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
-    """A run renews its lease just before each batch call of its write round (a run of hundreds of items
-    writes in several calls of 50 commands), and a call waits up to BXSYNC_RATE_MAX_WAIT for the limiter and
+    """A run renews its lease just before its write round, and between the calls of a long round (hundreds
+    of items write in several calls of 50 commands) once less than two calls plus 10 s of it is left
+    (statussync/sync/write.py); a call waits up to BXSYNC_RATE_MAX_WAIT for the limiter and
     BXSYNC_REST_TIMEOUT for the reply. A lease shorter than that could run out with a write still in flight,
     and the worker that takes over would send it a second time. Twice a call, plus a margin: the handling of
     the answers between two calls, and a redirect repeating a call."""
