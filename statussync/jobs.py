@@ -18,10 +18,11 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, connection, connections, transaction
-from django.db.models import F, Min, Q, QuerySet
+from django.db.models import F, Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from statussync.bitrix import AuthError, BitrixError, TransientError
+from statussync.bitrix.ratelimit import limiter_level
 from statussync.models import AuditEntry, Job, JobKind, JobState, Link, LinkState, Outcome, Queue, Side
 from statussync.reasons import why
 
@@ -31,10 +32,16 @@ WAKE_FLAG_SECONDS = 30
 # A worker that finds nothing due waits this long for work coming due soon (a retry backoff) rather than
 # leaving it to the once-a-minute sweeper.
 HOLD_SECONDS = 5.0
-# Events of a bulk edit arrive over a few seconds. Letting the oldest due job wait this long before a run
-# that would not be full turns a trickle of one-job runs into runs of 50 (one batch call instead of 50),
-# at the price of this much latency. Payment jobs never wait.
-BATCH_WINDOW_SECONDS = {"default": 0.3, "payments": 0.0}
+# Events of a bulk edit arrive over a few seconds, a few hundred a second. A run reads up to BXSYNC_JOB_BATCH
+# entities for the price of one (list commands of 50 ids, 50 commands to a batch call), so a worker lets due
+# jobs gather while they are still arriving: it starts a run once the batch is full, or no job has come due
+# for QUIET seconds (the burst is over), or the oldest due job has waited MAX seconds (a steady stream never
+# starves). A trickle pays at most QUIET in latency; a bulk edit of 1,000 deals becomes a few runs instead of
+# dozens. Payment jobs never wait.
+# While the portals' rate-limit bucket is full, a run started now would wait for its slots anyway: the longest
+# wait grows by the time the fuller bucket takes to drain (up to "drain" seconds), so a storm that keeps the
+# portal saturated is read in fewer, fuller runs at the same pace, and the slots kept for payments stay free.
+BATCH_WINDOW_SECONDS = {"default": {"quiet": 0.3, "max": 2.0, "drain": 25.0}, "payments": None}
 PAYMENT_TAKEOVER_SECONDS = 15.0
 
 
@@ -407,17 +414,35 @@ def _next_due(*, queue: str) -> datetime | None:
 
 
 def _batch_window(*, queue: str) -> None:
-    """Wait (briefly) for a run to fill up, unless it is full already or its oldest job waited enough."""
-    window = BATCH_WINDOW_SECONDS.get(queue, 0.0)
-    if window <= 0:
+    """Wait (briefly) for a run to fill up while jobs keep coming due (see BATCH_WINDOW_SECONDS)."""
+    window = BATCH_WINDOW_SECONDS.get(queue)
+    if not window:
         return
-    now = timezone.now()
-    due = Job.objects.filter(queue=queue, state=JobState.PENDING, not_before__lte=now)
-    if due[settings.BXSYNC_JOB_BATCH - 1 : settings.BXSYNC_JOB_BATCH].exists():
-        return
-    oldest = due.aggregate(t=Min("created_at"))["t"]
-    if oldest is not None:
-        time.sleep(min(max(window - (now - oldest).total_seconds(), 0.0), window))
+    batch = settings.BXSYNC_JOB_BATCH
+    longest = window["max"] + _drain_seconds(cap=window["drain"])
+    while True:
+        now = timezone.now()
+        due = Job.objects.filter(queue=queue, state=JobState.PENDING, not_before__lte=now)
+        if due[batch - 1 : batch].exists():
+            return
+        times = due.aggregate(oldest=Min("created_at"), newest=Max("updated_at"))
+        if times["oldest"] is None:
+            return
+        waited = (now - times["oldest"]).total_seconds()
+        quiet = (now - times["newest"]).total_seconds()
+        if waited >= longest or quiet >= window["quiet"]:
+            return
+        time.sleep(min(window["quiet"] - quiet, longest - waited, window["quiet"]) + 0.01)
+
+
+def _drain_seconds(*, cap: float) -> float:
+    """How long the fuller of the two portals' shared buckets takes to drain (0 when unknown)."""
+    try:
+        levels = [limiter_level(portal) or 0.0 for portal in ("cms", "crm")]
+    except Exception as exc:  # the limiter's store is down: the run's own calls will say so
+        logger.warning("could not read the rate-limit level: %s", type(exc).__name__)
+        return 0.0
+    return min(max(levels) / settings.BXSYNC_RATE_PER_SECOND, cap)
 
 
 def _wake_key(queue: str) -> str:

@@ -5,7 +5,7 @@ into the engine's states. The HTTP itself is `statussync.bitrix`'s job; this mod
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -48,14 +48,104 @@ def deal_get(deal_id: str) -> Command:
     return "crm.deal.get", {"id": deal_id}
 
 
-def deals_by_order(order_id: str) -> Command:
-    """Link discovery: the deals whose order field holds this order id (docs/contract.md)."""
-    return "crm.deal.list", {"filter": {deal_order_field(): order_id}, "select": deal_select()}
+@dataclass(frozen=True)
+class ListRead:
+    """A list command that reads entities named by id (up to LIST_PAGE of them), and how to read its answer:
+    where its rows are, and the command for the page after a given row.
+
+    Pages move on by id (`>ID` after the last row seen, ordered by id), not by offset: a row deleted between
+    two pages would shift every offset and hide a row of the next page [docs/bitrix.md "Lists"]."""
+
+    method: str
+    params: dict[str, Any]
+    id_field: str
+    items_key: str | None = None  # the sale lists answer {"orders": [...]}; crm.deal.list a bare list
+
+    def command(self) -> Command:
+        return self.method, self.params
+
+    def rows(self, result: Any) -> list[dict[str, Any]]:
+        """The rows of an answer; an empty PHP array arrives as [] even where an object is documented."""
+        if isinstance(result, dict) and self.items_key is not None:
+            result = result.get(self.items_key)
+        return [row for row in result or [] if isinstance(row, dict)] if isinstance(result, list) else []
+
+    def after(self, row: dict[str, Any]) -> ListRead:
+        """The same read for the rows past `row` (in id order)."""
+        filters = {**self.params["filter"], f">{self.id_field}": row[self.id_field]}
+        return replace(self, params={**self.params, "filter": filters})
+
+
+def _chunk_check(ids: list[str]) -> list[str]:
+    if not 0 < len(ids) <= LIST_PAGE:
+        raise ValueError(f"a list command names 1 to {LIST_PAGE} ids, not {len(ids)}")
+    return list(ids)
+
+
+def deals_read(deal_ids: list[str]) -> ListRead:
+    """Deals by id: `crm.deal.list` with `filter {"@ID": [...]}` (IN) [docs/bitrix.md "Lists"]. A deal absent
+    from the answer does not exist (or the webhook's user may not see it)."""
+    return ListRead(
+        "crm.deal.list",
+        {"filter": {"@ID": _chunk_check(deal_ids)}, "select": deal_select(), "order": {"ID": "ASC"}},
+        id_field="ID",
+    )
+
+
+def deals_naming_orders(order_ids: list[str]) -> ListRead:
+    """Link discovery: the deals whose order field holds one of these order ids. Several deals may name one
+    order, so the answer may run past one page. One order alone is asked as the contract words it
+    (docs/contract.md), `{"<field>": order_id}`; several with `@` (IN) [docs/bitrix.md "Lists"]."""
+    ids = _chunk_check(order_ids)
+    field = deal_order_field()
+    condition = {field: ids[0]} if len(ids) == 1 else {f"@{field}": ids}
+    return ListRead(
+        "crm.deal.list", {"filter": condition, "select": deal_select(), "order": {"ID": "ASC"}}, id_field="ID"
+    )
+
+
+# What the engine reads of an order [docs/bitrix.md "The shop"].
+ORDER_SELECT = ["id", "statusId", "payed", "dateStatus", "dateUpdate"]
+
+
+def orders_read(order_ids: list[str]) -> ListRead:
+    """Orders by id: `sale.order.list` with `filter {"@id": [...]}` (IN), rows in `result.orders`
+    [docs/bitrix.md "Lists"]."""
+    return ListRead(
+        "sale.order.list",
+        {"filter": {"@id": _chunk_check(order_ids)}, "select": ORDER_SELECT, "order": {"id": "asc"}},
+        id_field="id",
+        items_key="orders",
+    )
+
+
+def payments_read(payment_ids: list[str]) -> ListRead:
+    """Payments by id, for their order: `sale.payment.list` with `filter {"@id": [...]}`, rows in
+    `result.payments` [docs/bitrix.md "Lists"]."""
+    return ListRead(
+        "sale.payment.list",
+        {"filter": {"@id": _chunk_check(payment_ids)}, "select": ["id", "orderId"], "order": {"id": "asc"}},
+        id_field="id",
+        items_key="payments",
+    )
+
+
+def row_id(row: dict[str, Any]) -> str:
+    """A list row's id as bxsync keeps ids (crm rows say "ID": "37", sale rows "id": 37)."""
+    return str(row.get("ID", row.get("id", "")))
 
 
 def deals_by_ids(deal_ids: list[str]) -> Command:
     """Many deals in one command: `crm.deal.list` with `@ID`, 50 rows a page [docs/bitrix.md "Lists"]."""
-    return "crm.deal.list", {"filter": {"@ID": deal_ids}, "select": deal_select()}
+    return deals_read(deal_ids).command()
+
+
+def order_get(order_id: str) -> Command:
+    return "sale.order.get", {"id": order_id}
+
+
+def payment_get(payment_id: str) -> Command:
+    return "sale.payment.get", {"id": payment_id}
 
 
 def deal_stage_update(deal_id: str, stage: str) -> Command:
@@ -76,16 +166,8 @@ def deal_comment_add(deal_id: str, text: str) -> Command:
     return "crm.timeline.comment.add", {"fields": fields}
 
 
-def order_get(order_id: str) -> Command:
-    return "sale.order.get", {"id": order_id}
-
-
 def order_status_update(order_id: str, status: str) -> Command:
     return "sale.order.update", {"id": order_id, "fields": {"statusId": status}}
-
-
-def payment_get(payment_id: str) -> Command:
-    return "sale.payment.get", {"id": payment_id}
 
 
 def stage_list(pipeline: int) -> Command:

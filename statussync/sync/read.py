@@ -3,13 +3,15 @@ they are now, and — for pairs never linked — the deal that names the order (
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import Q
 
 from statussync import portals
-from statussync.bitrix import NotFoundError
-from statussync.engine import link_resolve
+from statussync.bitrix import BitrixError, NotFoundError
+from statussync.engine import DealState, link_resolve
 from statussync.models import Link, LinkState, Outcome
 from statussync.reasons import why
 
@@ -20,20 +22,25 @@ from .plan import BatchPlan
 if TYPE_CHECKING:
     from .run import SyncRun
 
+logger = logging.getLogger(__name__)
+
 
 def payments_resolve(run: SyncRun) -> None:
-    """A payment event carries the payment's id: read each payment for its order."""
+    """A payment event carries the payment's id: read the payments, 50 to a command, for their orders."""
+    wanted = _by_id(run.items, lambda item: item.payment_id)
     plan = BatchPlan(run.cms)
-    for item in run.items:
-        if item.payment_id:
-            plan.add(
-                portals.payment_get(item.payment_id),
-                items=[item],
-                on_result=lambda result, item=item: _got_payment(item, result),
-                on_error=lambda error, item=item: item.fail(
-                    error, if_missing=why("payment_not_found", payment=item.payment_id)
-                ),
-            )
+
+    def found(payment_id: str, result: Any) -> None:
+        for item in wanted[payment_id]:
+            _got_payment(item, result)
+
+    def missing(payment_id: str, error: BitrixError) -> None:
+        for item in wanted[payment_id]:
+            item.fail(error, if_missing=why("payment_not_found", payment=payment_id))
+
+    _plan_by_id(
+        plan, wanted, read=portals.payments_read, get=portals.payment_get, found=found, missing=missing
+    )
     plan.run(contact=run.contact)
     # A payment and an order event for the same order in one batch: one item, and the payment counts.
     run.items = items_merge(
@@ -70,13 +77,9 @@ def sides_read(run: SyncRun) -> None:
     """Round one: every known order and deal, and the deals naming each order that has no link yet."""
     items = run.live()
     cms, crm = BatchPlan(run.cms), BatchPlan(run.crm)
-    for item in items:
-        if item.order_id:
-            _plan_order(cms, item)
-        if item.deal_id:
-            _plan_deal(crm, item)
-        if item.link is None and item.order_id:
-            _plan_candidates(crm, item)
+    _plan_orders(cms, items)
+    _plan_deals(crm, items)
+    _plan_candidates(crm, [i for i in items if i.link is None])
     cms.run(contact=run.contact)
     crm.run(contact=run.contact)
     _candidates_resolve(items)
@@ -105,10 +108,8 @@ def unlinked_deals_read(run: SyncRun) -> None:
             item.order_id = order_id
     if not run.dry_run:
         locks.orders_lock(run, items)  # before reading the order: another run may be deciding this pair
-    for item in items:
-        if item.live and item.order_id:
-            _plan_order(cms, item)
-            _plan_candidates(crm, item)
+    _plan_orders(cms, items)
+    _plan_candidates(crm, items)
     cms.run(contact=run.contact)
     crm.run(contact=run.contact)
     _candidates_resolve(items)
@@ -118,42 +119,134 @@ def unlinked_deals_read(run: SyncRun) -> None:
     )
 
 
-def _plan_order(plan: BatchPlan, item: Item) -> None:
-    def missing(error: Any) -> None:
-        if isinstance(error, NotFoundError):
-            item.order_missing = True
-        else:
-            item.fail(error)
-
-    plan.add(
-        portals.order_get(item.order_id),
-        items=[item],
-        on_result=lambda result: setattr(item, "order", portals.order_from_rest(result)),
-        on_error=missing,
-    )
+def _by_id(items: list[Item], key: Callable[[Item], str]) -> dict[str, list[Item]]:
+    """The live items by an id of theirs (two items may name one order: two deals naming it)."""
+    wanted: dict[str, list[Item]] = {}
+    for item in items:
+        if item.live and key(item):
+            wanted.setdefault(key(item), []).append(item)
+    return wanted
 
 
-def _plan_deal(plan: BatchPlan, item: Item) -> None:
-    def missing(error: Any) -> None:
-        if isinstance(error, NotFoundError):
-            item.deal_missing = True
-        else:
-            item.fail(error)
+def _plan_by_id(
+    plan: BatchPlan,
+    wanted: dict[str, list[Item]],
+    *,
+    read: Callable[[list[str]], portals.ListRead],
+    get: Callable[[str], portals.Command],
+    found: Callable[[str, Any], None],
+    missing: Callable[[str, BitrixError], None],
+) -> None:
+    """Read the entities `wanted` names with list commands of up to 50 ids [docs/bitrix.md "Lists"].
 
-    plan.add(
-        portals.deal_get(item.deal_id),
-        items=[item],
-        on_result=lambda result: setattr(item, "deal", portals.deal_from_rest(result)),
-        on_error=missing,
-    )
+    An id a list leaves out is asked for by itself, in the plan's next round: a list leaves out what the
+    webhook's user may not see as well as what was deleted, and only the single read tells them apart (an
+    access error, or "not found"). A link is closed on "not found", so guessing would close links of deals
+    that a change of rights hid. Deletions are rare, so this costs nothing in a bulk edit."""
+    ids = list(wanted)
+    for start in range(0, len(ids), portals.LIST_PAGE):
+        chunk = ids[start : start + portals.LIST_PAGE]
+
+        def got(rows: list[dict[str, Any]], chunk: list[str] = chunk) -> None:
+            seen = set()
+            for row in rows:
+                entity_id = portals.row_id(row)
+                if entity_id in chunk and entity_id not in seen:
+                    seen.add(entity_id)
+                    _each(wanted[entity_id], lambda entity_id=entity_id, row=row: found(entity_id, row))
+            for entity_id in chunk:
+                if entity_id not in seen:
+                    plan.add(
+                        get(entity_id),
+                        items=wanted[entity_id],
+                        on_result=lambda result, entity_id=entity_id: found(entity_id, result),
+                        on_error=lambda error, entity_id=entity_id: missing(entity_id, error),
+                    )
+
+        plan.add_list(read(chunk), items=[i for entity_id in chunk for i in wanted[entity_id]], on_rows=got)
 
 
-def _plan_candidates(plan: BatchPlan, item: Item) -> None:
-    def got(result: Any) -> None:
-        rows = result if isinstance(result, list) else []
-        item.candidates = [portals.deal_from_rest(r) for r in rows]
+def _each(items: list[Item], handle: Callable[[], None]) -> None:
+    """Handle one entity of a list's answer: a row we cannot handle (an unexpected shape, a bug) fails the
+    items it serves, not the 49 others of its command."""
+    try:
+        handle()
+    except Exception as exc:
+        logger.exception("could not handle the answer for %s", ", ".join(i.describe() for i in items))
+        for item in items:
+            item.fail(exc)
 
-    plan.add(portals.deals_by_order(item.order_id), items=[item], on_result=got)
+
+def _plan_orders(plan: BatchPlan, items: list[Item]) -> None:
+    wanted = _by_id(items, lambda item: item.order_id)
+
+    def found(order_id: str, result: Any) -> None:
+        order = portals.order_from_rest(result)
+        for item in wanted[order_id]:
+            item.order = order
+
+    def missing(order_id: str, error: BitrixError) -> None:
+        for item in wanted[order_id]:
+            if isinstance(error, NotFoundError):
+                item.order_missing = True
+            else:
+                item.fail(error)
+
+    _plan_by_id(plan, wanted, read=portals.orders_read, get=portals.order_get, found=found, missing=missing)
+
+
+def _plan_deals(plan: BatchPlan, items: list[Item]) -> None:
+    wanted = _by_id(items, lambda item: item.deal_id)
+
+    def found(deal_id: str, result: Any) -> None:
+        deal = portals.deal_from_rest(result)
+        for item in wanted[deal_id]:
+            item.deal = deal
+
+    def missing(deal_id: str, error: BitrixError) -> None:
+        for item in wanted[deal_id]:
+            if isinstance(error, NotFoundError):
+                item.deal_missing = True
+            else:
+                item.fail(error)
+
+    _plan_by_id(plan, wanted, read=portals.deals_read, get=portals.deal_get, found=found, missing=missing)
+
+
+def _plan_candidates(plan: BatchPlan, items: list[Item]) -> None:
+    """The deals naming each item's order, 50 orders to a command; every page of the answer is read, since
+    several deals naming one order is exactly what link discovery must see (ambiguous)."""
+    wanted = _by_id(items, lambda item: item.order_id)
+    ids = list(wanted)
+    for start in range(0, len(ids), portals.LIST_PAGE):
+        chunk = ids[start : start + portals.LIST_PAGE]
+
+        def got(rows: list[dict[str, Any]], chunk: list[str] = chunk) -> None:
+            naming: dict[str, list[DealState]] = {order_id: [] for order_id in chunk}
+            for row in rows:
+                try:
+                    deal = portals.deal_from_rest(row)
+                except Exception as exc:
+                    # A row we cannot read: every order of the command may miss a candidate, so none links.
+                    logger.exception("could not read a deal naming one of the orders %s", chunk)
+                    for order_id in chunk:
+                        for item in wanted[order_id]:
+                            item.fail(exc)
+                    return
+                if deal.order_id in naming:
+                    naming[deal.order_id].append(deal)
+                elif len(chunk) == 1:
+                    naming[chunk[0]].append(deal)  # the portal says it names this order: it is a candidate
+                else:
+                    # The portal matched the field in a way we do not read it (case, inner spaces), and which
+                    # of the orders it names is unknown: say so rather than drop it silently.
+                    logger.warning("deal %s names order %r, asked for %s", deal.deal_id, deal.order_id, chunk)
+            for order_id, deals in naming.items():
+                for item in wanted[order_id]:
+                    item.candidates = deals
+
+        items_of_chunk = [i for order_id in chunk for i in wanted[order_id]]
+        plan.add_list(portals.deals_naming_orders(chunk), items=items_of_chunk, on_rows=got)
 
 
 def _candidates_resolve(items: list[Item]) -> None:

@@ -3,8 +3,11 @@ land first — with a read-back of what was written in the same call."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -25,6 +28,7 @@ def writes_send(run: SyncRun) -> None:
     """Send every live item's write; a refused write fails its item (retried or dead-lettered)."""
     if not any(i.decision and i.decision.write for i in run.live()):
         return
+    renewed_at = time.monotonic()
     locks_renew(run)  # a run that outlived its lease sends nothing
     items = [i for i in run.live() if i.decision and i.decision.write]
     for item in items:
@@ -37,7 +41,12 @@ def writes_send(run: SyncRun) -> None:
             continue
         item.write_sent = True
         if write.side == "crm":
-            crm.add(portals.deal_stage_update(item.deal_id, write.value), items=[item], on_result=_ignore)
+            crm.add(
+                portals.deal_stage_update(item.deal_id, write.value),
+                items=[item],
+                on_result=_ignore,
+                guarded=True,
+            )
             written_deals.append(item)
         else:
             cms.add(
@@ -45,6 +54,7 @@ def writes_send(run: SyncRun) -> None:
                 items=[item],
                 # sale.order.update answers with the saved order: the read-back comes free.
                 on_result=lambda result, item=item: _got_written_order(item, result),
+                guarded=True,
             )
     if written_deals:
         # crm.deal.update answers `true` even when it changed nothing (a stage of another pipeline, or the
@@ -60,8 +70,27 @@ def writes_send(run: SyncRun) -> None:
                 on_result=lambda rows: _got_written_deals(by_id, rows),
             )
         comments.comments_plan(run, crm)  # explanations ride in the CRM's write batch
-    crm.run(contact=run.contact)
-    cms.run(contact=run.contact)
+    renew = _renewal(run, renewed_at=renewed_at)
+    crm.run(contact=run.contact, before_send=renew)
+    cms.run(contact=run.contact, before_send=renew)
+
+
+def _renewal(run: SyncRun, *, renewed_at: float) -> Callable[[], None]:
+    """Before each call of the write round: renew the locks once the lease left may not outlast two more calls
+    (a run of hundreds of items writes in several calls of 50). The lease is at least two calls plus 10 s
+    (statussync/checks.py), so no lock runs out with a write in flight, however many calls the round takes;
+    a short round (a payment's) adds no database write to the one renewal before its intents."""
+    call = settings.BXSYNC_RATE_MAX_WAIT + settings.BXSYNC_REST_TIMEOUT
+    renew_after = settings.BXSYNC_JOB_LEASE_SECONDS - 2 * call - 10
+    renewed = renewed_at  # before the intents were recorded: they take a while for hundreds of items
+
+    def before_send() -> None:
+        nonlocal renewed
+        if time.monotonic() - renewed >= renew_after:
+            locks_renew(run)
+            renewed = time.monotonic()
+
+    return before_send
 
 
 def _intent_record(run: SyncRun, item: Item) -> None:

@@ -192,16 +192,23 @@ class Stack:
 
 
 @contextmanager
-def running_stack(kind: str, workdir: Path, **env_overrides: str) -> Iterator[Stack]:
+def running_stack(
+    kind: str, workdir: Path, delivery_workers: int = 1, **env_overrides: str
+) -> Iterator[Stack]:
     """`embedded`: SQLite and the django-q2 ORM broker, as `make run` does by default. `scaled`: PostgreSQL,
-    Redis as cache, rate-limiter store and broker — the scale-out configuration."""
+    Redis as cache, rate-limiter store and broker — the scale-out configuration. `delivery_workers`: how many
+    events each sandbox portal posts at once (Bitrix posts in parallel to a fast handler)."""
     port = free_port()
     web = f"http://127.0.0.1:{port}"
     sandbox = Sandbox(
         SandboxConfig(
             seed=11,
-            shop=ShopConfig(handler_url=f"{web}/api/bitrix/cms/", rate=20, burst=50),
-            crm=CrmConfig(handler_url=f"{web}/api/bitrix/crm/", rate=20, burst=50),
+            shop=ShopConfig(
+                handler_url=f"{web}/api/bitrix/cms/", rate=20, burst=50, delivery_workers=delivery_workers
+            ),
+            crm=CrmConfig(
+                handler_url=f"{web}/api/bitrix/crm/", rate=20, burst=50, delivery_workers=delivery_workers
+            ),
         )
     ).start()
     if kind == "embedded":

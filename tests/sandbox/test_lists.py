@@ -108,3 +108,35 @@ def test_it_reads_many_entities_per_command_inside_a_batch(sandbox: Sandbox, res
     assert {p["orderId"] for p in body["result"]["payments"]["payments"]} == set(orders[:50])
     assert body["result_total"] == {"orders": 50, "payments": 50}
     assert sandbox.shop.counters()["rest_requests"] == 1
+
+
+def test_it_pages_an_in_filter_by_id_after_the_last_row(sandbox: Sandbox, rest) -> None:
+    # What bxsync does when the deals naming 50 orders run past a page: the same filter, `>ID` the last row
+    # seen, in id order; `next` says whether more rows exist.
+    pairs = sandbox.seed(30, orders_without_deal=0, deals_without_order=0)
+    orders = [str(o) for o, _ in pairs]
+    for order_id in orders:
+        sandbox.crm.add_deal(
+            {"TITLE": "twin", "UF_CRM_ORDER_ID": order_id}, actor=1, source="seed", emit=False
+        )
+    params = {"filter": {"@UF_CRM_ORDER_ID": orders}, "select": ["ID"], "order": {"ID": "ASC"}}
+    first = rest.ok(sandbox.crm, "crm.deal.list", params)
+    assert (len(first["result"]), first["total"], first["next"]) == (50, 60, 50)
+    last = first["result"][-1]["ID"]
+    params["filter"][">ID"] = last
+    second = rest.ok(sandbox.crm, "crm.deal.list", params)
+    assert (len(second["result"]), "next" in second) == (10, False)
+    seen = [d["ID"] for d in first["result"] + second["result"]]
+    assert len(set(seen)) == 60
+
+
+def test_it_reads_payments_by_id(sandbox: Sandbox, rest) -> None:
+    orders = [o for o, _ in sandbox.seed(3, orders_without_deal=0, deals_without_order=0)]
+    payment_ids = [p["id"] for o in orders for p in sandbox.shop.get_order(o)["payments"]]
+    body = rest.ok(
+        sandbox.shop, "sale.payment.list", {"filter": {"@id": payment_ids[1:]}, "select": ["id", "orderId"]}
+    )
+    assert body["result"]["payments"] == [
+        {"id": payment_ids[1], "orderId": orders[1]},
+        {"id": payment_ids[2], "orderId": orders[2]},
+    ]

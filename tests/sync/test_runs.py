@@ -1,0 +1,152 @@
+"""Runs sized for list reads: a worker lets due jobs gather while a burst of events is still arriving, up to a
+full run, and never makes a trickle or a payment wait long (statussync.jobs.BATCH_WINDOW_SECONDS)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from statussync import jobs
+from statussync.jobs import job_request
+from statussync.models import Job, JobKind, SyncLock
+from statussync.sync import items_for, items_sync, write
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Sleeping moves every job's times back instead (as if that long had passed); the sleeps are recorded."""
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        for job in Job.objects.all():
+            Job.objects.filter(id=job.id).update(
+                created_at=job.created_at - timedelta(seconds=seconds),
+                updated_at=job.updated_at - timedelta(seconds=seconds),
+                not_before=job.not_before - timedelta(seconds=seconds),
+            )
+
+    monkeypatch.setattr(jobs.time, "sleep", sleep)
+    return slept
+
+
+def age(seconds: float) -> None:
+    for job in Job.objects.all():
+        Job.objects.filter(id=job.id).update(
+            created_at=job.created_at - timedelta(seconds=seconds),
+            updated_at=job.updated_at - timedelta(seconds=seconds),
+        )
+
+
+def test_it_starts_a_run_at_once_when_the_burst_is_over(db, clock):
+    for n in range(3):
+        job_request(kind=JobKind.ORDER, entity_id=str(n))
+    age(0.5)
+
+    jobs._batch_window(queue="default")
+
+    assert clock == []
+
+
+def test_it_waits_for_jobs_still_coming_due_but_not_longer_than_the_quiet_time(db, clock):
+    job_request(kind=JobKind.ORDER, entity_id="1")
+
+    jobs._batch_window(queue="default")
+
+    assert 0 < sum(clock) <= jobs.BATCH_WINDOW_SECONDS["default"]["quiet"] + 0.05
+
+
+def test_it_starts_a_run_once_the_oldest_job_waited_long_enough_in_a_steady_stream(db, clock):
+    job_request(kind=JobKind.ORDER, entity_id="old")
+    age(jobs.BATCH_WINDOW_SECONDS["default"]["max"])
+    job_request(kind=JobKind.ORDER, entity_id="new")  # a job just came due: the stream goes on
+
+    jobs._batch_window(queue="default")
+
+    assert clock == []
+
+
+def test_it_starts_a_full_run_at_once(db, clock, settings):
+    settings.BXSYNC_JOB_BATCH = 3
+    for n in range(3):
+        job_request(kind=JobKind.ORDER, entity_id=str(n))
+
+    jobs._batch_window(queue="default")
+
+    assert clock == []
+
+
+def test_it_never_makes_a_payment_wait(db, clock):
+    job_request(kind=JobKind.PAYMENT, entity_id="1")
+
+    jobs._batch_window(queue="payments")
+
+    assert clock == []
+
+
+def test_it_drops_the_writes_of_orders_another_worker_took_while_a_long_write_round_went_on(
+    sb, monkeypatch, settings
+):
+    # The shortest lease the system check allows: the run renews before every call of its write round.
+    call = settings.BXSYNC_RATE_MAX_WAIT + settings.BXSYNC_REST_TIMEOUT
+    settings.BXSYNC_JOB_LEASE_SECONDS = 2 * call + 10
+    pairs = sb.seed(60, pipeline_share=0, orders_without_deal=0, deals_without_order=0)
+    items_sync(items=items_for(order_ids=[str(o) for o, _ in pairs]))
+    sb.crm.bulk_move([d for _, d in pairs], "PREPARATION")
+    taken = [str(o) for o, _ in pairs[50:]]  # the orders of the second call of 50 writes
+    renewals = []
+    real = write.locks_renew
+
+    def renew(run):
+        renewals.append(run)
+        if len(renewals) == 3:  # before the second call: the run's lease ran out, another worker took these
+            SyncLock.objects.filter(order_id__in=taken).update(
+                token="other", until=timezone.now() + timedelta(seconds=60)
+            )
+        real(run)
+
+    monkeypatch.setattr(write, "locks_renew", renew)
+    sb.reset_counters()
+
+    items_sync(items=items_for(deal_ids=[str(d) for _, d in pairs]))
+
+    assert len(renewals) == 3  # once before the round, then before each of its two calls
+    assert [sb.shop.get_order(o)["statusId"] for o, _ in pairs[:50]] == ["P"] * 50
+    assert [sb.shop.get_order(o)["statusId"] for o, _ in pairs[50:]] == ["N"] * 10
+    assert sb.counters()["shop"]["rest_calls"]["sale.order.update"] == 50
+
+
+def test_it_gathers_a_longer_run_while_the_portals_bucket_drains(db, clock, monkeypatch, settings):
+    settings.BXSYNC_RATE_PER_SECOND = 2
+    monkeypatch.setattr(jobs, "limiter_level", lambda portal: 40.0 if portal == "crm" else 0.0)
+    job_request(kind=JobKind.ORDER, entity_id="old")
+    age(jobs.BATCH_WINDOW_SECONDS["default"]["max"])
+    job_request(kind=JobKind.ORDER, entity_id="new")  # a storm goes on, and the CRM's bucket is full
+
+    jobs._batch_window(queue="default")
+
+    # A run now would wait for its slots anyway: the worker waits while the stream goes on (here it stops at
+    # once, so the quiet time ends the wait).
+    assert 0 < sum(clock) <= jobs.BATCH_WINDOW_SECONDS["default"]["quiet"] + 0.05
+    monkeypatch.setattr(jobs, "limiter_level", lambda portal: 0.0)
+    job_request(kind=JobKind.ORDER, entity_id="newest")
+    clock.clear()
+    jobs._batch_window(queue="default")
+    assert clock == []  # an idle bucket: the oldest job waited its 2 s, the run starts
+
+
+def test_it_renews_no_lock_between_the_calls_of_a_short_write_round(sb, monkeypatch):
+    pairs = sb.seed(60, pipeline_share=0, orders_without_deal=0, deals_without_order=0)
+    items_sync(items=items_for(order_ids=[str(o) for o, _ in pairs]))
+    sb.crm.bulk_move([d for _, d in pairs], "PREPARATION")
+    renewals = []
+    real = write.locks_renew
+    monkeypatch.setattr(write, "locks_renew", lambda run: renewals.append(run) or real(run))
+
+    items_sync(items=items_for(deal_ids=[str(d) for _, d in pairs]))
+
+    # A 300 s lease outlasts two calls by far: one renewal before the intents, none between the calls.
+    assert len(renewals) == 1
+    assert [sb.shop.get_order(o)["statusId"] for o, _ in pairs] == ["P"] * 60
