@@ -85,7 +85,7 @@ def comment_text(item: Item, kind: str) -> str:
 
 
 # The explanations that say bxsync moved the deal: true only once the read-back after the write shows the deal
-# there (crm.deal.update answers `true` even when it changed nothing [docs/bitrix.md "crm.deal.update"]).
+# there (crm.deal.update answers `true` even when it changed nothing [docs/bitrix.md "Deals"]).
 MOVES = {"conflict", "override"}
 
 
