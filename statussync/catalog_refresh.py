@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 from statussync import portals
 from statussync.bitrix import BitrixError, client_for
 from statussync.catalog import catalog_cache_clear
-from statussync.models import CatalogPipeline, CatalogStage, CatalogStatus, Side, StageSemantics
+from statussync.models import CatalogPipeline, CatalogStage, CatalogStatus, Side
 
 logger = logging.getLogger(__name__)
 
@@ -130,22 +130,11 @@ def _crm_stages_read() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
                     "code": str(row["STATUS_ID"]),
                     "name": str(row.get("NAME") or row["STATUS_ID"]),
                     "sort": _int(row.get("SORT")),
-                    "semantics": _semantics(row),
+                    "semantics": portals.stage_semantics(row),
                     "color": str(row.get("COLOR") or "")[:16],
                 }
             )
     return pipelines, stages
-
-
-def _semantics(row: dict[str, Any]) -> str:
-    # SEMANTICS is null (in progress), "S" or "F"; EXTRA.SEMANTICS says process/success/failure/apology
-    # [docs/bitrix.md "Stages and pipelines"].
-    extra = (row.get("EXTRA") or {}).get("SEMANTICS") if isinstance(row.get("EXTRA"), dict) else None
-    if row.get("SEMANTICS") == "S" or extra == "success":
-        return StageSemantics.SUCCESS
-    if row.get("SEMANTICS") == "F" or extra in ("failure", "apology"):
-        return StageSemantics.FAILURE
-    return StageSemantics.IN_PROGRESS
 
 
 def _int(value: Any) -> int:

@@ -15,6 +15,7 @@ from django.utils.dateparse import parse_datetime
 
 from statussync.bitrix import BitrixClient, PermanentError, TransientError
 from statussync.engine import DealState, OrderState
+from statussync.models import StageSemantics
 
 Command = tuple[str, dict[str, Any]]
 
@@ -224,9 +225,32 @@ class PipelineStages:
     success: frozenset[str] = frozenset()
 
 
+def stage_semantics(row: dict[str, Any]) -> str:
+    """What a `crm.status.list` row means, as a StageSemantics letter: "S" success, "F" failure, "P" in
+    progress. SEMANTICS is null, "S" or "F"; EXTRA.SEMANTICS says process/success/failure/apology
+    [docs/bitrix.md "Stages and pipelines"]. Success is read first, so a row that says both is a success."""
+    extra = row["EXTRA"].get("SEMANTICS") if isinstance(row.get("EXTRA"), dict) else None
+    if row.get("SEMANTICS") == "S" or extra == "success":
+        return StageSemantics.SUCCESS
+    if row.get("SEMANTICS") == "F" or extra in ("failure", "apology"):
+        return StageSemantics.FAILURE
+    return StageSemantics.IN_PROGRESS
+
+
+def pipeline_stages_from_rows(rows: list[dict[str, Any]]) -> PipelineStages:
+    """A pipeline's stages from its `crm.status.list` rows: in-progress and success stages ordered by SORT
+    (failure stages left out, see `engine.PipelineMap.stage_order`), and its success stages. Stage ids are
+    read, never derived [docs/bitrix.md "Stages and pipelines"]."""
+    ordered = sorted(rows, key=lambda r: int(r.get("SORT") or 0))
+    kept = [(str(r["STATUS_ID"]), stage_semantics(r)) for r in ordered]
+    return PipelineStages(
+        order=tuple(code for code, meaning in kept if meaning != StageSemantics.FAILURE),
+        success=frozenset(code for code, meaning in kept if meaning == StageSemantics.SUCCESS),
+    )
+
+
 def pipeline_stages(*, crm: BitrixClient, pipelines: list[int]) -> dict[int, PipelineStages]:
-    """Each pipeline's in-progress and success stages in SORT order and its success ("S") stage, read from
-    the CRM and cached; stage ids are read, never derived
+    """Each pipeline's stages (`pipeline_stages_from_rows`), read from the CRM and cached
     [docs/bitrix.md "Stages and pipelines"]."""
     found: dict[int, PipelineStages] = {}
     missing = []
@@ -246,19 +270,9 @@ def pipeline_stages(*, crm: BitrixClient, pipelines: list[int]) -> dict[int, Pip
             logger.warning("could not read deal stages: %s", exc)
             return {**found, **{p: PipelineStages() for p in missing}}
         for pipeline in missing:
-            rows = sorted(batch.results.get(f"p{pipeline}") or [], key=lambda r: int(r.get("SORT") or 0))
-            order = [str(r["STATUS_ID"]) for r in rows if not _is_failure(r)]
-            success = [
-                str(r["STATUS_ID"])
-                for r in rows
-                if r.get("SEMANTICS") == "S" or (r.get("EXTRA") or {}).get("SEMANTICS") == "success"
-            ]
+            stages = pipeline_stages_from_rows(batch.results.get(f"p{pipeline}") or [])
             if f"p{pipeline}" not in batch.errors:
-                cache.set(f"bxsync:pipeline-stages:{pipeline}", (order, success), STAGES_CACHE_SECONDS)
-            found[pipeline] = PipelineStages(order=tuple(order), success=frozenset(success))
+                cached = (list(stages.order), list(stages.success))
+                cache.set(f"bxsync:pipeline-stages:{pipeline}", cached, STAGES_CACHE_SECONDS)
+            found[pipeline] = stages
     return found
-
-
-def _is_failure(row: dict[str, Any]) -> bool:
-    """A failure stage: SEMANTICS "F" or EXTRA failure/apology [docs/bitrix.md "Stages and pipelines"]."""
-    return row.get("SEMANTICS") == "F" or (row.get("EXTRA") or {}).get("SEMANTICS") in ("failure", "apology")
