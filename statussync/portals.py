@@ -4,16 +4,13 @@ into the engine's states. The HTTP itself is `statussync.bitrix`'s job; this mod
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.utils.dateparse import parse_datetime
 
-from statussync.bitrix import BitrixClient, PermanentError, TransientError
 from statussync.engine import DealState, OrderState
 from statussync.models import StageSemantics
 
@@ -22,10 +19,6 @@ Command = tuple[str, dict[str, Any]]
 # Bitrix list methods answer 50 rows a page [docs/bitrix.md "Lists"], so a command that
 # names entities by id names at most 50.
 LIST_PAGE = 50
-
-logger = logging.getLogger(__name__)
-
-STAGES_CACHE_SECONDS = 600
 
 
 def deal_order_field() -> str:
@@ -247,32 +240,3 @@ def pipeline_stages_from_rows(rows: list[dict[str, Any]]) -> PipelineStages:
         order=tuple(code for code, meaning in kept if meaning != StageSemantics.FAILURE),
         success=frozenset(code for code, meaning in kept if meaning == StageSemantics.SUCCESS),
     )
-
-
-def pipeline_stages(*, crm: BitrixClient, pipelines: list[int]) -> dict[int, PipelineStages]:
-    """Each pipeline's stages (`pipeline_stages_from_rows`), read from the CRM and cached
-    [docs/bitrix.md "Stages and pipelines"]."""
-    found: dict[int, PipelineStages] = {}
-    missing = []
-    for pipeline in pipelines:
-        cached = cache.get(f"bxsync:pipeline-stages:{pipeline}")
-        if cached is None:
-            missing.append(pipeline)
-        else:
-            found[pipeline] = PipelineStages(order=tuple(cached[0]), success=frozenset(cached[1]))
-    if missing:
-        try:
-            batch = crm.batch({f"p{p}": stage_list(p) for p in missing})
-        except (PermanentError, TransientError) as exc:
-            # The stage list only sharpens payment handling (a deal's own STAGE_SEMANTIC_ID tells the rest);
-            # a portal failing it must not stop every sync. Not cached: the next run asks again. Auth errors
-            # still stop the run, since every other call would fail the same way.
-            logger.warning("could not read deal stages: %s", exc)
-            return {**found, **{p: PipelineStages() for p in missing}}
-        for pipeline in missing:
-            stages = pipeline_stages_from_rows(batch.results.get(f"p{pipeline}") or [])
-            if f"p{pipeline}" not in batch.errors:
-                cached = (list(stages.order), list(stages.success))
-                cache.set(f"bxsync:pipeline-stages:{pipeline}", cached, STAGES_CACHE_SECONDS)
-            found[pipeline] = stages
-    return found

@@ -10,13 +10,12 @@ from django.conf import settings
 
 from statussync import portals
 from statussync.bitrix import BitrixError
-from statussync.catalog import catalog_pipeline_stages
 from statussync.engine import Base, Decision, Intent, Mapping, Origin, Write, decide, intent_settle
-from statussync.mapping_store import mapping_load
 from statussync.models import Link, Outcome, Side
 from statussync.reasons import Reason, why
 
 from .items import Item
+from .stages import mapping_with_stages
 
 if TYPE_CHECKING:
     from .run import SyncRun
@@ -30,7 +29,7 @@ def decisions_make(run: SyncRun) -> None:
     if not items:
         return
     try:
-        mapping = _mapping_with_stages(run, pipelines={i.deal.pipeline for i in items if i.deal})
+        mapping = mapping_with_stages(run, pipelines={i.deal.pipeline for i in items if i.deal})
     except BitrixError as exc:
         run.contact(Side.CRM, exc)
         for item in items:
@@ -105,29 +104,6 @@ def link_problem_of(item: Item) -> Reason | None:
             "deal_names_other_order", deal=link.deal_id, order=link.order_id, named=deal.order_id, field=field
         )
     return why("deal_names_no_order", deal=link.deal_id, order=link.order_id, field=field)
-
-
-def _mapping_with_stages(run: SyncRun, *, pipelines: set[int]) -> Mapping:
-    """The stored mapping, with each pipeline's stage order and success stage as the CRM lists them: from
-    the catalog of names when it has the pipeline (no REST call), from the CRM itself (cached) otherwise."""
-    mapping = mapping_load()
-    wanted = sorted(pipelines & set(mapping.pipelines))
-    stages = catalog_pipeline_stages(pipelines=wanted)
-    unknown = [p for p in wanted if p not in stages]
-    if unknown:
-        stages.update(portals.pipeline_stages(crm=run.crm, pipelines=unknown))
-        run.contact(Side.CRM, None)
-    return replace(
-        mapping,
-        pipelines={
-            pid: replace(
-                pm,
-                success_stages=stages.get(pid, portals.PipelineStages()).success,
-                stage_order=stages.get(pid, portals.PipelineStages()).order,
-            )
-            for pid, pm in mapping.pipelines.items()
-        },
-    )
 
 
 def intent_of(link: Link | None) -> Intent | None:

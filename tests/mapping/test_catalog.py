@@ -18,8 +18,8 @@ from statussync.catalog import (
 from statussync.catalog_refresh import catalog_refresh
 from statussync.mapping_store import mapping_import
 from statussync.models import CatalogStage, CatalogStatus, PortalHealth
-from statussync.sync.decide import _mapping_with_stages
 from statussync.sync.run import SyncRun
+from statussync.sync.stages import mapping_with_stages
 from tests.mappings import two_pipelines
 
 pytestmark = pytest.mark.django_db
@@ -136,7 +136,7 @@ def test_it_takes_the_stage_order_for_the_sync_from_the_catalog_without_a_rest_c
     catalog_refresh()
     run = SyncRun(items=[], cms=client_for("cms"), crm=client_for("crm"))
 
-    mapping = _mapping_with_stages(run, pipelines={0, 1})
+    mapping = mapping_with_stages(run, pipelines={0, 1})
 
     assert run.crm.calls == 0
     assert mapping.pipelines[1].stage_order[:2] == ("C1:NEW", "C1:PREPARATION")
@@ -148,7 +148,7 @@ def test_it_falls_back_to_the_crm_for_a_pipeline_the_catalog_lacks(portals_up):
     mapping_import(data=two_pipelines())
     run = SyncRun(items=[], cms=client_for("cms"), crm=client_for("crm"))
 
-    mapping = _mapping_with_stages(run, pipelines={1})
+    mapping = mapping_with_stages(run, pipelines={1})
 
     assert run.crm.calls == 1
     assert mapping.pipelines[1].success_stages == frozenset({"C1:WON"})

@@ -1,10 +1,13 @@
-"""A pipeline's stages: what the CRM's stage rows mean (pure, no database)."""
+"""A pipeline's stages: what the CRM's stage rows mean (pure, no database), and reading them for the sync."""
 
 from __future__ import annotations
 
 import pytest
+from django.core.cache import cache
 
+from statussync.bitrix import client_for
 from statussync.portals import PipelineStages, pipeline_stages_from_rows, stage_semantics
+from statussync.sync.stages import pipeline_stages_read
 
 
 @pytest.mark.parametrize(
@@ -43,3 +46,16 @@ def test_it_orders_a_pipelines_stages_by_sort_without_its_failure_stages():
 
 def test_it_knows_no_stages_of_a_pipeline_the_crm_lists_none_for():
     assert pipeline_stages_from_rows([]) == PipelineStages()
+
+
+def test_it_syncs_without_stages_while_the_crm_cannot_list_them_and_asks_again_next_time(sb):
+    cache.delete("bxsync:pipeline-stages:1")
+    sb.set_faults("crm", error_rate=1.0)
+
+    assert pipeline_stages_read(crm=client_for("crm"), pipelines=[1]) == {1: PipelineStages()}
+
+    sb.clear_faults("crm")
+    stages = pipeline_stages_read(crm=client_for("crm"), pipelines=[1])
+
+    assert stages[1].success == frozenset({"C1:WON"})
+    assert stages[1].order[0] == "C1:NEW"
