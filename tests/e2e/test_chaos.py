@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.e2e.stack import MAPPING, Stack, running_stack
+from tests.legs import leg
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -212,12 +213,12 @@ def test_it_writes_once_when_every_writes_reply_is_lost_once(e2e: Stack):
     assert dead_letters(e2e, after=jobs_before) == 0
 
 
-@pytest.fixture(scope="module", params=["embedded", "scaled"])
-def slow_stack(request, tmp_path_factory) -> Iterator[Stack]:
+@pytest.fixture(scope="module")
+def slow_stack(tmp_path_factory) -> Iterator[Stack]:
     """A stack with a lease of 3 s, for runs made to outlive it (bxsync warns of such a lease: W001)."""
     with running_stack(
-        request.param,
-        tmp_path_factory.mktemp(f"e2e-slow-{request.param}"),
+        leg(),
+        tmp_path_factory.mktemp(f"e2e-slow-{leg()}"),
         BXSYNC_JOB_LEASE_SECONDS="3",
         BXSYNC_REST_TIMEOUT="10",
     ) as stack:
