@@ -45,6 +45,7 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"bxsync leg: {leg()} ({where}, {redis_url})"
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """`@pytest.mark.only_leg("scaled", reason=...)`: a test that means something on one leg only says why,
     and the other leg reports it as skipped with that reason."""
