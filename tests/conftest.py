@@ -70,6 +70,30 @@ def _redis_emptied():
     _redis_empty()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _test_database_left_alone(request):
+    """PostgreSQL will not drop the test database while another session holds it (SQLite's in-memory one
+    never minds). A connection a test's thread left open is named here, with its last query, and ended, so
+    the run says which instead of failing at its very end with "being accessed by other users". (Set up after
+    the test database, so torn down before it.)"""
+    if leg() != "scaled":
+        yield
+        return
+    request.getfixturevalue("django_db_setup")
+    blocker = request.getfixturevalue("django_db_blocker")
+    yield
+    from django.db import connection
+
+    with blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid, state, left(query, 200), pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        left_open = cursor.fetchall()
+    for pid, state, query, _ in left_open:
+        sys.stderr.write(f"\nleft open on the test database (ended): pid {pid}, {state}: {query}\n")
+
+
 @pytest.fixture
 def portals(settings):
     """bxsync configured for two (mocked) portals."""
