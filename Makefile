@@ -45,7 +45,7 @@ test: lint
 # makemessages needs Debian's gettext: xgettext, msgmerge), then compile them to the committed .mo files in
 # pure Python. Only developers run this; installing and testing need no gettext (docs/decisions.md).
 MESSAGES_IGNORE := --ignore=.venv --ignore=staticfiles --ignore=tests --ignore=bench --ignore=bitrix_sandbox \
-	--ignore=contrib --ignore=demo --ignore=phpquery --ignore=docs
+	--ignore=contrib --ignore=phpquery --ignore=docs
 messages: $(STAMP)
 	$(PY) manage.py makemessages --locale ru --no-obsolete $(MESSAGES_IGNORE)
 	$(PY) -m bxsync_project.translations compile

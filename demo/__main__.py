@@ -42,6 +42,7 @@ def run(*, port: int, orders: int, activity: float, shop_port: int, crm_port: in
     # Imported after django.setup(): these touch settings and models at import time.
     from django.conf import settings
     from django.contrib.auth import get_user_model
+    from django.utils.translation import gettext
 
     from bitrix_sandbox import CrmConfig, Sandbox, SandboxConfig, ShopConfig
     from demo.summary import LivePrinter, reconcile_line
@@ -77,21 +78,32 @@ def run(*, port: int, orders: int, activity: float, shop_port: int, crm_port: in
         admin.set_password(password)
         admin.save()
         schedules_ensure()
-        print("Linking the sample orders and deals (a first reconciliation)…", flush=True)
+        print(gettext("Linking the sample orders and deals (a first reconciliation)…"), flush=True)
         report = reconcile_run(process_inline=True)
         linked = Link.objects.filter(state=LinkState.ACTIVE).count()
         print(f"  {reconcile_line(report.counts(), linked=linked)}", flush=True)
         sandbox.start_traffic(rate=activity)
         print(
-            f"\nbxsync demo is running.\n"
-            f"  Admin:     {web}/admin/   login: admin   password: {password}\n"
-            f"  Try:       type an order id ({pairs[0][0]}, say) in the admin's search box: its\n"
-            f"             timeline says why it is in its status. The Dashboard is beside it.\n"
-            f"  Health:    {web}/api/health/\n"
-            f"  Sandboxes: shop http://127.0.0.1:{sandbox.shop.port}/_sandbox/state · "
-            f"CRM http://127.0.0.1:{sandbox.crm.port}/_sandbox/state\n"
-            f"  Logs:      {log_file} (web server and workers)\n"
-            f"  Simulated managers, customers and staff make {activity:g} changes a second. Ctrl+C stops.\n",
+            gettext(
+                "\nbxsync demo is running.\n"
+                "  Admin:     %(web)s/admin/   login: admin   password: %(password)s\n"
+                "  Try:       type an order id (%(order)s, say) in the admin's search box: its\n"
+                "             timeline says why it is in its status. The Dashboard is beside it.\n"
+                "  Health:    %(web)s/api/health/\n"
+                "  Sandboxes: shop %(shop)s/_sandbox/state · CRM %(crm)s/_sandbox/state\n"
+                "  Logs:      %(log)s (web server and workers)\n"
+                "  Simulated managers, customers and staff make %(activity)s changes a second. "
+                "Ctrl+C stops.\n"
+            )
+            % {
+                "web": web,
+                "password": password,
+                "order": pairs[0][0],
+                "shop": f"http://127.0.0.1:{sandbox.shop.port}",
+                "crm": f"http://127.0.0.1:{sandbox.crm.port}",
+                "log": log_file,
+                "activity": f"{activity:g}",
+            },
             flush=True,
         )
         extra_env = {

@@ -13,8 +13,8 @@ from django.utils.translation import gettext_lazy as _
 
 
 class Side(models.TextChoices):
-    CMS = "cms", "Shop (order)"
-    CRM = "crm", "CRM (deal)"
+    CMS = "cms", _("Shop (order)")
+    CRM = "crm", _("CRM (deal)")
 
 
 class Direction(models.TextChoices):
@@ -109,53 +109,61 @@ class AwaitingPaymentStatus(models.Model):
 
 
 class LinkState(models.TextChoices):
-    ACTIVE = "active", "Active"
-    CLOSED = "closed", "Closed"
+    ACTIVE = "active", _("Active")
+    CLOSED = "closed", _("Closed")
 
 
 class Link(models.Model):
     """An order linked to a deal, with the base: the last state both sides agreed on."""
 
-    order_id = models.CharField(max_length=32, db_index=True)
-    deal_id = models.CharField(max_length=32, db_index=True)
-    state = models.CharField(max_length=8, choices=LinkState.choices, default=LinkState.ACTIVE)
-    pipeline_id = models.IntegerField(null=True, blank=True)
-    base_order_status = models.CharField(max_length=50, blank=True)
-    base_deal_stage = models.CharField(max_length=50, blank=True)
-    base_paid = models.BooleanField(default=False)
-    base_at = models.DateTimeField(null=True, blank=True, help_text="When the base was last moved.")
+    order_id = models.CharField(_("order"), max_length=32, db_index=True)
+    deal_id = models.CharField(_("deal"), max_length=32, db_index=True)
+    state = models.CharField(_("state"), max_length=8, choices=LinkState.choices, default=LinkState.ACTIVE)
+    pipeline_id = models.IntegerField(_("pipeline"), null=True, blank=True)
+    base_order_status = models.CharField(_("agreed order status"), max_length=50, blank=True)
+    base_deal_stage = models.CharField(_("agreed deal stage"), max_length=50, blank=True)
+    base_paid = models.BooleanField(_("agreed as paid"), default=False)
+    base_at = models.DateTimeField(
+        _("agreed at"), null=True, blank=True, help_text=_("When the base was last moved.")
+    )
     # What bxsync itself wrote last, so the echo of that write is recognised and named as such.
-    last_write_side = models.CharField(max_length=3, choices=Side.choices, blank=True)
-    last_write_value = models.CharField(max_length=50, blank=True)
-    last_write_at = models.DateTimeField(null=True, blank=True)
-    needs_attention = models.BooleanField(default=False, db_index=True)
-    attention_reason = models.CharField(max_length=300, blank=True)
+    last_write_side = models.CharField(_("last written side"), max_length=3, choices=Side.choices, blank=True)
+    last_write_value = models.CharField(_("last written value"), max_length=50, blank=True)
+    last_write_at = models.DateTimeField(_("last written"), null=True, blank=True)
+    needs_attention = models.BooleanField(_("needs attention"), default=False, db_index=True)
+    attention_reason = models.CharField(_("why it needs attention"), max_length=300, blank=True)
     # The same reason as a code with parameters (statussync.reasons), rendered in the reader's language.
-    attention = models.JSONField(null=True, blank=True)
+    attention = models.JSONField(_("why it needs attention (code)"), null=True, blank=True)
     # A write sent but not yet confirmed, with the base it leads to. Recorded before the write goes out, so a
     # write that lands while its reply is lost (a timeout, a 5xx after commit, a worker killed, the database
     # locked before the base moved) is recognised by the next run when the target shows the value: the base
     # is adopted, and the write is not sent a second time.
-    intent_side = models.CharField(max_length=3, choices=Side.choices, blank=True)
-    intent_value = models.CharField(max_length=50, blank=True)
-    intent_base = models.JSONField(null=True, blank=True)
-    intent_at = models.DateTimeField(null=True, blank=True)
+    intent_side = models.CharField(
+        _("unconfirmed write: side"), max_length=3, choices=Side.choices, blank=True
+    )
+    intent_value = models.CharField(_("unconfirmed write: value"), max_length=50, blank=True)
+    intent_base = models.JSONField(_("unconfirmed write: base"), null=True, blank=True)
+    intent_at = models.DateTimeField(_("unconfirmed write: sent"), null=True, blank=True)
     # Both sides as the last run read them (after its own write), so the admin shows where the order and the
     # deal are now without calling the portals.
-    last_order_status = models.CharField(max_length=50, blank=True)
-    last_order_paid = models.BooleanField(null=True, blank=True)
-    last_deal_stage = models.CharField(max_length=50, blank=True)
-    last_read_at = models.DateTimeField(null=True, blank=True, help_text="When a run last read both sides.")
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    closed_at = models.DateTimeField(null=True, blank=True)
-    close_reason = models.CharField(max_length=200, blank=True)
+    last_order_status = models.CharField(_("order status now"), max_length=50, blank=True)
+    last_order_paid = models.BooleanField(_("order paid now"), null=True, blank=True)
+    last_deal_stage = models.CharField(_("deal stage now"), max_length=50, blank=True)
+    last_read_at = models.DateTimeField(
+        _("last read"), null=True, blank=True, help_text=_("When a run last read both sides.")
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    closed_at = models.DateTimeField(_("closed"), null=True, blank=True)
+    close_reason = models.CharField(_("why closed"), max_length=200, blank=True)
     # Why and by whom the link was closed, as a reason code with parameters (statussync.reasons); empty when
     # bxsync closed it itself (a deleted order or deal: `close_reason` says so).
-    closure = models.JSONField(null=True, blank=True)
-    closed_by = models.CharField(max_length=150, blank=True)
+    closure = models.JSONField(_("why closed (code)"), null=True, blank=True)
+    closed_by = models.CharField(_("closed by"), max_length=150, blank=True)
 
     class Meta:
+        verbose_name = _("link")
+        verbose_name_plural = _("links")
         permissions = [
             # Also created by the roles' data migration (the `mapping` branch); declared here so the admin's
             # actions can name them before that lands.
@@ -206,14 +214,16 @@ class SyncLock(models.Model):
 class UnmappedValue(models.Model):
     """A status or stage seen without a mapping rule: nothing was written; a manager should add a rule."""
 
-    side = models.CharField(max_length=3, choices=Side.choices)
-    pipeline_id = models.IntegerField()
-    value = models.CharField(max_length=50)
-    first_seen = models.DateTimeField(auto_now_add=True)
-    last_seen = models.DateTimeField(auto_now=True)
-    times_seen = models.PositiveIntegerField(default=1)
+    side = models.CharField(_("side"), max_length=3, choices=Side.choices)
+    pipeline_id = models.IntegerField(_("pipeline"))
+    value = models.CharField(_("value"), max_length=50)
+    first_seen = models.DateTimeField(_("first seen"), auto_now_add=True)
+    last_seen = models.DateTimeField(_("last seen"), auto_now=True)
+    times_seen = models.PositiveIntegerField(_("times seen"), default=1)
 
     class Meta:
+        verbose_name = _("unmapped value")
+        verbose_name_plural = _("unmapped values")
         constraints = [models.UniqueConstraint(fields=["side", "pipeline_id", "value"], name="unmapped_once")]
 
     def __str__(self) -> str:
@@ -223,17 +233,21 @@ class UnmappedValue(models.Model):
 class InboundEvent(models.Model):
     """A webhook event exactly as far as it matters, stored before the 200 (Bitrix never re-sends)."""
 
-    side = models.CharField(max_length=3, choices=Side.choices)
-    event = models.CharField(max_length=64)
-    entity_id = models.CharField(max_length=32, blank=True)
-    ts = models.CharField(max_length=20, blank=True, help_text="When the event left Bitrix's queue.")
-    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    dedupe_key = models.CharField(max_length=200, unique=True)
-    duplicates = models.PositiveIntegerField(default=0)
+    side = models.CharField(_("side"), max_length=3, choices=Side.choices)
+    event = models.CharField(_("event"), max_length=64)
+    entity_id = models.CharField(_("id"), max_length=32, blank=True)
+    ts = models.CharField(
+        _("sent at (Unix)"), max_length=20, blank=True, help_text=_("When the event left Bitrix's queue.")
+    )
+    received_at = models.DateTimeField(_("received"), auto_now_add=True, db_index=True)
+    dedupe_key = models.CharField(_("deduplication key"), max_length=200, unique=True)
+    duplicates = models.PositiveIntegerField(_("duplicates"), default=0)
     # Payload with the application token and any OAuth tokens removed.
-    payload = models.JSONField(default=dict)
+    payload = models.JSONField(_("payload"), default=dict)
 
     class Meta:
+        verbose_name = _("webhook event")
+        verbose_name_plural = _("webhook events")
         indexes = [
             # A link's timeline and the admin's search find the events of one order or deal, newest first.
             models.Index(fields=["entity_id", "received_at"], name="event_entity_time"),
@@ -244,23 +258,29 @@ class InboundEvent(models.Model):
 
 
 class JobKind(models.TextChoices):
-    ORDER = "order", "Order changed"
-    DEAL = "deal", "Deal changed"
-    PAYMENT = "payment", "Payment changed"
+    ORDER = "order", _("Order changed")
+    DEAL = "deal", _("Deal changed")
+    PAYMENT = "payment", _("Payment changed")
 
 
 class JobState(models.TextChoices):
-    PENDING = "pending", "Pending"
-    RUNNING = "running", "Running"
-    DONE = "done", "Done"
-    DEAD = "dead", "Dead letter"
+    PENDING = "pending", _("Pending")
+    RUNNING = "running", _("Running")
+    DONE = "done", _("Done")
+    DEAD = "dead", _("Dead letter")
     # A dead letter a manager chose not to replay: kept (not deleted) so the audit can say what was given up.
-    DISCARDED = "discarded", "Discarded"
+    DISCARDED = "discarded", _("Discarded")
+
+
+class JobOrigin(models.TextChoices):
+    EVENT = "event", _("Bitrix event")
+    RECONCILE = "reconcile", _("Regular check")
+    ADMIN = "admin", _("Manager")
 
 
 class Queue(models.TextChoices):
-    DEFAULT = "default", "Default"
-    PAYMENTS = "payments", "Payments"
+    DEFAULT = "default", _("Default")
+    PAYMENTS = "payments", _("Payments")
 
 
 class Job(models.Model):
@@ -270,27 +290,31 @@ class Job(models.Model):
     an entity whose job is already running creates a new pending job, so the later change is read again.
     """
 
-    kind = models.CharField(max_length=8, choices=JobKind.choices)
-    entity_id = models.CharField(max_length=32)
-    queue = models.CharField(max_length=10, choices=Queue.choices, default=Queue.DEFAULT)
-    state = models.CharField(max_length=10, choices=JobState.choices, default=JobState.PENDING, db_index=True)
-    origin = models.CharField(max_length=16, default="event", help_text="event, reconcile or admin")
-    event = models.CharField(
-        max_length=64, blank=True, help_text="The (first) event that asked for this work."
+    kind = models.CharField(_("kind"), max_length=8, choices=JobKind.choices)
+    entity_id = models.CharField(_("id"), max_length=32)
+    queue = models.CharField(_("queue"), max_length=10, choices=Queue.choices, default=Queue.DEFAULT)
+    state = models.CharField(
+        _("state"), max_length=10, choices=JobState.choices, default=JobState.PENDING, db_index=True
     )
-    events_coalesced = models.PositiveIntegerField(default=1)
-    attempts = models.PositiveIntegerField(default=0)
-    not_before = models.DateTimeField(db_index=True)
-    lease_until = models.DateTimeField(null=True, blank=True)
-    claim_token = models.CharField(max_length=32, blank=True, db_index=True)
-    last_error = models.TextField(blank=True)
+    origin = models.CharField(_("origin"), max_length=16, choices=JobOrigin.choices, default=JobOrigin.EVENT)
+    event = models.CharField(
+        _("event"), max_length=64, blank=True, help_text=_("The (first) event that asked for this work.")
+    )
+    events_coalesced = models.PositiveIntegerField(_("events coalesced"), default=1)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    not_before = models.DateTimeField(_("not before"), db_index=True)
+    lease_until = models.DateTimeField(_("leased until"), null=True, blank=True)
+    claim_token = models.CharField(_("claim token"), max_length=32, blank=True, db_index=True)
+    last_error = models.TextField(_("last error"), blank=True)
     # A manager's "take the shop's (CRM's) value": the engine decides with that side winning.
-    wins = models.CharField(max_length=3, choices=Side.choices, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    wins = models.CharField(_("side that wins"), max_length=3, choices=Side.choices, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("job")
+        verbose_name_plural = _("jobs")
         permissions = [
             # Also created by the roles' data migration (the `mapping` branch), see Link.Meta.
             ("replay_job", _("Can replay dead-letter jobs")),
@@ -302,10 +326,6 @@ class Job(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["queue", "state", "not_before"])]
-        permissions = [
-            ("replay_job", "Can replay dead-letter jobs"),
-            ("discard_job", "Can discard dead-letter jobs"),
-        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.entity_id} ({self.state})"
@@ -321,50 +341,57 @@ class DeadLetter(Job):
 
 
 class Outcome(models.TextChoices):
-    APPLIED = "applied", "Applied"
-    PAYMENT_APPLIED = "payment_applied", "Payment applied"
-    ECHO = "echo", "Echo of our own write"
-    NO_CHANGE = "no_change", "No change"
-    CONFLICT_RESOLVED = "conflict_resolved", "Conflict resolved"
-    CONFLICT_FLAGGED = "conflict_flagged", "Conflict flagged"
-    REGRESSION_BLOCKED = "regression_blocked", "Regression blocked"
-    UNMAPPED = "unmapped", "Unmapped"
-    UNLINKED = "unlinked", "Unlinked"
-    AMBIGUOUS = "ambiguous", "Ambiguous"
-    LINKED = "linked", "Linked"
-    CLOSED = "closed", "Link closed"
-    IGNORED = "ignored", "Ignored"
-    FAILED = "failed", "Failed"
-    RETRIED = "retried", "Retried"
-    RECEIVED = "received", "Event received"
+    APPLIED = "applied", _("Applied")
+    PAYMENT_APPLIED = "payment_applied", _("Payment applied")
+    ECHO = "echo", _("Echo of our own write")
+    NO_CHANGE = "no_change", _("No change")
+    CONFLICT_RESOLVED = "conflict_resolved", _("Conflict resolved")
+    CONFLICT_FLAGGED = "conflict_flagged", _("Conflict flagged")
+    REGRESSION_BLOCKED = "regression_blocked", _("Regression blocked")
+    UNMAPPED = "unmapped", _("Unmapped")
+    UNLINKED = "unlinked", _("Unlinked")
+    AMBIGUOUS = "ambiguous", _("Ambiguous")
+    LINKED = "linked", _("Linked")
+    CLOSED = "closed", _("Link closed")
+    IGNORED = "ignored", _("Ignored")
+    FAILED = "failed", _("Failed")
+    RETRIED = "retried", _("Retried")
+    RECEIVED = "received", _("Event received")
 
 
 class AuditEntry(models.Model):
     """One event or decision, with enough detail to answer "why is this order in this status?"."""
 
     # Indexed below, with the filters (the table grows to millions of rows).
-    created_at = models.DateTimeField(auto_now_add=True)
-    side = models.CharField(max_length=3, choices=Side.choices, blank=True)
-    event = models.CharField(max_length=64, blank=True)
-    order_id = models.CharField(max_length=32, blank=True, db_index=True)
-    deal_id = models.CharField(max_length=32, blank=True, db_index=True)
+    created_at = models.DateTimeField(_("when"), auto_now_add=True)
+    side = models.CharField(_("side"), max_length=3, choices=Side.choices, blank=True)
+    event = models.CharField(_("event"), max_length=64, blank=True)
+    order_id = models.CharField(_("order"), max_length=32, blank=True, db_index=True)
+    deal_id = models.CharField(_("deal"), max_length=32, blank=True, db_index=True)
     link = models.ForeignKey(
-        Link, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit", db_index=False
+        Link,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="audit",
+        db_index=False,
+        verbose_name=_("link"),
     )
-    outcome = models.CharField(max_length=20, choices=Outcome.choices)
-    before = models.JSONField(default=dict, blank=True)
-    after = models.JSONField(default=dict, blank=True)
-    message = models.TextField(blank=True, help_text="The reason, in English (searchable).")
+    outcome = models.CharField(_("outcome"), max_length=20, choices=Outcome.choices)
+    before = models.JSONField(_("before"), default=dict, blank=True)
+    after = models.JSONField(_("after"), default=dict, blank=True)
+    message = models.TextField(_("message"), blank=True, help_text=_("The reason, in English (searchable)."))
     # The reason as a code with parameters (statussync.reasons), so the admin renders it in the reader's
     # language; `message` keeps the English text for search and export.
-    reason = models.JSONField(null=True, blank=True)
-    rest_calls = models.PositiveIntegerField(default=0)
-    latency_ms = models.PositiveIntegerField(null=True, blank=True)
-    origin = models.CharField(max_length=16, blank=True)
+    reason = models.JSONField(_("reason"), null=True, blank=True)
+    rest_calls = models.PositiveIntegerField(_("REST calls"), default=0)
+    latency_ms = models.PositiveIntegerField(_("took (ms)"), null=True, blank=True)
+    origin = models.CharField(_("origin"), max_length=16, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        verbose_name_plural = "audit entries"
+        verbose_name = _("audit entry")
+        verbose_name_plural = _("audit entries")
         # Each index lets a page of the admin read its rows newest first and stop after one page, instead of
         # scanning and sorting millions of rows. A filter on a value most rows share (side) needs none: the
         # time index finds a page of them at once. See docs/decisions.md "The audit at millions of rows".
@@ -377,7 +404,7 @@ class AuditEntry(models.Model):
             # A link's timeline, in order.
             models.Index(fields=["link", "created_at"], name="audit_link_time"),
         ]
-        permissions = [("view_dashboard", "Can view the dashboard")]
+        permissions = [("view_dashboard", _("Can view the dashboard"))]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.get_outcome_display()}"
@@ -394,10 +421,10 @@ class Watermark(models.Model):
     portal = models.CharField(max_length=3, choices=Side.choices, unique=True)
     value = models.DateTimeField()
     window_since = models.DateTimeField(
-        null=True, blank=True, help_text="The window being read: changes since."
+        null=True, blank=True, help_text=_("The window being read: changes since.")
     )
-    window_started = models.DateTimeField(null=True, blank=True, help_text="When that window was opened.")
-    window_after_id = models.BigIntegerField(default=0, help_text="The last id of the window read so far.")
+    window_started = models.DateTimeField(null=True, blank=True, help_text=_("When that window was opened."))
+    window_after_id = models.BigIntegerField(default=0, help_text=_("The last id of the window read so far."))
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
@@ -472,7 +499,9 @@ class CatalogStage(models.Model):
         constraints = [models.UniqueConstraint(fields=["pipeline_id", "code"], name="one_stage_per_code")]
         verbose_name = _("CRM deal stage")
         verbose_name_plural = _("CRM deal stages")
-        permissions = [("refresh_catalog", "Can refresh the names of statuses and stages from the portals")]
+        permissions = [
+            ("refresh_catalog", _("Can refresh the names of statuses and stages from the portals"))
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.code})"
@@ -536,8 +565,8 @@ class MappingChange(models.Model):
     # where it stopped, and two tasks never queue the same chunk.
     resync_requested = models.BooleanField(_("resync requested"), default=False)
     resync_queued = models.PositiveIntegerField(_("links queued"), default=0)
-    resync_after_id = models.BigIntegerField(default=0)
-    resync_lease_until = models.DateTimeField(null=True, blank=True)
+    resync_after_id = models.BigIntegerField(_("resync: last link queued"), default=0)
+    resync_lease_until = models.DateTimeField(_("resync: leased until"), null=True, blank=True)
     resync_finished_at = models.DateTimeField(_("resync queued completely"), null=True, blank=True)
 
     class Meta:
@@ -567,25 +596,38 @@ class LinkProblem(models.Model):
     how.
     """
 
-    kind = models.CharField(max_length=20, choices=LinkProblemKind.choices)
+    kind = models.CharField(_("problem"), max_length=20, choices=LinkProblemKind.choices)
     # What the problem is about: the deal id (its order field changed) or the order id (several deals).
-    key = models.CharField(max_length=32)
+    key = models.CharField(_("subject"), max_length=32)
     state = models.CharField(
-        max_length=8, choices=LinkProblemState.choices, default=LinkProblemState.OPEN, db_index=True
+        _("state"),
+        max_length=8,
+        choices=LinkProblemState.choices,
+        default=LinkProblemState.OPEN,
+        db_index=True,
     )
-    order_id = models.CharField(max_length=32, db_index=True)
-    deal_id = models.CharField(max_length=32, blank=True, help_text="The linked deal, when there is a link.")
+    order_id = models.CharField(_("order"), max_length=32, db_index=True)
+    deal_id = models.CharField(
+        _("deal"), max_length=32, blank=True, help_text=_("The linked deal, when there is a link.")
+    )
     # The deals that name the order (several deals), or the order the deal names now (deal order changed).
-    deals = models.JSONField(default=list, blank=True)
-    named_order = models.CharField(max_length=32, blank=True)
-    link = models.ForeignKey(Link, null=True, blank=True, on_delete=models.SET_NULL, related_name="problems")
-    first_seen = models.DateTimeField(auto_now_add=True)
-    last_seen = models.DateTimeField(auto_now=True)
-    times_seen = models.PositiveIntegerField(default=1)
-    resolved_at = models.DateTimeField(null=True, blank=True)
-    resolved_by = models.CharField(max_length=150, blank=True)
+    deals = models.JSONField(_("deals"), default=list, blank=True)
+    named_order = models.CharField(_("order named by the deal"), max_length=32, blank=True)
+    link = models.ForeignKey(
+        Link,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="problems",
+        verbose_name=_("link"),
+    )
+    first_seen = models.DateTimeField(_("first seen"), auto_now_add=True)
+    last_seen = models.DateTimeField(_("last seen"), auto_now=True)
+    times_seen = models.PositiveIntegerField(_("times seen"), default=1)
+    resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
+    resolved_by = models.CharField(_("resolved by"), max_length=150, blank=True)
     # How it was resolved, as a reason code with parameters (statussync.reasons).
-    resolution = models.JSONField(null=True, blank=True)
+    resolution = models.JSONField(_("resolution"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("link problem")
@@ -622,22 +664,29 @@ class BulkOperation(models.Model):
     it got (`done`), so the progress page can show it and a task that stops is resumed where it stopped.
     """
 
-    action = models.CharField(max_length=12, choices=BulkAction.choices)
-    state = models.CharField(max_length=8, choices=BulkState.choices, default=BulkState.QUEUED)
+    action = models.CharField(_("action"), max_length=12, choices=BulkAction.choices)
+    state = models.CharField(_("state"), max_length=8, choices=BulkState.choices, default=BulkState.QUEUED)
     # The links chosen when the manager confirmed, so later changes to the list do not change the selection.
-    link_ids = models.JSONField(default=list)
-    total = models.PositiveIntegerField(default=0)
-    done = models.PositiveIntegerField(default=0)
-    skipped = models.PositiveIntegerField(default=0, help_text="Links closed in the meantime.")
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    link_ids = models.JSONField(_("links"), default=list)
+    total = models.PositiveIntegerField(_("links in all"), default=0)
+    done = models.PositiveIntegerField(_("done"), default=0)
+    skipped = models.PositiveIntegerField(
+        _("skipped"), default=0, help_text=_("Links closed in the meantime.")
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("started by"),
+    )
+    created_at = models.DateTimeField(_("started"), auto_now_add=True)
     # The last progress: the sweeper resumes an operation that made none for a while.
-    updated_at = models.DateTimeField(auto_now=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
+    updated_at = models.DateTimeField(_("last progress"), auto_now=True)
+    started_at = models.DateTimeField(_("started working"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
 
     class Meta:
         verbose_name = _("background operation")

@@ -87,6 +87,11 @@ TEXTS: dict[str, str] = {
     "error": gettext_noop("{error}"),
 }
 
+# The reasons whose `target` is a deal stage, and those whose `target` is an order status; `status` is always
+# an order status and `stage` a deal stage.
+TARGET_IS_STAGE = frozenset({"payment_move", "order_to_deal"})
+TARGET_IS_STATUS = frozenset({"deal_to_order", "regression"})
+
 
 @dataclass(frozen=True)
 class Reason:
@@ -105,6 +110,21 @@ class Reason:
 
     def __str__(self) -> str:
         return self.render()
+
+    def named(self, *, status: Callable[[str], str], stage: Callable[[str], str]) -> Reason:
+        """The reason with its order statuses passed through `status` and its deal stages through `stage`
+        (the portals' names, "Новая (NEW)", for people who do not read codes), nested reasons too."""
+        params: dict[str, Any] = {}
+        for key, value in self.params.items():
+            if isinstance(value, Reason):
+                params[key] = value.named(status=status, stage=stage)
+            elif key == "status" or (key == "target" and self.code in TARGET_IS_STATUS):
+                params[key] = status(str(value))
+            elif key == "stage" or (key == "target" and self.code in TARGET_IS_STAGE):
+                params[key] = stage(str(value))
+            else:
+                params[key] = value
+        return Reason(self.code, params)
 
     def as_json(self) -> dict[str, Any]:
         """The reason for a JSON column."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
+from django.utils import translation
 
 from demo.summary import DemoCounts, LivePrinter, demo_counts, reconcile_line, summary_line
 from statussync.models import AuditEntry, InboundEvent, Link, Outcome
@@ -38,6 +39,20 @@ def test_it_says_what_the_first_reconciliation_did_without_python_reprs():
     assert line == "Read 43 orders and 43 deals; 40 pairs are linked (no partner found: 6)."
     assert "Outcome." not in line
     assert "{" not in line
+
+
+def test_it_speaks_the_demos_language(settings):
+    # `make demo` sets LANGUAGE_CODE=ru; the console has no request to take a language from, so it speaks
+    # LANGUAGE_CODE (what gettext falls back to with no language activated).
+    settings.LANGUAGE_CODE = "ru"
+    counts = {"orders": 43, "deals": 43, "no_change": 40, Outcome.UNLINKED: 6}
+
+    translation.deactivate()
+    live = summary_line(DemoCounts(events=120, writes=34, payments=5, conflicts=2, attention=1))
+    first = reconcile_line(counts, linked=40)
+
+    assert live == "События 120 · записи 34 · оплаты 5 · конфликты 2 · требуют внимания 1"
+    assert first == "Прочитано заказов: 43, сделок: 43; связано пар: 40 (пара не найдена: 6)."
 
 
 def test_it_redraws_the_line_in_place_on_a_terminal():

@@ -48,11 +48,10 @@ from statussync.models import (
     LinkState,
     Pipeline,
 )
-from statussync.reasons import Reason
 
 from .actions import SAMPLE_SIZE, ActionPermissionMixin, action_confirmed, confirmation_page
 from .base import ReadOnlyAdmin
-from .timeline import LinkTimelineMixin
+from .timeline import LinkTimelineMixin, reason_text
 
 # --- Names of statuses and stages ---------------------------------------------------------------------------
 # Every page of this module names a status or a stage through these two functions only: "name (code)" from
@@ -174,22 +173,20 @@ KIND_LABELS = {
 }
 
 
-def reason_text(data: dict | None, fallback: str = "") -> str:
-    """A stored reason (code and parameters) in the reader's language."""
-    reason = Reason.from_json(data)
-    return reason.render(gettext) if reason is not None else fallback
-
-
 def link_status(link: Link) -> LinkStatus:
     """The link's state: closed, failed work (dead letters), the attention reason's kind, or in sync."""
     if link.state == LinkState.CLOSED:
-        return LinkStatus("closed", str(KIND_LABELS["closed"]), reason_text(link.closure, link.close_reason))
+        return LinkStatus(
+            "closed", str(KIND_LABELS["closed"]), reason_text(reason=link.closure, message=link.close_reason)
+        )
     if getattr(link, "has_dead_letters", False):
         return LinkStatus("error", str(KIND_LABELS["error"]), gettext("work on this link failed"))
     if link.needs_attention:
         code = (link.attention or {}).get("code", "") if isinstance(link.attention, dict) else ""
         kind = next((k for k, codes in ATTENTION_KINDS.items() if code in codes), "attention")
-        return LinkStatus(kind, str(KIND_LABELS[kind]), reason_text(link.attention, link.attention_reason))
+        return LinkStatus(
+            kind, str(KIND_LABELS[kind]), reason_text(reason=link.attention, message=link.attention_reason)
+        )
     if link.base_at is None:
         return LinkStatus("new", str(KIND_LABELS["new"]))
     return LinkStatus("in_sync", str(KIND_LABELS["in_sync"]))
@@ -244,7 +241,8 @@ class PipelineFilter(admin.SimpleListFilter):
     parameter_name = "pipeline"
 
     def lookups(self, request, model_admin):
-        return [(str(p), str(p)) for p in Pipeline.objects.values_list("pipeline_id", flat=True)]
+        pipelines = Pipeline.objects.values_list("pipeline_id", flat=True)
+        return [(str(p), catalog.pipeline_label(p)) for p in pipelines]
 
     def queryset(self, request, queryset):
         if self.value() is None:
@@ -416,7 +414,7 @@ class LinkAdmin(LinkTimelineMixin, ActionPermissionMixin, ReadOnlyAdmin):
     def deal_column(self, link: Link) -> str:
         if link.pipeline_id is None:
             return deal_html(link.deal_id)
-        pipeline = gettext("pipeline %(pipeline)s") % {"pipeline": link.pipeline_id}
+        pipeline = catalog.pipeline_label(link.pipeline_id)
         sub = format_html('<div class="bxsync-why bxsync-nowrap">{}</div>', pipeline)
         return format_html("{}{}", deal_html(link.deal_id), sub)
 
@@ -724,7 +722,7 @@ def _resolution_html(problem: LinkProblem, *, can_repair: bool) -> str:
         return format_html(
             '<span class="bxsync-state bxsync-in_sync">{}</span><div class="bxsync-why">{}</div>',
             gettext("Resolved by %(who)s") % {"who": by},
-            reason_text(problem.resolution),
+            reason_text(reason=problem.resolution),
         )
     if not can_repair:
         return format_html('<span class="bxsync-state bxsync-attention">{}</span>', gettext("Open"))

@@ -24,6 +24,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from statussync.catalog import pipeline_label
 from statussync.models import AuditEntry, InboundEvent, Link, LinkState, Outcome, Side
 from statussync.reasons import Reason
 
@@ -163,24 +164,9 @@ def reason_text(*, reason: dict[str, Any] | None, message: str = "") -> str:
     return _labelled(parsed).render(gettext) if parsed is not None else message
 
 
-# The reasons whose `target` is a deal stage, and those whose `target` is an order status (see reasons.py).
-_TARGET_IS_STAGE = {"payment_move", "order_to_deal"}
-_TARGET_IS_STATUS = {"deal_to_order", "regression"}
-
-
 def _labelled(reason: Reason) -> Reason:
-    """`reason` with its status and stage parameters as labels (see `labels`)."""
-    params: dict[str, Any] = {}
-    for key, value in reason.params.items():
-        if isinstance(value, Reason):
-            params[key] = _labelled(value)
-        elif key == "status" or (key == "target" and reason.code in _TARGET_IS_STATUS):
-            params[key] = order_status_label(str(value))
-        elif key == "stage" or (key == "target" and reason.code in _TARGET_IS_STAGE):
-            params[key] = deal_stage_label(str(value), reason.params.get("pipeline"))
-        else:
-            params[key] = value
-    return Reason(reason.code, params)
+    """`reason` with its statuses and stages as the portals name them (see `labels`)."""
+    return reason.named(status=order_status_label, stage=deal_stage_label)
 
 
 def duration_text(ms: int | None) -> str:
@@ -498,10 +484,10 @@ def _seen(before: dict[str, Any]) -> list[str]:
         seen.append(gettext("the order is deleted"))
     if "deal_stage" in before:
         seen.append(
-            gettext("deal stage %(stage)s (pipeline %(pipeline)s)")
+            gettext("deal stage %(stage)s (%(pipeline)s)")
             % {
                 "stage": deal_stage_label(str(before["deal_stage"]), before.get("pipeline")),
-                "pipeline": before.get("pipeline"),
+                "pipeline": pipeline_label(before.get("pipeline")),
             }
         )
     elif before.get("deal") == "deleted":

@@ -19,7 +19,7 @@ from django.utils import translation
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from statussync import portals
+from statussync import catalog, portals
 from statussync.bitrix import BitrixError
 
 from .items import Item
@@ -77,7 +77,9 @@ def comment_text(item: Item, kind: str) -> str:
     assert item.decision is not None
     with translation.override(settings.BXSYNC_CRM_COMMENT_LANGUAGE):
         headline = str(HEADLINES[kind]).format(order=item.order_id)
-        reason = item.decision.reason.render(gettext)
+        # Named as the manager sees them in the CRM and the shop ("Новая (NEW)"), from the catalog of names.
+        named = item.decision.reason.named(status=catalog.status_label, stage=catalog.stage_label)
+        reason = named.render(gettext)
         return f"{headline}\n{str(WHY).format(reason=reason)}"
 
 

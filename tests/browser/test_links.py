@@ -9,6 +9,7 @@ from django.db import connection
 from django.utils import timezone
 
 from bitrix_sandbox import Sandbox, SandboxConfig
+from statussync.catalog import catalog_refresh
 from statussync.jobs import job_request
 from statussync.mapping import mapping_import
 from statussync.models import Job, JobKind, JobState, Link
@@ -30,6 +31,7 @@ def sb(settings):
         settings.BXSYNC_RATE_PER_SECOND = 1000
         settings.BXSYNC_RATE_BURST = 1000
         mapping_import(data=two_pipelines())
+        catalog_refresh()  # the list shows the portals' names for statuses, stages and pipelines
         yield sandbox
     # A live-server test commits for real, and the flush after it empties only the models' tables: the rate
     # limiter's bucket and the database cache would carry this test's real clock into later tests.

@@ -12,6 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 from statussync.bitrix.ratelimit import DatabaseBucketStore
+from statussync.catalog import catalog_refresh
 from statussync.models import AuditEntry, InboundEvent, Link
 from statussync.reasons import why
 from statussync.reconcile import reconcile_run
@@ -36,6 +37,7 @@ def _rate_buckets_emptied():
 
 
 def test_it_leads_support_from_an_order_id_to_its_timeline_and_changes_nothing(page, live_server, sb):
+    catalog_refresh()  # support reads the portals' names for statuses and stages, not only their codes
     story = link_story(sb)
     support_make("sasha", PASSWORD)
     log_in(page, live_server, "sasha")
@@ -46,9 +48,16 @@ def test_it_leads_support_from_an_order_id_to_its_timeline_and_changes_nothing(p
     page.wait_for_url(f"{live_server.url}/admin/statussync/link/{story.link.id}/change/")
     summary = page.locator(".bx-summary")
     assert "Blocked: paid order sent back" in summary.inner_text()
-    assert "deal moved to NEW, which would put paid order back to N" in summary.inner_text()
+    # Names as the portals give them: the shop's in the reader's language, the CRM's in the portal's.
+    assert (
+        "deal moved to Новая (NEW), which would put paid order back to Accepted, awaiting payment (N)"
+        in summary.inner_text()
+    )
     payment = page.locator('.bx-step[data-outcome="payment_applied"]')
-    assert "order paid: deal PREPARATION → PREPAYMENT_INVOICE" in payment.inner_text()
+    assert (
+        "order paid: deal Подготовка документов (PREPARATION) → Счёт на предоплату (PREPAYMENT_INVOICE)"
+        in (payment.inner_text())
+    )
     assert page.locator('.bx-step[data-outcome="echo"]').count() == 2
     # Nothing to change: no save button, no form in the page's content, and a forged POST is refused.
     assert page.locator("input[name=_save], button[name=_save]").count() == 0
@@ -97,6 +106,7 @@ def _a_day_of_activity() -> None:
 
 
 def test_it_shows_support_the_dashboard_chart(page, live_server, sb, settings):
+    catalog_refresh()
     link_story(sb)
     reconcile_run(process_inline=True)
     _a_day_of_activity()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bitrix_sandbox.rest import RestError
+from statussync.catalog import catalog_refresh
 from statussync.jobs import job_request
 from statussync.models import AuditEntry, Job, JobState, Link, Pipeline, PortalHealth
 from statussync.models import JobKind as K
@@ -149,10 +150,14 @@ def test_it_keeps_syncing_when_a_comments_own_batch_fails(sb, comments_on, monke
 def test_it_renders_the_comment_in_the_portals_language(sb, settings):
     settings.BXSYNC_CRM_COMMENTS = True
     settings.BXSYNC_CRM_COMMENT_LANGUAGE = "ru"
-    _, deal_id = paid_pair(sb)
+    order_id, deal_id = paid_pair(sb)
+    catalog_refresh()  # the stage and the status by the names the manager knows them by
 
     regression_run(sb, deal_id)
 
-    # Russian catalogs come with the i18n work; until then the English msgid stands in, never an error.
     [comment] = comments(sb, deal_id)
-    assert comment.strip()
+    assert comment.startswith(f"bxsync не передал эту стадию в заказ {order_id}: заказ оплачен")
+    assert (
+        "Причина: сделку перевели на стадию Новая (NEW), что вернуло бы оплаченный заказ в статус "
+        "Принят, ожидается оплата (N)."
+    ) in comment

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils.translation import gettext
 
 from statussync.mapping import (
     MappingError,
@@ -46,14 +47,18 @@ class Command(BaseCommand):
         try:
             data = mapping_decode(text=text)
         except MappingError as exc:
-            raise CommandError(f"{name}: {exc.problems[0]}; mapping not imported, nothing changed") from None
+            raise CommandError(
+                gettext("%(file)s: %(problem)s; mapping not imported, nothing changed")
+                % {"file": name, "problem": exc.problems[0]}
+            ) from None
         try:
             summary = mapping_import(data=data, source=MappingChangeSource.COMMAND, username=_os_user())
         except MappingError as exc:
             for problem in exc.problems:
                 self.stderr.write(f"{name}: {problem}")
             raise CommandError(
-                f"mapping not imported: {len(exc.problems)} problem(s); nothing changed"
+                gettext("mapping not imported: %(count)d problem(s); nothing changed")
+                % {"count": len(exc.problems)}
             ) from None
         self.stdout.write(summary.describe())
         # Accepted but probably not what the manager meant; check would say the same.
@@ -69,9 +74,15 @@ class Command(BaseCommand):
             with open(path, encoding="utf-8-sig") as f:
                 return f.read(), path
         except OSError as exc:
-            raise CommandError(f"cannot read mapping file {path}: {exc.strerror or exc}") from None
+            raise CommandError(
+                gettext("cannot read mapping file %(file)s: %(error)s")
+                % {"file": path, "error": exc.strerror or exc}
+            ) from None
         except UnicodeDecodeError as exc:
-            raise CommandError(f"mapping file {path} is not UTF-8 text (byte {exc.start})") from None
+            raise CommandError(
+                gettext("mapping file %(file)s is not UTF-8 text (byte %(byte)s)")
+                % {"file": path, "byte": exc.start}
+            ) from None
 
     def _check(self) -> None:
         found = mapping_check()
@@ -79,8 +90,8 @@ class Command(BaseCommand):
             self.stderr.write(f"{problem.level}: {problem}")
         problems = [p for p in found if p.level != "note"]
         if problems:
-            raise CommandError(f"mapping check found {len(problems)} problem(s)")
-        self.stdout.write(f"mapping OK: {mapping_describe()}")
+            raise CommandError(gettext("mapping check found %(count)d problem(s)") % {"count": len(problems)})
+        self.stdout.write(gettext("mapping OK: %(mapping)s") % {"mapping": mapping_describe()})
 
 
 def _os_user() -> str:
