@@ -11,8 +11,10 @@ from tests.e2e.stack import Stack, running_stack
 from tests.legs import leg
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Iterator[Stack]:
+    """A stack per module: it starts in seconds from the migrated template, and a module's hundreds of pairs
+    (the chaos tests') do not make every later reconcile re-read them (its window overlaps the last 300 s)."""
     with running_stack(leg(), tmp_path_factory.mktemp(f"e2e-{leg()}")) as running:
         yield running
 
