@@ -3,8 +3,8 @@
 The sandbox bxsync's demo, tests and benchmarks run against; production code never imports it. Standard
 library HTTP, ``requests`` for outgoing events and ``phpquery`` for PHP bracket queries; no Django, so it
 also runs standalone: ``python -m bitrix_sandbox serve --help``. Each module cites the Bitrix documentation
-for the behaviour it emulates and says where it chooses for itself: ``[R: path]`` is a page of the official
-Bitrix24 REST docs (apidocs.bitrix24.ru, sources in the public repository bitrix-tools/b24-rest-docs).
+for the behaviour it emulates and says where it chooses for itself: ``[docs/bitrix.md "Lists"]`` names a
+section of the repository's Bitrix notes, which link each fact to its page of the official REST docs.
 
 Python API::
 

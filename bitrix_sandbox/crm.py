@@ -2,17 +2,17 @@
 
 Facts emulated, each with the path of its page in the Bitrix REST docs:
 - deal fields come back as strings (``"CATEGORY_ID": "0"``), dates as ISO 8601 with the portal offset
-  [R: api-reference/crm/deals/crm-deal-get.md];
+  [docs/bitrix.md "Deals"];
 - pipeline 0 uses bare stage ids, pipeline n uses ``C<n>:`` ids, exactly one S stage per pipeline
-  [R: api-reference/crm/status/crm-status-list.md];
+  [docs/bitrix.md "Stages and pipelines"];
 - ``crm.deal.update`` changes the stage only within the deal's pipeline; another pipeline's stage changes
-  nothing and still answers ``true`` [R: api-reference/crm/deals/crm-deal-update.md];
+  nothing and still answers ``true`` [docs/bitrix.md "Deals"];
 - ``crm.item.update`` with ``categoryId`` moves pipelines and fires ONCRMDEALMOVETOCATEGORY, not
-  ONCRMDEALUPDATE [R: api-reference/crm/deals/events/index.md]; it does not save when nothing changed
-  [R: crm-item-update.md];
-- REST writes fire the same events as human ones (the echo) [R: api-reference/crm/deals/events/index.md];
+  ONCRMDEALUPDATE [docs/bitrix.md "Events"]; it does not save when nothing changed
+  [docs/bitrix.md "Deals"];
+- REST writes fire the same events as human ones (the echo) [docs/bitrix.md "Events"];
 - legacy ``crm.deal.*`` errors are HTTP 400 with an empty ``error``
-  [R: api-reference/crm/deals/crm-deal-get.md].
+  [docs/bitrix.md "Deals"].
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ _INT_FIELDS = (
     "COMPANY_ID",
 )
 _DATE_FIELDS = ("DATE_CREATE", "DATE_MODIFY", "MOVED_TIME", "BEGINDATE", "CLOSEDATE")
-# Fields crm.deal.update may write; unknown/read-only ones are ignored [R: crm-deal-update.md].
+# Fields crm.deal.update may write; unknown/read-only ones are ignored [docs/bitrix.md "Deals"].
 _WRITABLE = frozenset(
     {"TITLE", "TYPE_ID", "STAGE_ID", "CURRENCY_ID", "OPPORTUNITY", "ASSIGNED_BY_ID", "COMMENTS", "SOURCE_ID"}
     | {"BEGINDATE", "CLOSEDATE", "ORIGINATOR_ID", "ORIGIN_ID", "ADDITIONAL_INFO", "PROBABILITY"}
@@ -180,7 +180,7 @@ class CrmPortal(Portal):
         for n, (cat_id, cat_name) in enumerate(sorted(self.crm_config.pipelines.items())):
             if cat_id == 0:
                 continue
-            # [R: api-reference/crm/universal/category/crm-category-list.md] created pipelines also carry
+            # [docs/bitrix.md "Stages and pipelines"] created pipelines also carry
             # originId/originatorId; the default one does not.
             self.categories[cat_id] = {
                 "id": cat_id,
@@ -270,7 +270,7 @@ class CrmPortal(Portal):
         source: str,
         emit: bool = True,
     ) -> int:
-        """Create a deal; fires ONCRMDEALADD when ``emit`` [R: api-reference/crm/deals/events/index.md]."""
+        """Create a deal; fires ONCRMDEALADD when ``emit`` [docs/bitrix.md "Events"]."""
         with self.lock:
             try:
                 category_id = int(fields.get("CATEGORY_ID") or 0)
@@ -339,7 +339,7 @@ class CrmPortal(Portal):
     ) -> dict[str, Any]:
         """Apply ``crm.deal.update`` semantics; returns the fields that actually changed.
 
-        A STAGE_ID outside the deal's pipeline is ignored [R: api-reference/crm/deals/crm-deal-update.md].
+        A STAGE_ID outside the deal's pipeline is ignored [docs/bitrix.md "Deals"].
         ONCRMDEALUPDATE fires when something changed, or always when ``noop_event`` (default: the portal's
         ``event_on_noop_update`` switch).
         """
@@ -382,7 +382,7 @@ class CrmPortal(Portal):
     ) -> bool:
         """Move a deal to another pipeline (default: its first stage); fires ONCRMDEALMOVETOCATEGORY.
 
-        [R: api-reference/crm/deals/events/index.md] a pipeline move does not fire ONCRMDEALUPDATE.
+        [docs/bitrix.md "Events"] a pipeline move does not fire ONCRMDEALUPDATE.
         """
         with self.lock:
             deal = self.deals.get(int(deal_id))
@@ -488,7 +488,7 @@ class CrmPortal(Portal):
         """Move many deals at once (a robot / mass action): one ONCRMDEALUPDATE per moved deal.
 
         Deals of other pipelines (where ``stage_id`` does not exist) or already there are skipped.
-        [R: api-reference/events/index.md] no throttling: 10,000 deals → 10,000 events.
+        [docs/bitrix.md "Events"] no throttling: 10,000 deals → 10,000 events.
         """
         moved: list[int] = []
         actor = self._actor(user_id)
@@ -553,15 +553,15 @@ class CrmPortal(Portal):
 
         It fires ONCRMTIMELINECOMMENTADD (``data[ID]``), not ONCRMDEALUPDATE, and leaves the deal as it was
         (DATE_MODIFY included): the deal events fire on changes to the deal itself
-        [R: api-reference/crm/deals/events/index.md], a comment is a timeline record with events of its own
-        [R: api-reference/crm/timeline/comments/events/index.md].
+        [docs/bitrix.md "Events"], a comment is a timeline record with events of its own
+        [docs/bitrix.md "Timeline comments"].
         """
         with self.lock:
             if int(deal_id) not in self.deals:
                 raise KeyError(deal_id)
             comment_id = self._next_comment_id
             self._next_comment_id += 1
-            # Shaped like a crm.timeline.comment.list row [R: .../comments/crm-timeline-comment-list.md].
+            # Shaped like a crm.timeline.comment.list row [docs/bitrix.md "Timeline comments"].
             self.comments[comment_id] = {
                 "ID": str(comment_id),
                 "ENTITY_ID": str(int(deal_id)),
@@ -604,13 +604,13 @@ class CrmPortal(Portal):
         except (TypeError, ValueError):
             deal_id = 0
         if deal_id <= 0:
-            # [R: api-reference/crm/deals/crm-deal-get.md]
+            # [docs/bitrix.md "Errors"]
             raise RestError(400, "", "ID is not defined or invalid.")
         return deal_id
 
     @staticmethod
     def _not_found() -> RestError:
-        # [R: api-reference/crm/deals/crm-deal-get.md] HTTP 400, empty error code.
+        # [docs/bitrix.md "Errors"] HTTP 400, empty error code.
         return RestError(400, "", "Not found")
 
     def _rest_deal_get(self, params: dict[str, Any], ctx: CallContext) -> MethodResult:
@@ -620,7 +620,7 @@ class CrmPortal(Portal):
         return MethodResult(deal)
 
     def _select(self, deal: dict[str, Any], select: Any) -> dict[str, Any]:
-        # [R: crm-deal-list.md] default is '*' + 'UF_*'; '*' alone excludes user fields.
+        # [docs/bitrix.md "Lists"] default is '*' + 'UF_*'; '*' alone excludes user fields.
         if not select:
             return deal
         if not isinstance(select, list):
@@ -684,7 +684,7 @@ class CrmPortal(Portal):
                     "NAME_INIT": stage.name if stage.semantics or stage.sort == 10 else "",
                     "SORT": str(stage.sort),
                     "SYSTEM": "Y" if stage.semantics == "S" or stage.sort in (10, 70) else "N",
-                    # null for the default pipeline [R: api-reference/crm/status/crm-status-list.md]
+                    # null for the default pipeline [docs/bitrix.md "Stages and pipelines"]
                     "CATEGORY_ID": None if stage.category_id == 0 else str(stage.category_id),
                     "COLOR": stage.color,
                     "SEMANTICS": stage.semantics,
@@ -717,7 +717,7 @@ class CrmPortal(Portal):
         except (TypeError, ValueError):
             entity_type_id = 0
         if entity_type_id != DEAL_ENTITY_TYPE_ID:
-            # [R: api-reference/crm/universal/category/crm-category-list.md]
+            # [docs/bitrix.md "Stages and pipelines"]
             raise RestError(400, "NOT_FOUND", "Smart process not found")
         # Only deals have pipelines here; a smart process's entityTypeId is unknown to the sandbox.
         cats = sorted(self.categories.values(), key=lambda c: (c["sort"], c["id"]))
@@ -756,7 +756,7 @@ class CrmPortal(Portal):
         with self.lock:
             deal = self.deals.get(item_id)
             if deal is None:
-                # [R: api-reference/crm/universal/crm-item-get.md] 400 NOT_FOUND
+                # [docs/bitrix.md "Errors"] 400 NOT_FOUND
                 raise RestError(400, "NOT_FOUND", "Element not found")
             return item_id, deal
 
@@ -802,7 +802,7 @@ class CrmPortal(Portal):
                 for key in (camel_order, self.order_field):
                     if key in fields:
                         legacy[self.order_field] = fields[key]
-                # [R: crm-item-update.md] nothing changed → nothing saved → no event.
+                # [docs/bitrix.md "Deals"] nothing changed → nothing saved → no event.
                 self.update_deal(
                     item_id,
                     legacy,
@@ -814,7 +814,7 @@ class CrmPortal(Portal):
             return MethodResult({"item": self._item(self.deals[item_id])})
 
     def _rest_comment_add(self, params: dict[str, Any], ctx: CallContext) -> MethodResult:
-        # [R: api-reference/crm/timeline/comments/crm-timeline-comment-add.md] since crm 23.100.0 only a
+        # [docs/bitrix.md "Timeline comments"] since crm 23.100.0 only a
         # lower-case "fields" is accepted; ENTITY_ID, ENTITY_TYPE and COMMENT are required; result is the id.
         fields = params.get("fields")
         if not isinstance(fields, dict) or not {"ENTITY_ID", "ENTITY_TYPE", "COMMENT"} <= set(fields):
@@ -837,7 +837,7 @@ class CrmPortal(Portal):
         return MethodResult(comment_id)
 
     def _rest_comment_list(self, params: dict[str, Any], ctx: CallContext) -> MethodResult:
-        # [R: api-reference/crm/timeline/comments/crm-timeline-comment-list.md] filter by ENTITY_ID and
+        # [docs/bitrix.md "Timeline comments"] filter by ENTITY_ID and
         # ENTITY_TYPE (both required), order by ID, CREATED or AUTHOR_ID, 50 a page with total.
         params = lower_keys(params)
         flt = params.get("filter")

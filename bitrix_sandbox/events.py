@@ -3,15 +3,15 @@
 Facts emulated:
 - form-encoded body with PHP bracket keys: ``event``, ``event_handler_id``, ``data[FIELDS][...]``, ``ts``,
   ``auth[domain|client_endpoint|server_endpoint|member_id|application_token]``
-  [R: api-reference/events/index.md];
+  [docs/bitrix.md "Events"];
 - an outgoing webhook's ``auth`` carries no OAuth tokens and no user id
-  [R: _includes/auth-params-in-events.md];
+  [docs/bitrix.md "Events"];
 - delivery is asynchronous through a queue, ``ts`` is when the event left the queue
-  [R: api-reference/events/index.md];
-- no retries: a failed or non-2xx delivery is counted and forgotten [R: api-reference/events/index.md];
-- one event per changed entity, no throttling [R: settings/performance/index.md];
+  [docs/bitrix.md "Events"];
+- no retries: a failed or non-2xx delivery is counted and forgotten [docs/bitrix.md "Events"];
+- one event per changed entity, no throttling [docs/bitrix.md "Events"];
 - ordering is not guaranteed (UNCONFIRMED upstream), hence the ``reorder_window`` fault;
-- events go through Bitrix's queue server and may arrive late [R: api-reference/events/index.md]: ``pause()``
+- events go through Bitrix's queue server and may arrive late [docs/bitrix.md "Events"]: ``pause()``
   holds every event in the queue (the queue server stalls) until ``resume()`` sends them on.
 """
 
@@ -114,7 +114,7 @@ class EventDispatcher:
         """Queue event ``name`` with ``data[FIELDS]`` = ``fields``; applies drop/duplicate/delay/reorder.
 
         ``wrap=None`` puts the fields straight under ``data`` (``data[ID]``), as the timeline events do
-        [R: api-reference/crm/timeline/comments/events/on-Crm-Timeline-Comment-Add.md].
+        [docs/bitrix.md "Timeline comments"].
         """
         self._counters.inc("events", "emitted", name)
         if self.subscribed is not None and name not in self.subscribed:
@@ -270,7 +270,7 @@ class EventDispatcher:
             response.close()
         except requests.RequestException:
             status = None
-        # [R: api-reference/events/index.md] no retries: a failure is only recorded.
+        # [docs/bitrix.md "Events"] no retries: a failure is only recorded.
         outcome = "delivered" if status is not None and 200 <= status < 300 else "failed"
         self._counters.inc("events", outcome, name)
         self._record(name, fields, outcome, status)

@@ -1,13 +1,12 @@
 """List-method semantics shared by ``crm.deal.list`` and ``sale.*.list``: filter prefixes, order, paging.
 
-[R: api-reference/crm/deals/crm-deal-list.md; R: api-reference/sale/order/sale-order-list.md;
-R: api-reference/sale/payment/sale-payment-list.md] prefixes ``>= > <= < @ !@ % =% %= = != !`` (+ ``!%``,
+[docs/bitrix.md "Lists"] prefixes ``>= > <= < @ !@ % =% %= = != !`` (+ ``!%``,
 ``!=%``, ``!%=`` for sale); no prefix means equality; ``@`` is IN with an array, and so is ``=`` with an
 array (the sale docs: it "works with arrays too"). Many entities per command is ``{"@ID": [ids]}``
 (``@id``, ``@orderId`` on the shop). Page size is fixed at 50, ``start=(N-1)*50``; ``total`` always,
 ``next`` only when more rows exist. ``start=-1`` skips the count query: the first 50 rows, ``total`` 0 and
-no ``next``, and the caller pages with ``>ID`` [R: settings/performance/huge-data.md, whose sample answer
-shows ``[total] => 0``].
+no ``next``, and the caller pages with ``>ID`` (the documentation's sample answer shows ``[total] => 0``)
+[docs/bitrix.md "Lists"].
 
 Comparisons coerce both sides by the field's declared type, so ``{">ID": "10"}`` compares numbers and
 ``{">DATE_MODIFY": "2024-08-30T14:00:00"}`` compares datetimes (naive strings are portal-local time).
@@ -168,7 +167,7 @@ def parse_start(value: Any) -> int:
 def paginate(rows: list[Any], start: Any) -> tuple[list[Any], int | None, int | None]:
     """Return (page, total, next). ``start=-1`` gives the first page with ``total`` 0 and no ``next``.
 
-    That is what Bitrix answers without the count query [R: settings/performance/huge-data.md]: a client
+    That is what Bitrix answers without the count query [docs/bitrix.md "Lists"]: a client
     that trusted ``total`` there would think the list empty.
     """
     offset = parse_start(start)

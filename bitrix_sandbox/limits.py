@@ -13,7 +13,7 @@ Clock = Callable[[], float]
 class LeakyBucket:
     """Request counter that drains ``rate`` per second and rejects once it would exceed ``burst``.
 
-    [R: settings/performance/limits.md] each request adds 1, the counter drains by Y/s, above X → 503
+    [docs/bitrix.md "Limits"] each request adds 1, the counter drains by Y/s, above X → 503
     QUERY_LIMIT_EXCEEDED; Y=2, X=50 on non-enterprise plans. Rejected requests do not add to the counter.
     """
 
@@ -67,7 +67,7 @@ class LeakyBucket:
 class OperatingLimiter:
     """Accumulated execution time per method over a sliding window (default 10 minutes).
 
-    [R: settings/performance/limits.md] when a method's time in the window exceeds the limit, the *next* call
+    [docs/bitrix.md "Limits"] when a method's time in the window exceeds the limit, the *next* call
     to that method gets 429 OPERATION_TIME_LIMIT; other methods keep working. The real limit is configured by
     Bitrix (480 s is an example), so here it is off by default and set per method or globally.
     """

@@ -3,14 +3,14 @@
 A concrete portal (``ShopPortal``, ``CrmPortal``) registers its methods; everything a Bitrix client can
 observe about the transport lives here:
 - inbound webhook ``/rest/<user_id>/<code>/<method>[.json]``, wrong user/code → 401 NO_AUTH_FOUND
-  [R: local-integrations/local-webhooks.md; R: _includes/system-errors.md];
+  [docs/bitrix.md "Errors"];
 - success ``{"result", "time"}`` plus ``total``/``next`` for lists
-  [R: settings/how-to-call-rest-api/list-methods-pecularities.md];
-- errors ``{"error", "error_description"}`` with an HTTP status [R: error-codes.md];
+  [docs/bitrix.md "Calling the REST API"];
+- errors ``{"error", "error_description"}`` with an HTTP status [docs/bitrix.md "Errors"];
 - leaky bucket 503 QUERY_LIMIT_EXCEEDED, ``batch`` counts once; operating limit 429 per method
-  [R: settings/performance/limits.md];
+  [docs/bitrix.md "Limits"];
 - ``batch``: ≤ 50 commands, HTTP 200 even when commands fail, no nested batch
-  [R: settings/how-to-call-rest-api/batch.md].
+  [docs/bitrix.md "Batch"].
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def _token(rng: random.Random, length: int) -> str:
 
 
 def lower_keys(params: dict[str, Any]) -> dict[str, Any]:
-    """Top-level parameter names are case-insensitive: docs show ``ID`` and ``id`` [R: crm-deal-list.md]."""
+    """Top-level parameter names ignore case (``ID``, ``id``) [docs/bitrix.md "Parameter encoding"]."""
     return {str(k).lower(): v for k, v in params.items()}
 
 
@@ -136,7 +136,7 @@ def truthy(value: Any) -> bool:
 def php_array(values: dict[str, Any]) -> Any:
     """Mimic PHP's json_encode of an array: empty → ``[]``, keys ``"0".."n-1"`` → a list, else an object.
 
-    [R: settings/how-to-call-rest-api/batch.md] the docs' own batch examples show ``"result_error": []``.
+    [docs/bitrix.md "Batch"] the docs' own batch examples show ``"result_error": []``.
     """
     if not values:
         return []
@@ -394,10 +394,10 @@ class Portal:
             }
         if str(user_id) != str(self.config.user_id) or code != self.webhook_code:
             self.metrics.inc("rest_rejected", "auth")
-            # [R: _includes/system-errors.md] bad webhook code → 401 NO_AUTH_FOUND
+            # [docs/bitrix.md "Errors"] bad webhook code → 401 NO_AUTH_FOUND
             return 401, {"error": "NO_AUTH_FOUND", "error_description": "Wrong authorization data"}
         method = method.lower()
-        # [R: settings/performance/limits.md] one HTTP request = 1 in the bucket, a batch included.
+        # [docs/bitrix.md "Limits"] one HTTP request = 1 in the bucket, a batch included.
         if not self.bucket.try_acquire():
             self.metrics.inc("rest_rejected", "rate_limit")
             return 503, {"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"}
@@ -438,7 +438,7 @@ class Portal:
         started = time.time()
         handler = self._methods.get(method)
         if handler is None:
-            # [R: api-reference/rest-v3.md] unknown method → 404 ERROR_METHOD_NOT_FOUND
+            # [docs/bitrix.md "Errors"] unknown method → 404 ERROR_METHOD_NOT_FOUND
             return _Outcome(
                 404,
                 None,
@@ -482,7 +482,7 @@ class Portal:
                 {"error": "INTERNAL_SERVER_ERROR", "error_description": "Internal server error"},
             )
         processing = time.perf_counter() - t0
-        # [R: settings/performance/limits.md] operating time is accumulated per method.
+        # [docs/bitrix.md "Limits"] operating time is accumulated per method.
         self.operating.record(method, processing + extra_seconds)
         _, operating, reset_at = self.operating.status(method)
         return _Outcome(status, result, error, operating, reset_at, started, time.time(), processing)
@@ -537,7 +537,7 @@ class Portal:
                 [],
             )
         if len(items) > BATCH_MAX:
-            # [R: settings/how-to-call-rest-api/batch.md] more than 50 commands
+            # [docs/bitrix.md "Batch"] more than 50 commands
             error = {"error": "ERROR_BATCH_LENGTH_EXCEEDED", "error_description": "Max batch length exceeded"}
             return 400, error, []
         results: dict[str, Any] = {}
@@ -577,7 +577,7 @@ class Portal:
             if halt and key in errors:
                 break
         finished = time.time()
-        # The outer batch call itself is not counted against the operating limit [R: limits.md].
+        # The outer batch call itself is not counted against the operating limit [docs/bitrix.md "Limits"].
         outcome = _Outcome(
             200, None, None, 0.0, None, started, finished, time.perf_counter() - t0 + extra_seconds
         )
@@ -588,7 +588,7 @@ class Portal:
             "result_next": php_array(nexts),
             "result_time": php_array(times),
         }
-        # [R: settings/how-to-call-rest-api/batch.md] HTTP 200 even when commands fail.
+        # [docs/bitrix.md "Batch"] HTTP 200 even when commands fail.
         return 200, {"result": payload, "time": self._time_block(outcome)}, applied
 
 
@@ -623,7 +623,7 @@ def _lookup(results: dict[str, Any], key: str, path: str) -> Any:
 
 
 def _substitute(value: Any, results: dict[str, Any]) -> Any:
-    """Replace ``$result[key][FIELD]`` references with earlier commands' results [R: batch.md]."""
+    """Replace ``$result[key][FIELD]`` references with earlier commands' results [docs/bitrix.md "Batch"]."""
     if isinstance(value, dict):
         return {k: _substitute(v, results) for k, v in value.items()}
     if isinstance(value, list):

@@ -2,20 +2,19 @@
 
 Facts emulated, each with the path of its page in the Bitrix REST docs:
 - ``sale.order.get`` → ``result.order`` with ``payments[]``; ``sale.order.list`` → ``result.orders`` +
-  ``total`` [R: api-reference/sale/order/sale-order-get.md, sale-order-list.md];
+  ``total`` [docs/bitrix.md "The shop"];
 - ``sale.order.update`` → ``result.order``; a status change sets ``dateStatus`` and ``empStatusId`` = the
-  acting user, i.e. the webhook user for REST writes [R: api-reference/sale/order/sale-order-update.md;
-  SRC sale Order::setStatus];
+  acting user, i.e. the webhook user for REST writes [docs/bitrix.md "The shop"];
 - numeric error codes: 200540400001 "order is not exists", 200640400001 "payment does not exist", 100 missing
-  parameter [R: sale-order-update.md; E: api-reference/sale/payment/sale-payment-get.md];
+  parameter [docs/bitrix.md "Errors"];
 - events: ONSALEORDERSAVED carries ID, XML_ID, ACTION=save; ONPAYMENTENTITYSAVED carries the *payment* id;
-  ONORDERDELETED the order id [R: api-reference/sale/events/index.md, on-sale-order-saved.md];
+  ONORDERDELETED the order id [docs/bitrix.md "Events"];
 - paying an order saves the order too (``payed`` changes), so a payment gives ONPAYMENTENTITYSAVED and
-  ONSALEORDERSAVED; with ``status_on_paid`` the status changes in the same save [SRC sale orderbase, §5.1].
+  ONSALEORDERSAVED; with ``status_on_paid`` the status changes in the same save [docs/bitrix.md "The shop"].
 
 Statuses: a portal's statuses are its own; read them with ``sale.status.list``. The documented defaults
 are N (accepted, awaiting payment), S (shipped), P (paid), D (cancelled), F (completed) and the delivery
-statuses DN, DD, DF [R: api-reference/sale/status/default-status-table.md]. The sandbox keeps N, P and F as
+statuses DN, DD, DF [docs/bitrix.md "The shop"]. The sandbox keeps N, P and F as
 documented but uses D for "handed to delivery" and C for "cancelled", the letters of the mapping examples in
 README and docs/; F is the kernel's final status, where ``status_on_paid`` does not apply. Names come in
 Russian and English (``sale.statuslang.list``, ``lid`` ``ru``/``en``).
@@ -186,7 +185,7 @@ class ShopPortal(Portal):
     # -- domain operations -----------------------------------------------------------------------------------
 
     def _emit_order_saved(self, order: dict[str, Any]) -> None:
-        # [R: api-reference/sale/events/on-sale-order-saved.md] FIELDS: ID, XML_ID, ACTION=save
+        # [docs/bitrix.md "Events"] FIELDS: ID, XML_ID, ACTION=save
         self.events.emit("ONORDERENTITYSAVED", {"ID": order["id"]})
         self.events.emit("ONSALEORDERSAVED", {"ID": order["id"], "XML_ID": order["xmlId"], "ACTION": "save"})
 
@@ -287,7 +286,7 @@ class ShopPortal(Portal):
                 if status_id != order["statusId"]:
                     changed["statusId"] = status_id
                     changed["dateStatus"] = now
-                    # [SRC sale Order::setStatus] EMP_STATUS_ID = the current user (webhook user over REST).
+                    # [docs/bitrix.md "The shop"] EMP_STATUS_ID = the current user (webhook user over REST).
                     explicit = fields.get("empStatusId")
                     changed["empStatusId"] = int(explicit) if explicit not in (None, "") else actor
             if "canceled" in fields:
@@ -341,7 +340,7 @@ class ShopPortal(Portal):
             order["version"] += 1
             self.count_write(source, "sale.payment.update")
             target = self.shop_config.status_on_paid
-            # [SRC sale orderbase] on becoming paid: STATUS_ID := status_on_paid unless already final.
+            # [docs/bitrix.md "The shop"] on becoming paid: STATUS_ID := status_on_paid unless already final.
             if (
                 was_payed == "N"
                 and order["payed"] == "Y"
@@ -487,7 +486,7 @@ class ShopPortal(Portal):
         except (TypeError, ValueError):
             value = 0
         if value <= 0:
-            # [R: sale-order-update.md] 100: parameter id is not specified
+            # [docs/bitrix.md "Errors"] 100: parameter id is not specified
             raise RestError(400, 100, 'Required parameter "id" is not specified')
         return value
 
@@ -600,7 +599,7 @@ class ShopPortal(Portal):
         return MethodResult({"statuses": [self._select(r, params.get("select")) for r in page]}, total, nxt)
 
     def _rest_statuslang_list(self, params: dict[str, Any], ctx: CallContext) -> MethodResult:
-        # [R: api-reference/sale/status-lang/sale-status-lang-list.md] rows {statusId, lid, name,
+        # [docs/bitrix.md "The shop"] rows {statusId, lid, name,
         # description} in result.statusLangs, filter/order/select/start like the other sale lists.
         params = lower_keys(params)
         rows = [

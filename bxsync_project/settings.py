@@ -65,6 +65,13 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'bxsync.sqlite3'}")}
+# The web server's processes keep their connection between requests: opening one (and, on SQLite, running
+# the PRAGMAs below) cost an eighth of a webhook's time in the intake profile (docs/benchmarks.md). Only
+# there (`manage.py serve` marks them): django-q2 forks its workers, and a connection kept open across a
+# fork would be shared by two processes. Health checks replace a connection the database dropped.
+if env("BXSYNC_PROCESS", default="") == "web":
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("BXSYNC_WEB_DB_CONN_MAX_AGE", default=300)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web and workers share one SQLite file. WAL lets readers run beside the one writer; IMMEDIATE takes the
     # write lock at BEGIN so a read-then-write transaction waits instead of failing at once with
@@ -220,6 +227,13 @@ BXSYNC_AUDIT_RETENTION_DAYS = env.int("BXSYNC_AUDIT_RETENTION_DAYS", default=90)
 BXSYNC_WORKERS = env.int("BXSYNC_WORKERS", default=2)
 BXSYNC_PAYMENT_WORKERS = env.int("BXSYNC_PAYMENT_WORKERS", default=1)
 BXSYNC_WEB_WORKERS = env.int("BXSYNC_WEB_WORKERS", default=2)
+BXSYNC_WEB_THREADS = env.int("BXSYNC_WEB_THREADS", default=1)
+# GET /metrics answers a scraper sending `Authorization: Bearer <token>`; with no token, only this host.
+BXSYNC_METRICS_TOKEN = env("BXSYNC_METRICS_TOKEN", default="")
+# Wake-ups one web process sends per queue: at most one per this many seconds, and one more at the end of
+# the interval if events came meanwhile (statussync/jobs.py `queue_wake_soon`). A storm of 1,000 events a
+# second would otherwise cost 1,000 cache writes for wake-ups the cache's flag drops anyway.
+BXSYNC_WAKE_COALESCE_SECONDS = env.float("BXSYNC_WAKE_COALESCE_SECONDS", default=0.25)
 
 # --- django-q2 (https://django-q2.readthedocs.io/en/master/configure.html) ---
 # The queue only wakes workers: the Job table is the record of pending work, so broker redelivery is not

@@ -1,8 +1,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from statussync.api.metrics import metrics_view
+
 urlpatterns = [
     path("api/", include("statussync.urls")),
+    path("metrics", metrics_view, name="metrics"),
     # bxsync's own admin pages (the dashboard, the header search), before the admin site's catch-alls.
     path("admin/", include("statussync.admin.urls")),
     path("admin/", admin.site.urls),

@@ -1,9 +1,9 @@
 """PHP's ``parse_str`` / ``http_build_query`` as Bitrix speaks them: nested parameters in flat bracket keys.
 
 Bitrix is PHP. A ``batch`` sub-command is ``"method?<query>"`` read with PHP's rules
-[R: settings/how-to-call-rest-api/batch.md], form bodies and query strings carry nested parameters as
-``fields[STAGE_ID]=WON`` [R: settings/how-to-call-rest-api/data-encoding.md], and outgoing events arrive as
-``application/x-www-form-urlencoded`` with keys like ``data[FIELDS][ID]`` [R: api-reference/events/index.md].
+[docs/bitrix.md "Parameter encoding"], form bodies and query strings carry nested parameters as
+``fields[STAGE_ID]=WON`` [docs/bitrix.md "Parameter encoding"], and outgoing events arrive as
+``application/x-www-form-urlencoded`` with keys like ``data[FIELDS][ID]`` [docs/bitrix.md "Events"].
 
 One codec for both sides of the wire: bxsync's client (``statussync.bitrix``) encodes batch commands and its
 webhook intake parses event bodies; the emulated portals (``bitrix_sandbox``) parse what the client sends.
@@ -95,7 +95,7 @@ def php_lists(value: Any) -> Any:
     """Turn every mapping whose keys are exactly ``"0", "1", … "n-1"`` in that order into a list, recursively.
 
     That is how PHP's ``json_encode`` writes such an array (and how a PHP method sees ``select[0]=ID`` and
-    ``select[]=ID`` alike); the docs' own batch examples show it [R: settings/how-to-call-rest-api/batch.md].
+    ``select[]=ID`` alike); the docs' own batch examples show it [docs/bitrix.md "Parameter encoding"].
     """
     if isinstance(value, list):
         return [php_lists(item) for item in value]

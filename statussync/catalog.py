@@ -1,14 +1,16 @@
-"""The catalog of names: the shop's order statuses and the CRM's pipelines and stages, as the portals name
-them, kept in the database so every admin page can say "Paid, preparing for shipment (P)" instead of "P".
+"""The catalog of names, as stored: the shop's order statuses and the CRM's pipelines and stages, as the
+portals name them, so every admin page can say "Paid, preparing for shipment (P)" instead of "P".
 
-`catalog_refresh` reads both portals (the admin's button and an hourly schedule). The label helpers are what
-other pages use; they read the whole catalog at most once per request (three small queries), whatever the
-number of labels on the page:
+This module only reads the database; reading the portals is `statussync.catalog_refresh` (the admin's
+button and an hourly schedule). The label helpers read the whole catalog at most once per request (three
+small queries), whatever the number of labels on the page:
 
 - `status_label(code)` → "Принят, ожидается оплата (N)", or "N (not in the shop any more)";
 - `stage_label(code)` → "Подготовка документов (PREPARATION)", or "… (not in the CRM any more)";
 - `pipeline_label(pipeline_id)` → "Общая (0)";
-- `status_choices()`, `stage_choices(pipeline_id)`, `pipeline_choices()` for dropdowns.
+- `status_choices()`, `stage_choices(pipeline_id)`, `pipeline_choices()` for dropdowns;
+- `catalog_snapshot()`: what the portals list, as plain values, for the mapping validator (a pure function);
+- `catalog_pipeline_stages(pipelines=…)`: each pipeline's stage order, for the sync.
 
 A code the catalog never saw is shown as missing only once the catalog has been read from that portal:
 before the first refresh a label is just the code, not an accusation.
@@ -16,222 +18,22 @@ before the first refresh a label is just the code, not an accusation.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.signals import request_started
-from django.db import transaction
 from django.db.models.signals import post_delete, post_save
-from django.utils import timezone
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
 from statussync import portals
-from statussync.bitrix import BitrixError, client_for
-from statussync.models import CatalogPipeline, CatalogStage, CatalogStatus, Side, StageSemantics
+from statussync.models import CatalogPipeline, CatalogStage, CatalogStatus, StageSemantics
 
-logger = logging.getLogger(__name__)
-
-# Deals are CRM entity type 2 [R: tutorials/crm/how-to-get-lists/how-to-get-deal-funnels.md].
-DEAL_ENTITY_TYPE_ID = 2
 # Outside a request (workers, commands) the names are re-read after this long; inside one, once per request.
 _CACHE_SECONDS = 30.0
-
-
-# --- reading the portals ------------------------------------------------------------------------------------
-
-
-@dataclass
-class CatalogRefreshReport:
-    """What a refresh found on each portal, and the portals that failed (their error, never a URL)."""
-
-    statuses: int = 0
-    pipelines: int = 0
-    stages: int = 0
-    gone: int = 0
-    errors: dict[str, str] = field(default_factory=dict)
-
-    def describe(self) -> str:
-        """One sentence for the admin's message."""
-        text = _(
-            "%(statuses)d shop statuses, %(pipelines)d pipelines with %(stages)d stages read from the portals"
-        ) % {"statuses": self.statuses, "pipelines": self.pipelines, "stages": self.stages}
-        if self.gone:
-            text += "; " + _("%(gone)d no longer there") % {"gone": self.gone}
-        return text
-
-
-def catalog_refresh() -> CatalogRefreshReport:
-    """Read the shop's order statuses and the CRM's pipelines and stages, and store their names.
-
-    Each portal is read and stored on its own: a shop that fails leaves the CRM's names refreshed, and the
-    failing portal's rows as they were. A code the portal no longer lists keeps its row, marked not present.
-    """
-    from statussync.health import portal_contact_record
-
-    report = CatalogRefreshReport()
-    contacts: dict[str, BitrixError | None] = {}
-    try:
-        statuses = _shop_statuses_read()
-    except BitrixError as exc:
-        contacts[Side.CMS] = exc
-        report.errors[Side.CMS] = str(exc)  # BitrixError's text never holds the webhook URL
-        logger.warning("catalog: could not read the shop's statuses: %s", exc)
-    else:
-        contacts[Side.CMS] = None
-        report.statuses, gone = _statuses_store(statuses)
-        report.gone += gone
-    try:
-        pipelines, stages = _crm_stages_read()
-    except BitrixError as exc:
-        contacts[Side.CRM] = exc
-        report.errors[Side.CRM] = str(exc)
-        logger.warning("catalog: could not read the CRM's pipelines: %s", exc)
-    else:
-        contacts[Side.CRM] = None
-        report.pipelines, report.stages, gone = _stages_store(pipelines, stages)
-        report.gone += gone
-    # A refresh is a contact like any other: the health page shows how it went.
-    for portal, error in contacts.items():
-        portal_contact_record(portal=portal, error=error)
-    catalog_cache_clear()
-    return report
-
-
-def _shop_statuses_read() -> list[dict[str, Any]]:
-    shop = client_for(Side.CMS)
-    # Type O: order statuses; D are delivery statuses, which orders never take [R: sale-status-list.md].
-    rows = list(shop.list_all("sale.status.list", {"filter": {"type": "O"}}, items_key="statuses"))
-    names: dict[str, dict[str, str]] = {}
-    for lang in shop.list_all("sale.statuslang.list", {}, items_key="statusLangs"):
-        code, lid, name = str(lang.get("statusId") or ""), str(lang.get("lid") or ""), lang.get("name")
-        if code and lid and name:
-            names.setdefault(code, {})[lid] = str(name)
-    return [
-        {
-            "code": str(row["id"]),
-            "sort": _int(row.get("sort")),
-            "color": str(row.get("color") or "")[:16],
-            "names": names.get(str(row["id"]), {}),
-        }
-        for row in rows
-        if row.get("id") and str(row.get("type") or "O") == "O"
-    ]
-
-
-def _crm_stages_read() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    crm = client_for(Side.CRM)
-    categories = list(
-        crm.list_all("crm.category.list", {"entityTypeId": DEAL_ENTITY_TYPE_ID}, items_key="categories")
-    )
-    pipelines = [
-        {"pipeline_id": _int(c.get("id")), "name": str(c.get("name") or ""), "sort": _int(c.get("sort"))}
-        for c in categories
-    ]
-    if not any(p["pipeline_id"] == 0 for p in pipelines):
-        # Some portals leave the default pipeline out of crm.category.list; its stages exist all the same.
-        pipelines.insert(0, {"pipeline_id": 0, "name": "", "sort": 0})
-    answer = crm.batch({f"p{p['pipeline_id']}": portals.stage_list(p["pipeline_id"]) for p in pipelines})
-    if answer.errors:
-        raise next(iter(answer.errors.values()))
-    stages = []
-    for p in pipelines:
-        for row in answer.results.get(f"p{p['pipeline_id']}") or []:
-            stages.append(
-                {
-                    "pipeline_id": p["pipeline_id"],
-                    "code": str(row["STATUS_ID"]),
-                    "name": str(row.get("NAME") or row["STATUS_ID"]),
-                    "sort": _int(row.get("SORT")),
-                    "semantics": _semantics(row),
-                    "color": str(row.get("COLOR") or "")[:16],
-                }
-            )
-    return pipelines, stages
-
-
-def _semantics(row: dict[str, Any]) -> str:
-    # SEMANTICS is null (in progress), "S" or "F"; EXTRA.SEMANTICS says process/success/failure/apology
-    # [R: api-reference/crm/status/crm-status-list.md].
-    extra = (row.get("EXTRA") or {}).get("SEMANTICS") if isinstance(row.get("EXTRA"), dict) else None
-    if row.get("SEMANTICS") == "S" or extra == "success":
-        return StageSemantics.SUCCESS
-    if row.get("SEMANTICS") == "F" or extra in ("failure", "apology"):
-        return StageSemantics.FAILURE
-    return StageSemantics.IN_PROGRESS
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
-
-
-@transaction.atomic
-def _statuses_store(rows: list[dict[str, Any]]) -> tuple[int, int]:
-    now = timezone.now()
-    for row in rows:
-        CatalogStatus.objects.update_or_create(
-            code=row["code"],
-            defaults={
-                "names": row["names"],
-                "sort": row["sort"],
-                "color": row["color"],
-                "present": True,
-                "refreshed_at": now,
-            },
-        )
-    gone = (
-        CatalogStatus.objects.filter(present=True)
-        .exclude(code__in=[r["code"] for r in rows])
-        .update(present=False)
-    )
-    return len(rows), gone
-
-
-@transaction.atomic
-def _stages_store(pipelines: list[dict[str, Any]], stages: list[dict[str, Any]]) -> tuple[int, int, int]:
-    now = timezone.now()
-    known = {p.pipeline_id: p for p in CatalogPipeline.objects.all()}
-    for p in pipelines:
-        name = p["name"] or (known[p["pipeline_id"]].name if p["pipeline_id"] in known else "")
-        CatalogPipeline.objects.update_or_create(
-            pipeline_id=p["pipeline_id"],
-            defaults={"name": name, "sort": p["sort"], "present": True, "refreshed_at": now},
-        )
-    for s in stages:
-        CatalogStage.objects.update_or_create(
-            pipeline_id=s["pipeline_id"],
-            code=s["code"],
-            defaults={
-                "name": s["name"],
-                "sort": s["sort"],
-                "semantics": s["semantics"],
-                "color": s["color"],
-                "present": True,
-                "refreshed_at": now,
-            },
-        )
-    gone = (
-        CatalogPipeline.objects.filter(present=True)
-        .exclude(pipeline_id__in=[p["pipeline_id"] for p in pipelines])
-        .update(present=False)
-    )
-    seen = {(s["pipeline_id"], s["code"]) for s in stages}
-    stale = [
-        row_id
-        for row_id, pipeline_id, code in CatalogStage.objects.filter(present=True).values_list(
-            "id", "pipeline_id", "code"
-        )
-        if (pipeline_id, code) not in seen
-    ]
-    gone += CatalogStage.objects.filter(id__in=stale).update(present=False)
-    return len(pipelines), len(stages), gone
 
 
 # --- what the sync takes from it ------------------------------------------------------------------------
@@ -262,13 +64,85 @@ def catalog_pipeline_stages(*, pipelines: Iterable[int]) -> dict[int, portals.Pi
     }
 
 
-# --- labels (cached) -------------------------------------------------------------------------------------
+# --- what the mapping validator takes from it ------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class _Entry:
-    name: str
-    present: bool
+class KnownStage:
+    """A deal stage as the catalog last saw it."""
+
+    pipeline_id: int
+    semantics: str  # StageSemantics: P, S or F
+    present: bool  # the CRM lists it now
+
+
+@dataclass(frozen=True)
+class CatalogSnapshot:
+    """What the portals list, as plain values: all `mapping.mapping_validate` knows of them.
+
+    The default, empty snapshot is a catalog never read: the validator then judges stages by their `C<n>:`
+    prefixes only and calls no code unknown. `catalog_snapshot()` takes one from the database; tests build
+    their own.
+    """
+
+    statuses: Mapping[str, bool] = field(default_factory=dict)  # order status → the shop lists it now
+    pipelines: Mapping[int, bool] = field(default_factory=dict)  # pipeline id → the CRM lists it now
+    stages: Mapping[str, KnownStage] = field(default_factory=dict)  # by code, unique across pipelines
+    staged_pipelines: frozenset[int] = frozenset()  # pipelines whose stages were read
+
+    @property
+    def has_statuses(self) -> bool:
+        """Whether the shop's statuses were ever read."""
+        return bool(self.statuses)
+
+    @property
+    def has_pipelines(self) -> bool:
+        """Whether the CRM's pipelines were ever read."""
+        return bool(self.pipelines)
+
+    def status_is_known(self, code: str) -> bool:
+        """Whether the shop lists this order status now."""
+        return self.statuses.get(code, False)
+
+    def pipeline_is_known(self, pipeline_id: int) -> bool:
+        """Whether the CRM lists this pipeline now."""
+        return self.pipelines.get(pipeline_id, False)
+
+    def knows_pipeline(self, pipeline_id: int) -> bool:
+        """Whether the stages of this pipeline were read from the CRM."""
+        return pipeline_id in self.staged_pipelines
+
+    def stage_is_known(self, code: str) -> bool:
+        """Whether the CRM lists this stage now."""
+        stage = self.stages.get(code)
+        return stage is not None and stage.present
+
+    def stage_pipeline(self, code: str) -> int | None:
+        """The pipeline a stage belongs to, or None when the catalog does not know the stage."""
+        stage = self.stages.get(code)
+        return stage.pipeline_id if stage is not None else None
+
+    def stage_semantics(self, code: str) -> str | None:
+        """P, S or F for a stage the catalog knows."""
+        stage = self.stages.get(code)
+        return stage.semantics if stage is not None else None
+
+
+def catalog_snapshot() -> CatalogSnapshot:
+    """The stored catalog as a CatalogSnapshot (from the per-request copy: no query when a label was read)."""
+    names = _names()
+    return CatalogSnapshot(
+        statuses={code: row.present for code, row in names.statuses.items()},
+        pipelines={pid: row.present for pid, row in names.pipelines.items()},
+        stages={
+            code: KnownStage(pipeline_id=row.pipeline_id, semantics=row.semantics, present=row.present)
+            for code, row in names.stages.items()
+        },
+        staged_pipelines=frozenset(pid for pid, rows in names.stages_by_pipeline.items() if rows),
+    )
+
+
+# --- labels (cached) -------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -372,22 +246,10 @@ def pipeline_label(pipeline_id: int | None) -> str:
     return _("pipeline %(id)s") % {"id": pipeline_id}
 
 
-def stage_is_known(code: str) -> bool:
-    """Whether the CRM lists this stage now."""
-    row = _names().stages.get(code)
-    return row is not None and row.present
-
-
 def stage_pipeline(code: str) -> int | None:
     """The pipeline the catalog says a stage belongs to, or None when it does not know the stage."""
     row = _names().stages.get(code)
     return row.pipeline_id if row is not None else None
-
-
-def stage_semantics(code: str) -> str | None:
-    """P, S or F for a stage the catalog knows."""
-    row = _names().stages.get(code)
-    return row.semantics if row is not None else None
 
 
 def catalog_knows_pipeline(pipeline_id: int) -> bool:
@@ -395,26 +257,9 @@ def catalog_knows_pipeline(pipeline_id: int) -> bool:
     return bool(_names().stages_by_pipeline.get(pipeline_id))
 
 
-def catalog_has_pipelines() -> bool:
-    """Whether the CRM's pipelines were ever read."""
-    return bool(_names().pipelines)
-
-
-def pipeline_is_known(pipeline_id: int) -> bool:
-    """Whether the CRM lists this pipeline now."""
-    row = _names().pipelines.get(pipeline_id)
-    return row is not None and row.present
-
-
 def catalog_has_statuses() -> bool:
     """Whether the shop's statuses were ever read."""
     return bool(_names().statuses)
-
-
-def status_is_known(code: str) -> bool:
-    """Whether the shop lists this order status now."""
-    row = _names().statuses.get(code)
-    return row is not None and row.present
 
 
 def status_choices(*, keep: Iterable[str] = ()) -> list[tuple[str, str]]:

@@ -5,7 +5,7 @@ mapping and the side whose event asked for the work, `decide` says what to write
 what the new base is. Only a side that differs from its base is propagated, so the echo of bxsync's own
 write finds both sides equal to the base and writes nothing: one human change, exactly one write.
 
-Every rule of DESIGN.md "Behaviour" 1 to 6 is a row in tests/test_engine.py.
+Every rule of docs/contract.md "Behaviour" 1 to 6 is a row in tests/test_engine.py.
 """
 
 from __future__ import annotations
@@ -249,7 +249,7 @@ def decide(
 def _payment(
     *, order: OrderState, deal: DealState, pm: PipelineMap, order_changed: bool, deal_changed: bool
 ) -> Decision | None:
-    """Payment beats every policy: the deal goes to the pipeline's paid stage (DESIGN.md Behaviour 3).
+    """Payment beats every policy: the deal goes to the paid stage [docs/contract.md "Behaviour" 3].
 
     None (no paid stage configured, or the deal itself moved to a mapped stage that needs no payment move):
     the ordinary status rules decide, and the new base they produce records the payment.
@@ -342,7 +342,7 @@ def _deal_to_order(
 def _conflict(
     *, order: OrderState, deal: DealState, pm: PipelineMap, mapping: Mapping, previous: Base, tol: float
 ) -> Decision:
-    """Both sides changed since the base: the pipeline's policy decides (DESIGN.md Behaviour 5)."""
+    """Both sides changed since the base: the pipeline's policy decides [docs/contract.md "Behaviour" 5]."""
     policy = pm.conflict_policy
     winner: SideName | None
     if policy == "cms_wins":

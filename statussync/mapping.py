@@ -1,21 +1,24 @@
-"""The status ↔ stage mapping as a JSON document: parse, validate, import, export, check, and load it for the
-engine.
+"""The status ↔ stage mapping as a JSON document: decode, parse, validate, compare two, and turn one into the
+engine's Mapping — pure functions, no database. Storing, exporting, checking and loading the stored mapping
+are `statussync.mapping_store`'s.
 
-The document's shape is a public contract (DESIGN.md "The mapping file"); `mapping_export` and
-`mapping_import` round-trip it exactly.
+The document's shape is a public contract [docs/contract.md "The mapping file"]; `mapping_store`'s
+`mapping_export` and `mapping_import` round-trip it exactly.
 
 **One validator** serves `statusmap import`/`check` and the admin's forms. It finds every problem at once —
 a manager fixes a file in one pass, not one error per run — each a `Problem` with a level, the JSON path it
 is about (the admin puts it on the field of that path) and a code with parameters, rendered for a file
 (`pipelines[0].rules[2].deal_stage: deal stage "C1:WON" …`) or for the form (names from the catalog, "row 3").
+`mapping_validate` is a pure function of the mapping and a `CatalogSnapshot` of what the portals list; its
+callers (`mapping_store.mapping_import`, `mapping_store.mapping_check`, the admin) read the snapshot.
 
 - Errors refuse the mapping: a malformed document, a source value with two targets in one direction, a
   repeated rule, a stage of another pipeline (the engine cannot write it: `crm.deal.update` ignores a stage
-  of another pipeline [R: api-reference/crm/deals/crm-deal-update.md]).
+  of another pipeline [docs/bitrix.md "Deals"]).
 - Warnings are accepted but probably not what the manager meant: a lossy round trip (a status goes out as a
   stage that comes back as another status), a code the portal does not list, a paid stage that is a failure
   stage, a pipeline with no rules or no paid stage, an awaiting-payment status no rule uses.
-- Notes are worth knowing but common: a paid stage no rule maps back to a status (DESIGN.md's example).
+- Notes are worth knowing but common: a paid stage no rule maps back to a status (the contract's example).
 """
 
 from __future__ import annotations
@@ -24,24 +27,15 @@ import difflib
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from django.db import IntegrityError, transaction
-from django.db.models import Prefetch
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from statussync import catalog, engine
-from statussync.models import (
-    AwaitingPaymentStatus,
-    ConflictPolicy,
-    Direction,
-    MappingChange,
-    MappingChangeSource,
-    Pipeline,
-    StatusRule,
-)
+from statussync import engine
+from statussync.catalog import CatalogSnapshot
+from statussync.models import ConflictPolicy, Direction, StageSemantics
 
 # The model columns' limits: SQLite would store longer values silently, PostgreSQL would fail mid-import.
 _MAX_VALUE_LENGTH = 50
@@ -55,11 +49,11 @@ _POLICIES = tuple(ConflictPolicy.values)
 _TO_CRM = frozenset({Direction.BOTH.value, Direction.TO_CRM.value})
 _TO_CMS = frozenset({Direction.BOTH.value, Direction.TO_CMS.value})
 # Bitrix names the stages of pipeline n > 0 `C<n>:…` and those of pipeline 0 without a prefix
-# [R: api-reference/crm/status/crm-status-list.md].
+# [docs/bitrix.md "Stages and pipelines"].
 _STAGE_PREFIX = re.compile(r"^C(\d+):")
 
 # error: refused. warning: accepted, probably not meant (`statusmap check` fails). note: accepted, worth
-# knowing, and common enough that a check failing on it would cry wolf (DESIGN.md's own example has one).
+# knowing, and common enough that a check failing on it would cry wolf (the contract's own example has one).
 Level = Literal["error", "warning", "note"]
 
 
@@ -194,15 +188,23 @@ class Problem:
     code: str
     params: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
-    def message(self, *, for_form: bool = False, rule_name: Callable[[int], str] | None = None) -> str:
-        """The sentence in the reader's language. For a file, codes are quoted and other rules are
-        `rules[i]`; for the form, codes carry their names from the catalog and rules are "row n"."""
+    def message(
+        self,
+        *,
+        for_form: bool = False,
+        rule_name: Callable[[int], str] | None = None,
+        status: Callable[[str], str] = _q,
+        stage: Callable[[str], str] = _q,
+    ) -> str:
+        """The sentence in the reader's language. Order statuses pass through `status` and deal stages through
+        `stage` (quoted, for a file; the admin passes the catalog's "name (code)" labels); other rules are
+        `rules[i]` for a file, "row n" for the form, or what `rule_name` says."""
 
         def show(value: Any) -> Any:
             if isinstance(value, Status):
-                return catalog.status_label(value.code) if for_form else _q(value.code)
+                return status(value.code)
             if isinstance(value, Stage):
-                return catalog.stage_label(value.code) if for_form else _q(value.code)
+                return stage(value.code)
             if isinstance(value, RuleRef):
                 if rule_name is not None:
                     return rule_name(value.index)
@@ -327,26 +329,6 @@ class ParsedMapping:
         }
 
 
-@dataclass(frozen=True)
-class ImportSummary:
-    """What `mapping_import` stored, and the warnings about it."""
-
-    pipelines: int
-    rules: int
-    awaiting_payment_statuses: int
-    changed: bool
-    warnings: tuple[Problem, ...] = ()
-    change: MappingChange | None = None
-
-    def describe(self) -> str:
-        """A one-line summary for people."""
-        counts = _describe_counts(
-            pipelines=self.pipelines, rules=self.rules, awaiting=self.awaiting_payment_statuses
-        )
-        text = _("mapping imported: %(counts)s") % {"counts": counts}
-        return text if self.changed else text + " " + _("(no change)")
-
-
 class _DuplicateKeyError(ValueError):
     pass
 
@@ -375,7 +357,7 @@ def mapping_decode(*, text: str) -> Any:
 
 
 def mapping_parse(*, data: Any) -> ParsedMapping:
-    """Check a decoded mapping document's shape and its rules' consistency (DESIGN.md "The mapping file").
+    """Check a decoded mapping document's shape and rules' consistency [docs/contract.md "The mapping file"].
 
     Raises MappingError with every problem found, not just the first. `mapping_validate` then looks at what
     the rules mean against the portals.
@@ -479,7 +461,7 @@ def _parse_rule(problems: _Problems, raw: Any, path: str) -> ParsedRule | None:
 
 
 def _rules_check(problems: _Problems, indexed: list[tuple[int, ParsedRule]], path: str) -> list[ParsedRule]:
-    """Refuse a source value with two targets in one direction (DESIGN.md), and repeated rules.
+    """Refuse a source value with two targets in one direction, and repeated rules (docs/contract.md).
 
     A repeat with the same target is refused too: the database allows one row per source value and
     direction, and a silently merged duplicate would make export differ from the file. The admin's form
@@ -544,42 +526,40 @@ def _claim(
 # --- what the rules mean: the shared validator ------------------------------------------------------------
 
 
-def mapping_validate(*, parsed: ParsedMapping) -> list[Problem]:
-    """Errors and warnings about what a well-formed mapping means, against the catalog of names when it
-    knows the portals (by the stages' `C<n>:` prefixes otherwise). Paths are the document's, in the order
-    of `parsed` (a file's own order)."""
+def mapping_validate(*, parsed: ParsedMapping, known: CatalogSnapshot) -> list[Problem]:
+    """Errors and warnings about what a well-formed mapping means, against what the portals list (`known`,
+    from `catalog.catalog_snapshot()`) when the catalog was read (by the stages' `C<n>:` prefixes otherwise).
+    Paths are the document's, in the order of `parsed` (a file's own order).
+
+    A pure function: the caller reads the catalog, so the same mapping and snapshot give the same problems.
+    """
     problems = _Problems()
     if not parsed.pipelines:
         problems.add("", "no_pipelines", "warning")
     used_statuses: set[str] = set()
     for index, p in enumerate(parsed.pipelines):
         used_statuses.update(r.order_status for r in p.rules)
-        _pipeline_validate(problems, p, f"pipelines[{index}]")
-    shop_known = catalog.catalog_has_statuses()
+        _pipeline_validate(problems, p, f"pipelines[{index}]", known=known)
     for index, status in enumerate(parsed.awaiting_payment_statuses):
         path = f"awaiting_payment_statuses[{index}]"
-        if shop_known and not catalog.status_is_known(status):
+        if known.has_statuses and not known.status_is_known(status):
             problems.add(path, "status_not_in_shop", "warning", status=Status(status))
         elif status not in used_statuses:
             problems.add(path, "awaiting_in_no_rule", "warning", status=Status(status))
     return problems.items
 
 
-def _pipeline_validate(problems: _Problems, p: ParsedPipeline, path: str) -> None:
+def _pipeline_validate(problems: _Problems, p: ParsedPipeline, path: str, *, known: CatalogSnapshot) -> None:
     """The problems of one pipeline's settings and rules (see `mapping_validate`)."""
     n = p.pipeline
-    crm_knows = catalog.catalog_knows_pipeline(n)
-    if catalog.catalog_has_pipelines() and not catalog.pipeline_is_known(n):
+    if known.has_pipelines and not known.pipeline_is_known(n):
         problems.add(f"{path}.pipeline", "pipeline_not_in_crm", "warning", pipeline=n)
-    shop_known = catalog.catalog_has_statuses()
     if not p.rules:
         problems.add(f"{path}.rules", "no_rules", "warning", pipeline=n)
     for index, rule in enumerate(p.rules):
         rule_path = f"{path}.rules[{index}]"
-        _stage_check(
-            problems, f"{rule_path}.deal_stage", stage=rule.deal_stage, pipeline=n, crm_knows=crm_knows
-        )
-        if shop_known and not catalog.status_is_known(rule.order_status):
+        _stage_check(problems, f"{rule_path}.deal_stage", stage=rule.deal_stage, pipeline=n, known=known)
+        if known.has_statuses and not known.status_is_known(rule.order_status):
             problems.add(
                 f"{rule_path}.order_status", "status_not_in_shop", "warning", status=Status(rule.order_status)
             )
@@ -605,18 +585,20 @@ def _pipeline_validate(problems: _Problems, p: ParsedPipeline, path: str) -> Non
         problems.add(f"{path}.paid_stage", "no_paid_stage", "warning", pipeline=n)
         return
     before = len(problems.items)
-    _stage_check(problems, f"{path}.paid_stage", stage=p.paid_stage, pipeline=n, crm_knows=crm_knows)
+    _stage_check(problems, f"{path}.paid_stage", stage=p.paid_stage, pipeline=n, known=known)
     if len(problems.items) > before:
         return
-    if catalog.stage_semantics(p.paid_stage) == "F":
+    if known.stage_semantics(p.paid_stage) == StageSemantics.FAILURE:
         problems.add(f"{path}.paid_stage", "paid_stage_failure", "warning", stage=Stage(p.paid_stage))
     elif p.paid_stage not in to_cms:
         problems.add(f"{path}.paid_stage", "paid_stage_unmapped", "note", stage=Stage(p.paid_stage))
 
 
-def _stage_check(problems: _Problems, path: str, *, stage: str, pipeline: int, crm_knows: bool) -> None:
+def _stage_check(
+    problems: _Problems, path: str, *, stage: str, pipeline: int, known: CatalogSnapshot
+) -> None:
     """A stage of another pipeline is an error; one the CRM does not list (any more) is a warning."""
-    other = catalog.stage_pipeline(stage)
+    other = known.stage_pipeline(stage)
     if other is not None and other != pipeline:
         problems.add(path, "stage_of_pipeline", stage=Stage(stage), other=other, pipeline=pipeline)
         return
@@ -628,157 +610,8 @@ def _stage_check(problems: _Problems, path: str, *, stage: str, pipeline: int, c
         if pipeline != 0 and not stage.startswith(f"C{pipeline}:"):
             problems.add(path, "stage_prefix_missing", stage=Stage(stage), pipeline=pipeline)
             return
-    if crm_knows and not catalog.stage_is_known(stage):
+    if known.knows_pipeline(pipeline) and not known.stage_is_known(stage):
         problems.add(path, "stage_not_in_crm", "warning", stage=Stage(stage), pipeline=pipeline)
-
-
-# --- storing and reading ----------------------------------------------------------------------------------
-
-
-def mapping_import(
-    *,
-    data: Any,
-    source: str = MappingChangeSource.COMMAND,
-    user: Any = None,
-    username: str = "",
-) -> ImportSummary:
-    """Validate `data` and replace the whole stored mapping with it, atomically; record the change.
-
-    On any error raises MappingError and the stored mapping stays exactly as it was. Warnings are returned
-    in the summary.
-    """
-    parsed = mapping_parse(data=data)
-    problems = mapping_validate(parsed=parsed)
-    errors = [p for p in problems if p.level == "error"]
-    if errors:
-        raise MappingError(errors)
-    document = parsed.as_document()
-    summary = ImportSummary(
-        pipelines=len(parsed.pipelines),
-        rules=sum(len(p.rules) for p in parsed.pipelines),
-        awaiting_payment_statuses=len(parsed.awaiting_payment_statuses),
-        changed=True,
-        warnings=tuple(problems),
-    )
-    try:
-        with transaction.atomic():
-            before = mapping_export()
-            if before == document:
-                # Re-importing the same file (e.g. on every deploy) writes nothing and keeps row ids.
-                return replace(summary, changed=False)
-            mapping_store(parsed=parsed)
-            change = mapping_change_record(
-                before=before, after=document, source=source, user=user, username=username
-            )
-    except IntegrityError as exc:
-        # Validation mirrors the constraints, so this is a concurrent import (or a bug); the rollback kept
-        # the old mapping either way.
-        raise MappingError([Problem("error", "", "database_refused", {"error": exc})]) from exc
-    return replace(summary, change=change)
-
-
-def mapping_store(*, parsed: ParsedMapping) -> None:
-    """Replace the stored mapping with `parsed` (inside the caller's transaction; no validation)."""
-    StatusRule.objects.all().delete()
-    Pipeline.objects.all().delete()
-    AwaitingPaymentStatus.objects.all().delete()
-    AwaitingPaymentStatus.objects.bulk_create(
-        AwaitingPaymentStatus(order_status=s) for s in parsed.awaiting_payment_statuses
-    )
-    rules: list[StatusRule] = []
-    for p in parsed.pipelines:
-        pipeline = Pipeline.objects.create(
-            pipeline_id=p.pipeline, paid_stage=p.paid_stage, conflict_policy=p.conflict_policy
-        )
-        rules += [
-            StatusRule(
-                pipeline=pipeline,
-                order_status=r.order_status,
-                deal_stage=r.deal_stage,
-                direction=r.direction,
-            )
-            for r in p.rules
-        ]
-    # bulk_create inserts in list order, so rule ids (export order) follow the file.
-    StatusRule.objects.bulk_create(rules)
-
-
-def mapping_change_record(
-    *, before: dict[str, Any], after: dict[str, Any], source: str, user: Any = None, username: str = ""
-) -> MappingChange | None:
-    """Record who changed the mapping, when, and the whole document before and after (None: no change)."""
-    if before == after:
-        return None
-    if user is not None and getattr(user, "pk", None) is None:
-        user = None
-    if not username and user is not None:
-        username = user.get_username()
-    return MappingChange.objects.create(
-        user=user, username=username[:150], source=source, before=before, after=after
-    )
-
-
-def mapping_export() -> dict[str, Any]:
-    """The stored mapping as the JSON document `mapping_import` accepts (pipelines by id, rules by id)."""
-    pipelines = Pipeline.objects.order_by("pipeline_id").prefetch_related(
-        Prefetch("rules", queryset=StatusRule.objects.order_by("id"))
-    )
-    return {
-        "awaiting_payment_statuses": list(
-            AwaitingPaymentStatus.objects.order_by("id").values_list("order_status", flat=True)
-        ),
-        "pipelines": [
-            {
-                "pipeline": p.pipeline_id,
-                "paid_stage": p.paid_stage,
-                "conflict_policy": p.conflict_policy,
-                "rules": [
-                    {"order_status": r.order_status, "deal_stage": r.deal_stage, "direction": r.direction}
-                    for r in p.rules.all()
-                ],
-            }
-            for p in pipelines
-        ],
-    }
-
-
-def mapping_check() -> list[Problem]:
-    """The stored mapping's errors and warnings (the shared validator); an empty list means it looks fine.
-
-    The import refuses errors, but a mapping stored by an older version, or before the catalog of names
-    knew the portals, may have some.
-    """
-    document = mapping_export()
-    try:
-        parsed = mapping_parse(data=document)
-    except MappingError as exc:  # stored by hand or by an older version
-        return exc.items
-    return mapping_validate(parsed=parsed)
-
-
-def mapping_load() -> engine.Mapping:
-    """The stored mapping as the engine's Mapping, in three queries.
-
-    `success_stages` stays empty: the services layer fills it from the CRM's stage list.
-    """
-    pipelines: dict[int, engine.PipelineMap] = {}
-    for p in Pipeline.objects.prefetch_related(Prefetch("rules", queryset=StatusRule.objects.order_by("id"))):
-        to_crm: dict[str, str] = {}
-        to_cms: dict[str, str] = {}
-        for r in p.rules.all():
-            if r.direction in _TO_CRM:
-                to_crm[r.order_status] = r.deal_stage
-            if r.direction in _TO_CMS:
-                to_cms[r.deal_stage] = r.order_status
-        pipelines[p.pipeline_id] = engine.PipelineMap(
-            pipeline=p.pipeline_id,
-            to_crm=to_crm,
-            to_cms=to_cms,
-            paid_stage=p.paid_stage,
-            conflict_policy=p.conflict_policy,
-        )
-    awaiting = frozenset(AwaitingPaymentStatus.objects.values_list("order_status", flat=True))
-    return engine.Mapping(pipelines=pipelines, awaiting_payment_statuses=awaiting)
 
 
 def mapping_of_document(document: dict[str, Any]) -> engine.Mapping:
@@ -803,23 +636,6 @@ def mapping_of_document(document: dict[str, Any]) -> engine.Mapping:
     return engine.Mapping(
         pipelines=pipelines,
         awaiting_payment_statuses=frozenset(document.get("awaiting_payment_statuses", [])),
-    )
-
-
-def _describe_counts(*, pipelines: int, rules: int, awaiting: int) -> str:
-    return _("%(pipelines)s pipeline(s), %(rules)s rule(s), %(awaiting)s awaiting-payment status(es)") % {
-        "pipelines": pipelines,
-        "rules": rules,
-        "awaiting": awaiting,
-    }
-
-
-def mapping_describe() -> str:
-    """A one-line count of the stored mapping, e.g. for `statusmap check`."""
-    return _describe_counts(
-        pipelines=Pipeline.objects.count(),
-        rules=StatusRule.objects.count(),
-        awaiting=AwaitingPaymentStatus.objects.count(),
     )
 
 

@@ -77,7 +77,7 @@ class StatusRule(models.Model):
         verbose_name = _("rule")
         verbose_name_plural = _("rules")
         constraints = [
-            # Within one pipeline and one direction a source value maps to at most one target (DESIGN.md).
+            # Within one pipeline and direction a source value maps to at most one target (docs/contract.md).
             models.UniqueConstraint(
                 fields=["pipeline", "order_status"],
                 condition=Q(direction__in=["both", "to_crm"]),
@@ -450,13 +450,14 @@ class PortalHealth(models.Model):
 
 
 # --- The catalog of names: what the portals call their statuses, pipelines and stages ---------------------
-# Fetched by `statussync.catalog.catalog_refresh` (a button in the admin and a schedule); read through the
-# cached helpers there (`status_label`, `stage_label`, `pipeline_label`). A code that leaves a portal keeps
-# its row with `present` False, so the admin can say "not in the CRM any more" instead of hiding it.
+# Fetched by `statussync.catalog_refresh.catalog_refresh` (a button in the admin and a schedule); read through
+# the cached helpers of `statussync.catalog` (`status_label`, `stage_label`, `pipeline_label`). A code that
+# leaves a portal keeps its row with `present` False, so the admin can say "not in the CRM any more" instead
+# of hiding it.
 
 
 class StageSemantics(models.TextChoices):
-    # STAGE_SEMANTIC_ID's letters [R: api-reference/crm/deals/crm-deal-get.md].
+    # STAGE_SEMANTIC_ID's letters [docs/bitrix.md "Deals"].
     IN_PROGRESS = "P", _("in progress")
     SUCCESS = "S", _("success")
     FAILURE = "F", _("failure")

@@ -18,7 +18,7 @@ from statussync.engine import DealState, OrderState
 
 Command = tuple[str, dict[str, Any]]
 
-# Bitrix list methods answer 50 rows a page [R: api-reference/crm/deals/crm-deal-list.md], so a command that
+# Bitrix list methods answer 50 rows a page [docs/bitrix.md "Lists"], so a command that
 # names entities by id names at most 50.
 LIST_PAGE = 50
 
@@ -49,18 +49,18 @@ def deal_get(deal_id: str) -> Command:
 
 
 def deals_by_order(order_id: str) -> Command:
-    """Link discovery: the deals whose order field holds this order id (DESIGN.md contract)."""
+    """Link discovery: the deals whose order field holds this order id (docs/contract.md)."""
     return "crm.deal.list", {"filter": {deal_order_field(): order_id}, "select": deal_select()}
 
 
 def deals_by_ids(deal_ids: list[str]) -> Command:
-    """Many deals in one command: `crm.deal.list` with `@ID` (up to 50 rows a page) [R: crm-deal-list.md]."""
+    """Many deals in one command: `crm.deal.list` with `@ID`, 50 rows a page [docs/bitrix.md "Lists"]."""
     return "crm.deal.list", {"filter": {"@ID": deal_ids}, "select": deal_select()}
 
 
 def deal_stage_update(deal_id: str, stage: str) -> Command:
     # crm.deal.update only moves a deal within its current pipeline; the engine always maps within the
-    # deal's own pipeline [R: api-reference/crm/deals/crm-deal-update.md]. No Live Feed/history noise.
+    # deal's own pipeline [docs/bitrix.md "Deals"]. No Live Feed/history noise.
     return "crm.deal.update", {
         "id": deal_id,
         "fields": {"STAGE_ID": stage},
@@ -90,7 +90,7 @@ def payment_get(payment_id: str) -> Command:
 
 def stage_list(pipeline: int) -> Command:
     # One dictionary per call: DEAL_STAGE for the default pipeline, DEAL_STAGE_<n> for others
-    # [R: api-reference/crm/status/crm-status-list.md].
+    # [docs/bitrix.md "Stages and pipelines"].
     entity = "DEAL_STAGE" if pipeline == 0 else f"DEAL_STAGE_{pipeline}"
     return "crm.status.list", {"filter": {"ENTITY_ID": entity}, "order": {"SORT": "ASC"}}
 
@@ -125,7 +125,7 @@ def payment_order_id(result: dict[str, Any]) -> str:
 
 
 def parse_time(value: Any) -> datetime | None:
-    """Bitrix sends ISO 8601 with an offset, e.g. 2024-08-30T14:29:00+02:00 [R: crm-deal-get.md]."""
+    """ISO 8601 with an offset, e.g. 2024-08-30T14:29:00+02:00 [docs/bitrix.md "Parameter encoding"]."""
     if not value or not isinstance(value, str):
         return None
     try:
@@ -145,7 +145,7 @@ class PipelineStages:
 def pipeline_stages(*, crm: BitrixClient, pipelines: list[int]) -> dict[int, PipelineStages]:
     """Each pipeline's in-progress and success stages in SORT order and its success ("S") stage, read from
     the CRM and cached; stage ids are read, never derived
-    [R: tutorials/crm/how-to-get-lists/how-to-get-stages-with-semantics.md]."""
+    [docs/bitrix.md "Stages and pipelines"]."""
     found: dict[int, PipelineStages] = {}
     missing = []
     for pipeline in pipelines:
@@ -178,5 +178,5 @@ def pipeline_stages(*, crm: BitrixClient, pipelines: list[int]) -> dict[int, Pip
 
 
 def _is_failure(row: dict[str, Any]) -> bool:
-    """A failure stage: SEMANTICS "F", or EXTRA.SEMANTICS failure/apology [R: crm-status-list.md]."""
+    """A failure stage: SEMANTICS "F" or EXTRA failure/apology [docs/bitrix.md "Stages and pipelines"]."""
     return row.get("SEMANTICS") == "F" or (row.get("EXTRA") or {}).get("SEMANTICS") in ("failure", "apology")

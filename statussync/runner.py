@@ -9,9 +9,11 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -52,18 +54,35 @@ def service_commands(*, host: str, port: int) -> dict[str, tuple[list[str], dict
                 f"{host}:{port}",
                 "--workers",
                 str(settings.BXSYNC_WEB_WORKERS),
+                # More than one thread makes gunicorn's gthread worker, which keeps connections alive.
+                "--threads",
+                str(settings.BXSYNC_WEB_THREADS),
                 "--access-logfile",
                 "-",
                 "--graceful-timeout",
                 "10",
             ],
-            {},
+            {"BXSYNC_PROCESS": "web"},
         ),
         "worker": ([python, manage, "qcluster"], {}),
         # Q_CLUSTER_NAME only on this process: a web process inheriting it would route every task to the
-        # payments queue (django-stack.md §1.4).
+        # payments queue: django-q2's broker names its queue after Q_CLUSTER_NAME
+        # (https://django-q2.readthedocs.io/en/master/cluster.html#multiple-queues).
         "payments": ([python, manage, "qcluster"], {"Q_CLUSTER_NAME": "payments"}),
     }
+
+
+def metrics_dir_reset(*, port: int) -> Path:
+    """The folder where every process of this instance keeps its Prometheus counters, emptied: the web
+    server's and the workers' processes are separate, and prometheus-client's multiprocess mode adds up their
+    files at each scrape (https://prometheus.github.io/client_python/multiprocess/). One per instance (by
+    port, so two on one host stay apart), and emptied at each start, as that guide requires: counters
+    start at zero with the service, which Prometheus's rate() expects of a restart."""
+    configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    folder = Path(configured) if configured else Path(tempfile.gettempdir()) / f"bxsync-metrics-{port}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(mode=0o700, parents=True)
+    return folder
 
 
 def services_run(
@@ -80,7 +99,8 @@ def services_run(
     file (`make demo`, whose console shows a summary instead). `on_tick` is called about five times a second
     while the services run.
     """
-    env = {**os.environ, **(extra_env or {})}
+    metrics_dir = metrics_dir_reset(port=port)
+    env = {**os.environ, **(extra_env or {}), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     env.pop("Q_CLUSTER_NAME", None)
     children: dict[str, subprocess.Popen] = {}
     stopping = False
@@ -129,5 +149,7 @@ def services_run(
                 child.wait()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # ours, in the temporary folder
+            shutil.rmtree(metrics_dir, ignore_errors=True)
         if output is not None:
             output.close()

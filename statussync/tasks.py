@@ -57,7 +57,7 @@ def audit_purge() -> int:
 
 def catalog_refresh() -> dict[str, object]:
     """Hourly: read the names of the shop's statuses and the CRM's pipelines and stages."""
-    from statussync.catalog import catalog_refresh as refresh
+    from statussync.catalog_refresh import catalog_refresh as refresh
 
     report = refresh()
     return {"statuses": report.statuses, "stages": report.stages, "errors": report.errors}

@@ -119,3 +119,12 @@ def _catalog_names_forgotten():
     catalog = sys.modules.get("statussync.catalog")
     if catalog is not None:
         catalog.catalog_cache_clear()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _wake_ups_not_coalesced():
+    """Every event wakes its queue at once, as the tests of wake-ups expect, with no timer thread outliving
+    a test; tests/api/test_wake_coalescing.py covers the coalescing. (Settings only: loads no app.)"""
+    from django.conf import settings
+
+    settings.BXSYNC_WAKE_COALESCE_SECONDS = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-# DESIGN.md "The mapping file", verbatim. docs/mapping.example.json must equal it (tests/test_statusmap.py).
+# The contract's example mapping, verbatim. docs/mapping.example.json must equal it (tests/test_statusmap.py).
 DESIGN_EXAMPLE: dict[str, Any] = {
     "awaiting_payment_statuses": ["N"],
     "pipelines": [
@@ -40,7 +40,7 @@ PIPELINE_1: dict[str, Any] = {
 
 
 def two_pipelines() -> dict[str, Any]:
-    """DESIGN.md's example plus pipeline 1 (a fresh copy to modify)."""
+    """The contract's example plus pipeline 1 (a fresh copy to modify)."""
     document = copy.deepcopy(DESIGN_EXAMPLE)
     document["pipelines"].append(copy.deepcopy(PIPELINE_1))
     return document

@@ -1,7 +1,7 @@
-"""Table-driven tests of the pure sync decision (statussync.engine): DESIGN.md Behaviour 1 to 6.
+"""Table-driven tests of the pure sync decision (statussync.engine): docs/contract.md "Behaviour" 1 to 6.
 
 Every row states the whole decision: outcome, the write (side and value, or None), the new base (None: the
-base stays as it is), and the flag / close / unmapped fields. The mapping is DESIGN.md's example file plus a
+base stays as it is), and the flag / close / unmapped fields. The mapping is the contract's example plus a
 pipeline 1 with `C1:` stage ids; rows vary the conflict policy with `dataclasses.replace`.
 """
 
@@ -28,11 +28,11 @@ from statussync.engine import (
 from tests.mappings import two_pipelines
 
 # ----------------------------------------------------------------------------------------------------------
-# The mapping: DESIGN.md "The mapping file", verbatim, plus pipeline 1.
+# The mapping: docs/contract.md "The mapping file", the example verbatim, plus pipeline 1.
 # ----------------------------------------------------------------------------------------------------------
 
 # The success ("S" semantic) stage and the SORT order of each pipeline's stages are read from the CRM, not
-# from the file. These are Bitrix's default stages [docs/bitrix.md "Stages"].
+# from the file. These are Bitrix's default stages [docs/bitrix.md "Stages and pipelines"].
 SUCCESS_STAGES = {0: frozenset({"WON"}), 1: frozenset({"C1:WON"})}
 # Failure stages (LOSE, APOLOGY) are not in the order: they are not "past" the paid stage.
 DEFAULT_STAGES = ("NEW", "PREPARATION", "PREPAYMENT_INVOICE", "EXECUTING", "FINAL_INVOICE", "WON")

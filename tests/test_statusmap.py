@@ -1,4 +1,4 @@
-"""The mapping file and `manage.py statusmap`: a fixed contract (DESIGN.md "The mapping file", "Commands")."""
+"""The mapping file and `manage.py statusmap`: a fixed contract (docs/contract.md "The mapping file")."""
 
 from __future__ import annotations
 
@@ -15,14 +15,15 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from statussync.mapping import MappingError, mapping_import, mapping_load, mapping_parse
+from statussync.mapping import MappingError, mapping_parse
+from statussync.mapping_store import mapping_import, mapping_load
 from tests.mappings import DESIGN_EXAMPLE
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_FILE = REPO / "docs" / "mapping.example.json"
 
 EXAMPLE = DESIGN_EXAMPLE
-# DESIGN.md's example moves paid deals to a stage no rule maps back: worth a note, not a failed check.
+# The contract's example moves paid deals to a stage no rule maps back: worth a note, not a failed check.
 PAID_STAGE_NOTE = (
     'note: pipelines[0].paid_stage: the paid stage "PREPAYMENT_INVOICE" has no rule back to an order status: '
     "a deal a manager moves there changes nothing in the shop, and a pair first seen there is a conflict\n"

@@ -14,8 +14,9 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from statussync import catalog, roles
+from statussync import roles
 from statussync.catalog import pipeline_label, status_name
+from statussync.catalog_refresh import catalog_refresh
 from statussync.models import CatalogStage, CatalogStatus
 
 from .base import ReadOnlyAdmin
@@ -65,7 +66,7 @@ def catalog_refresh_view(model_admin: admin.ModelAdmin, request: HttpRequest) ->
         return HttpResponseRedirect(reverse("admin:statussync_pipeline_changelist"))
     if not roles.user_can(request.user, roles.REFRESH_CATALOG):
         raise PermissionDenied
-    report = catalog.catalog_refresh()
+    report = catalog_refresh()
     model_admin.message_user(
         request, report.describe(), messages.SUCCESS if not report.errors else messages.INFO
     )

@@ -359,8 +359,11 @@ BACKGROUND_NOTE = _(
 )
 
 
-@admin.register(Link)
-class LinkAdmin(LinkTimelineMixin, ActionPermissionMixin, ReadOnlyAdmin):
+class LinkList:
+    """The links list as support reads it: each side now, the base, the state; filters and exact-id search.
+
+    A mixin of ``LinkAdmin``, which adds what managers do to links (the actions)."""
+
     list_display = [
         "order_column",
         "deal_column",
@@ -378,7 +381,6 @@ class LinkAdmin(LinkTimelineMixin, ActionPermissionMixin, ReadOnlyAdmin):
     show_full_result_count = False
     ordering = ["-id"]
     exclude = ["intent_base"]
-    actions = ["resync", "take_shop", "take_crm", "rediscover"]
 
     class Media:
         css = {"all": ["statussync/links.css"]}
@@ -469,6 +471,13 @@ class LinkAdmin(LinkTimelineMixin, ActionPermissionMixin, ReadOnlyAdmin):
             date_format(timezone.localtime(link.last_read_at), "DATETIME_FORMAT"),
             ago(link.last_read_at),
         )
+
+
+@admin.register(Link)
+class LinkAdmin(LinkList, LinkTimelineMixin, ActionPermissionMixin, ReadOnlyAdmin):
+    """Links: the list (``LinkList``), each link's timeline (``LinkTimelineMixin``) and the actions below."""
+
+    actions = ["resync", "take_shop", "take_crm", "rediscover"]
 
     # Actions: each asks first, then queues work for the sync run (or a background operation).
 

@@ -33,15 +33,8 @@ from django.utils.translation import gettext_lazy, ngettext
 from statussync import catalog, roles
 from statussync.catalog import pipeline_label, stage_label, status_label
 from statussync.impact import MappingImpact, mapping_impact
-from statussync.mapping import (
-    MappingError,
-    Problem,
-    mapping_change_record,
-    mapping_check,
-    mapping_export,
-    mapping_parse,
-    mapping_validate,
-)
+from statussync.mapping import MappingError, Problem, mapping_parse, mapping_validate
+from statussync.mapping_store import mapping_change_record, mapping_check, mapping_export
 from statussync.models import (
     AwaitingPaymentStatus,
     Direction,
@@ -51,6 +44,7 @@ from statussync.models import (
 )
 
 from .catalog import catalog_refresh_view, catalog_refreshed_at
+from .labels import problem_text
 from .mapping_file import mapping_export_view, mapping_import_view
 from .mapping_preview import DECISION, PREVIEWED, confirmation_response, confirmed, impact_record
 
@@ -152,7 +146,7 @@ class RuleFormSet(BaseInlineFormSet):
             document["awaiting_payment_statuses"] = parent_form.cleaned_data["awaiting_payment_statuses"]
         index = document["pipelines"].index(this)
         try:
-            problems = mapping_validate(parsed=mapping_parse(data=document))
+            problems = mapping_validate(parsed=mapping_parse(data=document), known=catalog.catalog_snapshot())
         except MappingError as exc:
             problems = exc.items
         prefix = f"pipelines[{index}]"
@@ -167,7 +161,7 @@ class RuleFormSet(BaseInlineFormSet):
         known = {_problem_key(p) for p in _stored_problems(pipeline.pipeline_id)}
         pipeline._mapping_new_warnings = False  # type: ignore[attr-defined]
         for problem in mine:
-            text = problem.message(for_form=True, rule_name=row_name)
+            text = problem_text(problem, rule_name=row_name)
             if problem.level != "error":
                 warnings.append(text)
                 # A warning the change brings asks for a second look; one that was there before does not,
@@ -328,16 +322,16 @@ class StatusRuleInline(admin.TabularInline):
 # --- the pipeline pages -----------------------------------------------------------------------------------
 
 
-@admin.register(Pipeline)
-class PipelineAdmin(admin.ModelAdmin):
-    form = PipelineForm
-    inlines = [StatusRuleInline]
+# PipelineAdmin is three parts, one per job: the list with each pipeline's problems, the form's layout, and
+# a save that shows its impact before it lands and records it after.
+
+
+class PipelineList:
+    """The pipelines list: names, paid stage, policy, rule count and the problems the mapping check finds."""
+
     list_display = ["pipeline_name", "paid_stage_name", "conflict_policy", "rule_count", "problems"]
     list_display_links = ["pipeline_name"]
     change_list_template = "admin/statussync/pipeline/change_list.html"
-    change_form_template = "admin/statussync/pipeline/change_form.html"
-
-    # --- the list ---
 
     def get_queryset(self, request: HttpRequest):
         return super().get_queryset(request).annotate(rule_total=Count("rules"))
@@ -383,14 +377,16 @@ class PipelineAdmin(admin.ModelAdmin):
         document_problems = [p for p in found if not p.path.startswith("pipelines[")]
         context = {
             **(extra_context or {}),
-            "mapping_notes": [p.message(for_form=True) for p in document_problems],
+            "mapping_notes": [problem_text(p) for p in document_problems],
             "can_refresh_catalog": roles.user_can(request.user, roles.REFRESH_CATALOG),
             "can_import": self.has_change_permission(request) and self.has_add_permission(request),
             "catalog_refreshed_at": catalog_refreshed_at(),
         }
         return super().changelist_view(request, extra_context=context)
 
-    # --- the form ---
+
+class PipelineFormLayout:
+    """The pipeline's form: which fields, read-only for Support, the rules inline once the pipeline exists."""
 
     _VIEW_FIELDS = ["pipeline_name", "paid_stage_name", "conflict_policy", "awaiting_names"]
 
@@ -431,6 +427,11 @@ class PipelineAdmin(admin.ModelAdmin):
                 kwargs["initial"] = [{"order_status": status, "deal_stage": stage}]
         return kwargs
 
+
+class PipelineSaving:
+    """Saving a pipeline: its impact on existing links is shown first (the save rolls back until confirmed),
+    then the change is recorded in the mapping's history with the resync the manager chose."""
+
     def save_form(self, request: HttpRequest, form: forms.ModelForm, change: bool):
         obj = super().save_form(request, form, change)
         obj._admin_form = form  # the rules' check puts pipeline-level errors on this form
@@ -462,7 +463,7 @@ class PipelineAdmin(admin.ModelAdmin):
             return {}
         found = self._problems_for(obj.pipeline_id)
         return {
-            "mapping_warnings": [p.message(for_form=True) for p in found],
+            "mapping_warnings": [problem_text(p) for p in found],
             "can_refresh_catalog": roles.user_can(request.user, roles.REFRESH_CATALOG),
             "catalog_refreshed_at": catalog_refreshed_at(),
             "catalog_known": catalog.catalog_knows_pipeline(obj.pipeline_id),
@@ -548,7 +549,15 @@ class PipelineAdmin(admin.ModelAdmin):
             original=obj,
         )
 
-    # --- import, export, refresh ---
+
+@admin.register(Pipeline)
+class PipelineAdmin(PipelineList, PipelineFormLayout, PipelineSaving, admin.ModelAdmin):
+    """Pipeline mappings: the list, the form and its save above, and the mapping file's import and export
+    and the catalog's refresh as pages of their own."""
+
+    form = PipelineForm
+    inlines = [StatusRuleInline]
+    change_form_template = "admin/statussync/pipeline/change_form.html"
 
     def get_urls(self):
         wrap = self.admin_site.admin_view

@@ -14,17 +14,13 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
+from statussync.catalog import catalog_snapshot
 from statussync.impact import mapping_impact
-from statussync.mapping import (
-    MappingError,
-    mapping_decode,
-    mapping_export,
-    mapping_import,
-    mapping_parse,
-    mapping_validate,
-)
+from statussync.mapping import MappingError, mapping_decode, mapping_parse, mapping_validate
+from statussync.mapping_store import mapping_export, mapping_import
 from statussync.models import MappingChangeSource
 
+from .labels import problem_text
 from .mapping_preview import confirmation_response, confirmed, impact_record
 
 # The largest mapping file the import page reads (a real one is a few kilobytes).
@@ -67,7 +63,7 @@ def mapping_import_view(model_admin: admin.ModelAdmin, request: HttpRequest) -> 
     except MappingError as exc:
         context["errors"] = [str(p) for p in exc.items]
         return TemplateResponse(request, "admin/statussync/pipeline/import.html", context)
-    problems = mapping_validate(parsed=parsed)
+    problems = mapping_validate(parsed=parsed, known=catalog_snapshot())
     errors = [str(p) for p in problems if p.level == "error"]
     if errors:
         context["errors"] = errors
@@ -84,7 +80,7 @@ def mapping_import_view(model_admin: admin.ModelAdmin, request: HttpRequest) -> 
         before=before,
         after=after,
         impact=mapping_impact(before=before, after=after),
-        warnings=[f"{p.path}: {p.message(for_form=True)}" for p in problems],
+        warnings=[f"{p.path}: {problem_text(p)}" for p in problems],
         hidden=[("mapping_text", text)],
         title=_("Check the file before it is imported"),
         importing=True,

@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from statussync import metrics
 from statussync.api import schema
 from statussync.api.authentication import (
     ApplicationTokenAuthentication,
@@ -103,7 +104,15 @@ class _EventReceiveApi(_JsonApi):
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data, context={"side": self.side})
         serializer.is_valid(raise_exception=True)
-        receipt = event_receive(side=self.side, payload=request.data, **serializer.validated_data)
+        try:
+            receipt = event_receive(side=self.side, payload=request.data, **serializer.validated_data)
+        except Exception:
+            metrics.EVENTS_UNSTORED.labels(portal=self.side).inc()
+            raise  # the API's exception handler answers 503
+        # The label is one of the events bxsync knows: a portal may send any name, and each name would be a
+        # time series of its own.
+        event = receipt.event if event_kind(side=self.side, event=receipt.event) else "other"
+        metrics.EVENTS_RECEIVED.labels(portal=self.side, event=event, status=receipt.status).inc()
         return Response({"status": receipt.status, "event": receipt.event, "id": receipt.entity_id})
 
 

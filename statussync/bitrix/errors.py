@@ -70,7 +70,7 @@ class AuthError(BitrixError):
     """The webhook code is wrong/expired or its user lacks a scope or rights. Retrying will not help."""
 
 
-# [R: _includes/system-errors.md; R: settings/performance/limits.md]
+# [docs/bitrix.md "Errors"]
 _TRANSIENT_CODES = {
     "QUERY_LIMIT_EXCEEDED",  # 503, leaky bucket
     "OPERATION_TIME_LIMIT",  # 429, method blocked for a while
@@ -83,19 +83,19 @@ _TRANSIENT_CODES = {
 _AUTH_CODES = {
     "NO_AUTH_FOUND",
     "EXPIRED_TOKEN",
-    "INVALID_CREDENTIALS",  # 403 in the docs, 401 in the Python SDK [PY: b24pysdk/errors/__init__.py]
+    "INVALID_CREDENTIALS",  # 403 in the docs, 401 in the Python SDK [docs/bitrix.md "Errors"]
     "INSUFFICIENT_SCOPE",
-    "ACCESS_DENIED",  # 403 system error; 400 from crm.item.* [R: api-reference/crm/universal/crm-item-get.md]
+    "ACCESS_DENIED",  # 403 system error; 400 from crm.item.* [docs/bitrix.md "Errors"]
     "USER_ACCESS_ERROR",
     "ALLOWED_ONLY_INTRANET_USER",
-    # sale.*: numeric codes [R: api-reference/sale/order/sale-order-update.md, .../sale-payment-get.md]
+    # sale.*: numeric codes [docs/bitrix.md "Errors"]
     "200040300010",  # no rights to read orders/payments
     "200040300020",  # no rights to update the order
 }
 _NOT_FOUND_CODES = {
-    "NOT_FOUND",  # crm.item.* [R: api-reference/crm/universal/crm-item-get.md]
-    "200540400001",  # "order is not exists" [R: api-reference/sale/order/sale-order-update.md]
-    "200640400001",  # "payment is not exists" [R: api-reference/sale/payment/sale-payment-get.md]
+    "NOT_FOUND",  # crm.item.* [docs/bitrix.md "Errors"]
+    "200540400001",  # "order is not exists" [docs/bitrix.md "Errors"]
+    "200640400001",  # "payment is not exists" [docs/bitrix.md "Errors"]
 }
 # Other sale codes carry the HTTP-like 403 in digits 5-7 (2000403xxxxx); treat the family as "no rights".
 _SALE_FORBIDDEN = re.compile(r"2\d{3}403\d{5}")
@@ -113,7 +113,7 @@ def classify_error(
     """Build the right exception for a Bitrix error envelope (or a ``result_error`` entry of a batch).
 
     ``code`` may be a string, a number (sale.* uses numeric codes) or empty/None (legacy crm.deal.* answers
-    HTTP 400 with ``"error": ""`` and only a text) [R: api-reference/crm/deals/crm-deal-get.md].
+    HTTP 400 with ``"error": ""`` and only a text) [docs/bitrix.md "Errors"].
     """
     code_str = "" if code is None else str(code)
     text = "" if description is None else str(description)
@@ -127,7 +127,7 @@ def classify_error(
         "description": text,
     }
     # Legacy crm.deal.* answer 400 with an empty code and only a text: "Not found", "Access denied",
-    # "ID is not defined or invalid" [R: api-reference/crm/deals/crm-deal-get.md]
+    # "ID is not defined or invalid" [docs/bitrix.md "Errors"]
     legacy_text = "" if code_str else lowered
     cls: type[BitrixError]
     if key in _TRANSIENT_CODES:
@@ -165,7 +165,7 @@ def redact(text: str, secret_url: str) -> str:
     """Remove the webhook credential from ``text``.
 
     The inbound webhook URL ``https://host/rest/<user>/<code>/`` *is* the credential
-    [R: local-integrations/local-webhooks.md]. The base URL becomes ``https://host/rest/***/`` and any
+    [docs/bitrix.md "Errors"]. The base URL becomes ``https://host/rest/***/`` and any
     other occurrence of the code becomes ``***`` (requests puts only the path in its messages:
     "Max retries exceeded with url: /rest/1/<code>/...").
     """

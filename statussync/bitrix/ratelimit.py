@@ -2,7 +2,7 @@
 
 Bitrix cloud counts every HTTP request per portal (and source IP) in a bucket that drains 2/s and
 rejects above 50 (Enterprise: 5/s, 250) with ``503 QUERY_LIMIT_EXCEEDED``; a batch of up to 50 commands is
-one request [R: settings/performance/limits.md; R: settings/performance/index.md]. All our workers share one
+one request [docs/bitrix.md "Limits"]. All our workers share one
 bucket on the Bitrix side, so our mirror of it must be shared too: a database row or a Redis key, updated
 atomically.
 

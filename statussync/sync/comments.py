@@ -2,10 +2,11 @@
 a person's change in the CRM — a stage that would unpay a paid order, a change that lost a conflict (or that a
 manager overrode from bxsync's admin), a stage with no order status mapped to it.
 
-Off unless BXSYNC_CRM_COMMENTS. Never in the way of sync: the comments ride in the run's CRM write batch
-(`comments_plan`, called by `write.writes_send`), or in one batch of their own after the writes for a run
-that wrote nothing to the CRM (`comments_send`); a failing comment is logged and ignored, it never fails an
-item, and its answer moves nothing. Texts are rendered from the reason code in the portal's language
+Off unless BXSYNC_CRM_COMMENTS. Never in the way of sync: a stage not passed on rides in the run's CRM write
+batch (`comments_plan`, called by `write.writes_send`); a move bxsync made is explained only after the
+read-back shows the deal moved, in one batch after the writes (`comments_send`), as are the explanations of a
+run that wrote nothing to the CRM. A failing comment is logged and ignored, it never fails an item, and its
+answer moves nothing. Texts are rendered from the reason code in the portal's language
 (BXSYNC_CRM_COMMENT_LANGUAGE), not the reader's of the admin.
 """
 
@@ -83,14 +84,39 @@ def comment_text(item: Item, kind: str) -> str:
         return f"{headline}\n{str(WHY).format(reason=reason)}"
 
 
+# The explanations that say bxsync moved the deal: true only once the read-back after the write shows the deal
+# there (crm.deal.update answers `true` even when it changed nothing [docs/bitrix.md "crm.deal.update"]).
+MOVES = {"conflict", "override"}
+
+
 def comments_plan(run: SyncRun, plan: BatchPlan) -> None:
-    """Add the run's explanations to `plan`, the run's CRM batch (once per run)."""
+    """Add the run's explanations that need no proof to `plan`, the run's CRM write batch (once per run):
+    a stage not passed on is not passed on whatever the writes do."""
     if run.comments_planned or run.dry_run or not settings.BXSYNC_CRM_COMMENTS:
         return
     run.comments_planned = True
+    _comments_add(run, plan, moves=False)
+
+
+def comments_send(run: SyncRun) -> None:
+    """After the writes and their read-back: the explanations of moves that landed, and those that found no
+    CRM write batch to ride in, in one batch. Never raises."""
+    if run.dry_run or not settings.BXSYNC_CRM_COMMENTS:
+        return
+    try:
+        plan = BatchPlan(run.crm)
+        if not run.comments_planned:
+            comments_plan(run, plan)
+        _comments_add(run, plan, moves=True)
+        plan.run(contact=lambda portal, error: _contact(run, portal, error))
+    except Exception:
+        logger.exception("could not add the run's comments to the CRM; sync goes on")
+
+
+def _comments_add(run: SyncRun, plan: BatchPlan, *, moves: bool) -> None:
     for item in run.items:
         kind = comment_kind(item)
-        if kind is None:
+        if kind is None or (kind in MOVES) != moves or (moves and not _moved(item)):
             continue
         # No items: the comment's answer, or its failure, counts for none of them.
         plan.add(
@@ -101,17 +127,11 @@ def comments_plan(run: SyncRun, plan: BatchPlan) -> None:
         )
 
 
-def comments_send(run: SyncRun) -> None:
-    """For a run whose explanations found no CRM write batch to ride in: one batch of their own, after the
-    writes. Never raises."""
-    if run.comments_planned or run.dry_run or not settings.BXSYNC_CRM_COMMENTS:
-        return
-    try:
-        plan = BatchPlan(run.crm)
-        comments_plan(run, plan)
-        plan.run(contact=lambda portal, error: _contact(run, portal, error))
-    except Exception:
-        logger.exception("could not add the run's comments to the CRM; sync goes on")
+def _moved(item: Item) -> bool:
+    """The deal, read back right after bxsync's write, is at the stage written."""
+    write = item.decision.write if item.decision else None
+    written = item.written
+    return write is not None and written is not None and getattr(written, "stage", None) == write.value
 
 
 def _contact(run: SyncRun, portal: str, error: BitrixError | None) -> None:

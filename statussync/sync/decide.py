@@ -12,7 +12,7 @@ from statussync import portals
 from statussync.bitrix import BitrixError
 from statussync.catalog import catalog_pipeline_stages
 from statussync.engine import Base, Decision, Intent, Mapping, Origin, Write, decide, intent_settle
-from statussync.mapping import mapping_load
+from statussync.mapping_store import mapping_load
 from statussync.models import Link, Outcome, Side
 from statussync.reasons import Reason, why
 

@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from statussync import metrics
 from statussync.bitrix import BitrixError, TransientError
 from statussync.engine import DealState, OrderState
 from statussync.health import portal_contact_record
@@ -42,6 +43,27 @@ logger = logging.getLogger(__name__)
 
 def item_record_safely(run: SyncRun, item: Item) -> ItemResult:
     """`item_record`, with a bug or a database error met on one item failing that item alone."""
+    result = _item_record_safely(run, item)
+    if not run.dry_run:
+        _metrics_count(item, result)
+    return result
+
+
+def _metrics_count(item: Item, result: ItemResult) -> None:
+    """The decision, the write and a payment's latency, for /metrics (counted once the item is recorded)."""
+    metrics.DECISIONS.labels(outcome=result.outcome).inc()
+    write = item.decision.write if item.decision is not None else None
+    if write is not None and item.write_sent:
+        took = item.error is None and _write_took_effect(item)
+        metrics.WRITES.labels(
+            portal=write.side, result="took effect" if took else "failed or no effect"
+        ).inc()
+    # From the first event's arrival (the job's creation); a payment reconciliation found has no arrival.
+    if result.outcome == Outcome.PAYMENT_APPLIED and item.source == "event" and item.started is not None:
+        metrics.PAYMENT_LATENCY.observe(max((timezone.now() - item.started).total_seconds(), 0.0))
+
+
+def _item_record_safely(run: SyncRun, item: Item) -> ItemResult:
     try:
         return item_record(run, item)
     except Exception as exc:
@@ -101,7 +123,7 @@ def _write_took_effect(item: Item) -> bool:
     """Whether the item's write did what it was meant to, as read back right after it.
 
     `crm.deal.update` answers `true` and changes nothing when the deal moved to another pipeline since we read
-    it [docs/bitrix.md "crm.deal.update"]: then the base must not move. A deal at another stage of the same
+    it [docs/bitrix.md "Deals"]: then the base must not move. A deal at another stage of the same
     pipeline took the write and was moved again at once (a robot runs after every save); that move is an
     event of its own.
     """

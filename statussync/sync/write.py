@@ -48,7 +48,7 @@ def writes_send(run: SyncRun) -> None:
             )
     if written_deals:
         # crm.deal.update answers `true` even when it changed nothing (a stage of another pipeline, or the
-        # deal moved to another pipeline since we read it) [docs/bitrix.md "crm.deal.update"]; the batch runs
+        # deal moved to another pipeline since we read it) [docs/bitrix.md "Deals"]; the batch runs
         # its commands in order, so a list after the updates reads what they did, in the same HTTP request.
         by_id = {item.deal_id: item for item in written_deals}
         ids = list(by_id)

@@ -4,7 +4,7 @@ limit, reconciliation and the portals."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -22,9 +22,11 @@ pytestmark = pytest.mark.django_db
 DASHBOARD = "/admin/dashboard/"
 
 
-def audit(outcome: str, *, ago: timedelta = timedelta(0), latency_ms: int | None = None) -> None:
+def audit(
+    outcome: str, *, ago: timedelta = timedelta(0), latency_ms: int | None = None, now: datetime | None = None
+) -> None:
     row = AuditEntry.objects.create(outcome=outcome, latency_ms=latency_ms)
-    AuditEntry.objects.filter(id=row.id).update(created_at=timezone.now() - ago)
+    AuditEntry.objects.filter(id=row.id).update(created_at=(now or timezone.now()) - ago)
 
 
 def test_it_draws_events_and_decisions_per_hour_as_svg(client):
@@ -52,10 +54,12 @@ def test_it_draws_events_and_decisions_per_hour_as_svg(client):
 
 def test_it_counts_by_the_hour_in_the_readers_time_zone(settings):
     settings.TIME_ZONE = "Asia/Kolkata"  # +05:30: hours do not start at UTC hours
-    audit("applied", ago=timedelta(minutes=1))
-    audit("applied", ago=timedelta(hours=3))
+    # 15:20 in Kolkata: a minute ago is this hour whatever the clock says when the test runs.
+    now = datetime(2026, 11, 30, 9, 50, tzinfo=UTC)
+    audit("applied", ago=timedelta(minutes=1), now=now)
+    audit("applied", ago=timedelta(hours=3), now=now)
 
-    activity = activity_hourly(now=timezone.now())
+    activity = activity_hourly(now=now)
 
     assert sum(activity.groups["writes"]) == 2
     assert activity.groups["writes"][-1] >= 1

@@ -430,7 +430,7 @@ def test_it_runs_a_batch_with_results_and_errors(client, rsps, base_url, body):
 
 
 def test_it_encodes_sub_commands_as_the_docs_example():
-    # [R: settings/how-to-call-rest-api/batch.md]: "crm.deal.update?id=123&fields[STAGE_ID]=C1:WON&..."
+    # [docs/bitrix.md "Parameter encoding"]: "crm.deal.update?id=123&fields[STAGE_ID]=C1:WON&..."
     documented = "id=123&fields[STAGE_ID]=C1:WON&params[REGISTER_SONET_EVENT]=N"
     ours = "id=123&fields%5BSTAGE_ID%5D=C1%3AWON&params%5BREGISTER_SONET_EVENT%5D=N"
 

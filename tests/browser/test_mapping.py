@@ -14,7 +14,7 @@ import pytest
 from bitrix_sandbox import Sandbox, SandboxConfig
 from statussync.impact import mapping_change_resync
 from statussync.jobs import job_request
-from statussync.mapping import mapping_import
+from statussync.mapping_store import mapping_import
 from statussync.models import JobKind, Link, MappingChange, Pipeline, StatusRule
 from tests.browser.conftest import log_in, screenshot, user_make
 from tests.sync.support import run_worker

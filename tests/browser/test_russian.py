@@ -13,7 +13,7 @@ from django.db import connection
 from playwright.sync_api import Browser, BrowserContext, Page
 
 from statussync.bitrix.ratelimit import DatabaseBucketStore
-from statussync.catalog import catalog_refresh
+from statussync.catalog_refresh import catalog_refresh
 from statussync.models import Pipeline
 from tests.admin.story import link_story
 from tests.browser.conftest import log_in, screenshot, user_make

@@ -12,7 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 from statussync.bitrix.ratelimit import DatabaseBucketStore
-from statussync.catalog import catalog_refresh
+from statussync.catalog_refresh import catalog_refresh
 from statussync.models import AuditEntry, InboundEvent, Link
 from statussync.reasons import why
 from statussync.reconcile import reconcile_run

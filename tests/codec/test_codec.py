@@ -26,7 +26,7 @@ from phpquery import http_build_query, parse_bracket_query, php_lists, unflatten
             id="docs-batch-example",
         ),
         pytest.param(
-            # [R: settings/how-to-call-rest-api/data-encoding.md]
+            # [docs/bitrix.md "Parameter encoding"]
             {"fields": {"TITLE": "John&Martin"}},
             "fields%5BTITLE%5D=John%26Martin",
             id="docs-encoding-example",
@@ -78,7 +78,7 @@ def test_it_parses_what_it_encodes():
 
 
 def test_it_parses_an_outgoing_webhook_body():
-    # The raw body from the reference's §1.2 [R: api-reference/events/index.md]
+    # The raw body of an outgoing webhook's event [docs/bitrix.md "Events"]
     raw = (
         "event=ONCRMDEALUPDATE&event_handler_id=975&data%5BFIELDS%5D%5BID%5D=7405&ts=1766047124"
         "&auth%5Bdomain%5D=some-domain.bitrix24.ru"

@@ -118,6 +118,26 @@ class Stack:
         self.server.wait()
         self.server = None
 
+    @contextmanager
+    def another_instance(self, workdir: Path) -> Iterator[Stack]:
+        """A second `manage.py serve` on a port of its own against the same database, Redis and portals: a
+        second host of a scaled deployment. Stopped when the block ends."""
+        port = free_port()
+        other = Stack(
+            sandbox=self.sandbox,
+            url=f"http://127.0.0.1:{port}",
+            database_url=self.database_url,
+            env=self.env,
+            kind=self.kind,
+            port=port,
+            log_path=workdir / f"serve-{port}.log",
+        )
+        other.serve()
+        try:
+            yield other
+        finally:
+            other.stop()
+
     def query(self, sql: str, *params: Any) -> list[tuple]:
         """Read bxsync's database over a separate connection (`?` placeholders)."""
         if self.database_url.startswith("sqlite"):

@@ -9,14 +9,14 @@ from statussync import catalog
 from statussync.bitrix import client_for
 from statussync.catalog import (
     catalog_pipeline_stages,
-    catalog_refresh,
     pipeline_label,
     stage_choices,
     stage_label,
     status_choices,
     status_label,
 )
-from statussync.mapping import mapping_import
+from statussync.catalog_refresh import catalog_refresh
+from statussync.mapping_store import mapping_import
 from statussync.models import CatalogStage, CatalogStatus, PortalHealth
 from statussync.sync.decide import _mapping_with_stages
 from statussync.sync.run import SyncRun

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from statussync.impact import Remap, mapping_change_resync, mapping_impact, mapping_resyncs_resume
 from statussync.jobs import job_request
-from statussync.mapping import mapping_change_record, mapping_export, mapping_import
+from statussync.mapping_store import mapping_change_record, mapping_export, mapping_import
 from statussync.models import Job, JobKind, Link, LinkState, MappingChange
 from tests.mappings import DESIGN_EXAMPLE
 from tests.sync.support import run_worker

@@ -91,7 +91,7 @@ def test_it_accepts_a_list_of_commands_and_returns_lists(sandbox: Sandbox, rest)
 
 def test_it_accepts_a_form_encoded_batch(sandbox: Sandbox) -> None:
     sandbox.seed(1, orders_without_deal=0, deals_without_order=0)
-    # [R: data-encoding.md] in a query string the commands are encoded once more.
+    # [docs/bitrix.md "Parameter encoding"] in a query string the commands are encoded once more.
     data = http_build_query({"halt": 0, "cmd": {"a": "crm.deal.get?id=101"}})
     response = requests.post(
         f"{sandbox.crm_url}batch.json",

@@ -22,7 +22,7 @@ def test_it_posts_events_form_encoded_with_bracket_keys_and_the_token(sandbox: S
     [event] = receiver.events()
     assert event.path == "/crm"
     assert event.content_type == "application/x-www-form-urlencoded"
-    # Bracket keys are percent-encoded on the wire, like Bitrix sends them [R: api-reference/events/index.md].
+    # Bracket keys are percent-encoded on the wire, like Bitrix sends them [docs/bitrix.md "Events"].
     assert event.raw.startswith("event=ONCRMDEALUPDATE&event_handler_id=")
     assert f"data%5BFIELDS%5D%5BID%5D={deal_id}&ts=" in event.raw
     assert f"auth%5Bapplication_token%5D={sandbox.crm_token}" in event.raw
@@ -69,7 +69,7 @@ def test_it_echoes_a_rest_order_update_with_the_webhook_user_in_emp_status_id(
     _idle(sandbox)
     [event] = receiver.events("ONSALEORDERSAVED")
     order = sandbox.shop.get_order(order_id)
-    # [R: on-sale-order-saved.md] ID, XML_ID, ACTION=save
+    # [docs/bitrix.md "Events"] ID, XML_ID, ACTION=save
     assert event.fields["data[FIELDS][ID]"] == str(order_id)
     assert event.fields["data[FIELDS][XML_ID]"] == order["xmlId"]
     assert event.fields["data[FIELDS][ACTION]"] == "save"
@@ -104,7 +104,7 @@ def test_it_does_not_retry_when_the_handler_fails(sandbox: Sandbox, receiver) ->
     _, deal_id = sandbox.seed(1, pipeline_share=0.0)[0]
     sandbox.crm.move_deal(deal_id, "EXECUTING")
     _idle(sandbox)
-    assert len(receiver.events()) == 1  # [R: api-reference/events/index.md] no retries
+    assert len(receiver.events()) == 1  # [docs/bitrix.md "Events"] no retries
     events = sandbox.crm.counters()["events"]
     assert events["sent"] == {"ONCRMDEALUPDATE": 1}
     assert events["failed"] == {"ONCRMDEALUPDATE": 1}
@@ -176,7 +176,7 @@ def test_it_fires_only_move_to_category_when_a_deal_changes_pipeline(
     _idle(sandbox)
     assert receiver.events("ONCRMDEALUPDATE") == []
     first, second = receiver.events("ONCRMDEALMOVETOCATEGORY")
-    # [R: on-crm-deal-move-to-category.md] ID, CATEGORY_ID, STAGE_ID
+    # [docs/bitrix.md "Events"] ID, CATEGORY_ID, STAGE_ID
     assert (
         first.entity_id,
         first.fields["data[FIELDS][CATEGORY_ID]"],
@@ -194,7 +194,7 @@ def test_it_ignores_another_pipelines_stage_in_deal_update(sandbox: Sandbox, rec
     _, deal_id = sandbox.seed(1, pipeline_share=0.0)[0]
     before = sandbox.crm.get_deal(deal_id)
     body = rest.ok(sandbox.crm, "crm.deal.update", {"id": deal_id, "fields": {"STAGE_ID": "C1:WON"}})
-    assert body["result"] is True  # [R: crm-deal-update.md] "ничего не изменится", still true
+    assert body["result"] is True  # [docs/bitrix.md "Deals"] "ничего не изменится", still true
     after = sandbox.crm.get_deal(deal_id)
     assert after == before
     _idle(sandbox)
@@ -237,7 +237,7 @@ def test_it_sends_only_subscribed_events(sandbox: Sandbox, receiver) -> None:
 def test_it_answers_true_to_another_pipelines_stage_and_fires_as_for_any_noop_save(
     sandbox: Sandbox, receiver, rest
 ) -> None:
-    # [R: api-reference/crm/deals/crm-deal-update.md] STAGE_ID must be a stage of the deal's
+    # [docs/bitrix.md "Deals"] STAGE_ID must be a stage of the deal's
     # own pipeline; another pipeline's answers true and changes nothing. Whether an unchanged save fires
     # ONCRMDEALUPDATE is undocumented: the event_on_noop_update option decides, as for any unchanged save.
     _, deal_id = sandbox.seed(1, pipeline_share=0.0)[0]

@@ -69,7 +69,7 @@ def test_it_blocks_a_method_over_its_operating_limit_with_429(sandbox: Sandbox, 
     blocked = rest(sandbox.crm, "crm.deal.list", {})
     assert blocked.status_code == 429
     assert blocked.json()["error"] == "OPERATION_TIME_LIMIT"
-    # Other methods keep working [R: limits.md].
+    # Other methods keep working [docs/bitrix.md "Limits"].
     assert rest(sandbox.crm, "crm.category.list", {"entityTypeId": 2}).status_code == 200
     # Inside a batch the sub-command is refused on its own.
     body = rest.ok(

@@ -7,7 +7,7 @@ from phpquery import http_build_query
 
 
 def test_it_reads_many_deals_by_id_in_one_command(sandbox: Sandbox, rest) -> None:
-    # [R: api-reference/crm/deals/crm-deal-list.md] "@" is IN, the value an array.
+    # [docs/bitrix.md "Lists"] "@" is IN, the value an array.
     pairs = sandbox.seed(5, orders_without_deal=0, deals_without_order=0)
     wanted = [pairs[0][1], pairs[3][1], 99999]
     body = rest.ok(sandbox.crm, "crm.deal.list", {"filter": {"@ID": wanted}, "select": ["ID", "STAGE_ID"]})
@@ -42,7 +42,7 @@ def test_it_reads_many_orders_and_their_payments_by_id(sandbox: Sandbox, rest) -
         sandbox.shop, "sale.payment.list", {"filter": {"@orderId": order_ids}, "select": ["id", "orderId"]}
     )
     assert [p["orderId"] for p in payments["result"]["payments"]] == order_ids
-    # [R: api-reference/sale/payment/sale-payment-list.md] "=" works with arrays too.
+    # [docs/bitrix.md "Lists"] "=" works with arrays too.
     same = rest.ok(sandbox.shop, "sale.payment.list", {"filter": {"=orderId": order_ids}, "select": ["id"]})
     assert same["total"] == 2
 
@@ -59,7 +59,7 @@ def test_it_pages_an_id_filter_by_50_with_next_and_total(sandbox: Sandbox, rest)
 
 
 def test_it_pages_by_id_without_a_count_when_start_is_minus_one(sandbox: Sandbox, rest) -> None:
-    # [R: settings/performance/huge-data.md] start=-1: no count (total 0, no next); order by ID, filter >ID,
+    # [docs/bitrix.md "Lists"] start=-1: no count (total 0, no next); order by ID, filter >ID,
     # stop at a page shorter than 50.
     sandbox.seed(120, orders_without_deal=0, deals_without_order=0)
     seen: list[int] = []

@@ -173,7 +173,7 @@ def test_it_pages_lists_by_50_with_total_and_next(sandbox: Sandbox, rest) -> Non
     assert (orders["total"], orders["next"]) == (122, 100)
     fast = rest.ok(sandbox.crm, "crm.deal.list", {"select": ["ID"], "start": -1})
     assert len(fast["result"]) == 50
-    # [R: settings/performance/huge-data.md] no count query: total 0, no next.
+    # [docs/bitrix.md "Lists"] no count query: total 0, no next.
     assert (fast["total"], "next" in fast) == (0, False)
 
 
@@ -356,7 +356,7 @@ def test_it_answers_400_to_a_malformed_form_body(sandbox: Sandbox) -> None:
 
 
 def test_it_lists_status_names_in_russian_and_english(sandbox: Sandbox, rest) -> None:
-    # [R: api-reference/sale/status-lang/sale-status-lang-list.md]
+    # [docs/bitrix.md "The shop"]
     body = rest.ok(sandbox.shop, "sale.statuslang.list", {"filter": {"@statusId": ["N", "F"]}})
     names = {(row["statusId"], row["lid"]): row["name"] for row in body["result"]["statusLangs"]}
     assert names == {
@@ -373,7 +373,7 @@ def test_it_lists_status_names_in_russian_and_english(sandbox: Sandbox, rest) ->
 
 
 def test_it_describes_pipelines_like_crm_category_list(sandbox: Sandbox, rest) -> None:
-    # [R: api-reference/crm/universal/category/crm-category-list.md] created pipelines carry originId and
+    # [docs/bitrix.md "Stages and pipelines"] created pipelines carry originId and
     # originatorId, the default one does not.
     default, extra = rest.ok(sandbox.crm, "crm.category.list", {"entityTypeId": 2})["result"]["categories"]
     assert set(default) == {"id", "name", "sort", "entityTypeId", "isDefault"}

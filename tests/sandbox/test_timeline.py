@@ -1,7 +1,6 @@
 """``crm.timeline.comment.add`` / ``.list``: comments on a deal's timeline, stored per deal, no deal event.
 
-[R: api-reference/crm/timeline/comments/crm-timeline-comment-add.md, crm-timeline-comment-list.md,
-events/index.md]
+[docs/bitrix.md "Timeline comments"]
 """
 
 from __future__ import annotations
@@ -49,7 +48,7 @@ def test_it_sends_the_comment_event_with_data_id_when_subscribed(sandbox: Sandbo
     assert sandbox.wait_events_idle(5)
     [event] = receiver.events()
     assert event.event == "ONCRMTIMELINECOMMENTADD"
-    # [R: .../comments/events/on-Crm-Timeline-Comment-Add.md] data.ID, not data.FIELDS.ID
+    # [docs/bitrix.md "Timeline comments"] data.ID, not data.FIELDS.ID
     assert event.fields["data[ID]"] == str(comment_id)
 
 

@@ -6,10 +6,12 @@ pass by hand, so every step is deterministic. tests/e2e/ does the same through r
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from bitrix_sandbox import Sandbox
 from statussync.jobs import job_request, jobs_claim
 from statussync.models import JobKind, Link
-from statussync.sync import jobs_handle
+from statussync.sync import jobs_handle, write
 
 
 def run_worker(queue: str = "default") -> int:
@@ -47,3 +49,17 @@ def new_pair(sb: Sandbox) -> tuple[str, str]:
     """A seeded order and deal that bxsync has never seen (order N, deal NEW)."""
     order_id, deal_id = sb.seed(1, pipeline_share=0, orders_without_deal=0, deals_without_order=0)[0]
     return str(order_id), str(deal_id)
+
+
+def before_writes(monkeypatch, action: Callable[[], None]) -> None:
+    """Run `action` once, between this run's decisions and its write round (the run is "paused" there)."""
+    real = write.writes_send
+    done = []
+
+    def paused(run):
+        if not done:
+            done.append(True)
+            action()
+        real(run)
+
+    monkeypatch.setattr(write, "writes_send", paused)

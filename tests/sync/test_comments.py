@@ -6,11 +6,13 @@ from __future__ import annotations
 import pytest
 
 from bitrix_sandbox.rest import RestError
-from statussync.catalog import catalog_refresh
+from statussync.catalog_refresh import catalog_refresh
 from statussync.jobs import job_request
+from statussync.mapping_store import mapping_import
 from statussync.models import AuditEntry, Job, JobState, Link, Pipeline, PortalHealth
 from statussync.models import JobKind as K
-from tests.sync.support import linked_pair, pay, run_worker
+from tests.mappings import two_pipelines
+from tests.sync.support import before_writes, linked_pair, pay, run_worker
 
 
 @pytest.fixture
@@ -78,7 +80,7 @@ def test_it_explains_a_blocked_regression_on_the_deal_in_one_extra_batch_after_t
     assert sb.crm.counters()["rest_calls"]["crm.timeline.comment.add"] == 1
 
 
-def test_it_puts_the_explanation_of_a_lost_conflict_in_the_crm_write_batch(sb, settings):
+def test_it_explains_a_lost_conflict_once_the_read_back_shows_the_deal_moved(sb, settings):
     Pipeline.objects.filter(pipeline_id=0).update(conflict_policy="cms_wins")
     order_a, deal_a = linked_pair(sb)
     without = conflict_run(sb, order_a, deal_a)
@@ -92,7 +94,27 @@ def test_it_puts_the_explanation_of_a_lost_conflict_in_the_crm_write_batch(sb, s
     [comment] = comments(sb, deal_id)
     assert "the order and the deal changed at the same time, and the order's change won" in comment
     assert "the shop wins" in comment
-    assert with_comment == without  # no request of its own: it rode in the batch with the write
+    # One request after the write's: a comment riding with the write could not know whether the write landed.
+    assert with_comment == without + 1
+
+
+def test_it_does_not_claim_a_move_the_crm_did_not_make(sb, comments_on, monkeypatch):
+    """crm.deal.update of a stage of the deal's former pipeline answers true and changes nothing: the comment
+    saying bxsync moved the deal would be false, so there is none."""
+    mapping = two_pipelines()
+    mapping["pipelines"][0]["conflict_policy"] = "cms_wins"
+    mapping_import(data=mapping)
+    order_id, deal_id = linked_pair(sb)
+    sb.crm.move_deal(int(deal_id), "LOSE")
+    sb.shop.set_order_status(int(order_id), "F")
+    job_request(kind=K.ORDER, entity_id=order_id)
+    before_writes(monkeypatch, lambda: sb.crm.move_deal_to_pipeline(int(deal_id), 1))
+
+    run_worker()
+
+    # The write changed nothing, and the run said so.
+    assert AuditEntry.objects.filter(order_id=order_id, outcome="failed").exists()
+    assert not any("bxsync moved this deal" in comment for comment in comments(sb, deal_id))
 
 
 def test_it_explains_an_unmapped_stage_once_however_often_the_deal_is_saved(sb, comments_on):

@@ -4,7 +4,6 @@ intents). Each test breaks the run at one point on purpose and counts the writes
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -12,11 +11,11 @@ from django.utils import timezone
 
 from statussync.bitrix import BitrixClient, TransientError
 from statussync.jobs import job_request, jobs_claim, jobs_process
-from statussync.mapping import mapping_import
+from statussync.mapping_store import mapping_import
 from statussync.models import AuditEntry, Job, JobKind, JobState, Link, Queue, SyncLock
 from statussync.sync import jobs_handle, write
 from tests.mappings import two_pipelines
-from tests.sync.support import linked_pair, new_pair, pay, run_worker
+from tests.sync.support import before_writes, linked_pair, new_pair, pay, run_worker
 
 DEMO_MAPPING = two_pipelines()
 # The demo's mapping: a manager's move to the prepayment-invoice stage means "awaiting payment" (N), so a
@@ -24,20 +23,6 @@ DEMO_MAPPING = two_pipelines()
 DEMO_MAPPING["pipelines"][0]["rules"].insert(
     1, {"order_status": "N", "deal_stage": "PREPAYMENT_INVOICE", "direction": "to_cms"}
 )
-
-
-def before_writes(monkeypatch, action: Callable[[], None]) -> None:
-    """Run `action` once, between this run's decisions and its write round (the run is "paused" there)."""
-    real = write.writes_send
-    done = []
-
-    def paused(run):
-        if not done:
-            done.append(True)
-            action()
-        real(run)
-
-    monkeypatch.setattr(write, "writes_send", paused)
 
 
 def lose_replies(monkeypatch, *, portal: str, times: int = 1) -> list[str]:

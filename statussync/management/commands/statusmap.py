@@ -1,4 +1,4 @@
-"""`manage.py statusmap import FILE|-`, `statusmap export`, `statusmap check` (DESIGN.md "Commands")."""
+"""`manage.py statusmap import FILE|-`, `statusmap export`, `statusmap check` [docs/contract.md]."""
 
 from __future__ import annotations
 
@@ -10,14 +10,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.translation import gettext
 
-from statussync.mapping import (
-    MappingError,
-    mapping_check,
-    mapping_decode,
-    mapping_describe,
-    mapping_export,
-    mapping_import,
-)
+from statussync.mapping import MappingError, mapping_decode
+from statussync.mapping_store import mapping_check, mapping_describe, mapping_export, mapping_import
 from statussync.models import MappingChangeSource
 
 

@@ -12,7 +12,7 @@ use Bitrix\Main\Application;
  * A kernel handler only calls add(): no network, nothing that can throw into the sale or crm module. Repeated
  * saves of one entity within the hit (the sale module saves an order, its payments and the order again on one
  * checkout) collapse into one POST per event and id: bxsync re-reads the entity anyway, since events carry only
- * ids (reference/bitrix-api.md §1.4).
+ * ids (docs/bitrix.md "Events").
  *
  * Sending after the response: Application::addBackgroundJob runs jobs in terminate(), after HttpResponse::flush()
  * has called fastcgi_finish_request() under php-fpm
@@ -95,7 +95,7 @@ final class Outbox
     }
 
     /**
-     * The POST body of one event, exactly as a Bitrix outgoing webhook sends it (reference/bitrix-api.md §1.2).
+     * The POST body of one event, exactly as a Bitrix outgoing webhook sends it (docs/bitrix.md "Events").
      *
      * @param array<string, string> $extraFields
      * @return array<string, mixed>
