@@ -15,7 +15,7 @@ from tests.waiting import wait_for
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.only_leg("scaled", reason="two hosts share one PostgreSQL and Redis: the scale-out configuration"),
+    pytest.mark.only_leg("scaled", reason="two hosts on one PostgreSQL and Redis: scale-out only"),
 ]
 
 
