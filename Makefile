@@ -34,10 +34,12 @@ lint: $(STAMP)
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) manage.py spectacular --validate --fail-on-warn --file $(VENV)/openapi-check.yaml
 
-# REDIS_URL empty (not unset: a .env could fill it in): the suite's default leg is the embedded one, and the
-# scale-out leg of tests/e2e sets its own PostgreSQL and Redis.
+# The whole suite twice, side by side: the embedded leg (SQLite, ORM broker) and the scaled leg (PostgreSQL
+# and Redis at 127.0.0.1, which it fails without). Each leg's log is printed when both end (.ci/test-legs).
+# `make test PYTEST_ARGS="tests/sync -k payment"` narrows both legs.
+PYTEST_ARGS ?=
 test: lint
-	REDIS_URL= $(PY) -m pytest
+	PY=$(PY) .ci/test-legs $(PYTEST_ARGS)
 
 # The translation catalogs: extract the marked strings into locale/*/LC_MESSAGES/django.po (Django's
 # makemessages needs Debian's gettext: xgettext, msgmerge), then compile them to the committed .mo files in

@@ -1,11 +1,16 @@
-"""Shared fixtures: portal settings for tests, and raw webhook bodies."""
+"""Shared fixtures: portal settings for tests, and raw webhook bodies; the leg this run is (tests/legs.py)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
+import redis
+from django.conf import settings as django_settings
+
+from tests.legs import LEGS, leg, leg_problem
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -13,6 +18,82 @@ CMS_TOKEN = "shoptoken0123456789abcdefghijklm"
 CRM_TOKEN = "jvh9y1ulvt2m6k5or90v9mg8nn32ozas"
 CMS_URL = "https://shop.example.ru/rest/1/cmssecretcode123/"
 CRM_URL = "https://crm.example.ru/rest/7/crmsecretcode456/"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to start a run whose settings or servers are not the leg it claims to be."""
+    problem = leg_problem(database=django_settings.DATABASES["default"], redis_url=django_settings.REDIS_URL)
+    if problem:
+        raise pytest.UsageError(problem)
+    _redis_empty()
+
+
+def _redis_empty() -> None:
+    url = os.environ.get("REDIS_URL", "")
+    if url and leg() == "scaled":
+        client = redis.Redis.from_url(url)
+        client.flushdb()
+        client.close()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    database = django_settings.DATABASES["default"]
+    where = database["ENGINE"].rsplit(".", 1)[-1]
+    if where == "postgresql":
+        where += f" at {database.get('HOST') or 'localhost'}:{database.get('PORT') or 5432}"
+    redis_url = django_settings.REDIS_URL.rsplit("@", 1)[-1] or "no Redis"
+    return f"bxsync leg: {leg()} ({where}, {redis_url})"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """`@pytest.mark.only_leg("scaled", reason=...)`: a test that means something on one leg only says why,
+    and the other leg reports it as skipped with that reason."""
+    marker = item.get_closest_marker("only_leg")
+    if marker is None:
+        return
+    (wanted,) = marker.args
+    reason = marker.kwargs.get("reason")
+    if wanted not in LEGS or not reason:
+        raise pytest.UsageError(f"{item.nodeid}: only_leg needs a leg and a reason")
+    if wanted != leg():
+        pytest.skip(f"{wanted} leg only: {reason}")
+
+
+@pytest.fixture(autouse=True)
+def _redis_emptied():
+    """On the scaled leg, Redis holds the cache, the limiter's buckets and the broker's queues. A test's
+    database rows are rolled back after it; its Redis keys are emptied here, so no test sees another's
+    wake-up flags, rate-limit debt or queued tasks (and a run starts on an empty one). The e2e stacks use
+    Redis databases of their own."""
+    yield
+    _redis_empty()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_database_left_alone(request):
+    """PostgreSQL will not drop the test database while another session holds it (SQLite's in-memory one
+    never minds). A connection a test's thread left open is named here, with its last query, and ended, so
+    the run says which instead of failing at its very end with "being accessed by other users". (Set up after
+    the test database, so torn down before it.)"""
+    if leg() != "scaled":
+        yield
+        return
+    request.getfixturevalue("django_db_setup")
+    blocker = request.getfixturevalue("django_db_blocker")
+    yield
+    from django.db import connection
+
+    if not connection.settings_dict["NAME"].startswith("test_"):
+        return  # no test database was made (a run of tests that need none)
+    with blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid, state, left(query, 200), pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        left_open = cursor.fetchall()
+    for pid, state, query, _ in left_open:
+        sys.stderr.write(f"\nleft open on the test database (ended): pid {pid}, {state}: {query}\n")
 
 
 @pytest.fixture

@@ -17,7 +17,13 @@ from statussync.models import AuditEntry, Link
 from statussync.reasons import why
 from tests.admin.people import support_make
 
-pytestmark = pytest.mark.django_db
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.only_leg(
+        "embedded",
+        reason="asserts the plans SQLite chooses (EXPLAIN QUERY PLAN) and fills the table with SQLite's SQL",
+    ),
+]
 
 LIST = "/admin/statussync/auditentry/"
 

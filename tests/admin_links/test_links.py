@@ -334,9 +334,8 @@ def test_it_offers_each_action_only_to_whom_it_is_allowed(client):
 def test_it_has_the_sweeper_restart_a_background_operation_that_lost_its_task():
     from datetime import timedelta
 
-    from django_q.models import OrmQ
-
     from statussync import tasks
+    from tests.broker import queued_tasks
 
     stalled = BulkOperation.objects.create(action="resync", link_ids=[1], total=1, state=BulkState.RUNNING)
     BulkOperation.objects.create(action="resync", link_ids=[2], total=1, state=BulkState.QUEUED)  # just asked
@@ -346,7 +345,7 @@ def test_it_has_the_sweeper_restart_a_background_operation_that_lost_its_task():
     report = tasks.sweep()
 
     assert report["bulk_resumed"] == 1
-    bulk_tasks = [task.task["args"] for task in OrmQ.objects.all() if task.task["func"].endswith("bulk_run")]
+    bulk_tasks = [task["args"] for task in queued_tasks() if task["func"].endswith("bulk_run")]
     assert bulk_tasks == [(stalled.id,)]
 
 

@@ -3,12 +3,15 @@ from a request that was refused."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import quote_plus
 
 import pytest
 import schemathesis
+from django.core import signals
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rest_framework.exceptions import ParseError
@@ -115,6 +118,20 @@ def test_any_body_gets_a_json_answer_of_the_contract(client, side, body, token, 
 
 # --- schemathesis against /api/schema/, from WSGI -----------------------------------------------------------
 
+
+@pytest.fixture
+def connection_kept() -> Iterator[None]:
+    """Django's test client keeps the test's database connection across a request; schemathesis calls the
+    WSGI app itself, whose request_started/request_finished signals close it (on PostgreSQL, and the test's
+    transaction with it: "the connection is closed"). Disconnected here as the test client does
+    (django/test/client.py, ClientHandler.__call__)."""
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
+
+
 schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
@@ -138,7 +155,7 @@ def _give_the_right_token(case) -> None:
 
 
 @pytest.mark.django_db
-@pytest.mark.usefixtures("portals")
+@pytest.mark.usefixtures("portals", "connection_kept")
 @schema.parametrize()
 @fuzz_schema
 def test_the_api_keeps_its_schema_and_stores_nothing_it_refuses(case):
@@ -150,7 +167,7 @@ def test_the_api_keeps_its_schema_and_stores_nothing_it_refuses(case):
 
 
 @pytest.mark.django_db
-@pytest.mark.usefixtures("portals")
+@pytest.mark.usefixtures("portals", "connection_kept")
 @schema.include(path_regex="^/api/bitrix/").parametrize()
 @fuzz_schema
 def test_the_api_stores_what_it_accepts_and_nothing_else_with_the_right_token(case):

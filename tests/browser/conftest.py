@@ -75,8 +75,11 @@ def log_in(page: Page, live_server, username: str) -> None:
 
 
 def screenshot(page: Page, name: str) -> Path:
-    """Save the page as docs/screenshots/<name>.png (for the README) and return the path."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
+    """Save the page as docs/screenshots/<name>.png (for the README) and return the path. The embedded leg
+    writes the README's pictures; the scaled leg, running at the same time, writes the same pages to its temp
+    dir (BXSYNC_TEST_SCREENSHOTS), so the two never write one file at once."""
+    folder = Path(os.environ.get("BXSYNC_TEST_SCREENSHOTS") or SCREENSHOTS)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path

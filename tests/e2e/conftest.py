@@ -1,4 +1,5 @@
-"""End-to-end fixtures: the stack of tests/e2e/stack.py on both configurations, settled before each test."""
+"""End-to-end fixtures: the stack of tests/e2e/stack.py in the configuration of this run's leg (embedded:
+SQLite and the ORM broker; scaled: PostgreSQL and Redis — tests/legs.py), settled before each test."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.stack import Stack, running_stack
+from tests.legs import leg
 
 
-@pytest.fixture(scope="session", params=["embedded", "scaled"])
-def stack(request, tmp_path_factory) -> Iterator[Stack]:
-    with running_stack(request.param, tmp_path_factory.mktemp(f"e2e-{request.param}")) as running:
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    """A stack per module: it starts in seconds from the migrated template, and a module's hundreds of pairs
+    (the chaos tests') do not make every later reconcile re-read them (its window overlaps the last 300 s)."""
+    with running_stack(leg(), tmp_path_factory.mktemp(f"e2e-{leg()}")) as running:
         yield running
 
 

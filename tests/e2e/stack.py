@@ -7,14 +7,17 @@ sandbox's counters and bxsync's database.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import os
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,8 +41,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
-REDIS_SERVER = "redis://127.0.0.1:6379"
+# The scaled stacks' servers (.ci/test-legs moves them with the same variables).
+PG_SERVER = os.environ.get("BXSYNC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+REDIS_SERVER = os.environ.get("BXSYNC_TEST_REDIS", "redis://127.0.0.1:6379")
 
 
 @dataclass
@@ -198,6 +202,7 @@ def running_stack(
     """`embedded`: SQLite and the django-q2 ORM broker, as `make run` does by default. `scaled`: PostgreSQL,
     Redis as cache, rate-limiter store and broker — the scale-out configuration. `delivery_workers`: how many
     events each sandbox portal posts at once (Bitrix posts in parallel to a fast handler)."""
+    template = _template(kind)
     port = free_port()
     web = f"http://127.0.0.1:{port}"
     sandbox = Sandbox(
@@ -213,8 +218,9 @@ def running_stack(
     ).start()
     if kind == "embedded":
         database_url, backends = f"sqlite:///{workdir / 'bxsync.sqlite3'}", {}
+        _sqlite_copy(template, workdir / "bxsync.sqlite3")
     else:
-        database_url, backends = _scaled_backends()
+        database_url, backends = _scaled_backends(template)
     env = {
         **os.environ,
         **sandbox.env(),
@@ -236,7 +242,7 @@ def running_stack(
         "Q_POLL": "0.1",
         "BXSYNC_WEB_WORKERS": "2",
         # Tests reconcile on demand; a scheduled pass in the middle of one would recover the events a test
-        # drops on purpose before it looks. The one pass at start-up is waited for below.
+        # drops on purpose before it looks (the template's first pass is a day away too, see _template).
         "BXSYNC_RECONCILE_MINUTES": "1440",
         **env_overrides,
     }
@@ -253,15 +259,7 @@ def running_stack(
         log_path=workdir / "serve.log",
     )
     try:
-        stack.manage("migrate", "--noinput", "--verbosity", "0")
-        stack.manage("statusmap", "import", str(MAPPING))
         stack.serve()
-
-        def reconciled_once() -> bool:
-            rows = stack.query("SELECT task FROM django_q_schedule WHERE name = 'bxsync-reconcile'")
-            return bool(rows and rows[0][0])
-
-        wait_for(reconciled_once, timeout=60, what="the scheduled reconciliation at start-up")
         yield stack
     finally:
         stack.stop()
@@ -293,12 +291,77 @@ def _descendants(pid: int) -> list[int]:
     return found[::-1]
 
 
-def _scaled_backends() -> tuple[str, dict[str, str]]:
-    """A fresh PostgreSQL database and an empty Redis database of our own on the machine's servers."""
+# A migrated database with the demo mapping, made once per process and kind: each stack starts from a copy
+# (a file copy, or PostgreSQL's CREATE DATABASE ... TEMPLATE) in well under a second instead of migrating.
+_TEMPLATES: dict[str, str] = {}
+
+# The start-up reconciliation is a day away in the template: django-q2's scheduler first looks 30 s after a
+# cluster starts (django_q/cluster.py, Sentinel.guard), and a pass that late would land in the middle of a
+# test. Tests reconcile on demand; serve's schedules_ensure() keeps an existing row's next_run.
+_TEMPLATE_SETUP = """
+from datetime import timedelta
+from django.core.management import call_command
+from django.utils import timezone
+from django_q.models import Schedule
+from statussync.schedules import schedules_ensure
+call_command("migrate", interactive=False, verbosity=0)
+call_command("statusmap", "import", {mapping!r})
+schedules_ensure()
+Schedule.objects.filter(name="bxsync-reconcile").update(next_run=timezone.now() + timedelta(days=1))
+"""
+
+
+def _template(kind: str) -> str:
+    """The migrated template of `kind` (an SQLite path or a PostgreSQL database name), made on first use."""
+    if kind in _TEMPLATES:
+        return _TEMPLATES[kind]
+    if kind == "embedded":
+        folder = Path(tempfile.mkdtemp(prefix="bxsync-e2e-template-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        template, database_url = str(folder / "template.sqlite3"), f"sqlite:///{folder / 'template.sqlite3'}"
+    else:
+        template = f"bxsync_e2e_{os.getpid()}_template"
+        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{template}"')
+            conn.execute(f'CREATE DATABASE "{template}"')
+        atexit.register(_database_drop, template)
+        database_url = f"{PG_SERVER}/{template}"
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": ""}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    setup = _TEMPLATE_SETUP.format(mapping=str(MAPPING))
+    subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "shell", "-c", setup],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    _TEMPLATES[kind] = template
+    return template
+
+
+def _sqlite_copy(template: str, path: Path) -> None:
+    """A consistent copy of the template file (SQLite's backup API: the WAL's pages included)."""
+    with sqlite3.connect(template) as source, sqlite3.connect(path) as target:
+        source.backup(target)
+    with sqlite3.connect(path) as target:
+        target.execute("PRAGMA journal_mode=WAL")
+
+
+def _database_drop(name: str) -> None:
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _scaled_backends(template: str) -> tuple[str, dict[str, str]]:
+    """A PostgreSQL database of our own copied from the template, and an empty Redis database of our own, on
+    the machine's servers."""
     name = f"bxsync_e2e_{os.getpid()}_{next(_DATABASES)}"
     with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     # A Redis database of each stack's own (two stacks on one database would share django-q2's queue and
     # take each other's wake-ups); BXSYNC_E2E_REDIS_DB moves the range so two checkouts can run side by side.
     redis_db = (int(os.environ.get("BXSYNC_E2E_REDIS_DB", "7")) + next(_REDIS_DATABASES)) % 16
@@ -308,7 +371,5 @@ def _scaled_backends() -> tuple[str, dict[str, str]]:
 
 
 def _scaled_backends_drop(database_url: str, redis_url: str) -> None:
-    name = database_url.rsplit("/", 1)[1]
-    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _database_drop(database_url.rsplit("/", 1)[1])
     redis.Redis.from_url(redis_url).flushdb()

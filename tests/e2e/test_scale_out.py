@@ -13,7 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.e2e.stack import Stack, running_stack
 from tests.waiting import wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.only_leg("scaled", reason="two hosts on one PostgreSQL and Redis: scale-out only"),
+]
 
 
 @pytest.fixture(scope="module")

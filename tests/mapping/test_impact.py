@@ -101,8 +101,9 @@ def many_links(total: int) -> None:
     chosen = {
         "order_id": "CAST(n AS TEXT)",
         "deal_id": "CAST(n + 1000000 AS TEXT)",
-        "base_order_status": "CASE WHEN n % 5 < 2 THEN 'P' ELSE 'N' END",
-        "base_deal_stage": "CASE WHEN n % 5 < 2 THEN 'PREPARATION' ELSE 'NEW' END",
+        # %% with parameters: psycopg's placeholder escape, which Django's SQLite cursor turns into % too.
+        "base_order_status": "CASE WHEN n %% 5 < 2 THEN 'P' ELSE 'N' END",
+        "base_deal_stage": "CASE WHEN n %% 5 < 2 THEN 'PREPARATION' ELSE 'NEW' END",
     }
     select = ", ".join(chosen.get(c, f"t.{c}") for c in columns)
     with connection.cursor() as cursor:
