@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.legs import leg
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 pytestmark = pytest.mark.e2e
 
@@ -21,10 +23,10 @@ def bench_module(name: str):
     return importlib.import_module(name)
 
 
-def test_it_measures_intake_on_the_embedded_stack(tmp_path):
+def test_it_measures_intake_on_the_legs_stack(tmp_path):
     intake_bench = bench_module("intake_bench")
 
-    [result] = intake_bench.intake_run("embedded", senders=[2], seconds=2, workdir=tmp_path)
+    [result] = intake_bench.intake_run(leg(), senders=[2], seconds=2, workdir=tmp_path)
 
     assert result.events > 0
     assert result.failures == {}
@@ -33,6 +35,7 @@ def test_it_measures_intake_on_the_embedded_stack(tmp_path):
     assert intake_bench.intake_rows([result])[0].startswith("| 2 | ")
 
 
+@pytest.mark.only_leg("scaled", reason="two instances share one PostgreSQL and Redis: scale-out only")
 def test_it_measures_two_instances_against_one(tmp_path):
     scale_bench = bench_module("scale_bench")
 
