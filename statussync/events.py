@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from statussync.jobs import job_request_id
 from statussync.models import InboundEvent, JobKind, Side
+from statussync.upsert import row_upsert
 
 # Which events mean work, and for what. Events carry only an id
 # (https://apidocs.bitrix24.ru/api-reference/crm/deals/events/index.html); ONPAYMENTENTITYSAVED carries a
@@ -86,7 +87,6 @@ def _event_store(
     INSERT ... ON CONFLICT rather than insert, catch the IntegrityError and update: no savepoint, and one
     round trip per event (the intake profile in docs/benchmarks.md). A new row has 0 duplicates.
     """
-    fields = {f.name: f for f in InboundEvent._meta.concrete_fields}
     row = {
         "side": side,
         "event": event,
@@ -97,17 +97,14 @@ def _event_store(
         "duplicates": 0,
         "payload": payload,
     }
-    values = [fields[name].get_db_prep_save(value, connection) for name, value in row.items()]
-    table = InboundEvent._meta.db_table
-    columns = ", ".join(connection.ops.quote_name(fields[name].column) for name in row)
-    # Table and column names come from the model; every value is a parameter.
-    sql = (
-        f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(row))}) "  # noqa: S608
-        f"ON CONFLICT (dedupe_key) DO UPDATE SET duplicates = {table}.duplicates + 1 RETURNING duplicates"
+    duplicates = row_upsert(
+        model=InboundEvent,
+        row=row,
+        conflict="(dedupe_key)",
+        update="duplicates = {table}.duplicates + 1",
+        returning="duplicates",
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        return cursor.fetchone()[0] == 0
+    return duplicates == 0
 
 
 def _without_secrets(payload: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, connection, connections, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.models import F, Max, Min, Q, QuerySet
 from django.utils import timezone
 
@@ -25,6 +25,7 @@ from statussync.bitrix import AuthError, BitrixError, TransientError
 from statussync.bitrix.ratelimit import limiter_level
 from statussync.models import AuditEntry, Job, JobKind, JobState, Link, LinkState, Outcome, Queue, Side
 from statussync.reasons import why
+from statussync.upsert import row_upsert
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,6 @@ def job_request_id(
     """
     queue = Queue.PAYMENTS if kind == JobKind.PAYMENT else Queue.DEFAULT
     now = timezone.now()
-    fields = {f.name: f for f in Job._meta.concrete_fields}
     row = {
         "kind": kind,
         "entity_id": entity_id,
@@ -83,21 +83,15 @@ def job_request_id(
         "created_at": now,
         "updated_at": now,
     }
-    values = [fields[name].get_db_prep_save(value, connection) for name, value in row.items()]
-    table = Job._meta.db_table
-    columns = ", ".join(connection.ops.quote_name(fields[name].column) for name in row)
-    # Table and column names come from the model; every value is a parameter.
-    sql = (
-        f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(row))}) "  # noqa: S608
-        f"ON CONFLICT (kind, entity_id) WHERE state = 'pending' DO UPDATE SET "
-        f"events_coalesced = {table}.events_coalesced + 1, updated_at = excluded.updated_at, "
+    job_id = row_upsert(
+        model=Job,
+        row=row,
+        conflict="(kind, entity_id) WHERE state = 'pending'",
         # A manager's choice joins a pending job (the latest counting); an event's empty one keeps it.
-        f"wins = CASE WHEN excluded.wins = '' THEN {table}.wins ELSE excluded.wins END "
-        f"RETURNING id"
+        update="events_coalesced = {table}.events_coalesced + 1, updated_at = excluded.updated_at, "
+        "wins = CASE WHEN excluded.wins = '' THEN {table}.wins ELSE excluded.wins END",
+        returning="id",
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        job_id = cursor.fetchone()[0]
     # robust: the job is committed by now, so a failing wake-up must not fail the caller (a webhook whose
     # event is stored answers 200 all the same); the sweeper wakes every queue with due work each minute.
     transaction.on_commit(lambda: queue_wake_soon(queue=queue), robust=True)
