@@ -4,8 +4,6 @@ moves the sandbox deal. Writes docs/screenshots/links.png."""
 from __future__ import annotations
 
 import pytest
-from django.core.cache import cache
-from django.db import connection
 from django.utils import timezone
 
 from bitrix_sandbox import Sandbox, SandboxConfig
@@ -16,7 +14,7 @@ from statussync.models import Job, JobKind, JobState, Link
 from tests.admin_links.roles import MANAGERS, role_group
 from tests.browser.conftest import log_in, screenshot, user_make
 from tests.mappings import two_pipelines
-from tests.sync.support import pay, run_worker
+from tests.sync.support import pay, run_worker, sandbox_use
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,20 +23,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def sb(settings):
     """The sandbox portals (no events delivered: the test runs the worker itself), bxsync pointed at them."""
     with Sandbox(SandboxConfig(seed=7)) as sandbox:
-        sandbox.set_limits(rate=1000, burst=1000)
-        for name, value in sandbox.env().items():
-            setattr(settings, name, value)
-        settings.BXSYNC_RATE_PER_SECOND = 1000
-        settings.BXSYNC_RATE_BURST = 1000
+        sandbox_use(sandbox, settings)
         mapping_import(data=two_pipelines())
         catalog_refresh()  # the list shows the portals' names for statuses, stages and pipelines
         yield sandbox
-    # A live-server test commits for real, and the flush after it empties only the models' tables: the rate
-    # limiter's bucket and the database cache would carry this test's real clock into later tests.
-    cache.clear()
-    with connection.cursor() as cursor:
-        if "bxsync_rate_bucket" in connection.introspection.table_names(cursor):
-            cursor.execute("DELETE FROM bxsync_rate_bucket")
 
 
 def links_in_every_state(sb: Sandbox) -> list[tuple[str, str]]:

@@ -17,7 +17,7 @@ from statussync.jobs import job_request
 from statussync.mapping_store import mapping_import
 from statussync.models import JobKind, Link, MappingChange, Pipeline, StatusRule
 from tests.browser.conftest import log_in, screenshot, user_make
-from tests.sync.support import run_worker
+from tests.sync.support import run_worker, sandbox_use
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,19 +27,7 @@ DEMO_MAPPING = Path(__file__).resolve().parents[2] / "docs" / "mapping.demo.json
 @pytest.fixture
 def portals(settings):
     with Sandbox(SandboxConfig(seed=11)) as sb:
-        sb.set_limits(rate=1000, burst=1000)
-        for name, value in sb.env().items():
-            setattr(settings, name, value)
-        settings.BXSYNC_RATE_PER_SECOND = 1000
-        settings.BXSYNC_RATE_BURST = 1000
-        yield sb
-    # The database rate limiter keeps its buckets in a table of its own, which the flush after a
-    # transactional test does not empty: later tests of the limiter would find this test's buckets.
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        if "bxsync_rate_bucket" in connection.introspection.table_names(cursor):
-            cursor.execute("DELETE FROM bxsync_rate_bucket")
+        yield sandbox_use(sb, settings)
 
 
 def paid_and_preparing(sb: Sandbox, n: int) -> list[tuple[str, str]]:

@@ -9,10 +9,8 @@ import re
 from collections.abc import Callable, Iterator
 
 import pytest
-from django.db import connection
 from playwright.sync_api import Browser, BrowserContext, Page
 
-from statussync.bitrix.ratelimit import DatabaseBucketStore
 from statussync.catalog_refresh import catalog_refresh
 from statussync.models import Pipeline
 from tests.admin.story import link_story
@@ -28,15 +26,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # capitals and are left alone by the check).
 LATIN_ALLOWED = {"bxsync", "ops", "english", "json", "csv", "rest", "api", "unix", "utc", "msk"}
 _LATIN_WORD = re.compile(r"\b[A-Za-z][a-z]{2,}\b")
-
-
-@pytest.fixture(autouse=True)
-def _rate_buckets_emptied():
-    """The rate limiter's table is no model: a transactional test's flush leaves its buckets behind."""
-    yield
-    with connection.cursor() as cursor:
-        if DatabaseBucketStore.TABLE in connection.introspection.table_names(cursor):
-            cursor.execute(f"DELETE FROM {DatabaseBucketStore.TABLE}")  # noqa: S608 - our own constant
 
 
 @pytest.fixture

@@ -8,10 +8,8 @@ import random
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
-from statussync.bitrix.ratelimit import DatabaseBucketStore
 from statussync.catalog_refresh import catalog_refresh
 from statussync.models import AuditEntry, InboundEvent, Link
 from statussync.reasons import why
@@ -24,16 +22,6 @@ from tests.sync.conftest import sandbox, sb
 __all__ = ["sandbox", "sb"]
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def _rate_buckets_emptied():
-    """The story's REST calls fill the rate limiter's table, which is no model: a transactional test's flush
-    leaves it, and a later test's bucket for the same portal would start full."""
-    yield
-    with connection.cursor() as cursor:
-        if DatabaseBucketStore.TABLE in connection.introspection.table_names(cursor):
-            cursor.execute(f"DELETE FROM {DatabaseBucketStore.TABLE}")  # noqa: S608 - our own constant
 
 
 def test_it_leads_support_from_an_order_id_to_its_timeline_and_changes_nothing(page, live_server, sb):

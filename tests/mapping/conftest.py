@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bitrix_sandbox import Sandbox, SandboxConfig
+from tests.sync.support import sandbox_use
 
 
 @pytest.fixture(scope="module")
@@ -17,10 +18,5 @@ def sandbox():
 def portals_up(sandbox, settings, db):
     """bxsync pointed at fresh sandbox portals (a shop and a CRM with pipelines 0 and 1)."""
     sandbox.reset()
-    sandbox.set_limits(rate=1000, burst=1000)
-    for name, value in sandbox.env().items():
-        setattr(settings, name, value)
-    settings.BXSYNC_RATE_PER_SECOND = 1000
-    settings.BXSYNC_RATE_BURST = 1000
-    settings.BXSYNC_REST_TIMEOUT = 5
+    sandbox_use(sandbox, settings, rest_timeout=5)
     return sandbox

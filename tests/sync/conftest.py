@@ -7,6 +7,7 @@ import pytest
 from bitrix_sandbox import Sandbox, SandboxConfig
 from statussync.mapping_store import mapping_import
 from tests.mappings import two_pipelines
+from tests.sync.support import sandbox_use
 
 MAPPING = two_pipelines()
 
@@ -21,12 +22,7 @@ def sandbox():
 def sb(sandbox, settings, db):
     """A fresh sandbox state, bxsync pointed at it, and the example mapping plus a pipeline 1."""
     sandbox.reset()
-    sandbox.set_limits(rate=1000, burst=1000)
-    for name, value in sandbox.env().items():
-        setattr(settings, name, value)
-    settings.BXSYNC_RATE_PER_SECOND = 1000
-    settings.BXSYNC_RATE_BURST = 1000
-    settings.BXSYNC_REST_TIMEOUT = 5
+    sandbox_use(sandbox, settings, rest_timeout=5)
     mapping_import(data=MAPPING)
     options = sandbox.shop.options()
     yield sandbox
