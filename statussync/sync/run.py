@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from statussync.bitrix import BitrixClient, BitrixError, client_for
 from statussync.jobs import jobs_fail
-from statussync.models import Job, JobState, Queue, Side
+from statussync.models import Job, Queue, Side
 
 from . import comments, decide, locks, read, record, write
 from .items import Item, ItemResult, items_from_jobs
@@ -54,10 +54,11 @@ def jobs_handle(jobs: list[Job]) -> None:
         priority = any(job.queue == Queue.PAYMENTS for job in jobs)
         items_sync(items=items_from_jobs(jobs=jobs), priority=priority)
     except Exception as exc:
-        # A bug or a database outage must not strand the claimed jobs until their lease runs out.
+        # A bug or a database outage must not strand the claimed jobs until their lease runs out. Only the
+        # claims this run holds: `jobs` carry our tokens, and jobs_fail changes a job only while its token is
+        # still ours, so a job another worker took over after our lease ran out stays with that worker.
         logger.exception("sync run failed; its %d job(s) will be retried", len(jobs))
-        running = list(Job.objects.filter(id__in=[j.id for j in jobs], state=JobState.RUNNING))
-        jobs_fail(jobs=running, error=exc)
+        jobs_fail(jobs=jobs, error=exc)
 
 
 def items_sync(*, items: list[Item], dry_run: bool = False, priority: bool = False) -> list[ItemResult]:

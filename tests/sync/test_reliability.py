@@ -208,3 +208,25 @@ def test_it_takes_over_payments_left_waiting_even_with_no_work_of_its_own(sb, se
 
     assert handled == 1
     assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "PREPAYMENT_INVOICE"
+
+
+def test_it_leaves_another_workers_claim_alone_when_a_run_that_outlived_its_lease_fails(sb, monkeypatch):
+    """Finding 5: a run that fails after its lease ran out and another worker claimed its jobs must not put
+    those jobs back to pending (or into the dead-letter list) under the other worker's claim."""
+    order_id, _deal_id = linked_pair(sb)
+    sb.shop.set_order_status(int(order_id), "P")
+    job_request(kind=JobKind.ORDER, entity_id=order_id)
+    taken_over = []
+
+    def second_worker_then_fail():
+        expire_claims()
+        taken_over.extend(jobs_claim(queue=Queue.DEFAULT, limit=50))
+        raise RuntimeError("the stale run breaks")
+
+    before_writes(monkeypatch, second_worker_then_fail)
+    run_worker()
+
+    assert len(taken_over) == 1
+    job = Job.objects.get(id=taken_over[0].id)
+    assert (job.state, job.claim_token) == (JobState.RUNNING, taken_over[0].claim_token)
+    assert job.last_error == ""
