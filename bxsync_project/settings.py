@@ -209,9 +209,10 @@ BXSYNC_JOB_BATCH = env.int("BXSYNC_JOB_BATCH", default=500)
 # that is busy or down is waited out instead, for up to BXSYNC_JOB_GIVE_UP_HOURS.
 BXSYNC_JOB_MAX_ATTEMPTS = env.int("BXSYNC_JOB_MAX_ATTEMPTS", default=8)
 BXSYNC_JOB_GIVE_UP_HOURS = env.float("BXSYNC_JOB_GIVE_UP_HOURS", default=24.0)
-# A run holds its jobs and links this long; it must outlast one run (a few REST calls, each waiting at most
-# BXSYNC_RATE_MAX_WAIT for the limiter), or the sweeper hands the jobs to a second worker.
-BXSYNC_JOB_LEASE_SECONDS = env.int("BXSYNC_JOB_LEASE_SECONDS", default=300)
+# A claim (a run's jobs and order locks, a background operation) is held this long past the last heartbeat of
+# its holder, which renews it every 5 s while it is alive (statussync/leases.py): the work of a process that
+# died is taken over this long after its death. At least three heartbeats (system check bxsync.W001).
+BXSYNC_JOB_LEASE_SECONDS = env.int("BXSYNC_JOB_LEASE_SECONDS", default=20)
 # A worker task stops claiming new runs after this long and hands over to a fresh task, so a backlog of
 # 10,000 jobs never meets django-q2's task timeout.
 BXSYNC_WORKER_TASK_SECONDS = env.int("BXSYNC_WORKER_TASK_SECONDS", default=120)

@@ -7,25 +7,31 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Warning, register
 
+from statussync.leases import HEARTBEAT_SECONDS
+
+# A lease must survive this many heartbeats that come late or fail.
+BEATS_PER_LEASE = 3
+
 
 @register()
 def lease_outlasts_the_write_round(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
-    """A run renews its lease just before its write round, and between the calls of a long round (hundreds
-    of items write in several calls of 50 commands) once less than two calls plus 10 s of it is left
-    (statussync/sync/write.py); a call waits up to BXSYNC_RATE_MAX_WAIT for the limiter and
-    BXSYNC_REST_TIMEOUT for the reply. A lease shorter than that could run out with a write still in flight,
-    and the worker that takes over would send it a second time. Twice a call, plus a margin: the handling of
-    the answers between two calls, and a redirect repeating a call."""
-    round_seconds = 2 * (settings.BXSYNC_RATE_MAX_WAIT + settings.BXSYNC_REST_TIMEOUT)
+    """A write round takes minutes for hundreds of items (calls of 50 commands, each waiting up to
+    BXSYNC_RATE_MAX_WAIT for the limiter and BXSYNC_REST_TIMEOUT for the reply). The lease does not have to
+    outlast it: the run's heartbeat renews its leases every HEARTBEAT_SECONDS while a call is in flight, and
+    the run renews and checks its locks before each call (statussync/sync/write.py). What the lease must
+    outlast is a few heartbeats that come late or fail — a busy database, a pause of the process. A shorter
+    lease runs out under a live run, and the worker that takes over may send a write still in flight a second
+    time."""
     lease = settings.BXSYNC_JOB_LEASE_SECONDS
-    if lease >= round_seconds + 10:
+    least = BEATS_PER_LEASE * HEARTBEAT_SECONDS
+    if lease >= least:
         return []
     return [
         Warning(
-            f"BXSYNC_JOB_LEASE_SECONDS ({lease}) is shorter than a write round can take "
-            f"({round_seconds:.0f} s, plus 10 s of margin)",
-            hint="Raise BXSYNC_JOB_LEASE_SECONDS, or lower BXSYNC_RATE_MAX_WAIT / BXSYNC_REST_TIMEOUT; "
-            "otherwise a worker taking over an expired run may send a write still in flight a second time.",
+            f"BXSYNC_JOB_LEASE_SECONDS ({lease}) is shorter than {BEATS_PER_LEASE} heartbeats "
+            f"({least:.0f} s): a live run's write round can outlast it",
+            hint=f"Raise BXSYNC_JOB_LEASE_SECONDS to {least:.0f} s or more; otherwise a worker taking over a "
+            "live run whose renewal came late may send a write still in flight a second time.",
             id="bxsync.W001",
         )
     ]

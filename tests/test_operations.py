@@ -136,12 +136,12 @@ def test_it_keeps_webhook_urls_off_error_pages(settings):
 
 
 def test_it_warns_when_the_lease_could_run_out_with_a_write_in_flight(settings):
-    settings.BXSYNC_JOB_LEASE_SECONDS = 60
-    settings.BXSYNC_RATE_MAX_WAIT = 30
-    settings.BXSYNC_REST_TIMEOUT = 20
+    settings.BXSYNC_JOB_LEASE_SECONDS = 10  # two heartbeats: one late renewal and a live run loses its orders
 
     warnings = lease_outlasts_the_write_round()
 
     assert [w.id for w in warnings] == ["bxsync.W001"]
-    settings.BXSYNC_JOB_LEASE_SECONDS = 300
+    settings.BXSYNC_JOB_LEASE_SECONDS = 20  # the default: a write round of minutes is renewed as it goes
+    settings.BXSYNC_RATE_MAX_WAIT = 30
+    settings.BXSYNC_REST_TIMEOUT = 20
     assert lease_outlasts_the_write_round() == []

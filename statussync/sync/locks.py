@@ -1,7 +1,8 @@
 """Locks by order id: while a run holds an order, no other run reads, decides or writes for it or its deal.
 
-Taken before reading (for a deal seen without a link, as soon as the deal names its order), renewed before the
-write round, checked by every write the run records (fencing) and released at the end. A run that lost its
+Taken before reading (for a deal seen without a link, as soon as the deal names its order), renewed by the
+run's heartbeat while it is alive (statussync/leases.py) and before each call of the write round, checked by
+every write the run records (fencing) and released at the end. A run that lost its
 lock — it outlived the lease, and another worker took the order — sends no write and records nothing.
 """
 
@@ -46,22 +47,35 @@ def orders_lock(run: SyncRun, items: Iterable[Item]) -> None:
 
 
 def locks_renew(run: SyncRun) -> None:
-    """Before the write round: extend the run's locks and its jobs' leases. An item whose lock has gone (the
-    run outlived its lease and another worker took the order) is marked busy, so its write is not sent."""
-    now = timezone.now()
-    until = now + timedelta(seconds=settings.BXSYNC_JOB_LEASE_SECONDS)
-    SyncLock.objects.filter(token=run.lock_token, until__gte=now).update(until=until)
-    # Only what was still ours: an expired lock keeps our token until another run takes it, but it is no
-    # longer held — that run may take it between this renewal and our write.
-    held = set(
-        SyncLock.objects.filter(token=run.lock_token, until__gte=now).values_list("order_id", flat=True)
-    )
+    """Before each call of the write round: extend the run's locks and its jobs' leases, and mark busy every
+    item whose lock has gone (the run outlived its lease and another worker took the order), so its write is
+    not sent."""
+    held = run_claims_renew(lock_token=run.lock_token, claim_tokens=run_claim_tokens(run))
     run.locked &= held
-    for token in {job.claim_token for item in run.items for job in item.jobs}:
-        Job.objects.filter(claim_token=token, state=JobState.RUNNING).update(lease_until=until)
     for item in run.live():
         if item.order_id and item.order_id not in held:
             item.busy = True
+
+
+def run_claim_tokens(run: SyncRun) -> set[str]:
+    """The claim tokens of the jobs a run works on (one per claim that handed it jobs)."""
+    return {job.claim_token for item in run.items for job in item.jobs if job.claim_token}
+
+
+def run_claims_renew(*, lock_token: str, claim_tokens: set[str]) -> set[str]:
+    """Extend the order locks held with `lock_token` and the jobs claimed with `claim_tokens` by a lease;
+    returns the order ids still held. The heartbeat calls it from its own thread, so it touches only the
+    database. Only what was still ours: an expired lock keeps our token until another run takes it, but it is
+    no longer held — that run may take it between this renewal and our write."""
+    now = timezone.now()
+    until = now + timedelta(seconds=settings.BXSYNC_JOB_LEASE_SECONDS)
+    SyncLock.objects.filter(token=lock_token, until__gte=now).update(until=until)
+    held = set(SyncLock.objects.filter(token=lock_token, until__gte=now).values_list("order_id", flat=True))
+    if claim_tokens:
+        Job.objects.filter(claim_token__in=claim_tokens, state=JobState.RUNNING, lease_until__gte=now).update(
+            lease_until=until
+        )
+    return held
 
 
 def lock_held(run: SyncRun, order_id: str) -> bool:

@@ -8,12 +8,14 @@ must be found first), one write round per portal.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass, field
 
 from statussync.bitrix import BitrixClient, BitrixError, client_for
 from statussync.jobs import jobs_fail
+from statussync.leases import heartbeat
 from statussync.models import Job, Queue, Side
 
 from . import comments, decide, locks, read, record, write
@@ -70,6 +72,20 @@ def items_sync(*, items: list[Item], dry_run: bool = False, priority: bool = Fal
         crm=client_for(Side.CRM, priority=priority),
         dry_run=dry_run,
     )
+    # While the run is alive its heartbeat keeps its jobs and order locks; the claims are known now (merging
+    # items later adds no job), and the heartbeat's thread touches only the database, never the items.
+    tokens = locks.run_claim_tokens(run)
+    beat = heartbeat(
+        renew=lambda: locks.run_claims_renew(lock_token=run.lock_token, claim_tokens=tokens),
+        what="a sync run",
+    )
+    with contextlib.nullcontext() if dry_run else beat:
+        return _steps(run)
+
+
+def _steps(run: SyncRun) -> list[ItemResult]:
+    """The steps of `items_sync`, in order."""
+    dry_run = run.dry_run
     try:
         read.payments_resolve(run)  # a payment event names a payment: find its order
         read.links_attach(run)  # known links; both sides of one link become one item

@@ -7,11 +7,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from statussync import portals
+from statussync import leases, portals
 from statussync.bitrix import TransientError
 from statussync.models import Link
 
@@ -76,17 +75,17 @@ def writes_send(run: SyncRun) -> None:
 
 
 def _renewal(run: SyncRun, *, renewed_at: float) -> Callable[[], None]:
-    """Before each call of the write round: renew the locks once the lease left may not outlast two more calls
-    (a run of hundreds of items writes in several calls of 50). The lease is at least two calls plus 10 s
-    (statussync/checks.py), so no lock runs out with a write in flight, however many calls the round takes;
-    a short round (a payment's) adds no database write to the one renewal before its intents."""
-    call = settings.BXSYNC_RATE_MAX_WAIT + settings.BXSYNC_REST_TIMEOUT
-    renew_after = settings.BXSYNC_JOB_LEASE_SECONDS - 2 * call - 10
+    """Before each call of the write round (a run of hundreds of items writes in several calls of 50): check
+    the locks again, and drop the writes of orders the run no longer holds, once a heartbeat has passed since
+    the last check. The heartbeat keeps the leases of a live run; this is the fence for one whose renewals
+    failed long enough for another worker to take its orders. Within a beat of a check the lock still has
+    two beats or more left (statussync/checks.py), so a short round (a payment's) adds no database write to
+    the one check before its intents."""
     renewed = renewed_at  # before the intents were recorded: they take a while for hundreds of items
 
     def before_send() -> None:
         nonlocal renewed
-        if time.monotonic() - renewed >= renew_after:
+        if time.monotonic() - renewed >= leases.HEARTBEAT_SECONDS:
             locks_renew(run)
             renewed = time.monotonic()
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from statussync import leases
 from statussync.bitrix import BitrixClient, TransientError
 from statussync.jobs import job_request, jobs_claim, jobs_process
 from statussync.mapping_store import mapping_import
@@ -16,6 +17,7 @@ from statussync.models import AuditEntry, Job, JobKind, JobState, Link, Queue, S
 from statussync.sync import jobs_handle, write
 from tests.mappings import two_pipelines
 from tests.sync.support import before_writes, linked_pair, new_pair, pay, run_worker
+from tests.waiting import wait_for
 
 DEMO_MAPPING = two_pipelines()
 # The demo's mapping: a manager's move to the prepayment-invoice stage means "awaiting payment" (N), so a
@@ -230,3 +232,34 @@ def test_it_leaves_another_workers_claim_alone_when_a_run_that_outlived_its_leas
     job = Job.objects.get(id=taken_over[0].id)
     assert (job.state, job.claim_token) == (JobState.RUNNING, taken_over[0].claim_token)
     assert job.last_error == ""
+
+
+def test_it_keeps_a_live_runs_jobs_and_orders_while_it_waits_longer_than_a_lease(
+    sb, transactional_db, monkeypatch, settings
+):
+    """Leases are short so that a dead worker's work comes back within seconds; a live run whose call takes
+    several leases keeps its claims by its heartbeat, and no other worker takes its order."""
+    settings.BXSYNC_JOB_LEASE_SECONDS = 1
+    monkeypatch.setattr(leases, "HEARTBEAT_SECONDS", 0.2)
+    order_id, deal_id = linked_pair(sb)
+    sb.shop.set_order_status(int(order_id), "P")
+    job_request(kind=JobKind.ORDER, entity_id=order_id)
+    others = []
+
+    def slow_call():  # the run waits three leases for its portal; meanwhile another worker looks for work
+        claimed = Job.objects.get(state=JobState.RUNNING).lease_until
+        wait_for(
+            lambda: Job.objects.get(state=JobState.RUNNING).lease_until > claimed + timedelta(seconds=3),
+            timeout=10,
+            what="the heartbeat to renew the run's lease past three leases",
+        )
+        others.extend(jobs_claim(queue=Queue.DEFAULT, limit=50))
+        assert SyncLock.objects.get(order_id=order_id).until > timezone.now()
+
+    before_writes(monkeypatch, slow_call)
+    run_worker()
+
+    assert others == []
+    assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "PREPARATION"
+    assert sb.rest_writes() == 1
+    assert set(Job.objects.values_list("state", flat=True)) == {JobState.DONE}

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from statussync import jobs
+from statussync import jobs, leases
 from statussync.jobs import job_request
 from statussync.models import Job, JobKind, SyncLock
 from statussync.sync import items_for, items_sync, write
@@ -89,9 +89,8 @@ def test_it_never_makes_a_payment_wait(db, clock):
 def test_it_drops_the_writes_of_orders_another_worker_took_while_a_long_write_round_went_on(
     sb, monkeypatch, settings
 ):
-    # The shortest lease the system check allows: the run renews before every call of its write round.
-    call = settings.BXSYNC_RATE_MAX_WAIT + settings.BXSYNC_REST_TIMEOUT
-    settings.BXSYNC_JOB_LEASE_SECONDS = 2 * call + 10
+    # Every call of the round comes a heartbeat or more after the last check (here: at once).
+    monkeypatch.setattr(leases, "HEARTBEAT_SECONDS", 0.0)
     pairs = sb.seed(60, pipeline_share=0, orders_without_deal=0, deals_without_order=0)
     items_sync(items=items_for(order_ids=[str(o) for o, _ in pairs]))
     sb.crm.bulk_move([d for _, d in pairs], "PREPARATION")
