@@ -19,17 +19,20 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from statussync import engine
 from statussync.jobs import job_request
+from statussync.leases import heartbeat
 from statussync.mapping import mapping_of_document
 from statussync.models import JobKind, Link, LinkState, MappingChange
 
@@ -37,7 +40,6 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_SIZE = 20
 RESYNC_CHUNK = 500
-RESYNC_LEASE_SECONDS = 300
 
 Move = Literal["deal", "order", "unmapped", "agrees"]
 
@@ -199,16 +201,39 @@ def mapping_change_resync(
 ) -> int:
     """Queue a resync for every link the change moves, `chunk` links per short transaction, from where the
     last run stopped. Returns how many links this call queued; another task holding the change's lease
-    makes it return 0 at once. After `max_seconds` it hands over to a fresh task."""
+    makes it return 0 at once. After `max_seconds` it hands over to a fresh task.
+
+    The task holds the change like a job (statussync/leases.py): its heartbeat renews the lease while it
+    works, and each chunk is kept only while the claim still holds, so a task that stalled past its lease and
+    lost the change stops there."""
     now = timezone.now()
-    lease = timedelta(seconds=RESYNC_LEASE_SECONDS)
+    token = uuid.uuid4().hex
     taken = (
         MappingChange.objects.filter(id=change_id, resync_requested=True, resync_finished_at__isnull=True)
         .filter(Q(resync_lease_until__isnull=True) | Q(resync_lease_until__lt=now))
-        .update(resync_lease_until=now + lease)
+        .update(resync_lease_until=now + _lease(), resync_token=token)
     )
     if not taken:
         return 0
+    with heartbeat(
+        renew=lambda: _resync_held(change_id, token).update(resync_lease_until=timezone.now() + _lease()),
+        what=f"the resync of mapping change {change_id}",
+    ):
+        return _resync_chunks(change_id, token=token, max_seconds=max_seconds, chunk=chunk)
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.BXSYNC_JOB_LEASE_SECONDS)
+
+
+def _resync_held(change_id: int, token: str) -> QuerySet[MappingChange]:
+    """The change, if this task's claim still holds it (fencing)."""
+    return MappingChange.objects.filter(
+        id=change_id, resync_token=token, resync_lease_until__gte=timezone.now()
+    )
+
+
+def _resync_chunks(change_id: int, *, token: str, max_seconds: float | None, chunk: int) -> int:
     change = MappingChange.objects.get(id=change_id)
     remap = Remap(before=change.before, after=change.after)
     moving_q = remap.moving()
@@ -217,11 +242,16 @@ def mapping_change_resync(
     after_id = change.resync_after_id
     while moving_q is not None:
         if max_seconds is not None and time.monotonic() - started >= max_seconds:
-            MappingChange.objects.filter(id=change_id).update(resync_lease_until=None)
+            _resync_held(change_id, token).update(resync_lease_until=None, resync_token="")
             transaction.on_commit(lambda: _resync_wake(change_id), robust=True)
             return queued
         # One short transaction per chunk: a webhook waiting for SQLite's write lock waits for one chunk.
         with transaction.atomic():
+            # The claim first: on PostgreSQL the row stays locked until the chunk commits, so no task takes
+            # the change over meanwhile; a claim already gone queues nothing more.
+            if not _resync_held(change_id, token).update(resync_lease_until=timezone.now() + _lease()):
+                logger.warning("the resync of mapping change %s was taken over; this task stops", change_id)
+                return queued
             links = list(_links(moving_q).filter(id__gt=after_id).order_by("id")[:chunk])
             if not links:
                 break
@@ -229,13 +259,9 @@ def mapping_change_resync(
             queued += done
             after_id = links[-1].id
             MappingChange.objects.filter(id=change_id).update(
-                resync_after_id=after_id,
-                resync_queued=F("resync_queued") + done,
-                resync_lease_until=timezone.now() + lease,
+                resync_after_id=after_id, resync_queued=F("resync_queued") + done
             )
-    MappingChange.objects.filter(id=change_id).update(
-        resync_finished_at=timezone.now(), resync_lease_until=None
-    )
+    _resync_held(change_id, token).update(resync_finished_at=timezone.now(), resync_lease_until=None)
     return queued
 
 

@@ -568,6 +568,7 @@ class MappingChange(models.Model):
     resync_queued = models.PositiveIntegerField(_("links queued"), default=0)
     resync_after_id = models.BigIntegerField(_("resync: last link queued"), default=0)
     resync_lease_until = models.DateTimeField(_("resync: leased until"), null=True, blank=True)
+    resync_token = models.CharField(_("resync: claim token"), max_length=32, blank=True)
     resync_finished_at = models.DateTimeField(_("resync queued completely"), null=True, blank=True)
 
     class Meta:
@@ -688,6 +689,10 @@ class BulkOperation(models.Model):
     started_at = models.DateTimeField(_("started working"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
     last_error = models.TextField(_("last error"), blank=True)
+    # The task working on it holds it like a job (statussync/leases.py): one task at a time, and a task whose
+    # lease ran out keeps no chunk it handles after that.
+    claim_token = models.CharField(_("claim token"), max_length=32, blank=True)
+    lease_until = models.DateTimeField(_("leased until"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("background operation")

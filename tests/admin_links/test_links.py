@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -299,6 +300,56 @@ def test_it_resumes_a_background_operation_where_it_stopped(manager):
     assert sorted(Job.objects.values_list("entity_id", flat=True)) == ["3", "4"]
     operation.refresh_from_db()
     assert (operation.state, operation.done) == (BulkState.DONE, 5)
+
+
+def test_it_lets_one_task_at_a_time_work_through_a_background_operation(manager, monkeypatch):
+    """Finding 10: the sweeper restarted an operation still queued behind busy workers, and both tasks
+    handled the same chunks (done + skipped above the total, every link's audit entry twice)."""
+    monkeypatch.setattr(bulk, "CHUNK", 2)
+    links = [link_make(str(n), str(100 + n)) for n in range(5)]
+    operation = BulkOperation.objects.create(
+        action="resync", link_ids=[link.id for link in links], total=5, state=BulkState.QUEUED
+    )
+    real = bulk.links_act
+    second = []
+
+    def first_chunk_meets_a_second_task(**kwargs):
+        if not second:  # the sweeper's task starts while the first one is on its first chunk
+            second.append(True)
+            bulk_operation_run(operation_id=operation.id)
+        return real(**kwargs)
+
+    monkeypatch.setattr(bulk, "links_act", first_chunk_meets_a_second_task)
+    bulk_operation_run(operation_id=operation.id)
+
+    operation.refresh_from_db()
+    assert (operation.state, operation.done, operation.skipped) == (BulkState.DONE, 5, 0)
+    assert AuditEntry.objects.count() == 5
+
+
+def test_it_has_a_task_that_lost_its_operation_stop_before_its_next_chunk(manager, monkeypatch):
+    """A task whose lease ran out (it stalled) while the sweeper's task took the operation over stops."""
+    monkeypatch.setattr(bulk, "CHUNK", 2)
+    links = [link_make(str(n), str(100 + n)) for n in range(4)]
+    operation = BulkOperation.objects.create(
+        action="resync", link_ids=[link.id for link in links], total=4, state=BulkState.QUEUED
+    )
+    real = bulk.links_act
+
+    def taken_over_after_the_first_chunk(**kwargs):
+        acted = real(**kwargs)
+        BulkOperation.objects.filter(id=operation.id).update(
+            claim_token="another task", lease_until=timezone.now() + timedelta(seconds=60)
+        )
+        return acted
+
+    monkeypatch.setattr(bulk, "links_act", taken_over_after_the_first_chunk)
+    bulk_operation_run(operation_id=operation.id)
+
+    operation.refresh_from_db()
+    # The chunk it held its claim for stands; the next one is the other task's.
+    assert (operation.state, operation.done, operation.claim_token) == (BulkState.RUNNING, 2, "another task")
+    assert AuditEntry.objects.count() == 2
 
 
 def test_it_lets_support_see_links_but_change_nothing(support):

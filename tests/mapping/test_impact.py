@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from statussync import impact
 from statussync.impact import Remap, mapping_change_resync, mapping_impact, mapping_resyncs_resume
 from statussync.jobs import job_request
 from statussync.mapping_store import mapping_change_record, mapping_export, mapping_import
@@ -155,6 +156,26 @@ def test_it_lets_one_task_at_a_time_queue_a_change():
 
     assert mapping_change_resync(change_id=change.id) == 0
     assert Job.objects.count() == 0
+
+
+def test_it_has_a_resync_task_that_lost_its_change_stop_before_its_next_chunk(monkeypatch):
+    """Finding 10: a task that stalled past its lease while another task took the change over went on
+    queueing chunks beside it."""
+    links(*[("P", "PREPARATION")] * 4)
+    change = change_of(DESIGN_EXAMPLE, P_TO_EXECUTING)
+    real = impact._link_resync
+
+    def taken_over_during_the_first_chunk(link, remap):
+        MappingChange.objects.filter(id=change.id).update(
+            resync_token="another task", resync_lease_until=timezone.now() + timedelta(minutes=1)
+        )
+        return real(link, remap)
+
+    monkeypatch.setattr(impact, "_link_resync", taken_over_during_the_first_chunk)
+
+    assert mapping_change_resync(change_id=change.id, chunk=2) == 2
+    change.refresh_from_db()
+    assert (change.resync_queued, change.resync_token, change.resync_finished_at) == (2, "another task", None)
 
 
 def test_it_wakes_a_resync_whose_task_died(django_capture_on_commit_callbacks, monkeypatch):
