@@ -443,6 +443,12 @@ def _wake_key(queue: str) -> str:
     return f"bxsync:wake:{queue}"
 
 
+def queue_wake_flags_clear() -> None:
+    """Forget every queue's wake-up flag: after a crash it may stand for a wake-up that died with a worker
+    (the Redis broker hands a message out once), and would keep events from waking the queue meanwhile."""
+    cache.delete_many([_wake_key(queue) for queue in Queue.values])
+
+
 def jobs_sweep() -> dict[str, int]:
     """Recover jobs of dead workers, then wake every queue that has due work."""
     recovered = jobs_recover()

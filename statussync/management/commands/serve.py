@@ -7,6 +7,7 @@ import os
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from statussync.recovery import work_resume_in_background
 from statussync.runner import services_run
 from statussync.schedules import schedules_ensure
 
@@ -47,5 +48,7 @@ class Command(BaseCommand):
                 "local trial over plain HTTP"
             )
         schedules_ensure()
+        # The work a killed predecessor left: resumed within its lease, not at the sweeper's next look.
+        work_resume_in_background()
         self.stdout.write(f"bxsync on http://{host}:{port}/ (admin at /admin/, health at /api/health/)")
         raise SystemExit(services_run(host=host, port=port))
