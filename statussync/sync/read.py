@@ -73,6 +73,27 @@ def links_attach(run: SyncRun) -> None:
     run.items = items_merge(run.items, lambda i: i.link.id if i.link else None)
 
 
+def links_reread(run: SyncRun) -> None:
+    """Under the order locks: read the links attached before them again (one query). A run that finished
+    between our first read and our lock may have moved a base; decided from the old one, a person's later
+    change would look like a conflict, or be reverted under `cms_wins`/`crm_wins`. A link closed, or made for
+    an order we took as unlinked, meanwhile gives the item back to be tried again."""
+    held = [i for i in run.live() if i.order_id in run.locked]
+    ids = {i.link.id for i in held if i.link}
+    unlinked = {i.order_id for i in held if not i.link}
+    if not held:
+        return
+    fresh = list(Link.objects.filter(Q(id__in=ids) | Q(order_id__in=unlinked, state=LinkState.ACTIVE)))
+    by_id = {link.id: link for link in fresh}
+    linked_since = {link.order_id for link in fresh if link.id not in ids}
+    for item in held:
+        link = by_id.get(item.link.id) if item.link else None
+        if item.link and link is not None and link.state == LinkState.ACTIVE:
+            item.link = link
+        elif item.link or item.order_id in linked_since:
+            item.busy = True
+
+
 def sides_read(run: SyncRun) -> None:
     """Round one: every known order and deal, and the deals naming each order that has no link yet."""
     items = run.live()

@@ -91,6 +91,7 @@ def _steps(run: SyncRun) -> list[ItemResult]:
         read.links_attach(run)  # known links; both sides of one link become one item
         if not dry_run:
             locks.orders_lock(run, run.items)  # by order id: new pairs are held too
+            read.links_reread(run)  # the base as it stands under the lock
         read.sides_read(run)  # orders, deals and the deals naming each unlinked order
         read.unlinked_deals_read(run)  # deals seen without a link: lock and read their order
         decide.decisions_make(run)

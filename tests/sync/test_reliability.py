@@ -14,7 +14,7 @@ from statussync.bitrix import BitrixClient, TransientError
 from statussync.jobs import job_request, jobs_claim, jobs_process
 from statussync.mapping_store import mapping_import
 from statussync.models import AuditEntry, Job, JobKind, JobState, Link, Queue, SyncLock
-from statussync.sync import jobs_handle, write
+from statussync.sync import jobs_handle, locks, write
 from tests.mappings import two_pipelines
 from tests.sync.support import before_writes, linked_pair, new_pair, pay, run_worker
 from tests.waiting import wait_for
@@ -263,3 +263,35 @@ def test_it_keeps_a_live_runs_jobs_and_orders_while_it_waits_longer_than_a_lease
     assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "PREPARATION"
     assert sb.rest_writes() == 1
     assert set(Job.objects.values_list("state", flat=True)) == {JobState.DONE}
+
+
+def test_it_decides_from_the_base_as_it_stands_once_the_order_is_locked(sb, monkeypatch):
+    """Finding 9: the run attached its links before taking the order locks and never read them again. A
+    run that finished meanwhile had moved the base; decided from the old one, a person's later change looked
+    like a conflict, and under `cms_wins` it was reverted."""
+    mapping = two_pipelines()
+    mapping["pipelines"][0]["conflict_policy"] = "cms_wins"
+    mapping_import(data=mapping)
+    order_id, deal_id = linked_pair(sb)
+    real = locks.orders_lock
+    moved = []
+
+    def another_run_finishes_first(run, items):
+        if not moved:
+            moved.append(True)
+            sb.shop.set_order_status(int(order_id), "P")  # a person; the other run wrote the deal
+            sb.crm.move_deal(int(deal_id), "PREPARATION")
+            Link.objects.filter(order_id=order_id).update(
+                base_order_status="P", base_deal_stage="PREPARATION"
+            )
+            sb.advance_clock(5)
+            sb.crm.move_deal(int(deal_id), "WON", user_id=8)  # then a manager wins the deal
+        real(run, items)
+
+    monkeypatch.setattr(locks, "orders_lock", another_run_finishes_first)
+    job_request(kind=JobKind.DEAL, entity_id=deal_id)
+    run_worker()
+
+    assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "WON"  # the manager's change stands
+    assert sb.shop.get_order(int(order_id))["statusId"] == "F"  # ... and reaches the shop
+    assert not Link.objects.get(order_id=order_id).needs_attention
