@@ -206,6 +206,8 @@ class SyncLock(models.Model):
     order_id = models.CharField(max_length=32, unique=True)
     token = models.CharField(max_length=32)
     until = models.DateTimeField()
+    # Held by a payment's run: a payment takes its order over from any other run, never from a payment's.
+    priority = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return f"order {self.order_id} held until {self.until:%H:%M:%S}"

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Q
 from django.utils import timezone
 
 from statussync.models import Job, JobState, SyncLock
@@ -32,11 +33,14 @@ def orders_lock(run: SyncRun, items: Iterable[Item]) -> None:
     until = now + timedelta(seconds=settings.BXSYNC_JOB_LEASE_SECONDS)
     ids = list(wanted)
     # Free or expired locks are taken by compare-and-set: on PostgreSQL the UPDATE re-checks `until` on the
-    # row it waited for, and SQLite runs one writer at a time, so two runs never both win.
-    SyncLock.objects.filter(order_id__in=ids, until__lt=now).update(token=run.lock_token, until=until)
-    SyncLock.objects.bulk_create(
-        [SyncLock(order_id=o, token=run.lock_token, until=until) for o in ids], ignore_conflicts=True
-    )
+    # row it waited for, and SQLite runs one writer at a time, so two runs never both win. A payment's run
+    # also takes the order from a run of the default queue rather than wait behind it (polling the payment
+    # meanwhile): that run's write round checks its locks before each call and drops what it lost, and
+    # recording checks the lock too (fencing).
+    takeable = Q(until__lt=now) | Q(priority=False) if run.priority else Q(until__lt=now)
+    taken = {"token": run.lock_token, "until": until, "priority": run.priority}
+    SyncLock.objects.filter(takeable, order_id__in=ids).update(**taken)
+    SyncLock.objects.bulk_create([SyncLock(order_id=o, **taken) for o in ids], ignore_conflicts=True)
     mine = set(
         SyncLock.objects.filter(order_id__in=ids, token=run.lock_token).values_list("order_id", flat=True)
     )

@@ -33,6 +33,7 @@ class SyncRun:
     cms: BitrixClient
     crm: BitrixClient
     dry_run: bool = False
+    priority: bool = False  # a payment's run: it may take its orders over from the default queue's runs
     lock_token: str = field(default_factory=lambda: uuid.uuid4().hex)
     locked: set[str] = field(default_factory=set)  # the order ids whose lock this run holds
     contacts: dict[str, BitrixError | None] = field(default_factory=dict)
@@ -71,6 +72,7 @@ def items_sync(*, items: list[Item], dry_run: bool = False, priority: bool = Fal
         cms=client_for(Side.CMS, priority=priority),
         crm=client_for(Side.CRM, priority=priority),
         dry_run=dry_run,
+        priority=priority,
     )
     # While the run is alive its heartbeat keeps its jobs and order locks; the claims are known now (merging
     # items later adds no job), and the heartbeat's thread touches only the database, never the items.

@@ -295,3 +295,22 @@ def test_it_decides_from_the_base_as_it_stands_once_the_order_is_locked(sb, monk
     assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "WON"  # the manager's change stands
     assert sb.shop.get_order(int(order_id))["statusId"] == "F"  # ... and reaches the shop
     assert not Link.objects.get(order_id=order_id).needs_attention
+
+
+def test_it_lets_a_payment_take_its_order_over_from_a_run_of_the_default_queue(sb):
+    """Finding 6: a payment waited behind the default run holding its order (4.94 s in the scaled bulk
+    edit), polling sale.payment.list every second meanwhile. It takes the order over; the default run's
+    fenced write round drops the order it lost."""
+    order_id, deal_id = linked_pair(sb)
+    SyncLock.objects.create(
+        order_id=order_id, token="a bulk edit's run", until=timezone.now() + timedelta(seconds=60)
+    )
+    payment_id = pay(sb, order_id)
+    sb.reset_counters()
+
+    job_request(kind=JobKind.PAYMENT, entity_id=payment_id)
+    run_worker("payments")
+
+    assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "PREPAYMENT_INVOICE"
+    assert sb.counters()["shop"]["rest_calls"]["sale.payment.list"] == 1
+    assert set(Job.objects.values_list("state", flat=True)) == {JobState.DONE}
