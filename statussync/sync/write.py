@@ -76,16 +76,16 @@ def writes_send(run: SyncRun) -> None:
 
 def _renewal(run: SyncRun, *, renewed_at: float) -> Callable[[], None]:
     """Before each call of the write round (a run of hundreds of items writes in several calls of 50): check
-    the locks again, and drop the writes of orders the run no longer holds, once a heartbeat has passed since
-    the last check. The heartbeat keeps the leases of a live run; this is the fence for one whose renewals
-    failed long enough for another worker to take its orders. Within a beat of a check the lock still has
-    two beats or more left (statussync/checks.py), so a short round (a payment's) adds no database write to
-    the one check before its intents."""
+    the locks again, and drop the writes of orders the run no longer holds. A payment's run may take an
+    order from a run of the default queue at any moment, so that run checks before every call. A payment's
+    own run is taken over only once its lease runs out, and within a heartbeat of a check its locks have two
+    beats or more left (statussync/checks.py): its short round adds no database write to the one check
+    before its intents."""
     renewed = renewed_at  # before the intents were recorded: they take a while for hundreds of items
 
     def before_send() -> None:
         nonlocal renewed
-        if time.monotonic() - renewed >= leases.HEARTBEAT_SECONDS:
+        if not run.priority or time.monotonic() - renewed >= leases.HEARTBEAT_SECONDS:
             locks_renew(run)
             renewed = time.monotonic()
 

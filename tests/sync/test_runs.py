@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from statussync import jobs, leases
+from statussync import jobs
 from statussync.jobs import job_request
 from statussync.models import Job, JobKind, SyncLock
 from statussync.sync import items_for, items_sync, write
@@ -89,8 +89,7 @@ def test_it_never_makes_a_payment_wait(db, clock):
 def test_it_drops_the_writes_of_orders_another_worker_took_while_a_long_write_round_went_on(
     sb, monkeypatch, settings
 ):
-    # Every call of the round comes a heartbeat or more after the last check (here: at once).
-    monkeypatch.setattr(leases, "HEARTBEAT_SECONDS", 0.0)
+    # A run of the default queue checks before every call: a payment may take an order at any moment.
     pairs = sb.seed(60, pipeline_share=0, orders_without_deal=0, deals_without_order=0)
     items_sync(items=items_for(order_ids=[str(o) for o, _ in pairs]))
     sb.crm.bulk_move([d for _, d in pairs], "PREPARATION")
@@ -136,7 +135,7 @@ def test_it_gathers_a_longer_run_while_the_portals_bucket_drains(db, clock, monk
     assert clock == []  # an idle bucket: the oldest job waited its 2 s, the run starts
 
 
-def test_it_renews_no_lock_between_the_calls_of_a_short_write_round(sb, monkeypatch):
+def test_it_checks_no_lock_between_the_calls_of_a_payment_runs_short_write_round(sb, monkeypatch):
     pairs = sb.seed(60, pipeline_share=0, orders_without_deal=0, deals_without_order=0)
     items_sync(items=items_for(order_ids=[str(o) for o, _ in pairs]))
     sb.crm.bulk_move([d for _, d in pairs], "PREPARATION")
@@ -144,8 +143,9 @@ def test_it_renews_no_lock_between_the_calls_of_a_short_write_round(sb, monkeypa
     real = write.locks_renew
     monkeypatch.setattr(write, "locks_renew", lambda run: renewals.append(run) or real(run))
 
-    items_sync(items=items_for(deal_ids=[str(d) for _, d in pairs]))
+    items_sync(items=items_for(deal_ids=[str(d) for _, d in pairs]), priority=True)
 
-    # A 300 s lease outlasts two calls by far: one renewal before the intents, none between the calls.
+    # Nobody takes a payment's orders while its lease lasts, and the heartbeat keeps it: one check before
+    # the intents, none between the calls of a round shorter than a beat.
     assert len(renewals) == 1
     assert [sb.shop.get_order(o)["statusId"] for o, _ in pairs] == ["P"] * 60
