@@ -2,8 +2,9 @@
 
 Taken before reading (for a deal seen without a link, as soon as the deal names its order), renewed by the
 run's heartbeat while it is alive (statussync/leases.py) and before each call of the write round, checked by
-every write the run records (fencing) and released at the end. A run that lost its
-lock — it outlived the lease, and another worker took the order — sends no write and records nothing.
+every write the run records (fencing) and released at the end. A run that lost its lock — its renewals failed
+for a lease and another worker took the order, or a payment's run took it over — sends no write for it and
+records nothing.
 """
 
 from __future__ import annotations
