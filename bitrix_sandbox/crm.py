@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .filters import FieldTypes, filter_rows, order_rows, paginate
+from .filters import FieldTypes, FilterDateError, filter_rows, order_rows, paginate
 from .rest import CallContext, MethodResult, Portal, PortalConfig, RestError, lower_keys
 
 DEAL_ENTITY_TYPE_ID = 2
@@ -640,7 +640,11 @@ class CrmPortal(Portal):
         params = lower_keys(params)
         types = self._field_types()
         with self.lock:
-            rows = filter_rows(self.deals.values(), params.get("filter"), types, self.clock)
+            try:
+                rows = filter_rows(self.deals.values(), params.get("filter"), types, self.clock)
+            except FilterDateError:
+                # api-reference/crm/deals/crm-deal-list.md "Possible Error Codes": the list's general error.
+                raise RestError(400, "", "Failed to get list. General error.") from None
             rows = order_rows(rows, params.get("order"), types, self.clock, default_key="ID")
             page, total, nxt = paginate(rows, params.get("start"))
             # Deal rows are flat (str/None values), so a shallow copy is a full copy.

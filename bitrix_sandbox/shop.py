@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .filters import FieldTypes, filter_rows, order_rows, paginate
+from .filters import FieldTypes, FilterDateError, filter_rows, order_rows, paginate
 from .rest import CallContext, MethodResult, Portal, PortalConfig, RestError, lower_keys
 
 # (id, type, sort, name, color, notify)
@@ -505,7 +505,11 @@ class ShopPortal(Portal):
         default_key: str = "id",
     ) -> tuple[list[dict[str, Any]], int | None, int | None]:
         with self.lock:
-            matched = filter_rows(rows, params.get("filter"), types, self.clock)
+            try:
+                matched = filter_rows(rows, params.get("filter"), types, self.clock)
+            except FilterDateError as exc:
+                # api-reference/sale/order/sale-order-list.md "Possible Error Codes": 0, other errors.
+                raise RestError(400, 0, str(exc)) from None
             matched = order_rows(matched, params.get("order"), types, self.clock, default_key=default_key)
             page, total, nxt = paginate(matched, params.get("start"))
             # Rows are flat, so a shallow copy is a full copy.

@@ -141,22 +141,42 @@ def test_it_finds_the_deal_linked_to_an_order_through_the_order_field(sandbox: S
     assert none["total"] == 0
 
 
-def test_it_compares_dates_with_and_without_offset(sandbox: Sandbox, rest) -> None:
+def test_it_compares_dates_given_with_an_offset(sandbox: Sandbox, rest) -> None:
     sandbox.seed(3, orders_without_deal=0, deals_without_order=0)
     # Backdate two deals (white box) so the date filter has something to separate.
     sandbox.crm.deals[101]["DATE_MODIFY"] = "2024-01-10T10:00:00+03:00"
     sandbox.crm.deals[102]["DATE_MODIFY"] = "2024-01-10T12:00:00+03:00"
     cases = {
-        "2024-01-10T11:00:00": [102, 103],  # naive = portal time (+03:00)
+        "2024-01-10T11:00:00+03:00": [102, 103],
         "2024-01-10T08:30:00+00:00": [102, 103],  # = 11:30 +03:00
         "2024-01-10T09:30:00+00:00": [103],  # = 12:30 +03:00
-        "2024-01-10": [101, 102, 103],
+        "2024-01-10T09:00:00-01:00": [103],  # = 13:00 +03:00
     }
     for since, expected in cases.items():
         body = rest.ok(sandbox.crm, "crm.deal.list", {"filter": {">DATE_MODIFY": since}, "select": ["ID"]})
         assert [int(d["ID"]) for d in body["result"]] == expected, since
     body = rest.ok(sandbox.crm, "crm.deal.list", {"filter": {"<=DATE_MODIFY": "2024-01-10T10:00:00+03:00"}})
     assert [int(d["ID"]) for d in body["result"]] == [101]
+
+
+@pytest.mark.parametrize(
+    "since",
+    [
+        "2024-01-10T11:00:00.123456+00:00",  # Python's isoformat() with microseconds
+        "2024-01-10T11:00:00",  # no offset
+        "2024-01-10T11:00:00Z",
+        "2024-01-10",
+        "10.01.2024 11:00:00",
+    ],
+)
+def test_it_refuses_a_filter_datetime_not_in_the_documented_form(sandbox: Sandbox, rest, since) -> None:
+    # api-reference/data-types.md: datetime is YYYY-MM-DDThh:mm:ss±hh:mm. Each list answers its documented
+    # general error (api-reference/crm/deals/crm-deal-list.md; api-reference/sale/order/sale-order-list.md).
+    deals = rest(sandbox.crm, "crm.deal.list", {"filter": {">DATE_MODIFY": since}})
+    assert (deals.status_code, deals.json()["error"]) == (400, "")
+    assert deals.json()["error_description"] == "Failed to get list. General error."
+    orders = rest(sandbox.shop, "sale.order.list", {"filter": {">dateUpdate": since}})
+    assert (orders.status_code, orders.json()["error"]) == (400, 0)
 
 
 def test_it_pages_lists_by_50_with_total_and_next(sandbox: Sandbox, rest) -> None:
