@@ -19,6 +19,7 @@ from phpquery import http_build_query
 
 from .errors import (
     BitrixError,
+    OperatingLimitError,
     PermanentError,
     classify_error,
     redact,
@@ -112,7 +113,9 @@ class BitrixClient(ListPaging):
             key, (method, params) = items[0]
             try:
                 envelope = self.call(method, params)
-            except PermanentError as error:  # NotFoundError too
+            except (PermanentError, OperatingLimitError) as error:
+                # What a batch would answer in result_error: this command's failure (NotFoundError, a method
+                # held by its operating limit), not the call's (the bucket, auth, an outage).
                 out.errors[key] = error
             else:
                 out.results[key] = envelope.get("result")

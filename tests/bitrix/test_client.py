@@ -28,7 +28,9 @@ from statussync.bitrix import (
     GcraLimiter,
     MemoryBucketStore,
     NotFoundError,
+    OperatingLimitError,
     PermanentError,
+    PortalClosedError,
     RateLimitedError,
     TransientError,
     classify_error,
@@ -86,11 +88,11 @@ def test_it_sends_an_empty_json_object_without_params(client, rsps, base_url):
             503, "error_query_limit_exceeded", TransientError, "QUERY_LIMIT_EXCEEDED", id="503-limit"
         ),
         pytest.param(
-            429, "error_operation_time_limit", TransientError, "OPERATION_TIME_LIMIT", id="429-time"
+            429, "error_operation_time_limit", OperatingLimitError, "OPERATION_TIME_LIMIT", id="429-time"
         ),
         pytest.param(503, "error_overload_limit", TransientError, "OVERLOAD_LIMIT", id="503-overload"),
         pytest.param(500, "error_internal_server_error", TransientError, "INTERNAL_SERVER_ERROR", id="500"),
-        pytest.param(500, "error_portal_deleted", TransientError, "PORTAL_DELETED", id="500-closed"),
+        pytest.param(500, "error_portal_deleted", PortalClosedError, "PORTAL_DELETED", id="500-closed"),
         pytest.param(401, "error_no_auth_found", AuthError, "NO_AUTH_FOUND", id="401-no-auth"),
         pytest.param(401, "error_expired_token", AuthError, "expired_token", id="401-expired"),
         pytest.param(403, "error_insufficient_scope", AuthError, "insufficient_scope", id="403-scope"),
@@ -110,6 +112,10 @@ def test_it_sends_an_empty_json_object_without_params(client, rsps, base_url):
         ),
         pytest.param(
             400, "sale_payment_get_not_found", NotFoundError, "200640400001", id="400-payment-missing"
+        ),
+        # api-reference/sale/order/sale-order-get.md: its example says 200540400001, its table 201240400001.
+        pytest.param(
+            400, "sale_order_get_not_found", NotFoundError, "201240400001", id="400-order-get-missing"
         ),
         pytest.param(
             400, "sale_order_update_access_denied", AuthError, "200040300020", id="400-order-denied"
@@ -149,6 +155,10 @@ def test_it_classifies_error_envelopes(client, rsps, base_url, body, status, fix
         pytest.param(None, "", "Not found.", NotFoundError, id="trailing-period"),
         pytest.param(None, 200040300099, "", AuthError, id="sale-403-family"),
         pytest.param(400, 200540400002, "sale module absent", PermanentError, id="sale-module-absent"),
+        # The sale pages' tables: every 2xxx40400001 is "<entity> not found", other 404s are not
+        # (api-reference/sale/shipment/*: 201140400001; basket-items: 200140400006 "Module catalog ...").
+        pytest.param(400, 201140400001, "Shipment not found", NotFoundError, id="sale-404-family"),
+        pytest.param(400, 200140400006, "Module catalog does not exist", PermanentError, id="sale-404-other"),
         pytest.param(
             400, "ERROR_BATCH_LENGTH_EXCEEDED", "Max batch length exceeded", PermanentError, id="batch"
         ),

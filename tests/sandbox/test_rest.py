@@ -74,9 +74,10 @@ def test_it_answers_missing_or_invalid_deal_with_400_and_empty_error(sandbox: Sa
 
 
 def test_it_answers_missing_sale_entities_with_numeric_errors(sandbox: Sandbox, rest) -> None:
+    # api-reference/sale/order/sale-order-get.md: the table gives 201240400001, the example 200540400001.
     order = rest(sandbox.shop, "sale.order.get", {"id": 424242})
     assert order.status_code == 400
-    assert order.json() == {"error": 200540400001, "error_description": "order is not exists"}
+    assert order.json() == {"error": 201240400001, "error_description": "Order not found"}
     update = rest(sandbox.shop, "sale.order.update", {"id": 424242, "fields": {"statusId": "P"}})
     assert update.json()["error"] == 200540400001
     payment = rest(sandbox.shop, "sale.payment.get", {"id": 424242})
@@ -315,7 +316,7 @@ def test_it_lists_sale_statuses(sandbox: Sandbox, rest) -> None:
     assert body["total"] == len(statuses)
     only_orders = rest.ok(sandbox.shop, "sale.status.list", {"filter": {"type": "O"}})
     assert only_orders["total"] == 5
-    names = rest.ok(sandbox.shop, "sale.statuslang.list", {"filter": {"statusId": "N"}})
+    names = rest.ok(sandbox.shop, "sale.statusLang.list", {"filter": {"statusId": "N"}})
     assert names["result"]["statusLangs"][0]["name"] == "Принят, ожидается оплата"
 
 
@@ -399,3 +400,13 @@ def test_it_describes_pipelines_like_crm_category_list(sandbox: Sandbox, rest) -
     assert set(default) == {"id", "name", "sort", "entityTypeId", "isDefault"}
     assert set(extra) == {"id", "name", "sort", "entityTypeId", "isDefault", "originId", "originatorId"}
     assert (default["name"], extra["name"]) == ("Общая", "Опт")
+
+
+def test_it_lists_payments_by_id_with_the_documented_equals_and_an_array(sandbox: Sandbox, rest) -> None:
+    # api-reference/sale/payment/sale-payment-list.md: `=` "works with arrays as well"; its own example
+    # filters with `@personTypeId` too, so `@` is accepted as well.
+    pairs = sandbox.seed(3, orders_without_deal=0, deals_without_order=0)
+    payment_ids = [sandbox.shop.get_order(order_id)["payments"][0]["id"] for order_id, _ in pairs[:2]]
+    for key in ("=id", "@id"):
+        body = rest.ok(sandbox.shop, "sale.payment.list", {"filter": {key: payment_ids}, "select": ["id"]})
+        assert [row["id"] for row in body["result"]["payments"]] == payment_ids, key

@@ -344,6 +344,22 @@ def test_it_turns_health_red_and_does_not_storm_on_an_auth_error(sb, settings, c
     assert "wrong" not in json.dumps(health.json())  # the webhook code is a secret
 
 
+def test_it_holds_the_work_of_a_closed_portal_rather_than_dead_letter_it(sb, client, monkeypatch):
+    order_id, _ = linked_pair(sb)
+    # _includes/system-errors.md: 500 PORTAL_DELETED, "the public part of the site is closed" (boxed: an
+    # administrator reopens it), so it is the portal's state, not this request's [docs/bitrix.md "Errors"].
+    closed = {"error": "PORTAL_DELETED", "error_description": "Portal was deleted"}
+    monkeypatch.setattr(sb.crm, "handle_rest", lambda *args: (500, closed))
+
+    job_request(kind=JobKind.ORDER, entity_id=order_id)
+    run_worker()
+
+    job = Job.objects.filter(kind="order", entity_id=order_id).latest("id")
+    assert job.state == JobState.PENDING
+    assert job.not_before > timezone.now() + timedelta(seconds=250)
+    assert client.get("/api/health/").json()["portals"]["crm"]["failing"] is True
+
+
 def test_it_picks_up_the_jobs_of_a_worker_that_died(sb):
     order_id, deal_id = linked_pair(sb)
     sb.shop.set_order_status(int(order_id), "P")
