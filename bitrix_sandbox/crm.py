@@ -94,6 +94,9 @@ DEAL_EVENTS = frozenset({"ONCRMDEALADD", "ONCRMDEALUPDATE", "ONCRMDEALDELETE", "
 CRM_EVENTS = DEAL_EVENTS | {"ONCRMTIMELINECOMMENTADD"}
 # What bxsync subscribes to (README); the comment event is emitted, "unsubscribed" unless asked for.
 CRM_DEFAULT_SUBSCRIBED = DEAL_EVENTS
+# api-reference/crm/deals/events/index.md: ONCRMDEALMOVETOCATEGORY can be bound only by an application, never
+# by an outgoing webhook; and a move fires no ONCRMDEALUPDATE [docs/bitrix.md "Events"].
+CRM_APPLICATION_ONLY = frozenset({"ONCRMDEALMOVETOCATEGORY"})
 CRM_WRITE_METHODS = frozenset(
     {"crm.deal.update", "crm.deal.add", "crm.deal.delete", "crm.item.update", "crm.timeline.comment.add"}
 )
@@ -148,6 +151,7 @@ class CrmPortal(Portal):
     kind = "crm"
     EVENT_NAMES = CRM_EVENTS
     DEFAULT_SUBSCRIBED = CRM_DEFAULT_SUBSCRIBED
+    APPLICATION_ONLY_EVENTS = CRM_APPLICATION_ONLY
     WRITE_METHODS = CRM_WRITE_METHODS
 
     def __init__(self, config: CrmConfig | None = None, seed: int | str = 0) -> None:

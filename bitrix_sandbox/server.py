@@ -27,7 +27,9 @@ Control API (JSON in, JSON out; no auth — the servers bind to 127.0.0.1 only).
                               E.g. ``{"reply_lost_once": true, "reply_lost_methods": ["crm.deal.update"],
                               "reply_lost_as": "error"}``
 ``POST /_sandbox/limits``     ``{"rate", "burst", "operating_limit", "operating_limits": {method: s}}``
-``POST /_sandbox/events``     ``{"handler_url", "application_token", "subscribed_events", "handler_timeout"}``
+``POST /_sandbox/events``     ``{"handler_url", "application_token", "subscribed_events", "handler_timeout",
+                              "subscriber": "webhook"|"application"}`` (a webhook never gets
+                              ONCRMDEALMOVETOCATEGORY: application-only)
 ``POST /_sandbox/events/idle``  ``{"timeout": 10}`` → ``{"idle": bool, "pending": n}``
 ``POST /_sandbox/events/pause``   hold every outgoing event (a stalled Bitrix queue) ...
 ``POST /_sandbox/events/resume``  ... then deliver them, late, and carry on
@@ -160,7 +162,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return 401, {"error": "NO_AUTH_FOUND", "error_description": "Wrong authorization data"}
             return 404, {"error": "NOT_FOUND", "error_description": "Not found"}
         user_id, code, method = match.groups()
-        return self.server.portal.handle_rest(user_id, code, method, self._params(query, body))
+        portal = self.server.portal.rest_portal(code)
+        return portal.handle_rest(user_id, code, method, self._params(query, body))
 
     def _control(self, action: str, query: str, body: bytes) -> tuple[int, Any]:
         args = self._params(query, body)

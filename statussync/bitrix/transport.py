@@ -21,12 +21,14 @@ from statussync import metrics
 
 from .errors import (
     BitrixError,
+    OperatingLimitError,
     PermanentError,
     RateLimitedError,
     TransientError,
     classify_error,
     redact,
 )
+from .operating import LEDGER
 from .ratelimit import RateLimiter
 
 log = logging.getLogger("statussync.bitrix")
@@ -65,8 +67,21 @@ class WebhookTransport:
     def envelope(self, method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """POST ``method`` with JSON ``params``; return the envelope ``{"result", "total", "next", "time"}``.
 
-        Raises a ``BitrixError`` subclass on any failure (see ``errors``).
+        Raises a ``BitrixError`` subclass on any failure (see ``errors``). A method held by its operating-time
+        limit fails at once, sending nothing (see ``operating``).
         """
+        if method != "batch":  # the outer batch call counts against no method's time
+            LEDGER.check(webhook=self.portal, portal=self.portal, method=method)
+        try:
+            envelope = self._envelope(method, params)
+        except OperatingLimitError as exc:
+            LEDGER.refused(webhook=self.portal, error=exc)
+            raise
+        if method != "batch":
+            LEDGER.observe(webhook=self.portal, method=method, time_block=envelope.get("time"))
+        return envelope
+
+    def _envelope(self, method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
         body = dict(params or {})
         url = f"{self.base_url}{method}.json"
         response = self._post(method, url, body)

@@ -720,7 +720,7 @@ def test_it_builds_a_client_from_settings(settings):
     )
     assert isinstance(client.limiter, GcraLimiter)
     assert isinstance(client.limiter.store, DatabaseBucketStore)
-    assert client.limiter.key == "crm"
+    assert client.limiter.key == "b24.example.ru"  # the portal's bucket [docs/bitrix.md "Limits"]
 
 
 @pytest.mark.django_db
@@ -732,7 +732,7 @@ def test_it_paces_real_requests_through_the_database_bucket(settings, rsps, body
     client_for("cms").call("sale.order.get", {"id": 1})
 
     with connection.cursor() as cursor:
-        cursor.execute('SELECT tat FROM bxsync_rate_bucket WHERE "key" = %s', ["cms"])
+        cursor.execute('SELECT tat FROM bxsync_rate_bucket WHERE "key" = %s', ["shop.example.ru"])
         assert cursor.fetchone()[0] > 0
 
 

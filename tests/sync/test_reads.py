@@ -135,7 +135,10 @@ def test_it_reads_one_by_one_what_a_refused_list_command_named(sb):
     for payment_id in payment_ids:
         job_request(kind=JobKind.PAYMENT, entity_id=payment_id)
 
-    run_worker("payments")
+    try:
+        run_worker("payments")
+    finally:
+        sb.set_limits("shop", rate=1000, burst=1000, operating_limits={})
 
     assert commands(sb, "sale.payment.get") == 3
     assert all(sb.crm.get_deal(int(d))["STAGE_ID"] == "PREPAYMENT_INVOICE" for _, d in pairs)
