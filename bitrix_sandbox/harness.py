@@ -200,6 +200,7 @@ class Sandbox:
             portal.resume_events()
             portal.bucket.reset()
             portal.operating.reset()
+            portal.address_restore()
 
     # -- seeding ---------------------------------------------------------------------------------------------
 

@@ -195,6 +195,9 @@ class Portal:
         # and the portals whose webhooks this one answers, by webhook code.
         self.rest_home: Portal | None = None
         self.guests: dict[str, Portal] = {}
+        # A renamed portal (see ``move_address``): its new base URL, and the server answering there.
+        self.moved_to: str | None = None
+        self._moved_server: PortalServer | None = None
         self._stop = threading.Event()
         self._server: PortalServer | None = None
         self._control: Any = None
@@ -245,6 +248,7 @@ class Portal:
         if self._server is not None:
             self._server.stop()
             self._server = None
+        self.address_restore()
         self.events.stop()
 
     @property
@@ -275,6 +279,33 @@ class Portal:
     def rest_portal(self, code: str) -> Portal:
         """The portal whose inbound webhook ``code`` is, among those this one serves."""
         return self.guests.get(code, self)
+
+    # -- a renamed portal ------------------------------------------------------------------------------------
+
+    def move_address(self) -> str:
+        """The portal is renamed (a cloud portal's address may change at any time): it answers on a new port
+        from now on, and its old address answers every REST call with ``302`` to the same path there
+        (settings/how-to-call-rest-api/change-domen.md) [docs/bitrix.md "Calling the REST API"]. The
+        webhook URL keeps the old address, as bxsync's configured one does. Returns the new base URL."""
+        from .server import PortalServer
+
+        server = PortalServer(self, self._control, port=0)
+        server.start()
+        self._moved_server = server
+        self.moved_to = f"http://{self.config.host}:{server.port}"
+        return self.moved_to
+
+    def address_restore(self) -> None:
+        """Undo ``move_address``: the old address answers again."""
+        if self._moved_server is not None:
+            self._moved_server.stop()
+        self._moved_server, self.moved_to = None, None
+
+    def redirect_for(self, port: int, path: str) -> str | None:
+        """Where a REST call to ``path`` on ``port`` is redirected, if the portal moved away from there."""
+        if self.moved_to and port == self.port and path.startswith("/rest/"):
+            return f"{self.moved_to}{path}"
+        return None
 
     @property
     def application_token(self) -> str:

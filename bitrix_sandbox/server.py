@@ -144,6 +144,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         parts = urlsplit(self.path)
+        location = self.server.portal.redirect_for(self.server.server_address[1], self.path)
+        if location is not None:
+            self._read_body()
+            self._send_redirect(location)
+            return
         try:
             body = self._read_body()
             if parts.path.startswith("/_sandbox/"):
@@ -173,6 +178,13 @@ class _Handler(BaseHTTPRequestHandler):
             return exc.status, {"error": str(exc)}
         except (KeyError, ValueError, TypeError) as exc:
             return 400, {"error": f"{type(exc).__name__}: {exc}"}
+
+    def _send_redirect(self, location: str) -> None:
+        # A renamed portal's old address: 302 to the new one (settings/how-to-call-rest-api/change-domen.md).
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def _send_json(self, status: int, payload: Any) -> None:
         data = json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8")

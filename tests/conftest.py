@@ -119,6 +119,9 @@ def _operating_time_forgotten():
     operating = sys.modules.get("statussync.bitrix.operating")
     if operating is not None:
         operating.LEDGER.clear()
+    moves = sys.modules.get("statussync.bitrix.moves")
+    if moves is not None:
+        moves.moves_forget(shared=False)  # the cache's notes go with the test's database or Redis
 
 
 @pytest.fixture(autouse=True)

@@ -68,6 +68,11 @@ class PermanentError(BitrixError):
     """Do not retry: the request itself is wrong (bad id, unknown method, batch misuse...)."""
 
 
+class PortalMovedError(TransientError):
+    """The portal answered a write with a redirect to an address no read has confirmed yet: the write was
+    not re-sent. The next attempt, after its run's reads, goes [docs/bitrix.md "Calling the REST API"]."""
+
+
 class NotFoundError(PermanentError):
     """The deal, order or payment does not exist (any more)."""
 

@@ -10,6 +10,7 @@ import json
 import logging
 import pickle
 import traceback
+from unittest.mock import ANY
 
 import pytest
 import redis
@@ -31,6 +32,7 @@ from statussync.bitrix import (
     OperatingLimitError,
     PermanentError,
     PortalClosedError,
+    PortalMovedError,
     RateLimitedError,
     TransientError,
     classify_error,
@@ -38,6 +40,8 @@ from statussync.bitrix import (
     parse_bracket_query,
     redact,
 )
+from statussync.bitrix.moves import move_seen
+from statussync.bitrix.transport import method_writes
 
 # --- single calls --------------------------------------------------------------------------------------
 
@@ -342,16 +346,53 @@ def test_it_keeps_the_url_out_of_configuration_errors(secret):
 
 
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
-def test_it_repeats_the_post_once_at_the_new_address(client, rsps, base_url, secret, body, status):
-    params = {"id": 123, "fields": {"STAGE_ID": "C1:WON"}}
-    new_url = f"https://new-name.bitrix24.ru/rest/7/{secret}/crm.deal.update.json"
-    rsps.post(f"{base_url}crm.deal.update.json", status=status, headers={"Location": new_url})
-    rsps.post(new_url, json=body("crm_deal_update"), match=[matchers.json_params_matcher(params)])
+def test_it_repeats_a_read_once_at_the_new_address(client, rsps, base_url, secret, body, status, db):
+    # settings/how-to-call-rest-api/change-domen.md: a renamed portal redirects; repeat the POST there.
+    new_url = f"https://new-name.bitrix24.ru/rest/7/{secret}/crm.deal.get.json"
+    rsps.post(f"{base_url}crm.deal.get.json", status=status, headers={"Location": new_url})
+    rsps.post(new_url, json=body("crm_deal_get"), match=[matchers.json_params_matcher({"id": 410})])
 
-    assert client.result("crm.deal.update", params) is True
+    assert client.result("crm.deal.get", {"id": 410})["ID"] == "410"
 
     assert [call.request.method for call in rsps.calls] == ["POST", "POST"]
     assert client.calls == 2
+    assert move_seen(portal="crm") == {"to": "https://new-name.bitrix24.ru", "confirmed": True, "at": ANY}
+
+
+def test_it_never_resends_a_write_to_an_address_no_read_confirmed(client, rsps, base_url, secret, db):
+    new_url = f"https://elsewhere.example.com/rest/7/{secret}/crm.deal.update.json"
+    rsps.post(f"{base_url}crm.deal.update.json", status=302, headers={"Location": new_url})
+
+    with pytest.raises(PortalMovedError) as moved:
+        client.call("crm.deal.update", {"id": 123, "fields": {"STAGE_ID": "WON"}})
+
+    assert isinstance(moved.value, TransientError)  # the job comes back, after its run's reads
+    assert secret not in str(moved.value)
+    assert client.calls == 1  # nothing sent to the new address
+    assert move_seen(portal="crm")["confirmed"] is False
+
+
+def test_it_resends_a_write_where_a_read_confirmed_the_portal(client, rsps, base_url, secret, body, db):
+    new_base = f"https://new-name.bitrix24.ru/rest/7/{secret}/"
+    params = {"id": 123, "fields": {"STAGE_ID": "C1:WON"}}
+    for method, answer in (("crm.deal.get", "crm_deal_get"), ("crm.deal.update", "crm_deal_update")):
+        rsps.post(f"{base_url}{method}.json", status=302, headers={"Location": f"{new_base}{method}.json"})
+        rsps.post(f"{new_base}{method}.json", json=body(answer))
+
+    client.call("crm.deal.get", {"id": 410})  # our webhook code answers there: the same portal
+    assert client.result("crm.deal.update", params) is True
+
+    assert client.calls == 4
+
+
+def test_it_tells_a_write_from_a_read():
+    assert method_writes("crm.deal.update", {})
+    assert method_writes("sale.order.update", {})
+    assert method_writes("crm.timeline.comment.add", {})
+    assert not method_writes("crm.deal.list", {})
+    assert not method_writes("sale.statusLang.list", {})
+    assert method_writes("batch", {"cmd": {"a": "crm.deal.list?x=1", "b": "crm.deal.update?id=1"}})
+    assert not method_writes("batch", {"cmd": ["crm.deal.get?id=1", "crm.deal.list"]})
 
 
 def test_it_follows_a_relative_location(client, rsps, base_url, body):

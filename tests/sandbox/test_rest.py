@@ -410,3 +410,18 @@ def test_it_lists_payments_by_id_with_the_documented_equals_and_an_array(sandbox
     for key in ("=id", "@id"):
         body = rest.ok(sandbox.shop, "sale.payment.list", {"filter": {key: payment_ids}, "select": ["id"]})
         assert [row["id"] for row in body["result"]["payments"]] == payment_ids, key
+
+
+def test_it_redirects_every_rest_call_of_a_renamed_portal_to_its_new_address(sandbox: Sandbox, rest) -> None:
+    # settings/how-to-call-rest-api/change-domen.md: the old address redirects to the new one.
+    old_url = sandbox.crm_url
+    new_base = sandbox.crm.move_address()
+    response = requests.post(f"{old_url}crm.deal.list.json", json={}, timeout=5, allow_redirects=False)
+    assert response.status_code == 302
+    assert (
+        response.headers["Location"]
+        == f"{new_base}{old_url.split(sandbox.crm.base_url)[1]}crm.deal.list.json"
+    )
+    assert requests.post(response.headers["Location"], json={}, timeout=5).json()["total"] == 0
+    sandbox.crm.address_restore()
+    assert requests.post(f"{old_url}crm.deal.list.json", json={}, timeout=5).status_code == 200

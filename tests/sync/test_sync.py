@@ -14,6 +14,7 @@ from statussync import portals
 from statussync.jobs import job_request, jobs_claim, jobs_recover
 from statussync.models import AuditEntry, Job, JobKind, JobState, Link, LinkState, PortalHealth, UnmappedValue
 from statussync.reconcile import reconcile_run
+from tests.admin.people import support_make
 from tests.sync.support import linked_pair, new_pair, pay, run_worker
 
 
@@ -385,6 +386,25 @@ def test_it_holds_only_the_method_the_portal_refused_until_it_may_go(sb):
     assert job.not_before > timezone.now() + timedelta(seconds=50)  # no reset time known: a minute
     assert "OPERATION_TIME_LIMIT" in job.last_error
     assert sb.counters()["crm"]["rest_rejected"] == {"operating_limit": 1}
+
+
+def test_it_follows_a_renamed_portal_and_says_so_in_the_admin(sb, settings, client):
+    order_id, deal_id = linked_pair(sb)
+    # settings/how-to-call-rest-api/change-domen.md: the old address redirects every call to the new one.
+    new_base = sb.crm.move_address()
+    sb.shop.set_order_status(int(order_id), "P")
+    job_request(kind=JobKind.ORDER, entity_id=order_id)
+
+    run_worker()
+
+    # The run read the deal there first (our webhook code answers: the same portal), then wrote there.
+    assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "PREPARATION"
+    health = client.get("/api/health/").json()["portals"]["crm"]
+    assert health["moved_to"] == new_base
+    assert settings.BXSYNC_CRM_REST_URL.split("/rest/")[1] not in json.dumps(health)  # never the code
+    client.force_login(support_make())
+    dashboard = client.get("/admin/dashboard/").content.decode()
+    assert f"moved to {new_base}" in dashboard
 
 
 def test_it_picks_up_the_jobs_of_a_worker_that_died(sb):
