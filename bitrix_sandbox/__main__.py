@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--rate", type=float, default=2.0, help="leaky bucket drain per second (0 = no limit)")
     serve.add_argument("--burst", type=int, default=50, help="leaky bucket size")
     serve.add_argument(
+        "--one-portal",
+        action="store_true",
+        help="one Bitrix24 for both roles: the CRM's webhook on the shop's address, one leaky bucket",
+    )
+    serve.add_argument(
         "--seed", type=int, default=0, help="RNG seed for codes, tokens, faults, data, traffic"
     )
     serve.add_argument("--seed-orders", type=int, default=0, help="create N linked orders/deals at start")
@@ -78,7 +83,7 @@ def make_sandbox(args: argparse.Namespace) -> Sandbox:
         order_field=args.order_field,
         **common,
     )
-    return Sandbox(SandboxConfig(shop=shop, crm=crm, seed=args.seed))
+    return Sandbox(SandboxConfig(shop=shop, crm=crm, seed=args.seed, one_portal=args.one_portal))
 
 
 def serve(args: argparse.Namespace) -> int:

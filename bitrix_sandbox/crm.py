@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .filters import FieldTypes, filter_rows, order_rows, paginate
+from .filters import FieldTypes, FilterDateError, filter_rows, order_rows, paginate
 from .rest import CallContext, MethodResult, Portal, PortalConfig, RestError, lower_keys
 
 DEAL_ENTITY_TYPE_ID = 2
@@ -94,6 +94,9 @@ DEAL_EVENTS = frozenset({"ONCRMDEALADD", "ONCRMDEALUPDATE", "ONCRMDEALDELETE", "
 CRM_EVENTS = DEAL_EVENTS | {"ONCRMTIMELINECOMMENTADD"}
 # What bxsync subscribes to (README); the comment event is emitted, "unsubscribed" unless asked for.
 CRM_DEFAULT_SUBSCRIBED = DEAL_EVENTS
+# api-reference/crm/deals/events/index.md: ONCRMDEALMOVETOCATEGORY can be bound only by an application, never
+# by an outgoing webhook; and a move fires no ONCRMDEALUPDATE [docs/bitrix.md "Events"].
+CRM_APPLICATION_ONLY = frozenset({"ONCRMDEALMOVETOCATEGORY"})
 CRM_WRITE_METHODS = frozenset(
     {"crm.deal.update", "crm.deal.add", "crm.deal.delete", "crm.item.update", "crm.timeline.comment.add"}
 )
@@ -148,6 +151,7 @@ class CrmPortal(Portal):
     kind = "crm"
     EVENT_NAMES = CRM_EVENTS
     DEFAULT_SUBSCRIBED = CRM_DEFAULT_SUBSCRIBED
+    APPLICATION_ONLY_EVENTS = CRM_APPLICATION_ONLY
     WRITE_METHODS = CRM_WRITE_METHODS
 
     def __init__(self, config: CrmConfig | None = None, seed: int | str = 0) -> None:
@@ -640,7 +644,11 @@ class CrmPortal(Portal):
         params = lower_keys(params)
         types = self._field_types()
         with self.lock:
-            rows = filter_rows(self.deals.values(), params.get("filter"), types, self.clock)
+            try:
+                rows = filter_rows(self.deals.values(), params.get("filter"), types, self.clock)
+            except FilterDateError:
+                # api-reference/crm/deals/crm-deal-list.md "Possible Error Codes": the list's general error.
+                raise RestError(400, "", "Failed to get list. General error.") from None
             rows = order_rows(rows, params.get("order"), types, self.clock, default_key="ID")
             page, total, nxt = paginate(rows, params.get("start"))
             # Deal rows are flat (str/None values), so a shallow copy is a full copy.

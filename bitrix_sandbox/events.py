@@ -60,6 +60,7 @@ class EventDispatcher:
         handler_timeout: float = 10.0,
         workers: int = 1,
         log_size: int = 5000,
+        application_only: frozenset[str] = frozenset(),
     ) -> None:
         self._counters = counters
         self._faults = faults
@@ -70,6 +71,9 @@ class EventDispatcher:
         self.handler_url = handler_url
         self.subscribed = subscribed
         self.handler_timeout = handler_timeout
+        # Events only an application may bind; an outgoing webhook, the default subscriber, never gets them.
+        self.application_only = application_only
+        self.subscriber = "webhook"
         self._n_workers = max(1, workers)
         self._cond = threading.Condition()
         self._heap: list[_Queued] = []
@@ -91,9 +95,15 @@ class EventDispatcher:
         application_token: str | None = None,
         subscribed: frozenset[str] | None = None,
         handler_timeout: float | None = None,
+        subscriber: str | None = None,
     ) -> None:
-        """Point the outgoing webhook somewhere else / change its token or event set at runtime."""
+        """Point the outgoing webhook somewhere else / change its token or event set at runtime.
+        ``subscriber``: ``"webhook"`` (an outgoing webhook) or ``"application"`` (``event.bind``)."""
+        if subscriber not in (None, "webhook", "application"):
+            raise ValueError(f"subscriber is 'webhook' or 'application', not {subscriber!r}")
         with self._cond:
+            if subscriber is not None:
+                self.subscriber = subscriber
             if handler_url is not None:
                 self.handler_url = handler_url or None
             if application_token is not None:
@@ -102,6 +112,12 @@ class EventDispatcher:
                 self.subscribed = subscribed
             if handler_timeout is not None:
                 self.handler_timeout = handler_timeout
+
+    def may_subscribe(self, event: str) -> bool:
+        """Whether this subscriber can bind ``event`` at all: an outgoing webhook cannot bind the
+        application-only events, whatever it ticks (api-reference/crm/deals/events/index.md:
+        ONCRMDEALMOVETOCATEGORY) [docs/bitrix.md "Events"]."""
+        return self.subscriber == "application" or event not in self.application_only
 
     def handler_id(self, event: str) -> int:
         """Stable ``event_handler_id`` per event name (Bitrix gives each bound handler its own id)."""
@@ -117,6 +133,9 @@ class EventDispatcher:
         [docs/bitrix.md "Timeline comments"].
         """
         self._counters.inc("events", "emitted", name)
+        if not self.may_subscribe(name):
+            self._counters.inc("events", "application_only", name)
+            return
         if self.subscribed is not None and name not in self.subscribed:
             self._counters.inc("events", "unsubscribed", name)
             return

@@ -9,7 +9,9 @@ no ``next``, and the caller pages with ``>ID`` (the documentation's sample answe
 [docs/bitrix.md "Lists"].
 
 Comparisons coerce both sides by the field's declared type, so ``{">ID": "10"}`` compares numbers and
-``{">DATE_MODIFY": "2024-08-30T14:00:00"}`` compares datetimes (naive strings are portal-local time).
+``{">DATE_MODIFY": "2024-08-30T14:00:00+03:00"}`` compares datetimes. A datetime in a filter must have the
+documented form ``YYYY-MM-DDThh:mm:ss±hh:mm`` (api-reference/data-types.md): anything else (microseconds,
+no offset, a bare date, ``Z``) is refused, see ``filter_datetimes_check`` [docs/bitrix.md "Dates in filters"].
 Filter keys naming unknown fields are ignored, as the legacy CRM list does; LIKE on stage fields is not
 special-cased (Bitrix says LIKE does not work on ``crm_status`` fields — don't rely on it).
 """
@@ -33,6 +35,14 @@ FieldTypes = dict[str, str]  # field name -> "int" | "float" | "str" | "datetime
 
 class FilterError(ValueError):
     """A filter/order parameter of the wrong shape."""
+
+
+class FilterDateError(FilterError):
+    """A datetime in a filter not in the documented form; each portal answers it with its list error."""
+
+
+# api-reference/data-types.md: datetime is `YYYY-MM-DDThh:mm:ss±hh:mm`, e.g. 2023-12-28T14:05:48+03:00.
+DOCUMENTED_DATETIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d")
 
 
 def split_prefix(key: str) -> tuple[str, str]:
@@ -124,7 +134,24 @@ def filter_rows(
         return list(rows)
     if not isinstance(flt, dict):
         raise FilterError("Parameter 'filter' must be array.")
+    filter_datetimes_check(flt, types)
     return [row for row in rows if matches(row, flt, types, clock)]
+
+
+def filter_datetimes_check(flt: dict[str, Any], types: FieldTypes) -> None:
+    """Refuse a datetime field's filter value that is not in the documented form (an empty value, "is
+    empty", is no datetime and passes). What a real portal does with another form is unconfirmed
+    [docs/bitrix.md "Dates in filters"]; the sandbox refuses, so a client sending one is caught."""
+    for key, expected in flt.items():
+        prefix, name = split_prefix(str(key))
+        if types.get(name) != "datetime" or prefix in ("%", "!%", "=%", "%=", "!=%", "!%="):
+            continue
+        values = expected if isinstance(expected, (list, tuple)) else [expected]
+        for value in values:
+            if _is_empty(value):
+                continue
+            if not isinstance(value, str) or not DOCUMENTED_DATETIME.fullmatch(value):
+                raise FilterDateError(f"{key}: {value!r} is not a datetime YYYY-MM-DDThh:mm:ss±hh:mm")
 
 
 def order_rows(

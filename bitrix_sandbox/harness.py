@@ -23,6 +23,9 @@ class SandboxConfig:
     shop: ShopConfig = field(default_factory=ShopConfig)
     crm: CrmConfig = field(default_factory=CrmConfig)
     seed: int = 0
+    # One Bitrix24 with both roles: the CRM's webhook answered on the shop's address, from one leaky bucket
+    # (the shop's rate and burst) [docs/bitrix.md "Limits"].
+    one_portal: bool = False
 
 
 class Sandbox:
@@ -40,6 +43,8 @@ class Sandbox:
         self.config = config or SandboxConfig()
         self.shop = ShopPortal(self.config.shop, seed=self.config.seed)
         self.crm = CrmPortal(self.config.crm, seed=self.config.seed)
+        if self.config.one_portal:
+            self.shop.serve_also(self.crm)
         self.traffic: TrafficGenerator | None = None
         self._seed_rng = random.Random(f"{self.config.seed}:seed")
         self.running = False
@@ -195,6 +200,7 @@ class Sandbox:
             portal.resume_events()
             portal.bucket.reset()
             portal.operating.reset()
+            portal.address_restore()
 
     # -- seeding ---------------------------------------------------------------------------------------------
 

@@ -157,6 +157,8 @@ class Portal:
     EVENT_NAMES: frozenset[str] = frozenset()
     #: Events the outgoing webhook is subscribed to unless configured (None = all).
     DEFAULT_SUBSCRIBED: frozenset[str] | None = None
+    #: Events only an application can bind: an outgoing webhook never receives them [docs/bitrix.md "Events"].
+    APPLICATION_ONLY_EVENTS: frozenset[str] = frozenset()
     #: REST methods that write (what the reply-lost fault and the write counters are about).
     WRITE_METHODS: frozenset[str] = frozenset()
 
@@ -186,8 +188,16 @@ class Portal:
             ),
             handler_timeout=config.handler_timeout,
             workers=config.delivery_workers,
+            application_only=self.APPLICATION_ONLY_EVENTS,
         )
         self._methods: dict[str, Handler] = {}
+        # One Bitrix24 serving both roles (see ``serve_also``): the portal whose address and bucket we use,
+        # and the portals whose webhooks this one answers, by webhook code.
+        self.rest_home: Portal | None = None
+        self.guests: dict[str, Portal] = {}
+        # A renamed portal (see ``move_address``): its new base URL, and the server answering there.
+        self.moved_to: str | None = None
+        self._moved_server: PortalServer | None = None
         self._stop = threading.Event()
         self._server: PortalServer | None = None
         self._control: Any = None
@@ -238,6 +248,7 @@ class Portal:
         if self._server is not None:
             self._server.stop()
             self._server = None
+        self.address_restore()
         self.events.stop()
 
     @property
@@ -247,8 +258,54 @@ class Portal:
 
     @property
     def webhook_url(self) -> str:
-        """Inbound-webhook base URL ``http://127.0.0.1:<port>/rest/<user>/<code>/``."""
-        return f"{self.base_url}/rest/{self.config.user_id}/{self.webhook_code}/"
+        """Inbound-webhook base URL ``http://127.0.0.1:<port>/rest/<user>/<code>/`` (on the hosting portal's
+        address when another portal serves this one's REST, see ``serve_also``)."""
+        home = self.rest_home or self
+        return f"{home.base_url}/rest/{self.config.user_id}/{self.webhook_code}/"
+
+    # -- one portal, both roles ------------------------------------------------------------------------------
+
+    def serve_also(self, other: Portal) -> None:
+        """Answer ``other``'s inbound webhook on this portal's address, from this portal's leaky bucket: a
+        shop and a CRM on one Bitrix24, two webhooks of one portal. Bitrix counts requests per portal, not
+        per webhook or application (settings/performance/limits.md) [docs/bitrix.md "Limits"]. ``other``
+        keeps its own control API on its own port."""
+        if other.webhook_code == self.webhook_code:
+            raise ValueError("two webhooks of one portal need two codes")
+        other.bucket = self.bucket
+        other.rest_home = self
+        self.guests[other.webhook_code] = other
+
+    def rest_portal(self, code: str) -> Portal:
+        """The portal whose inbound webhook ``code`` is, among those this one serves."""
+        return self.guests.get(code, self)
+
+    # -- a renamed portal ------------------------------------------------------------------------------------
+
+    def move_address(self) -> str:
+        """The portal is renamed (a cloud portal's address may change at any time): it answers on a new port
+        from now on, and its old address answers every REST call with ``302`` to the same path there
+        (settings/how-to-call-rest-api/change-domen.md) [docs/bitrix.md "Calling the REST API"]. The
+        webhook URL keeps the old address, as bxsync's configured one does. Returns the new base URL."""
+        from .server import PortalServer
+
+        server = PortalServer(self, self._control, port=0)
+        server.start()
+        self._moved_server = server
+        self.moved_to = f"http://{self.config.host}:{server.port}"
+        return self.moved_to
+
+    def address_restore(self) -> None:
+        """Undo ``move_address``: the old address answers again."""
+        if self._moved_server is not None:
+            self._moved_server.stop()
+        self._moved_server, self.moved_to = None, None
+
+    def redirect_for(self, port: int, path: str) -> str | None:
+        """Where a REST call to ``path`` on ``port`` is redirected, if the portal moved away from there."""
+        if self.moved_to and port == self.port and path.startswith("/rest/"):
+            return f"{self.moved_to}{path}"
+        return None
 
     @property
     def application_token(self) -> str:
@@ -263,13 +320,18 @@ class Portal:
         application_token: str | None = None,
         subscribed_events: list[str] | frozenset[str] | None = None,
         handler_timeout: float | None = None,
+        subscriber: str | None = None,
     ) -> None:
-        """Set the outgoing webhook's handler URL, token, subscribed event names and delivery timeout."""
+        """Set the outgoing webhook's handler URL, token, subscribed event names and delivery timeout.
+        ``subscriber="application"`` makes the subscriber an application (``event.bind``), which may also
+        bind the application-only events (``APPLICATION_ONLY_EVENTS``); ``"webhook"``, the default, may
+        not."""
         self.events.configure(
             handler_url=handler_url,
             application_token=application_token,
             subscribed=frozenset(subscribed_events) if subscribed_events is not None else None,
             handler_timeout=handler_timeout,
+            subscriber=subscriber,
         )
 
     def set_faults(self, **changes: Any) -> dict[str, Any]:
@@ -332,6 +394,7 @@ class Portal:
             "application_token": self.application_token,
             "handler_url": self.events.handler_url,
             "events": sorted(self.EVENT_NAMES),
+            "subscriber": self.events.subscriber,
             "subscribed_events": sorted(self.events.subscribed)
             if self.events.subscribed is not None
             else None,

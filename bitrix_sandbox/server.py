@@ -27,7 +27,9 @@ Control API (JSON in, JSON out; no auth — the servers bind to 127.0.0.1 only).
                               E.g. ``{"reply_lost_once": true, "reply_lost_methods": ["crm.deal.update"],
                               "reply_lost_as": "error"}``
 ``POST /_sandbox/limits``     ``{"rate", "burst", "operating_limit", "operating_limits": {method: s}}``
-``POST /_sandbox/events``     ``{"handler_url", "application_token", "subscribed_events", "handler_timeout"}``
+``POST /_sandbox/events``     ``{"handler_url", "application_token", "subscribed_events", "handler_timeout",
+                              "subscriber": "webhook"|"application"}`` (a webhook never gets
+                              ONCRMDEALMOVETOCATEGORY: application-only)
 ``POST /_sandbox/events/idle``  ``{"timeout": 10}`` → ``{"idle": bool, "pending": n}``
 ``POST /_sandbox/events/pause``   hold every outgoing event (a stalled Bitrix queue) ...
 ``POST /_sandbox/events/resume``  ... then deliver them, late, and carry on
@@ -142,6 +144,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         parts = urlsplit(self.path)
+        location = self.server.portal.redirect_for(self.server.server_address[1], self.path)
+        if location is not None:
+            self._read_body()
+            self._send_redirect(location)
+            return
         try:
             body = self._read_body()
             if parts.path.startswith("/_sandbox/"):
@@ -160,7 +167,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return 401, {"error": "NO_AUTH_FOUND", "error_description": "Wrong authorization data"}
             return 404, {"error": "NOT_FOUND", "error_description": "Not found"}
         user_id, code, method = match.groups()
-        return self.server.portal.handle_rest(user_id, code, method, self._params(query, body))
+        portal = self.server.portal.rest_portal(code)
+        return portal.handle_rest(user_id, code, method, self._params(query, body))
 
     def _control(self, action: str, query: str, body: bytes) -> tuple[int, Any]:
         args = self._params(query, body)
@@ -170,6 +178,13 @@ class _Handler(BaseHTTPRequestHandler):
             return exc.status, {"error": str(exc)}
         except (KeyError, ValueError, TypeError) as exc:
             return 400, {"error": f"{type(exc).__name__}: {exc}"}
+
+    def _send_redirect(self, location: str) -> None:
+        # A renamed portal's old address: 302 to the new one (settings/how-to-call-rest-api/change-domen.md).
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def _send_json(self, status: int, payload: Any) -> None:
         data = json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8")

@@ -5,8 +5,9 @@ Facts emulated, each with the path of its page in the Bitrix REST docs:
   ``total`` [docs/bitrix.md "The shop"];
 - ``sale.order.update`` → ``result.order``; a status change sets ``dateStatus`` and ``empStatusId`` = the
   acting user, i.e. the webhook user for REST writes [docs/bitrix.md "The shop"];
-- numeric error codes: 200540400001 "order is not exists", 200640400001 "payment does not exist", 100 missing
-  parameter [docs/bitrix.md "Errors"];
+- numeric error codes: 200540400001 "order does not exist" (update, delete), 201240400001 "Order not found"
+  (``sale.order.get``'s table; its example shows the former: api-reference/sale/order/sale-order-get.md),
+  200640400001 "payment does not exist", 100 missing parameter [docs/bitrix.md "Errors"];
 - events: ONSALEORDERSAVED carries ID, XML_ID, ACTION=save; ONPAYMENTENTITYSAVED carries the *payment* id;
   ONORDERDELETED the order id [docs/bitrix.md "Events"];
 - paying an order saves the order too (``payed`` changes), so a payment gives ONPAYMENTENTITYSAVED and
@@ -27,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .filters import FieldTypes, filter_rows, order_rows, paginate
+from .filters import FieldTypes, FilterDateError, filter_rows, order_rows, paginate
 from .rest import CallContext, MethodResult, Portal, PortalConfig, RestError, lower_keys
 
 # (id, type, sort, name, color, notify)
@@ -102,7 +103,9 @@ STATUS_TYPES: FieldTypes = {
     "xmlId": "str",
 }
 
-ORDER_NOT_FOUND = RestError(400, 200540400001, "order is not exists")
+ORDER_NOT_FOUND = RestError(400, 200540400001, "order does not exist")
+# api-reference/sale/order/sale-order-get.md "Possible Error Codes": get's own code for a missing order.
+ORDER_GET_NOT_FOUND = RestError(400, 201240400001, "Order not found")
 PAYMENT_NOT_FOUND = RestError(400, 200640400001, "payment does not exist")
 
 SHOP_EVENTS = frozenset(
@@ -505,7 +508,11 @@ class ShopPortal(Portal):
         default_key: str = "id",
     ) -> tuple[list[dict[str, Any]], int | None, int | None]:
         with self.lock:
-            matched = filter_rows(rows, params.get("filter"), types, self.clock)
+            try:
+                matched = filter_rows(rows, params.get("filter"), types, self.clock)
+            except FilterDateError as exc:
+                # api-reference/sale/order/sale-order-list.md "Possible Error Codes": 0, other errors.
+                raise RestError(400, 0, str(exc)) from None
             matched = order_rows(matched, params.get("order"), types, self.clock, default_key=default_key)
             page, total, nxt = paginate(matched, params.get("start"))
             # Rows are flat, so a shallow copy is a full copy.
@@ -514,7 +521,7 @@ class ShopPortal(Portal):
     def _rest_order_get(self, params: dict[str, Any], ctx: CallContext) -> MethodResult:
         order = self.get_order(self._id(lower_keys(params)))
         if order is None:
-            raise ORDER_NOT_FOUND
+            raise ORDER_GET_NOT_FOUND
         return MethodResult({"order": order})
 
     def _rest_order_list(self, params: dict[str, Any], ctx: CallContext) -> MethodResult:

@@ -195,11 +195,21 @@ BXSYNC_CRM_APP_TOKEN = env("BXSYNC_CRM_APP_TOKEN", default="")
 BXSYNC_DEAL_ORDER_FIELD = env("BXSYNC_DEAL_ORDER_FIELD", default="UF_CRM_ORDER_ID")
 
 # --- bxsync: tuning (documented in README "Settings") ---
+# Bitrix cloud cuts a request off after 60 s (settings/performance/limits.md): a longer timeout waits for
+# nothing (statussync/checks.py says so); a shorter one keeps a write round within its lease.
 BXSYNC_REST_TIMEOUT = env.float("BXSYNC_REST_TIMEOUT", default=20.0)
+# The operating-time limit of one method per webhook over 10 minutes (480 s is the documented example; the
+# cloud's value is Bitrix's to set): past BXSYNC_OPERATING_SLOW_DOWN of it bxsync holds that method until its
+# oldest minute leaves the count (statussync/bitrix/operating.py).
+BXSYNC_OPERATING_LIMIT_SECONDS = env.float("BXSYNC_OPERATING_LIMIT_SECONDS", default=480.0)
+BXSYNC_OPERATING_SLOW_DOWN = env.float("BXSYNC_OPERATING_SLOW_DOWN", default=0.9)
 # Bitrix cloud leaky bucket: 2 requests/s drain, 50 burst (Enterprise: 5/s, 250).
 BXSYNC_RATE_PER_SECOND = env.float("BXSYNC_RATE_PER_SECOND", default=2.0)
 BXSYNC_RATE_BURST = env.int("BXSYNC_RATE_BURST", default=50)
 BXSYNC_RATE_MAX_WAIT = env.float("BXSYNC_RATE_MAX_WAIT", default=30.0)
+# The part of a portal's bucket (rate and burst) bxsync uses: the portal's other applications share it
+# (settings/performance/limits.md), so 0.8 leaves them 10 of 50 and 0.4 requests a second.
+BXSYNC_RATE_SHARE = env.float("BXSYNC_RATE_SHARE", default=0.8)
 # Slots of the burst that only payment work may use, so a saturating bulk edit never delays a payment.
 BXSYNC_RATE_PRIORITY_RESERVE = env.int("BXSYNC_RATE_PRIORITY_RESERVE", default=10)
 # A run reads with list commands of 50 ids, 50 commands to a batch call: 500 jobs cost one read request

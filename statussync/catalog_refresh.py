@@ -1,5 +1,5 @@
 """Reading the catalog of names from the portals: the shop's order statuses (`sale.status.list`, with their
-names from `sale.statuslang.list`) and the CRM's pipelines and stages (`crm.category.list`, then one
+names from `sale.statusLang.list`) and the CRM's pipelines and stages (`crm.category.list`, then one
 `crm.status.list` per pipeline in one `batch`), stored in the database.
 
 This is the catalog's I/O: the admin's button and the hourly schedule call `catalog_refresh`. What the rest
@@ -90,7 +90,7 @@ def _shop_statuses_read() -> list[dict[str, Any]]:
     # Type O: order statuses; D are delivery statuses, which orders never take [docs/bitrix.md "The shop"].
     rows = list(shop.list_all("sale.status.list", {"filter": {"type": "O"}}, items_key="statuses"))
     names: dict[str, dict[str, str]] = {}
-    for lang in shop.list_all("sale.statuslang.list", {}, items_key="statusLangs"):
+    for lang in shop.list_all("sale.statusLang.list", {}, items_key="statusLangs"):
         code, lid, name = str(lang.get("statusId") or ""), str(lang.get("lid") or ""), lang.get("name")
         if code and lid and name:
             names.setdefault(code, {})[lid] = str(name)

@@ -35,3 +35,24 @@ def lease_outlasts_the_write_round(app_configs: Any = None, **kwargs: Any) -> li
             id="bxsync.W001",
         )
     ]
+
+
+# settings/performance/limits.md: "one REST request must finish within 60 seconds" in the cloud.
+CLOUD_REQUEST_SECONDS = 60.0
+
+
+@register()
+def rest_timeout_within_the_cloud_cutoff(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """Bitrix cloud interrupts a request after 60 s [docs/bitrix.md "Limits"]: waiting longer for an answer
+    waits for one that cannot come (a boxed portal may allow more: its server decides)."""
+    timeout = settings.BXSYNC_REST_TIMEOUT
+    if timeout <= CLOUD_REQUEST_SECONDS:
+        return []
+    return [
+        Warning(
+            f"BXSYNC_REST_TIMEOUT ({timeout:g} s) is longer than Bitrix cloud lets a request run "
+            f"({CLOUD_REQUEST_SECONDS:g} s)",
+            hint="Lower it to 60 s or less for a cloud portal; a boxed portal's own limit is its server's.",
+            id="bxsync.W002",
+        )
+    ]

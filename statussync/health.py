@@ -19,6 +19,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from statussync.bitrix import AuthError, BitrixError, RateLimitedError
+from statussync.bitrix.moves import moves_seen, origin
 from statussync.models import Job, JobState, PortalHealth, Queue, Side
 
 logger = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def health_report() -> dict[str, Any]:
         "cache": _cache_check(),
         "broker": _broker_check(),
         "queue": _queues_report(now=timezone.now()),
-        "portals": {side: _portal_report(side) for side in (Side.CMS, Side.CRM)},
+        "portals": _portals_report(),
     }
     healthy = (
         report["cache"]["ok"]
@@ -167,6 +168,12 @@ def _queues_report(*, now: datetime) -> dict[str, Any]:
     return queues
 
 
+def _portals_report() -> dict[str, Any]:
+    moves = moves_seen()  # one cache read for both
+    sides = (Side.CMS, Side.CRM)
+    return {side: {**_portal_report(side), "moved_to": _moved_to(side, moves)} for side in sides}
+
+
 def _portal_report(side: str) -> dict[str, Any]:
     row = PortalHealth.objects.filter(portal=side).first()
     configured = bool(_rest_url(side)) and bool(_app_token(side))
@@ -182,6 +189,16 @@ def _portal_report(side: str) -> dict[str, Any]:
         "auth_failed": auth_failed,
         "ok": configured and failing_since is None and not auth_failed,
     }
+
+
+def _moved_to(side: str, moves: dict[str, dict[str, Any]]) -> str | None:
+    """The address the portal now answers at, when it redirected bxsync there and the REST URL still names
+    the old one (only the origin: the URL's path is a secret) [docs/bitrix.md "Calling the REST API"]."""
+    seen = moves.get(side)
+    configured = _rest_url(side)
+    if not seen or not configured or seen.get("to") == origin(configured):
+        return None
+    return str(seen.get("to") or "") or None
 
 
 def _failing_since(row: PortalHealth | None) -> datetime | None:

@@ -21,8 +21,8 @@ from django.db import IntegrityError, connections, transaction
 from django.db.models import F, Max, Min, Q, QuerySet
 from django.utils import timezone
 
-from statussync.bitrix import AuthError, BitrixError, TransientError
-from statussync.bitrix.ratelimit import limiter_level
+from statussync.bitrix import AuthError, BitrixError, OperatingLimitError, TransientError
+from statussync.bitrix.ratelimit import bucket_share, limiter_level
 from statussync.models import AuditEntry, Job, JobKind, JobState, Link, LinkState, Outcome, Queue, Side
 from statussync.reasons import why
 from statussync.upsert import row_upsert
@@ -282,7 +282,11 @@ def jobs_fail(*, jobs: list[Job], error: BaseException) -> list[str]:
             for job in jobs
         ]
     if isinstance(error, TransientError):
-        return [job_retry(job=job, error=message, count_attempts=False) for job in jobs]
+        # A method held by its operating-time limit until a known time, or a Retry-After: wait that long, not
+        # a backoff step that would come back too early or needlessly late [docs/bitrix.md "Limits"].
+        hint = error.retry_after if isinstance(error, OperatingLimitError) or error.http_status else None
+        delay = min(hint, settings.BXSYNC_RETRY_MAX_SECONDS) if hint and hint > 0 else None
+        return [job_retry(job=job, error=message, delay=delay, count_attempts=False) for job in jobs]
     if isinstance(error, BitrixError):
         return [job_retry(job=job, error=message, final=True) for job in jobs]
     return [job_retry(job=job, error=message) for job in jobs]
@@ -436,7 +440,8 @@ def _drain_seconds(*, cap: float) -> float:
     except Exception as exc:  # the limiter's store is down: the run's own calls will say so
         logger.warning("could not read the rate-limit level: %s", type(exc).__name__)
         return 0.0
-    return min(max(levels) / settings.BXSYNC_RATE_PER_SECOND, cap)
+    rate, _ = bucket_share()
+    return min(max(levels) / rate, cap)
 
 
 def _wake_key(queue: str) -> str:

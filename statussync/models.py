@@ -511,7 +511,7 @@ class CatalogStage(models.Model):
 
 
 class CatalogStatus(models.Model):
-    """An order status of the shop (`sale.status.list`, type O) with its names (`sale.statuslang.list`)."""
+    """An order status of the shop (`sale.status.list`, type O) with its names (`sale.statusLang.list`)."""
 
     code = models.CharField(_("code"), max_length=50, unique=True)
     # {"ru": "Принят, ожидается оплата", "en": "Accepted, awaiting payment"}: one name per language the

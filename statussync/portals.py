@@ -114,11 +114,12 @@ def orders_read(order_ids: list[str]) -> ListRead:
 
 
 def payments_read(payment_ids: list[str]) -> ListRead:
-    """Payments by id, for their order: `sale.payment.list` with `filter {"@id": [...]}`, rows in
-    `result.payments` [docs/bitrix.md "Lists"]."""
+    """Payments by id, for their order: `sale.payment.list` with `filter {"=id": [...]}`, rows in
+    `result.payments`. Its page documents `=` as working with arrays and lists no `@`
+    (api-reference/sale/payment/sale-payment-list.md) [docs/bitrix.md "Lists"]."""
     return ListRead(
         "sale.payment.list",
-        {"filter": {"@id": _chunk_check(payment_ids)}, "select": ["id", "orderId"], "order": {"id": "asc"}},
+        {"filter": {"=id": _chunk_check(payment_ids)}, "select": ["id", "orderId"], "order": {"id": "asc"}},
         id_field="id",
         items_key="payments",
     )

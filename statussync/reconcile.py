@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from statussync import portals
 from statussync.bitrix import BitrixClient, client_for
+from statussync.bitrix.query import filter_datetime_after
 from statussync.jobs import job_request
 from statussync.models import JobKind, Link, LinkState, Side, Watermark
 from statussync.sync import ItemResult, items_for, items_sync
@@ -125,7 +126,7 @@ def _window_open(side: str, *, dry_run: bool) -> Watermark:
 def _pages(client: BitrixClient, feed: _Feed, mark: Watermark) -> Iterator[list[dict]]:
     assert mark.window_since is not None
     params = {
-        "filter": {f">{feed.changed_field}": mark.window_since.isoformat()},
+        "filter": {f">{feed.changed_field}": filter_datetime_after(mark.window_since)},
         # A deal's order field too: a deal naming an order this pass listed is covered by the order's item.
         "select": [feed.id_field] if feed.side == Side.CMS else [feed.id_field, portals.deal_order_field()],
         "order": feed.order,

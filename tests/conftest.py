@@ -112,6 +112,19 @@ def event_body(name: str) -> bytes:
 
 
 @pytest.fixture(autouse=True)
+def _operating_time_forgotten():
+    """The operating-time ledger is per process (statussync/bitrix/operating.py): a test's 429 must not hold
+    a method in the next test. (Only once loaded: the sandbox's tests never load the app.)"""
+    yield
+    operating = sys.modules.get("statussync.bitrix.operating")
+    if operating is not None:
+        operating.LEDGER.clear()
+    moves = sys.modules.get("statussync.bitrix.moves")
+    if moves is not None:
+        moves.moves_forget(shared=False)  # the cache's notes go with the test's database or Redis
+
+
+@pytest.fixture(autouse=True)
 def _catalog_names_forgotten():
     """The catalog's names are cached in memory between requests; a test's rolled-back rows must not leak
     into the next test's labels. (Only once the app has loaded it: the sandbox's tests never load the app.)"""

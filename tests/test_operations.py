@@ -12,7 +12,7 @@ from django_q.brokers import get_broker
 from django_q.models import Schedule
 
 from statussync import retention
-from statussync.checks import lease_outlasts_the_write_round
+from statussync.checks import lease_outlasts_the_write_round, rest_timeout_within_the_cloud_cutoff
 from statussync.jobs import job_request, jobs_claim, jobs_process, jobs_sweep
 from statussync.models import AuditEntry, InboundEvent, Job, JobKind, JobState
 from statussync.retention import records_purge
@@ -145,3 +145,11 @@ def test_it_warns_when_the_lease_could_run_out_with_a_write_in_flight(settings):
     settings.BXSYNC_RATE_MAX_WAIT = 30
     settings.BXSYNC_REST_TIMEOUT = 20
     assert lease_outlasts_the_write_round() == []
+
+
+def test_it_warns_of_a_rest_timeout_longer_than_bitrix_cloud_lets_a_request_run(settings):
+    # settings/performance/limits.md: "one REST request must finish within 60 seconds" in the cloud.
+    settings.BXSYNC_REST_TIMEOUT = 90
+    assert [w.id for w in rest_timeout_within_the_cloud_cutoff()] == ["bxsync.W002"]
+    settings.BXSYNC_REST_TIMEOUT = 60
+    assert rest_timeout_within_the_cloud_cutoff() == []

@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from statussync.bitrix.ratelimit import limiter_level
+from statussync.bitrix.ratelimit import bucket_share, buckets_shared, limiter_level
 from statussync.health import health_report
 from statussync.models import AuditEntry, InboundEvent, Link, LinkState, Outcome, Side, Watermark
 
@@ -174,10 +174,16 @@ class PortalRow:
     health: dict[str, Any]
     # None when the bucket holds nothing: never used (the database store), or drained and expired (Redis).
     level: float | None
-    burst: int
+    burst: int  # the portal's bucket, as Bitrix counts it
     reserve: int
     rate: float
     watermark: Watermark | None
+    own_burst: int = 0  # bxsync's share of it (BXSYNC_RATE_SHARE); the rest is the portal's other apps'
+    shared: bool = False  # the shop and the CRM are one portal: one bucket for both
+
+    @property
+    def others(self) -> int:
+        return max(self.burst - self.own_burst, 0)
 
     @property
     def level_rounded(self) -> int:
@@ -189,11 +195,11 @@ class PortalRow:
 
     @property
     def level_high(self) -> bool:
-        return (self.level or 0) >= self.burst - self.reserve
+        return (self.level or 0) >= self.ordinary_limit
 
     @property
     def ordinary_limit(self) -> int:
-        return max(self.burst - self.reserve, 1)
+        return max((self.own_burst or self.burst) - self.reserve, 1)
 
     @property
     def last_contact_at(self) -> datetime | None:
@@ -211,6 +217,8 @@ def _moment(iso: str | None) -> datetime | None:
 def portals_overview(*, report: dict[str, Any]) -> list[PortalRow]:
     """Each portal's health (from `health_report`), its rate-limit bucket now and its watermark."""
     watermarks = {w.portal: w for w in Watermark.objects.all()}
+    _, own_burst = bucket_share()
+    shared = buckets_shared()
     rows = []
     for side in (Side.CMS, Side.CRM):
         rows.append(
@@ -223,6 +231,8 @@ def portals_overview(*, report: dict[str, Any]) -> list[PortalRow]:
                 reserve=settings.BXSYNC_RATE_PRIORITY_RESERVE,
                 rate=settings.BXSYNC_RATE_PER_SECOND,
                 watermark=watermarks.get(side),
+                own_burst=own_burst,
+                shared=shared,
             )
         )
     return rows

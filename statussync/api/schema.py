@@ -154,6 +154,10 @@ class PortalSerializer(serializers.Serializer):
     last_error = serializers.CharField(allow_blank=True, help_text="The last failure (never a URL).")
     last_error_at = serializers.DateTimeField(allow_null=True)
     auth_failed = serializers.BooleanField(help_text="Red until a call succeeds again.")
+    moved_to = serializers.CharField(
+        allow_null=True,
+        help_text="The portal's new address (origin only) after it redirected bxsync: update its REST URL.",
+    )
     ok = serializers.BooleanField()
 
 

@@ -19,10 +19,12 @@ from phpquery import http_build_query
 
 from .errors import (
     BitrixError,
+    OperatingLimitError,
     PermanentError,
     classify_error,
     redact,
 )
+from .operating import LEDGER
 from .paging import ListPaging
 from .ratelimit import RateLimiter, limiter_for
 from .transport import WebhookTransport
@@ -112,7 +114,9 @@ class BitrixClient(ListPaging):
             key, (method, params) = items[0]
             try:
                 envelope = self.call(method, params)
-            except PermanentError as error:  # NotFoundError too
+            except (PermanentError, OperatingLimitError) as error:
+                # What a batch would answer in result_error: this command's failure (NotFoundError, a method
+                # held by its operating limit), not the call's (the bucket, auth, an outage).
                 out.errors[key] = error
             else:
                 out.results[key] = envelope.get("result")
@@ -122,7 +126,9 @@ class BitrixClient(ListPaging):
                     out.nexts[key] = int(envelope["next"])
             return out
         for start in range(0, len(items), BATCH_LIMIT):
-            chunk = items[start : start + BATCH_LIMIT]
+            chunk = self._unheld(items[start : start + BATCH_LIMIT], out)
+            if not chunk:
+                continue
             methods = {key: method for key, (method, _) in chunk}
             # Sub-commands are "method?query" with PHP http_build_query encoding; inside a JSON body they are
             # plain strings, not encoded a second time [docs/bitrix.md "Parameter encoding"].
@@ -137,19 +143,41 @@ class BitrixClient(ListPaging):
             out.results.update(_by_key(payload.get("result")))
             out.totals.update({k: int(v) for k, v in _by_key(payload.get("result_total")).items()})
             out.nexts.update({k: int(v) for k, v in _by_key(payload.get("result_next")).items()})
+            # Each command counts against its own method's operating time [docs/bitrix.md "Limits"].
+            for key, time_block in _by_key(payload.get("result_time")).items():
+                if key in methods:
+                    LEDGER.observe(webhook=self.portal, method=methods[key], time_block=time_block)
             chunk_errors = _by_key(payload.get("result_error"))
             for key, error in chunk_errors.items():
                 error = error if isinstance(error, dict) else {"error": "", "error_description": str(error)}
-                out.errors[key] = classify_error(
+                failure = classify_error(
                     portal=self.portal,
                     method=methods.get(key, "batch"),
                     http_status=None,
                     code=error.get("error"),
                     description=redact(str(error.get("error_description") or ""), self.base_url),
                 )
+                if isinstance(failure, OperatingLimitError):
+                    LEDGER.refused(webhook=self.portal, error=failure)
+                out.errors[key] = failure
             if halt and chunk_errors:
                 break
         return out
+
+    def _unheld(
+        self, chunk: list[tuple[str, tuple[str, Mapping[str, Any]]]], out: BatchResult
+    ) -> list[tuple[str, tuple[str, Mapping[str, Any]]]]:
+        """The commands of ``chunk`` whose method may go; the others fail at once with the hold's error, as
+        Bitrix would fail them (a held method's command errs, the batch's other commands run)."""
+        sendable = []
+        for key, (method, params) in chunk:
+            try:
+                LEDGER.check(webhook=self.portal, portal=self.portal, method=method)
+            except OperatingLimitError as held:
+                out.errors[key] = held
+            else:
+                sendable.append((key, (method, params)))
+        return sendable
 
 
 def _command(method: str, params: Mapping[str, Any] | None) -> str:

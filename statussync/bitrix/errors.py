@@ -54,12 +54,23 @@ class TransientError(BitrixError):
     """Retry later: rate/overload limits, 5xx, timeouts, connection errors, garbage from a proxy."""
 
 
+class OperatingLimitError(TransientError):
+    """``429 OPERATION_TIME_LIMIT``: one method used up its server time for this webhook; the other methods
+    go on, and so does ``batch``, whose commands each count against their own method
+    (settings/performance/limits.md) [docs/bitrix.md "Limits"]. ``retry_after``: seconds until it may go."""
+
+
 class RateLimitedError(TransientError):
     """Our own limiter would have had to wait longer than ``max_wait``; ``retry_after`` holds that wait."""
 
 
 class PermanentError(BitrixError):
     """Do not retry: the request itself is wrong (bad id, unknown method, batch misuse...)."""
+
+
+class PortalMovedError(TransientError):
+    """The portal answered a write with a redirect to an address no read has confirmed yet: the write was
+    not re-sent. The next attempt, after its run's reads, goes [docs/bitrix.md "Calling the REST API"]."""
 
 
 class NotFoundError(PermanentError):
@@ -70,16 +81,24 @@ class AuthError(BitrixError):
     """The webhook code is wrong/expired or its user lacks a scope or rights. Retrying will not help."""
 
 
+class PortalClosedError(AuthError):
+    """``500 PORTAL_DELETED``: the portal is deleted, or (boxed) its public part is closed. Like a refused
+    credential it is the whole portal's state, which an operator changes (reopens the site), not one
+    request's: bxsync holds the portal's work instead of retrying in a storm or dead-lettering it
+    [docs/bitrix.md "Errors"].
+    """
+
+
 # [docs/bitrix.md "Errors"]
 _TRANSIENT_CODES = {
     "QUERY_LIMIT_EXCEEDED",  # 503, leaky bucket
-    "OPERATION_TIME_LIMIT",  # 429, method blocked for a while
     "OVERLOAD_LIMIT",  # 503, manual block by Bitrix support
     "INTERNAL_SERVER_ERROR",
     "ERROR_UNEXPECTED_ANSWER",
-    # 500: on a boxed site this is "public part temporarily closed" (maintenance), so it is worth a retry.
-    "PORTAL_DELETED",
 }
+# _includes/system-errors.md: "Portal was deleted" / "the public part of the site is closed" (boxed: the
+# "temporary closure of the public part" option) [docs/bitrix.md "Errors"].
+_PORTAL_CLOSED_CODES = {"PORTAL_DELETED"}
 _AUTH_CODES = {
     "NO_AUTH_FOUND",
     "EXPIRED_TOKEN",
@@ -94,11 +113,14 @@ _AUTH_CODES = {
 }
 _NOT_FOUND_CODES = {
     "NOT_FOUND",  # crm.item.* [docs/bitrix.md "Errors"]
-    "200540400001",  # "order is not exists" [docs/bitrix.md "Errors"]
-    "200640400001",  # "payment is not exists" [docs/bitrix.md "Errors"]
 }
-# Other sale codes carry the HTTP-like 403 in digits 5-7 (2000403xxxxx); treat the family as "no rights".
+# sale.* codes carry an HTTP-like status in digits 5-7: 2xxx403xxxxx is "no rights". Their 404s are mixed
+# ("Module catalog does not exist", "Error saving order"), but every 2xxx40400001 in the sale pages' tables is
+# "<entity> not found"; sale.order.get alone documents two, 200540400001 (its example) and 201240400001 (its
+# table) (api-reference/sale/order/sale-order-get.md), so that family decides, not a list [docs/bitrix.md
+# "Errors"].
 _SALE_FORBIDDEN = re.compile(r"2\d{3}403\d{5}")
+_SALE_NOT_FOUND = re.compile(r"2\d{3}40400001")
 
 
 def classify_error(
@@ -130,11 +152,15 @@ def classify_error(
     # "ID is not defined or invalid" [docs/bitrix.md "Errors"]
     legacy_text = "" if code_str else lowered
     cls: type[BitrixError]
-    if key in _TRANSIENT_CODES:
+    if key == "OPERATION_TIME_LIMIT":
+        cls = OperatingLimitError
+    elif key in _TRANSIENT_CODES:
         cls = TransientError
+    elif key in _PORTAL_CLOSED_CODES:
+        cls = PortalClosedError
     elif key in _AUTH_CODES or _SALE_FORBIDDEN.fullmatch(code_str) or legacy_text == "access denied":
         cls = AuthError
-    elif key in _NOT_FOUND_CODES or legacy_text == "not found":
+    elif key in _NOT_FOUND_CODES or _SALE_NOT_FOUND.fullmatch(code_str) or legacy_text == "not found":
         cls = NotFoundError
     elif http_status in (401, 403):
         cls = AuthError

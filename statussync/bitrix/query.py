@@ -1,8 +1,22 @@
-"""PHP bracket-query encoding for the Bitrix client: the shared codec lives in the top-level ``phpquery``.
-
-Kept as a re-export so existing imports (``statussync.bitrix.query``) keep working.
+"""PHP bracket-query encoding for the Bitrix client (the shared codec lives in the top-level ``phpquery``),
+and the one form Bitrix documents for a datetime sent in a filter.
 """
+
+from datetime import datetime, timedelta
 
 from phpquery import http_build_query, parse_bracket_query, unflatten
 
-__all__ = ["http_build_query", "parse_bracket_query", "unflatten"]
+__all__ = ["filter_datetime_after", "http_build_query", "parse_bracket_query", "unflatten"]
+
+
+def filter_datetime_after(moment: datetime) -> str:
+    """``moment`` for a ``>FIELD`` filter, in the documented form ``YYYY-MM-DDThh:mm:ss±hh:mm``
+    (api-reference/data-types.md; never microseconds) [docs/bitrix.md "Dates in filters"].
+
+    Bitrix keeps change times to the second, so a change in ``moment``'s own second carries that second,
+    not a later one: the value sent is the second before it, and ``>`` then misses nothing.
+    """
+    if moment.tzinfo is None:
+        raise ValueError("a filter datetime needs a time zone: Bitrix reads a naive one as the portal's")
+    whole = moment.replace(microsecond=0) - timedelta(seconds=1)
+    return whole.isoformat(timespec="seconds")

@@ -2,9 +2,10 @@
 
 Bitrix cloud counts every HTTP request per portal (and source IP) in a bucket that drains 2/s and
 rejects above 50 (Enterprise: 5/s, 250) with ``503 QUERY_LIMIT_EXCEEDED``; a batch of up to 50 commands is
-one request [docs/bitrix.md "Limits"]. All our workers share one
-bucket on the Bitrix side, so our mirror of it must be shared too: a database row or a Redis key, updated
-atomically.
+one request [docs/bitrix.md "Limits"]. All our workers, and both our roles when the shop and the CRM are one
+portal, share one bucket on the Bitrix side, so our mirror of it is keyed by the portal's host and shared
+too: a database row or a Redis key, updated atomically. Other applications of the portal share it as well,
+unseen: bxsync keeps to its share (BXSYNC_RATE_SHARE) and leaves them the rest.
 
 The algorithm is GCRA: the bucket is a single "theoretical arrival time" (tat). A request reserves the
 slot ``tat = max(tat, now) + 1/rate`` and may go at ``tat - burst/rate``, so ``burst`` requests pass at once
@@ -18,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import redis
 from django.conf import settings
@@ -32,6 +34,9 @@ __all__ = [
     "MemoryBucketStore",
     "RateLimiter",
     "RedisBucketStore",
+    "bucket_key",
+    "bucket_share",
+    "buckets_shared",
     "gcra_reserve",
     "limiter_for",
     "limiter_level",
@@ -234,20 +239,58 @@ def _redis_store(url: str) -> RedisBucketStore:
     return RedisBucketStore(url=url)
 
 
-def limiter_for(portal: str, *, priority: bool = False) -> GcraLimiter:
-    """The shared limiter for ``portal`` from settings: Redis when ``REDIS_URL`` is set, else the database.
+_REST_URL_SETTINGS = {"cms": "BXSYNC_CMS_REST_URL", "crm": "BXSYNC_CRM_REST_URL"}
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
-    Everyone shares one bucket, but ordinary callers may only fill it up to ``burst - reserve``
-    (BXSYNC_RATE_PRIORITY_RESERVE): the last slots are kept for ``priority`` callers (payments), so a bulk
-    edit that saturates the portal does not make a payment queue behind it.
+
+def bucket_key(portal: str) -> str:
+    """The bucket ``portal`` ('cms' or 'crm') draws from: its portal's host.
+
+    Bitrix counts requests per portal (and source address), whoever makes them; applications calling one
+    portal from one server share its bucket (settings/performance/limits.md) [docs/bitrix.md "Limits"]. A shop
+    and a CRM on one Bitrix24 are one portal, so their two webhooks share one bucket here too. Without a URL
+    (not configured) the role names its own bucket.
+    """
+    side = str(portal).lower()
+    url = str(getattr(settings, _REST_URL_SETTINGS.get(side, ""), "") or "")
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return side
+    port = parts.port
+    host = parts.hostname.lower()
+    return host if port is None or port == _DEFAULT_PORTS.get(parts.scheme) else f"{host}:{port}"
+
+
+def buckets_shared() -> bool:
+    """True when the shop and the CRM are one portal, drawing from one bucket."""
+    return bucket_key("cms") == bucket_key("crm")
+
+
+def bucket_share() -> tuple[float, int]:
+    """bxsync's part of a portal's bucket: ``(rate, burst)``, BXSYNC_RATE_SHARE of the portal's
+    BXSYNC_RATE_PER_SECOND and BXSYNC_RATE_BURST. The rest is headroom for the portal's other applications,
+    which share the bucket (settings/performance/limits.md) and whose requests our mirror never sees."""
+    share = min(max(float(getattr(settings, "BXSYNC_RATE_SHARE", 0.8)), 0.05), 1.0)
+    rate = float(getattr(settings, "BXSYNC_RATE_PER_SECOND", 2.0)) * share
+    burst = max(int(int(getattr(settings, "BXSYNC_RATE_BURST", 50)) * share), 1)
+    return rate, burst
+
+
+def limiter_for(portal: str, *, priority: bool = False) -> GcraLimiter:
+    """The shared limiter for ``portal``'s bucket (``bucket_key``) from settings: Redis when ``REDIS_URL`` is
+    set, else the database.
+
+    bxsync fills only its share of the portal's bucket (``bucket_share``), and ordinary callers only up to
+    that share less BXSYNC_RATE_PRIORITY_RESERVE: the last slots are kept for ``priority`` callers
+    (payments), so a bulk edit that saturates the portal does not make a payment queue behind it.
     """
     redis_url = getattr(settings, "REDIS_URL", "")
     store: BucketStore = _redis_store(redis_url) if redis_url else DatabaseBucketStore()
-    burst = int(getattr(settings, "BXSYNC_RATE_BURST", 50))
+    rate, burst = bucket_share()
     reserve = int(getattr(settings, "BXSYNC_RATE_PRIORITY_RESERVE", 10))
     return GcraLimiter(
-        key=portal,
-        rate=float(getattr(settings, "BXSYNC_RATE_PER_SECOND", 2.0)),
+        key=bucket_key(portal),
+        rate=rate,
         burst=burst if priority else max(burst - reserve, 1),
         max_wait=float(getattr(settings, "BXSYNC_RATE_MAX_WAIT", 30.0)),
         store=store,
@@ -255,14 +298,14 @@ def limiter_for(portal: str, *, priority: bool = False) -> GcraLimiter:
 
 
 def limiter_level(portal: str, *, now: float | None = None) -> float | None:
-    """How many requests the shared bucket of ``portal`` holds now, as our mirror of Bitrix's leaky bucket
-    counts them: 0 when idle, up to the burst when saturated (more while callers wait for a slot). None when
-    no request was ever recorded. A read only: it reserves nothing and writes nothing.
+    """How many requests ``portal``'s shared bucket holds now, as our mirror of Bitrix's leaky bucket
+    counts them: 0 when idle, up to bxsync's share of the burst when saturated (more while callers wait for a
+    slot). None when no request was ever recorded. A read only: it reserves nothing and writes nothing.
     """
     redis_url = getattr(settings, "REDIS_URL", "")
     store: BucketStore = _redis_store(redis_url) if redis_url else DatabaseBucketStore()
-    tat = store.peek(key=portal)
+    tat = store.peek(key=bucket_key(portal))
     if tat is None:
         return None
-    rate = float(getattr(settings, "BXSYNC_RATE_PER_SECOND", 2.0))
+    rate, _ = bucket_share()
     return max(tat - (time.time() if now is None else now), 0.0) * rate

@@ -21,12 +21,16 @@ from statussync import metrics
 
 from .errors import (
     BitrixError,
+    OperatingLimitError,
     PermanentError,
+    PortalMovedError,
     RateLimitedError,
     TransientError,
     classify_error,
     redact,
 )
+from .moves import move_confirmed, move_record, move_trusted, origin
+from .operating import LEDGER
 from .ratelimit import RateLimiter
 
 log = logging.getLogger("statussync.bitrix")
@@ -65,21 +69,51 @@ class WebhookTransport:
     def envelope(self, method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """POST ``method`` with JSON ``params``; return the envelope ``{"result", "total", "next", "time"}``.
 
-        Raises a ``BitrixError`` subclass on any failure (see ``errors``).
+        Raises a ``BitrixError`` subclass on any failure (see ``errors``). A method held by its operating-time
+        limit fails at once, sending nothing (see ``operating``).
         """
+        if method != "batch":  # the outer batch call counts against no method's time
+            LEDGER.check(webhook=self.portal, portal=self.portal, method=method)
+        try:
+            envelope = self._envelope(method, params)
+        except OperatingLimitError as exc:
+            LEDGER.refused(webhook=self.portal, error=exc)
+            raise
+        if method != "batch":
+            LEDGER.observe(webhook=self.portal, method=method, time_block=envelope.get("time"))
+        return envelope
+
+    def _envelope(self, method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
         body = dict(params or {})
         url = f"{self.base_url}{method}.json"
         response = self._post(method, url, body)
+        if response.status_code not in _REDIRECTS:
+            return envelope_unwrap(response, portal=self.portal, method=method, base_url=self.base_url)
+        target = redirect_target(self.portal, method, url, response)
+        new_base = target.removesuffix(f"{method}.json")
+        writes = method_writes(method, body)
+        if writes and (new_base == target or not move_trusted(self.portal, self.base_url, new_base)):
+            # Never re-send a write where no read has confirmed the portal answers: a run reads first,
+            # so the next attempt finds the address confirmed [docs/bitrix.md "Calling the REST API"].
+            move_record(portal=self.portal, new_base=new_base, confirmed=False)
+            raise PortalMovedError(
+                portal=self.portal,
+                method=method,
+                http_status=response.status_code,
+                description=f"the portal moved to {origin(target)}; a write waits until a read confirms it",
+            )
+        response = self._post(method, target, body)
         if response.status_code in _REDIRECTS:
-            response = self._post(method, self._redirect_target(method, url, response), body)
-            if response.status_code in _REDIRECTS:
-                raise PermanentError(
-                    portal=self.portal,
-                    method=method,
-                    http_status=response.status_code,
-                    description="redirected twice; check the portal address",
-                )
-        return envelope_unwrap(response, portal=self.portal, method=method, base_url=self.base_url)
+            raise PermanentError(
+                portal=self.portal,
+                method=method,
+                http_status=response.status_code,
+                description="redirected twice; check the portal address",
+            )
+        envelope = envelope_unwrap(response, portal=self.portal, method=method, base_url=new_base)
+        if new_base != target and not move_confirmed(portal=self.portal, new_base=new_base):
+            move_record(portal=self.portal, new_base=new_base, confirmed=True)
+        return envelope
 
     def _post(self, method: str, url: str, body: dict[str, Any]) -> requests.Response:
         if self.limiter is not None:
@@ -147,26 +181,28 @@ class WebhookTransport:
         detail = redact(redact(f"{type(exc).__name__}: {exc}", self.base_url), url)
         return cls(portal=self.portal, method=method, description=f"{what} ({detail})")
 
-    def _redirect_target(self, method: str, url: str, response: requests.Response) -> str:
-        location = response.headers.get("Location", "")
-        target = urljoin(url, location)
-        if not location or (urlsplit(url).scheme == "https" and urlsplit(target).scheme != "https"):
-            # Never send the webhook code in clear text, nor guess a target.
-            where = redact(target, target) if location else "nowhere (no Location header)"
-            raise PermanentError(
-                portal=self.portal,
-                method=method,
-                http_status=response.status_code,
-                description=f"refusing to follow the redirect to {where}",
-            )
-        log.info(
-            "[%s] %s: portal answered HTTP %s, repeating the POST at %s; update the REST URL setting",
-            self.portal,
-            method,
-            response.status_code,
-            redact(target, target),  # the new address carries the webhook code too
+
+def redirect_target(portal: str, method: str, url: str, response: requests.Response) -> str:
+    """Where a redirect points; refused (``PermanentError``) without a ``Location`` or from HTTPS to HTTP."""
+    location = response.headers.get("Location", "")
+    target = urljoin(url, location)
+    if not location or (urlsplit(url).scheme == "https" and urlsplit(target).scheme != "https"):
+        # Never send the webhook code in clear text, nor guess a target.
+        where = redact(target, target) if location else "nowhere (no Location header)"
+        raise PermanentError(
+            portal=portal,
+            method=method,
+            http_status=response.status_code,
+            description=f"refusing to follow the redirect to {where}",
         )
-        return target
+    log.info(
+        "[%s] %s: portal answered HTTP %s, repeating the POST at %s; update the REST URL setting",
+        portal,
+        method,
+        response.status_code,
+        redact(target, target),  # the new address carries the webhook code too
+    )
+    return target
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -226,3 +262,17 @@ def envelope_unwrap(
         return body
     log.info("%s", failure)
     raise failure
+
+
+# Verbs of the REST methods that change something (crm.deal.update, sale.order.update,
+# crm.timeline.comment.add...); a batch writes when one of its commands does.
+_WRITE_VERBS = frozenset({"add", "update", "delete", "set", "bind", "unbind"})
+
+
+def method_writes(method: str, params: Mapping[str, Any]) -> bool:
+    """Whether calling ``method`` with ``params`` may change something on the portal."""
+    if method.lower() != "batch":
+        return method.rsplit(".", 1)[-1].lower() in _WRITE_VERBS
+    commands = params.get("cmd") or {}
+    values = commands.values() if isinstance(commands, Mapping) else commands
+    return any(method_writes(str(command).partition("?")[0].removesuffix(".json"), {}) for command in values)

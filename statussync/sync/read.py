@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from django.db.models import Q
 
 from statussync import portals
-from statussync.bitrix import BitrixError, NotFoundError
+from statussync.bitrix import AuthError, BitrixError, NotFoundError
 from statussync.engine import DealState, link_resolve
 from statussync.models import Link, LinkState, Outcome
 from statussync.reasons import why
@@ -163,8 +163,19 @@ def _plan_by_id(
     An id a list leaves out is asked for by itself, in the plan's next round: a list leaves out what the
     webhook's user may not see as well as what was deleted, and only the single read tells them apart (an
     access error, or "not found"). A link is closed on "not found", so guessing would close links of deals
-    that a change of rights hid. Deletions are rare, so this costs nothing in a bulk edit."""
+    that a change of rights hid. Deletions are rare, so this costs nothing in a bulk edit. A list command that
+    fails is read the same way, one id at a time, rather than failing its items [docs/bitrix.md "Lists"]."""
     ids = list(wanted)
+
+    def one_by_one(entity_ids: list[str]) -> None:
+        for entity_id in entity_ids:
+            plan.add(
+                get(entity_id),
+                items=wanted[entity_id],
+                on_result=lambda result, entity_id=entity_id: found(entity_id, result),
+                on_error=lambda error, entity_id=entity_id: missing(entity_id, error),
+            )
+
     for start in range(0, len(ids), portals.LIST_PAGE):
         chunk = ids[start : start + portals.LIST_PAGE]
 
@@ -175,16 +186,26 @@ def _plan_by_id(
                 if entity_id in chunk and entity_id not in seen:
                     seen.add(entity_id)
                     _each(wanted[entity_id], lambda entity_id=entity_id, row=row: found(entity_id, row))
-            for entity_id in chunk:
-                if entity_id not in seen:
-                    plan.add(
-                        get(entity_id),
-                        items=wanted[entity_id],
-                        on_result=lambda result, entity_id=entity_id: found(entity_id, result),
-                        on_error=lambda error, entity_id=entity_id: missing(entity_id, error),
-                    )
+            one_by_one([entity_id for entity_id in chunk if entity_id not in seen])
 
-        plan.add_list(read(chunk), items=[i for entity_id in chunk for i in wanted[entity_id]], on_rows=got)
+        def list_failed(error: BitrixError, chunk: list[str] = chunk) -> None:
+            # The list refused (a filter form this portal does not take, its method held by the operating
+            # limit...): the single gets, another method, still tell each entity's state, and a deleted one
+            # still closes its link. A refused credential fails the gets too: no point sending them.
+            if isinstance(error, AuthError):
+                for entity_id in chunk:
+                    for item in wanted[entity_id]:
+                        item.fail(error)
+                return
+            logger.info("%s failed (%s); reading its %d ids one by one", error.method, error, len(chunk))
+            one_by_one(chunk)
+
+        plan.add_list(
+            read(chunk),
+            items=[i for entity_id in chunk for i in wanted[entity_id]],
+            on_rows=got,
+            on_error=list_failed,
+        )
 
 
 def _each(items: list[Item], handle: Callable[[], None]) -> None:

@@ -98,6 +98,19 @@ def test_it_lists_links_needing_attention_dead_letters_and_queues(client):
     assert re.search(r"Everything else</th>\s*<td>1</td><td>0</td>\s*<td[^>]*>6\d s", html)
 
 
+def test_it_says_how_much_of_one_portals_limit_bxsync_leaves_to_others(client, portals):
+    # settings/performance/limits.md: one bucket per Bitrix24, shared by its applications.
+    # One Bitrix24, two roles: the CRM webhook on the shop's host.
+    portals.BXSYNC_CRM_REST_URL = "https://shop.example.ru/rest/7/crmsecretcode456/"
+    client.force_login(support_make())
+
+    html = client.get(DASHBOARD).content.decode()
+
+    assert "bxsync leaves 10 of them to the portal's other applications" in html
+    assert "The shop and the CRM are one portal here: they share one limit." in html
+    assert "ordinary work stops at 30, the last 10 are kept for payments" in html
+
+
 def test_it_shows_the_rest_limit_in_use_and_the_last_reconciliation(client, portals):
     portals.BXSYNC_RATE_PER_SECOND = 0.01  # so the bucket does not drain while the test runs
     limiter = limiter_for("crm")
@@ -138,7 +151,7 @@ def test_it_reads_a_bounded_number_of_queries(client, django_assert_max_num_quer
         audit("applied" if i % 2 else "echo", ago=timedelta(minutes=i * 7), latency_ms=i)
     client.force_login(support_make())
 
-    with django_assert_max_num_queries(30):
+    with django_assert_max_num_queries(31):  # 31: whether a portal moved, from the cache
         assert client.get(DASHBOARD).status_code == 200
 
 

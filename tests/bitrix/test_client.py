@@ -10,6 +10,7 @@ import json
 import logging
 import pickle
 import traceback
+from unittest.mock import ANY
 
 import pytest
 import redis
@@ -28,7 +29,10 @@ from statussync.bitrix import (
     GcraLimiter,
     MemoryBucketStore,
     NotFoundError,
+    OperatingLimitError,
     PermanentError,
+    PortalClosedError,
+    PortalMovedError,
     RateLimitedError,
     TransientError,
     classify_error,
@@ -36,6 +40,8 @@ from statussync.bitrix import (
     parse_bracket_query,
     redact,
 )
+from statussync.bitrix.moves import move_seen
+from statussync.bitrix.transport import method_writes
 
 # --- single calls --------------------------------------------------------------------------------------
 
@@ -86,11 +92,11 @@ def test_it_sends_an_empty_json_object_without_params(client, rsps, base_url):
             503, "error_query_limit_exceeded", TransientError, "QUERY_LIMIT_EXCEEDED", id="503-limit"
         ),
         pytest.param(
-            429, "error_operation_time_limit", TransientError, "OPERATION_TIME_LIMIT", id="429-time"
+            429, "error_operation_time_limit", OperatingLimitError, "OPERATION_TIME_LIMIT", id="429-time"
         ),
         pytest.param(503, "error_overload_limit", TransientError, "OVERLOAD_LIMIT", id="503-overload"),
         pytest.param(500, "error_internal_server_error", TransientError, "INTERNAL_SERVER_ERROR", id="500"),
-        pytest.param(500, "error_portal_deleted", TransientError, "PORTAL_DELETED", id="500-closed"),
+        pytest.param(500, "error_portal_deleted", PortalClosedError, "PORTAL_DELETED", id="500-closed"),
         pytest.param(401, "error_no_auth_found", AuthError, "NO_AUTH_FOUND", id="401-no-auth"),
         pytest.param(401, "error_expired_token", AuthError, "expired_token", id="401-expired"),
         pytest.param(403, "error_insufficient_scope", AuthError, "insufficient_scope", id="403-scope"),
@@ -110,6 +116,10 @@ def test_it_sends_an_empty_json_object_without_params(client, rsps, base_url):
         ),
         pytest.param(
             400, "sale_payment_get_not_found", NotFoundError, "200640400001", id="400-payment-missing"
+        ),
+        # api-reference/sale/order/sale-order-get.md: its example says 200540400001, its table 201240400001.
+        pytest.param(
+            400, "sale_order_get_not_found", NotFoundError, "201240400001", id="400-order-get-missing"
         ),
         pytest.param(
             400, "sale_order_update_access_denied", AuthError, "200040300020", id="400-order-denied"
@@ -149,6 +159,10 @@ def test_it_classifies_error_envelopes(client, rsps, base_url, body, status, fix
         pytest.param(None, "", "Not found.", NotFoundError, id="trailing-period"),
         pytest.param(None, 200040300099, "", AuthError, id="sale-403-family"),
         pytest.param(400, 200540400002, "sale module absent", PermanentError, id="sale-module-absent"),
+        # The sale pages' tables: every 2xxx40400001 is "<entity> not found", other 404s are not
+        # (api-reference/sale/shipment/*: 201140400001; basket-items: 200140400006 "Module catalog ...").
+        pytest.param(400, 201140400001, "Shipment not found", NotFoundError, id="sale-404-family"),
+        pytest.param(400, 200140400006, "Module catalog does not exist", PermanentError, id="sale-404-other"),
         pytest.param(
             400, "ERROR_BATCH_LENGTH_EXCEEDED", "Max batch length exceeded", PermanentError, id="batch"
         ),
@@ -332,16 +346,53 @@ def test_it_keeps_the_url_out_of_configuration_errors(secret):
 
 
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
-def test_it_repeats_the_post_once_at_the_new_address(client, rsps, base_url, secret, body, status):
-    params = {"id": 123, "fields": {"STAGE_ID": "C1:WON"}}
-    new_url = f"https://new-name.bitrix24.ru/rest/7/{secret}/crm.deal.update.json"
-    rsps.post(f"{base_url}crm.deal.update.json", status=status, headers={"Location": new_url})
-    rsps.post(new_url, json=body("crm_deal_update"), match=[matchers.json_params_matcher(params)])
+def test_it_repeats_a_read_once_at_the_new_address(client, rsps, base_url, secret, body, status, db):
+    # settings/how-to-call-rest-api/change-domen.md: a renamed portal redirects; repeat the POST there.
+    new_url = f"https://new-name.bitrix24.ru/rest/7/{secret}/crm.deal.get.json"
+    rsps.post(f"{base_url}crm.deal.get.json", status=status, headers={"Location": new_url})
+    rsps.post(new_url, json=body("crm_deal_get"), match=[matchers.json_params_matcher({"id": 410})])
 
-    assert client.result("crm.deal.update", params) is True
+    assert client.result("crm.deal.get", {"id": 410})["ID"] == "410"
 
     assert [call.request.method for call in rsps.calls] == ["POST", "POST"]
     assert client.calls == 2
+    assert move_seen(portal="crm") == {"to": "https://new-name.bitrix24.ru", "confirmed": True, "at": ANY}
+
+
+def test_it_never_resends_a_write_to_an_address_no_read_confirmed(client, rsps, base_url, secret, db):
+    new_url = f"https://elsewhere.example.com/rest/7/{secret}/crm.deal.update.json"
+    rsps.post(f"{base_url}crm.deal.update.json", status=302, headers={"Location": new_url})
+
+    with pytest.raises(PortalMovedError) as moved:
+        client.call("crm.deal.update", {"id": 123, "fields": {"STAGE_ID": "WON"}})
+
+    assert isinstance(moved.value, TransientError)  # the job comes back, after its run's reads
+    assert secret not in str(moved.value)
+    assert client.calls == 1  # nothing sent to the new address
+    assert move_seen(portal="crm")["confirmed"] is False
+
+
+def test_it_resends_a_write_where_a_read_confirmed_the_portal(client, rsps, base_url, secret, body, db):
+    new_base = f"https://new-name.bitrix24.ru/rest/7/{secret}/"
+    params = {"id": 123, "fields": {"STAGE_ID": "C1:WON"}}
+    for method, answer in (("crm.deal.get", "crm_deal_get"), ("crm.deal.update", "crm_deal_update")):
+        rsps.post(f"{base_url}{method}.json", status=302, headers={"Location": f"{new_base}{method}.json"})
+        rsps.post(f"{new_base}{method}.json", json=body(answer))
+
+    client.call("crm.deal.get", {"id": 410})  # our webhook code answers there: the same portal
+    assert client.result("crm.deal.update", params) is True
+
+    assert client.calls == 4
+
+
+def test_it_tells_a_write_from_a_read():
+    assert method_writes("crm.deal.update", {})
+    assert method_writes("sale.order.update", {})
+    assert method_writes("crm.timeline.comment.add", {})
+    assert not method_writes("crm.deal.list", {})
+    assert not method_writes("sale.statusLang.list", {})
+    assert method_writes("batch", {"cmd": {"a": "crm.deal.list?x=1", "b": "crm.deal.update?id=1"}})
+    assert not method_writes("batch", {"cmd": ["crm.deal.get?id=1", "crm.deal.list"]})
 
 
 def test_it_follows_a_relative_location(client, rsps, base_url, body):
@@ -710,7 +761,7 @@ def test_it_builds_a_client_from_settings(settings):
     )
     assert isinstance(client.limiter, GcraLimiter)
     assert isinstance(client.limiter.store, DatabaseBucketStore)
-    assert client.limiter.key == "crm"
+    assert client.limiter.key == "b24.example.ru"  # the portal's bucket [docs/bitrix.md "Limits"]
 
 
 @pytest.mark.django_db
@@ -722,7 +773,7 @@ def test_it_paces_real_requests_through_the_database_bucket(settings, rsps, body
     client_for("cms").call("sale.order.get", {"id": 1})
 
     with connection.cursor() as cursor:
-        cursor.execute('SELECT tat FROM bxsync_rate_bucket WHERE "key" = %s', ["cms"])
+        cursor.execute('SELECT tat FROM bxsync_rate_bucket WHERE "key" = %s', ["shop.example.ru"])
         assert cursor.fetchone()[0] > 0
 
 

@@ -17,7 +17,7 @@ from statussync.bitrix import (
     RedisBucketStore,
     limiter_for,
 )
-from statussync.bitrix.ratelimit import _redis_store
+from statussync.bitrix.ratelimit import _redis_store, bucket_key, buckets_shared
 
 SCALED_ONLY = pytest.mark.only_leg("scaled", reason="the Redis store needs the scaled leg's Redis")
 
@@ -166,18 +166,76 @@ def test_it_expires_idle_redis_buckets(redis_client, redis_prefix, clock):
     assert 1 <= redis_client.ttl(redis_prefix + "crm") <= 2
 
 
-def test_it_builds_a_database_limiter_from_settings(settings):
+def test_it_builds_a_database_limiter_from_settings(portals):
+    settings = portals
     settings.REDIS_URL = ""
     settings.BXSYNC_RATE_PER_SECOND = 5.0
     settings.BXSYNC_RATE_BURST = 250
     settings.BXSYNC_RATE_MAX_WAIT = 10.0
     settings.BXSYNC_RATE_PRIORITY_RESERVE = 20
 
+    settings.BXSYNC_RATE_SHARE = 0.8
+
     limiter = limiter_for("crm", priority=True)
 
-    assert (limiter.key, limiter.rate, limiter.burst, limiter.max_wait) == ("crm", 5.0, 250, 10.0)
+    # 80% of the Enterprise bucket: the rest is the portal's other applications' [docs/bitrix.md "Limits"].
+    assert (limiter.key, limiter.rate, limiter.burst, limiter.max_wait) == ("crm.example.ru", 4.0, 200, 10.0)
     assert isinstance(limiter.store, DatabaseBucketStore)
-    assert limiter_for("crm").burst == 230  # the last 20 slots are kept for payments
+    assert limiter_for("crm").burst == 180  # the last 20 of bxsync's slots are kept for payments
+
+
+@pytest.mark.parametrize(
+    ("shop", "crm", "shared"),
+    [
+        ("https://b24-x.bitrix24.ru/rest/1/a/", "https://b24-x.bitrix24.ru/rest/1/b/", True),
+        ("https://B24-X.bitrix24.ru:443/rest/1/a/", "https://b24-x.bitrix24.ru/rest/9/b/", True),
+        ("https://shop.example.ru/rest/1/a/", "https://b24-x.bitrix24.ru/rest/1/b/", False),
+        ("http://127.0.0.1:8101/rest/1/a/", "http://127.0.0.1:8102/rest/1/b/", False),
+    ],
+)
+def test_it_counts_one_portals_two_webhooks_in_one_bucket(settings, shop, crm, shared):
+    # settings/performance/limits.md: the limit is tracked per Bitrix24, whoever calls it.
+    settings.BXSYNC_CMS_REST_URL, settings.BXSYNC_CRM_REST_URL = shop, crm
+
+    assert (limiter_for("cms").key == limiter_for("crm").key) is shared
+    assert buckets_shared() is shared
+
+
+def test_it_names_a_bucket_without_the_webhook_code(portals):
+    settings = portals
+    assert bucket_key("cms") == "shop.example.ru"
+    settings.BXSYNC_CMS_REST_URL = ""
+    assert bucket_key("cms") == "cms"  # not configured: the role's own bucket
+
+
+def test_it_fills_its_share_of_one_portals_bucket_from_both_roles(settings, new_store, clock):
+    settings.BXSYNC_CMS_REST_URL = "https://b24-x.bitrix24.ru/rest/1/a/"
+    settings.BXSYNC_CRM_REST_URL = "https://b24-x.bitrix24.ru/rest/1/b/"
+    settings.BXSYNC_RATE_PER_SECOND, settings.BXSYNC_RATE_BURST = 2.0, 50
+    settings.BXSYNC_RATE_SHARE, settings.BXSYNC_RATE_PRIORITY_RESERVE = 0.8, 10
+    store = new_store()
+    waits: list[float] = []
+
+    def limiter(side: str, priority: bool = False) -> GcraLimiter:
+        built = limiter_for(side, priority=priority)
+        return GcraLimiter(
+            key=built.key,
+            rate=built.rate,
+            burst=built.burst,
+            max_wait=60.0,
+            store=store,
+            clock=clock.time,
+            sleep=waits.append,
+        )
+
+    for n in range(30):
+        limiter("cms" if n % 2 else "crm").acquire()
+    assert waits == []
+    limiter("cms").acquire()  # the 31st ordinary request of the portal, whichever role: it waits
+    assert len(waits) == 1
+    for _ in range(9):
+        limiter("crm", priority=True).acquire()  # payments still have their 10 ...
+    assert len(waits) == 1  # ... and 10 of the portal's 50 stay with its other applications
 
 
 def test_it_keeps_the_last_slots_of_a_saturated_bucket_for_payments(new_store, clock):

@@ -197,11 +197,19 @@ class Stack:
 
 @contextmanager
 def running_stack(
-    kind: str, workdir: Path, delivery_workers: int = 1, **env_overrides: str
+    kind: str,
+    workdir: Path,
+    delivery_workers: int = 1,
+    *,
+    one_portal: bool = False,
+    portal_rate: float = 20,
+    **env_overrides: str,
 ) -> Iterator[Stack]:
     """`embedded`: SQLite and the django-q2 ORM broker, as `make run` does by default. `scaled`: PostgreSQL,
     Redis as cache, rate-limiter store and broker — the scale-out configuration. `delivery_workers`: how many
-    events each sandbox portal posts at once (Bitrix posts in parallel to a fast handler)."""
+    events each sandbox portal posts at once (Bitrix posts in parallel to a fast handler). `one_portal`: the
+    shop and the CRM on one Bitrix24, one leaky bucket for both; `portal_rate`: its drain per second (Bitrix
+    cloud: 2)."""
     template = _template(kind)
     port = free_port()
     web = f"http://127.0.0.1:{port}"
@@ -209,11 +217,18 @@ def running_stack(
         SandboxConfig(
             seed=11,
             shop=ShopConfig(
-                handler_url=f"{web}/api/bitrix/cms/", rate=20, burst=50, delivery_workers=delivery_workers
+                handler_url=f"{web}/api/bitrix/cms/",
+                rate=portal_rate,
+                burst=50,
+                delivery_workers=delivery_workers,
             ),
             crm=CrmConfig(
-                handler_url=f"{web}/api/bitrix/crm/", rate=20, burst=50, delivery_workers=delivery_workers
+                handler_url=f"{web}/api/bitrix/crm/",
+                rate=portal_rate,
+                burst=50,
+                delivery_workers=delivery_workers,
             ),
+            one_portal=one_portal,
         )
     ).start()
     if kind == "embedded":

@@ -37,7 +37,7 @@ def test_it_returns_sale_errors_inside_a_batch(sandbox: Sandbox, rest) -> None:
         {"cmd": {"a": f"sale.order.get?id={order_id}", "b": "sale.order.get?id=424242"}},
     )["result"]
     assert body["result"]["a"]["order"]["id"] == order_id
-    assert body["result_error"]["b"]["error"] == 200540400001
+    assert body["result_error"]["b"]["error"] == 201240400001
 
 
 def test_it_counts_sub_commands_by_their_own_method_and_the_batch_once(sandbox: Sandbox, rest) -> None:

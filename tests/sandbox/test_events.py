@@ -167,10 +167,24 @@ def test_it_pays_over_rest_as_the_webhook_user(sandbox: Sandbox, receiver, rest)
     assert receiver.events("ONPAYMENTENTITYSAVED")[0].entity_id == payment_id
 
 
+def test_it_never_delivers_a_pipeline_move_to_an_outgoing_webhook(sandbox: Sandbox, receiver, rest) -> None:
+    # api-reference/crm/deals/events/index.md: ONCRMDEALMOVETOCATEGORY is for applications only, and a move
+    # fires no ONCRMDEALUPDATE: an outgoing webhook hears nothing of it, even when it asks for the event.
+    _, deal_id = sandbox.seed(1, pipeline_share=0.0)[0]
+    sandbox.crm.configure_events(subscribed_events=["ONCRMDEALUPDATE", "ONCRMDEALMOVETOCATEGORY"])
+    rest.ok(sandbox.crm, "crm.item.update", {"entityTypeId": 2, "id": deal_id, "fields": {"categoryId": 1}})
+    sandbox.crm.move_deal_to_pipeline(deal_id, 0, "PREPARATION", user_id=7)
+    _idle(sandbox)
+    assert receiver.received == []
+    assert sandbox.crm.counters()["events"]["application_only"] == {"ONCRMDEALMOVETOCATEGORY": 2}
+    assert sandbox.crm.info()["subscriber"] == "webhook"
+
+
 def test_it_fires_only_move_to_category_when_a_deal_changes_pipeline(
     sandbox: Sandbox, receiver, rest
 ) -> None:
     _, deal_id = sandbox.seed(1, pipeline_share=0.0)[0]
+    sandbox.crm.configure_events(subscriber="application")  # event.bind from an application
     rest.ok(sandbox.crm, "crm.item.update", {"entityTypeId": 2, "id": deal_id, "fields": {"categoryId": 1}})
     sandbox.crm.move_deal_to_pipeline(deal_id, 0, "PREPARATION", user_id=7)
     _idle(sandbox)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import requests
 
 from bitrix_sandbox import Sandbox
 from bitrix_sandbox.limits import LeakyBucket, OperatingLimiter
@@ -39,6 +40,30 @@ def test_it_rejects_the_51st_immediate_request_then_recovers(limited: Sandbox, r
     now[0] += 0.1
     assert rest(limited.crm, "crm.category.list", {"entityTypeId": 2}).status_code == 200
     assert rest(limited.crm, "crm.category.list", {"entityTypeId": 2}).status_code == 503
+
+
+def test_it_counts_both_roles_of_one_portal_in_one_bucket() -> None:
+    # settings/performance/limits.md: intensity is tracked per Bitrix24; applications (and webhooks) of one
+    # server share it. A shop and a CRM on one Bitrix24 are two webhooks on one address, one bucket.
+    config = make_config(rate=2.0)
+    config.one_portal = True
+    with Sandbox(config) as one:
+        assert one.crm_url.startswith(one.shop.base_url + "/rest/")
+        assert one.shop_url != one.crm_url  # two webhooks, two codes
+        now = [1000.0]
+        one.shop.bucket.clock = lambda: now[0]
+        one.shop.bucket.reset()
+        for n in range(50):
+            url = one.crm_url if n % 2 else one.shop_url
+            method = "crm.category.list" if n % 2 else "sale.status.list"
+            assert (
+                requests.post(f"{url}{method}.json", json={"entityTypeId": 2}, timeout=5).status_code == 200
+            )
+        refused = requests.post(f"{one.crm_url}crm.deal.list.json", json={}, timeout=5)
+        assert refused.status_code == 503
+        assert refused.json()["error"] == "QUERY_LIMIT_EXCEEDED"
+        assert requests.post(f"{one.shop_url}sale.status.list.json", timeout=5).status_code == 503
+        assert one.crm.counters()["rest_calls"]["crm.category.list"] == 25  # each role counts its own calls
 
 
 def test_it_drains_in_real_time(limited: Sandbox, rest, wait_until) -> None:

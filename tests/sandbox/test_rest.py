@@ -74,9 +74,10 @@ def test_it_answers_missing_or_invalid_deal_with_400_and_empty_error(sandbox: Sa
 
 
 def test_it_answers_missing_sale_entities_with_numeric_errors(sandbox: Sandbox, rest) -> None:
+    # api-reference/sale/order/sale-order-get.md: the table gives 201240400001, the example 200540400001.
     order = rest(sandbox.shop, "sale.order.get", {"id": 424242})
     assert order.status_code == 400
-    assert order.json() == {"error": 200540400001, "error_description": "order is not exists"}
+    assert order.json() == {"error": 201240400001, "error_description": "Order not found"}
     update = rest(sandbox.shop, "sale.order.update", {"id": 424242, "fields": {"statusId": "P"}})
     assert update.json()["error"] == 200540400001
     payment = rest(sandbox.shop, "sale.payment.get", {"id": 424242})
@@ -141,22 +142,42 @@ def test_it_finds_the_deal_linked_to_an_order_through_the_order_field(sandbox: S
     assert none["total"] == 0
 
 
-def test_it_compares_dates_with_and_without_offset(sandbox: Sandbox, rest) -> None:
+def test_it_compares_dates_given_with_an_offset(sandbox: Sandbox, rest) -> None:
     sandbox.seed(3, orders_without_deal=0, deals_without_order=0)
     # Backdate two deals (white box) so the date filter has something to separate.
     sandbox.crm.deals[101]["DATE_MODIFY"] = "2024-01-10T10:00:00+03:00"
     sandbox.crm.deals[102]["DATE_MODIFY"] = "2024-01-10T12:00:00+03:00"
     cases = {
-        "2024-01-10T11:00:00": [102, 103],  # naive = portal time (+03:00)
+        "2024-01-10T11:00:00+03:00": [102, 103],
         "2024-01-10T08:30:00+00:00": [102, 103],  # = 11:30 +03:00
         "2024-01-10T09:30:00+00:00": [103],  # = 12:30 +03:00
-        "2024-01-10": [101, 102, 103],
+        "2024-01-10T09:00:00-01:00": [103],  # = 13:00 +03:00
     }
     for since, expected in cases.items():
         body = rest.ok(sandbox.crm, "crm.deal.list", {"filter": {">DATE_MODIFY": since}, "select": ["ID"]})
         assert [int(d["ID"]) for d in body["result"]] == expected, since
     body = rest.ok(sandbox.crm, "crm.deal.list", {"filter": {"<=DATE_MODIFY": "2024-01-10T10:00:00+03:00"}})
     assert [int(d["ID"]) for d in body["result"]] == [101]
+
+
+@pytest.mark.parametrize(
+    "since",
+    [
+        "2024-01-10T11:00:00.123456+00:00",  # Python's isoformat() with microseconds
+        "2024-01-10T11:00:00",  # no offset
+        "2024-01-10T11:00:00Z",
+        "2024-01-10",
+        "10.01.2024 11:00:00",
+    ],
+)
+def test_it_refuses_a_filter_datetime_not_in_the_documented_form(sandbox: Sandbox, rest, since) -> None:
+    # api-reference/data-types.md: datetime is YYYY-MM-DDThh:mm:ss±hh:mm. Each list answers its documented
+    # general error (api-reference/crm/deals/crm-deal-list.md; api-reference/sale/order/sale-order-list.md).
+    deals = rest(sandbox.crm, "crm.deal.list", {"filter": {">DATE_MODIFY": since}})
+    assert (deals.status_code, deals.json()["error"]) == (400, "")
+    assert deals.json()["error_description"] == "Failed to get list. General error."
+    orders = rest(sandbox.shop, "sale.order.list", {"filter": {">dateUpdate": since}})
+    assert (orders.status_code, orders.json()["error"]) == (400, 0)
 
 
 def test_it_pages_lists_by_50_with_total_and_next(sandbox: Sandbox, rest) -> None:
@@ -295,7 +316,7 @@ def test_it_lists_sale_statuses(sandbox: Sandbox, rest) -> None:
     assert body["total"] == len(statuses)
     only_orders = rest.ok(sandbox.shop, "sale.status.list", {"filter": {"type": "O"}})
     assert only_orders["total"] == 5
-    names = rest.ok(sandbox.shop, "sale.statuslang.list", {"filter": {"statusId": "N"}})
+    names = rest.ok(sandbox.shop, "sale.statusLang.list", {"filter": {"statusId": "N"}})
     assert names["result"]["statusLangs"][0]["name"] == "Принят, ожидается оплата"
 
 
@@ -379,3 +400,28 @@ def test_it_describes_pipelines_like_crm_category_list(sandbox: Sandbox, rest) -
     assert set(default) == {"id", "name", "sort", "entityTypeId", "isDefault"}
     assert set(extra) == {"id", "name", "sort", "entityTypeId", "isDefault", "originId", "originatorId"}
     assert (default["name"], extra["name"]) == ("Общая", "Опт")
+
+
+def test_it_lists_payments_by_id_with_the_documented_equals_and_an_array(sandbox: Sandbox, rest) -> None:
+    # api-reference/sale/payment/sale-payment-list.md: `=` "works with arrays as well"; its own example
+    # filters with `@personTypeId` too, so `@` is accepted as well.
+    pairs = sandbox.seed(3, orders_without_deal=0, deals_without_order=0)
+    payment_ids = [sandbox.shop.get_order(order_id)["payments"][0]["id"] for order_id, _ in pairs[:2]]
+    for key in ("=id", "@id"):
+        body = rest.ok(sandbox.shop, "sale.payment.list", {"filter": {key: payment_ids}, "select": ["id"]})
+        assert [row["id"] for row in body["result"]["payments"]] == payment_ids, key
+
+
+def test_it_redirects_every_rest_call_of_a_renamed_portal_to_its_new_address(sandbox: Sandbox, rest) -> None:
+    # settings/how-to-call-rest-api/change-domen.md: the old address redirects to the new one.
+    old_url = sandbox.crm_url
+    new_base = sandbox.crm.move_address()
+    response = requests.post(f"{old_url}crm.deal.list.json", json={}, timeout=5, allow_redirects=False)
+    assert response.status_code == 302
+    assert (
+        response.headers["Location"]
+        == f"{new_base}{old_url.split(sandbox.crm.base_url)[1]}crm.deal.list.json"
+    )
+    assert requests.post(response.headers["Location"], json={}, timeout=5).json()["total"] == 0
+    sandbox.crm.address_restore()
+    assert requests.post(f"{old_url}crm.deal.list.json", json={}, timeout=5).status_code == 200

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from io import StringIO
 
 from django.core.management import call_command
@@ -67,3 +68,18 @@ def test_it_compares_every_link_with_reconcile_all_and_reports_progress(sb):
     call_command("reconcile", "--all", "--dry-run", stdout=out, stderr=StringIO())
     assert "every link" in out.getvalue()
     assert "would write 0 change(s)" in out.getvalue()
+
+
+def test_it_sends_the_change_feeds_whole_seconds_with_an_offset_missing_nothing(sb, settings):
+    # api-reference/data-types.md: a datetime is YYYY-MM-DDThh:mm:ss±hh:mm; the sandbox refuses any other.
+    [(_, deal_id)] = sb.seed(1, pipeline_share=0, orders_without_deal=0, deals_without_order=0)
+    changed = sb.crm.get_deal(deal_id)["DATE_MODIFY"]
+    # The watermark falls inside the second of the deal's change: sent as-is, `>` would skip the deal.
+    Watermark.objects.create(
+        portal="crm", value=datetime.fromisoformat(changed) + timedelta(milliseconds=700)
+    )
+    settings.BXSYNC_RECONCILE_OVERLAP_SECONDS = 0
+
+    report = reconcile_run(process_inline=False)
+
+    assert str(deal_id) in report.deals

@@ -13,6 +13,8 @@ from django.utils import timezone
 from statussync import portals
 from statussync.jobs import job_request, jobs_claim, jobs_recover
 from statussync.models import AuditEntry, Job, JobKind, JobState, Link, LinkState, PortalHealth, UnmappedValue
+from statussync.reconcile import reconcile_run
+from tests.admin.people import support_make
 from tests.sync.support import linked_pair, new_pair, pay, run_worker
 
 
@@ -344,6 +346,67 @@ def test_it_turns_health_red_and_does_not_storm_on_an_auth_error(sb, settings, c
     assert "wrong" not in json.dumps(health.json())  # the webhook code is a secret
 
 
+def test_it_holds_the_work_of_a_closed_portal_rather_than_dead_letter_it(sb, client, monkeypatch):
+    order_id, _ = linked_pair(sb)
+    # _includes/system-errors.md: 500 PORTAL_DELETED, "the public part of the site is closed" (boxed: an
+    # administrator reopens it), so it is the portal's state, not this request's [docs/bitrix.md "Errors"].
+    closed = {"error": "PORTAL_DELETED", "error_description": "Portal was deleted"}
+    monkeypatch.setattr(sb.crm, "handle_rest", lambda *args: (500, closed))
+
+    job_request(kind=JobKind.ORDER, entity_id=order_id)
+    run_worker()
+
+    job = Job.objects.filter(kind="order", entity_id=order_id).latest("id")
+    assert job.state == JobState.PENDING
+    assert job.not_before > timezone.now() + timedelta(seconds=250)
+    assert client.get("/api/health/").json()["portals"]["crm"]["failing"] is True
+
+
+def test_it_holds_only_the_method_the_portal_refused_until_it_may_go(sb):
+    order_id, deal_id = linked_pair(sb)
+    other_order, other_deal = linked_pair(sb)
+    # settings/performance/limits.md: a method past its operating time answers 429 OPERATION_TIME_LIMIT,
+    # "other applications, webhooks, and methods continue to function".
+    sb.set_limits("crm", rate=1000, burst=1000, operating_limits={"crm.deal.update": -1})
+    sb.shop.set_order_status(int(order_id), "P")  # needs crm.deal.update
+    sb.crm.move_deal(int(other_deal), "WON")  # needs sale.order.update
+    job_request(kind=JobKind.ORDER, entity_id=order_id)
+    job_request(kind=JobKind.DEAL, entity_id=other_deal)
+
+    try:
+        run_worker()
+        run_worker()  # nothing due: the refused job waits for the method, not a backoff step
+    finally:
+        sb.set_limits("crm", rate=1000, burst=1000, operating_limits={})
+
+    assert sb.shop.get_order(int(other_order))["statusId"] == "F"
+    assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "NEW"
+    job = Job.objects.filter(kind="order", entity_id=order_id).latest("id")
+    assert job.state == JobState.PENDING
+    assert job.not_before > timezone.now() + timedelta(seconds=50)  # no reset time known: a minute
+    assert "OPERATION_TIME_LIMIT" in job.last_error
+    assert sb.counters()["crm"]["rest_rejected"] == {"operating_limit": 1}
+
+
+def test_it_follows_a_renamed_portal_and_says_so_in_the_admin(sb, settings, client):
+    order_id, deal_id = linked_pair(sb)
+    # settings/how-to-call-rest-api/change-domen.md: the old address redirects every call to the new one.
+    new_base = sb.crm.move_address()
+    sb.shop.set_order_status(int(order_id), "P")
+    job_request(kind=JobKind.ORDER, entity_id=order_id)
+
+    run_worker()
+
+    # The run read the deal there first (our webhook code answers: the same portal), then wrote there.
+    assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "PREPARATION"
+    health = client.get("/api/health/").json()["portals"]["crm"]
+    assert health["moved_to"] == new_base
+    assert settings.BXSYNC_CRM_REST_URL.split("/rest/")[1] not in json.dumps(health)  # never the code
+    client.force_login(support_make())
+    dashboard = client.get("/admin/dashboard/").content.decode()
+    assert f"moved to {new_base}" in dashboard
+
+
 def test_it_picks_up_the_jobs_of_a_worker_that_died(sb):
     order_id, deal_id = linked_pair(sb)
     sb.shop.set_order_status(int(order_id), "P")
@@ -389,6 +452,23 @@ def test_it_follows_a_deal_moved_to_another_pipeline_with_that_pipelines_mapping
     job_request(kind=JobKind.DEAL, entity_id=deal_id, event="ONCRMDEALMOVETOCATEGORY")
     run_worker()
 
+    assert sb.shop.get_order(int(order_id))["statusId"] == "F"
+    assert Link.objects.get(order_id=order_id).pipeline_id == 1
+
+
+def test_it_sees_a_pipeline_move_no_outgoing_webhook_hears_of_at_the_next_reconciliation(sb):
+    # api-reference/crm/deals/events/index.md: only an application can bind ONCRMDEALMOVETOCATEGORY, and a
+    # move fires no ONCRMDEALUPDATE; the move does change DATE_MODIFY, which the change feed reads.
+    order_id, deal_id = linked_pair(sb)
+    reconcile_run(process_inline=False)  # a pass before the move: the watermark is now
+    run_worker()
+    sb.advance_clock(5)
+    sb.crm.move_deal_to_pipeline(int(deal_id), 1, "C1:WON")
+
+    report = reconcile_run(process_inline=False)
+    run_worker()
+
+    assert deal_id in report.deals
     assert sb.shop.get_order(int(order_id))["statusId"] == "F"
     assert Link.objects.get(order_id=order_id).pipeline_id == 1
 
