@@ -14,11 +14,12 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import Min
+from django.db.models import F, Min
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from statussync.bitrix import AuthError, BitrixError, RateLimitedError
+from statussync.jobs import jobs_release_waiting
 from statussync.models import Job, JobState, PortalHealth, Queue, Side
 
 logger = logging.getLogger(__name__)
@@ -37,11 +38,16 @@ def portal_contact_record(*, portal: str, error: BitrixError | None = None) -> N
     later failures are of another kind (a timeout does not prove the webhook works again). Only `str(error)`
     is stored, which never holds the webhook URL (see `statussync.bitrix.errors`).
 
+    A success that ends an outage keeps when it began and when it ended (`last_outage_since`, `recovered_at`)
+    and releases the jobs waiting for the portal (`jobs_release_waiting`).
+
     A `RateLimitedError` records nothing: our own limiter refused to wait, so no call reached the portal.
     """
     if isinstance(error, RateLimitedError):
         return
     now = timezone.now()
+    if error is None and _outage_end(portal=portal, now=now):
+        return
     if error is None:
         changes: dict[str, Any] = {"last_contact_at": now, "failing_since": None, "auth_failed": False}
     else:
@@ -68,6 +74,22 @@ def portal_contact_record(*, portal: str, error: BitrixError | None = None) -> N
     except IntegrityError:
         # Another worker created the row between our update and insert.
         PortalHealth.objects.filter(portal=portal).update(**changes)
+
+
+def _outage_end(*, portal: str, now: datetime) -> bool:
+    """End the portal's outage, if it had one; True if it did. One UPDATE decides which of several workers
+    succeeding at once ends it; the SET reads `failing_since` before it is cleared."""
+    ended = PortalHealth.objects.filter(portal=portal, failing_since__isnull=False).update(
+        last_contact_at=now,
+        last_outage_since=F("failing_since"),
+        recovered_at=now,
+        failing_since=None,
+        auth_failed=False,
+    )
+    if ended:
+        released = jobs_release_waiting(portal=portal)
+        logger.info("the %s portal answers again; %d job(s) waiting for it released", portal, released)
+    return bool(ended)
 
 
 def health_live() -> dict[str, Any]:
@@ -180,6 +202,9 @@ def _portal_report(side: str) -> dict[str, Any]:
         "last_error": row.last_error if row else "",
         "last_error_at": _iso(row.last_error_at if row else None),
         "auth_failed": auth_failed,
+        # The last outage that ended: when the portal began failing and when it answered again.
+        "last_outage_since": _iso(row.last_outage_since if row else None),
+        "recovered_at": _iso(row.recovered_at if row else None),
         "ok": configured and failing_since is None and not auth_failed,
     }
 

@@ -154,6 +154,12 @@ class PortalSerializer(serializers.Serializer):
     last_error = serializers.CharField(allow_blank=True, help_text="The last failure (never a URL).")
     last_error_at = serializers.DateTimeField(allow_null=True)
     auth_failed = serializers.BooleanField(help_text="Red until a call succeeds again.")
+    last_outage_since = serializers.DateTimeField(
+        allow_null=True, help_text="When the last outage that ended began (its first failure)."
+    )
+    recovered_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the portal answered again after that outage."
+    )
     ok = serializers.BooleanField()
 
 
