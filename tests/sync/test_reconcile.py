@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from io import StringIO
+from types import SimpleNamespace
 
 from django.core.management import call_command
 
@@ -67,3 +68,24 @@ def test_it_compares_every_link_with_reconcile_all_and_reports_progress(sb):
     call_command("reconcile", "--all", "--dry-run", stdout=out, stderr=StringIO())
     assert "every link" in out.getvalue()
     assert "would write 0 change(s)" in out.getvalue()
+
+
+def test_it_reads_the_crms_changes_while_a_long_shop_backlog_drains(sb, settings, monkeypatch):
+    settings.BXSYNC_RECONCILE_OVERLAP_SECONDS = 0  # the next window holds only what changes below
+    pairs = sb.seed(120, pipeline_share=0, orders_without_deal=0, deals_without_order=0)
+    reconcile_run(process_inline=False)
+    Job.objects.all().delete()
+    sb.advance_clock(5)
+    for order_id, _ in pairs[:110]:
+        sb.shop.set_order_status(order_id, "P")  # a bulk edit in the shop, its events lost
+    moved = pairs[115][1]
+    sb.crm.move_deal(moved, "PREPARATION")  # a manager's move, its event lost too
+    clock = iter(range(1000))
+    # A clock that moves a second each time the pass looks at it (once to start, once after each page).
+    monkeypatch.setattr("statussync.reconcile.time", SimpleNamespace(monotonic=lambda: next(clock)))
+
+    report = reconcile_run(process_inline=False, max_seconds=1.5)  # time for two pages, not the shop's three
+
+    assert not report.complete
+    assert report.deals == [str(moved)]
+    assert Job.objects.filter(kind="deal", entity_id=str(moved)).exists()
