@@ -6,15 +6,17 @@ from pathlib import Path
 import environ
 from django.utils.translation import gettext_lazy as _
 
+from bxsync_project.secret_key import DEVELOPMENT_KEY
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
-# `make run` refuses to start without SECRET_KEY unless DEBUG (see statussync/management/commands/serve.py);
-# tests and one-off commands get an obviously-insecure development key.
-SECRET_KEY = env("SECRET_KEY", default="insecure-dev-key-set-SECRET_KEY-in-production")
+# The web server, the workers and `make run` refuse to start without a real SECRET_KEY unless DEBUG
+# (bxsync_project/secret_key.py); tests and one-off commands get an obviously-insecure development key.
+SECRET_KEY = env("SECRET_KEY", default=DEVELOPMENT_KEY)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
 INSTALLED_APPS = [
