@@ -1,10 +1,11 @@
-"""Admin actions on thousands of links, worked through in the background.
+"""Admin actions on thousands of links or dead letters, worked through in the background.
 
 A request that touched 10,000 links in one transaction would hold the database — on SQLite, every webhook's
 write — for as long as it took. Above `INLINE_LIMIT` links the admin records a `BulkOperation` instead, and
 a django-q2 task works through it `CHUNK` links at a time, each chunk its own short transaction that also
 moves the progress the manager watches. A task that stops (its time is up, its worker died) leaves the
-operation where it got to; the next task, or the sweeper, resumes it there.
+operation where it got to; the next task, or the sweeper, resumes it there. A replay or discard of dead
+letters runs the same way, its job ids in the operation's `link_ids`.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from statussync.jobs import jobs_discard, jobs_replay
 from statussync.links import links_act
-from statussync.models import BulkOperation, BulkState
+from statussync.models import BulkAction, BulkOperation, BulkState
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +72,10 @@ def bulk_operation_run(*, operation_id: int, max_seconds: float | None = None) -
                 break
             chunk = operation.link_ids[position : position + CHUNK]
             with transaction.atomic():
-                acted = links_act(action=operation.action, link_ids=chunk, user=user)
+                done = _chunk_act(action=operation.action, ids=chunk, user=user)
                 BulkOperation.objects.filter(id=operation.id).update(
-                    done=F("done") + acted.done,
-                    skipped=F("skipped") + len(chunk) - acted.done,
+                    done=F("done") + done,
+                    skipped=F("skipped") + len(chunk) - done,
                     updated_at=timezone.now(),
                 )
             position += len(chunk)
@@ -92,6 +94,16 @@ def bulk_operation_run(*, operation_id: int, max_seconds: float | None = None) -
         )
     operation.refresh_from_db()
     return operation
+
+
+def _chunk_act(*, action: str, ids: list[int], user: str) -> int:
+    """Apply the operation's action to one chunk; returns how many it acted on (the rest were closed links,
+    or dead letters replayed or discarded by someone else meanwhile)."""
+    if action == BulkAction.REPLAY:
+        return jobs_replay(job_ids=ids)
+    if action == BulkAction.DISCARD:
+        return jobs_discard(job_ids=ids, user=user)
+    return links_act(action=action, link_ids=ids, user=user).done
 
 
 def bulk_operations_resume() -> int:

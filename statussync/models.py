@@ -661,6 +661,9 @@ class BulkAction(models.TextChoices):
     TAKE_SHOP = "take_shop", _("Take the shop's value")
     TAKE_CRM = "take_crm", _("Take the CRM's value")
     REDISCOVER = "rediscover", _("Rediscover the link")
+    # On dead letters: the operation's `link_ids` then hold job ids.
+    REPLAY = "replay", _("Replay failed work")
+    DISCARD = "discard", _("Discard failed work")
 
 
 class BulkState(models.TextChoices):
@@ -708,3 +711,8 @@ class BulkOperation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} · {self.done}/{self.total}"
+
+    @property
+    def on_dead_letters(self) -> bool:
+        """A replay or discard of failed jobs, rather than an action on links."""
+        return self.action in (BulkAction.REPLAY, BulkAction.DISCARD)
