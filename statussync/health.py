@@ -30,7 +30,9 @@ STUCK_AFTER = timedelta(minutes=10)
 REDIS_PING_TIMEOUT_SECONDS = 2.0
 
 
-def portal_contact_record(*, portal: str, error: BitrixError | None = None) -> None:
+def portal_contact_record(
+    *, portal: str, error: BitrixError | None = None, at: datetime | None = None
+) -> None:
     """Record the outcome of a call to `portal` ('cms' or 'crm'): a success when `error` is None.
 
     A failure after the last success starts (or continues) an outage: `failing_since` keeps the time of its
@@ -39,36 +41,35 @@ def portal_contact_record(*, portal: str, error: BitrixError | None = None) -> N
     is stored, which never holds the webhook URL (see `statussync.bitrix.errors`).
 
     A success that ends an outage keeps when it began and when it ended (`last_outage_since`, `recovered_at`)
-    and releases the jobs waiting for the portal (`jobs_release_waiting`).
+    and releases the jobs waiting for the portal (`jobs_release_waiting`). `at` is when the portal answered
+    (default now): a run that read the portal just before an outage began, and records it only at its end,
+    ends nothing.
 
     A `RateLimitedError` records nothing: our own limiter refused to wait, so no call reached the portal.
     """
     if isinstance(error, RateLimitedError):
         return
     now = timezone.now()
-    if error is None and _outage_end(portal=portal, now=now):
-        return
     if error is None:
-        changes: dict[str, Any] = {"last_contact_at": now, "failing_since": None, "auth_failed": False}
-    else:
-        # Coalesce in the UPDATE itself: two workers failing at once must not move the start of the outage.
-        changes = {
-            "last_error": str(error)[:500],
-            "last_error_at": now,
-            "failing_since": Coalesce("failing_since", now),
-        }
-        if isinstance(error, AuthError):
-            changes["auth_failed"] = True
+        _success_record(portal=portal, at=min(at or now, now))
+        return
+    # Coalesce in the UPDATE itself: two workers failing at once must not move the start of the outage.
+    changes: dict[str, Any] = {
+        "last_error": str(error)[:500],
+        "last_error_at": now,
+        "failing_since": Coalesce("failing_since", now),
+    }
+    if isinstance(error, AuthError):
+        changes["auth_failed"] = True
     if PortalHealth.objects.filter(portal=portal).update(**changes):
         return
     try:
         with transaction.atomic():
             PortalHealth.objects.create(
                 portal=portal,
-                last_contact_at=now if error is None else None,
-                last_error="" if error is None else str(error)[:500],
-                last_error_at=None if error is None else now,
-                failing_since=None if error is None else now,
+                last_error=str(error)[:500],
+                last_error_at=now,
+                failing_since=now,
                 auth_failed=isinstance(error, AuthError),
             )
     except IntegrityError:
@@ -76,13 +77,29 @@ def portal_contact_record(*, portal: str, error: BitrixError | None = None) -> N
         PortalHealth.objects.filter(portal=portal).update(**changes)
 
 
-def _outage_end(*, portal: str, now: datetime) -> bool:
-    """End the portal's outage, if it had one; True if it did. One UPDATE decides which of several workers
-    succeeding at once ends it; the SET reads `failing_since` before it is cleared."""
-    ended = PortalHealth.objects.filter(portal=portal, failing_since__isnull=False).update(
-        last_contact_at=now,
+def _success_record(*, portal: str, at: datetime) -> None:
+    if _outage_end(portal=portal, at=at):
+        return
+    # No outage: the last contact moves on. An outage that began after `at` stays: an answer from before it
+    # proves nothing about now.
+    if PortalHealth.objects.filter(portal=portal, failing_since__isnull=True).update(
+        last_contact_at=at, auth_failed=False
+    ):
+        return
+    try:
+        with transaction.atomic():
+            PortalHealth.objects.get_or_create(portal=portal, defaults={"last_contact_at": at})
+    except IntegrityError:
+        pass  # another worker created the row meanwhile
+
+
+def _outage_end(*, portal: str, at: datetime) -> bool:
+    """End the portal's outage if it began before the answer `at`; True if it did. One UPDATE decides which of
+    several workers succeeding at once ends it; the SET reads `failing_since` before it is cleared."""
+    ended = PortalHealth.objects.filter(portal=portal, failing_since__lte=at).update(
+        last_contact_at=at,
         last_outage_since=F("failing_since"),
-        recovered_at=now,
+        recovered_at=at,
         failing_since=None,
         auth_failed=False,
     )

@@ -11,6 +11,9 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.utils import timezone
 
 from statussync.bitrix import BitrixClient, BitrixError, client_for
 from statussync.jobs import jobs_fail
@@ -34,6 +37,7 @@ class SyncRun:
     lock_token: str = field(default_factory=lambda: uuid.uuid4().hex)
     locked: set[str] = field(default_factory=set)  # the order ids whose lock this run holds
     contacts: dict[str, BitrixError | None] = field(default_factory=dict)
+    answered_at: dict[str, datetime] = field(default_factory=dict)  # each portal's last successful call
     comments_planned: bool = False  # the CRM explanations have found their batch (statussync.sync.comments)
 
     def live(self) -> list[Item]:
@@ -44,6 +48,7 @@ class SyncRun:
         """Note how a call to `portal` went; one failure in a run marks the portal as failing."""
         if error is None:
             self.contacts.setdefault(portal, None)
+            self.answered_at[portal] = timezone.now()
         else:
             self.contacts[portal] = error
 
@@ -84,4 +89,4 @@ def items_sync(*, items: list[Item], dry_run: bool = False, priority: bool = Fal
     finally:
         if not dry_run:
             locks.locks_release(run)
-            record.portal_contacts_record(run.contacts)
+            record.portal_contacts_record(run.contacts, answered_at=run.answered_at)

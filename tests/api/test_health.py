@@ -62,6 +62,17 @@ def test_it_turns_red_with_the_reason_and_since_when_while_a_portals_calls_fail(
     assert response.json()["portals"]["cms"]["ok"] is True
 
 
+def test_it_ends_no_outage_with_an_answer_from_before_it_began(client):
+    # A run reads the CRM; the CRM goes down; the run records its contacts at its end.
+    answered = timezone.now()
+    portal_contact_record(portal="crm", error=outage())
+    portal_contact_record(portal="crm", at=answered)
+
+    crm = client.get("/api/health/").json()["portals"]["crm"]
+
+    assert (crm["ok"], crm["failing"], crm["recovered_at"]) == (False, True, None)
+
+
 def test_it_turns_green_again_after_a_success(admin_client):
     client = admin_client
     portal_contact_record(portal="crm", error=outage())
