@@ -6,15 +6,17 @@ from pathlib import Path
 import environ
 from django.utils.translation import gettext_lazy as _
 
+from bxsync_project.secret_key import DEVELOPMENT_KEY
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
-# `make run` refuses to start without SECRET_KEY unless DEBUG (see statussync/management/commands/serve.py);
-# tests and one-off commands get an obviously-insecure development key.
-SECRET_KEY = env("SECRET_KEY", default="insecure-dev-key-set-SECRET_KEY-in-production")
+# The web server, the workers and `make run` refuse to start without a real SECRET_KEY unless DEBUG
+# (bxsync_project/secret_key.py); tests and one-off commands get an obviously-insecure development key.
+SECRET_KEY = env("SECRET_KEY", default=DEVELOPMENT_KEY)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
 INSTALLED_APPS = [
@@ -241,8 +243,11 @@ BXSYNC_WORKERS = env.int("BXSYNC_WORKERS", default=2)
 BXSYNC_PAYMENT_WORKERS = env.int("BXSYNC_PAYMENT_WORKERS", default=1)
 BXSYNC_WEB_WORKERS = env.int("BXSYNC_WEB_WORKERS", default=2)
 BXSYNC_WEB_THREADS = env.int("BXSYNC_WEB_THREADS", default=1)
-# GET /metrics answers a scraper sending `Authorization: Bearer <token>`; with no token, only this host.
+# GET /metrics answers a scraper sending `Authorization: Bearer <token>`. Without a token, nobody, unless the
+# operator says the web server is bound to loopback with no proxy in front (docs/deploy.md "/metrics"): a
+# proxy on this host that adds no X-Forwarded-For (nginx by default) would make every client look local.
 BXSYNC_METRICS_TOKEN = env("BXSYNC_METRICS_TOKEN", default="")
+BXSYNC_METRICS_LOOPBACK = env.bool("BXSYNC_METRICS_LOOPBACK", default=False)
 # Wake-ups one web process sends per queue: at most one per this many seconds, and one more at the end of
 # the interval if events came meanwhile (statussync/jobs.py `queue_wake_soon`). A storm of 1,000 events a
 # second would otherwise cost 1,000 cache writes for wake-ups the cache's flag drops anyway.

@@ -1,3 +1,5 @@
+import sys
+
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 from django.utils.translation import gettext_lazy as _
@@ -14,3 +16,8 @@ class StatussyncConfig(AppConfig):
 
         # After auth's own handler (auth is installed first) has created this app's permissions.
         post_migrate.connect(roles_after_migrate, sender=self, dispatch_uid="statussync.roles")
+        if sys.argv[1:2] == ["qcluster"]:
+            # django-q2's own command: no hook of ours runs before its cluster starts but this one.
+            from bxsync_project.secret_key import secret_key_require
+
+            secret_key_require(process="django-q2 cluster (qcluster)")

@@ -1,11 +1,12 @@
-"""Admin actions on thousands of links, worked through in the background.
+"""Admin actions on thousands of links or dead letters, worked through in the background.
 
 A request that touched 10,000 links in one transaction would hold the database — on SQLite, every webhook's
 write — for as long as it took. Above `INLINE_LIMIT` links the admin records a `BulkOperation` instead, and
 a django-q2 task works through it `CHUNK` links at a time, each chunk its own short transaction that also
 moves the progress the manager watches. A task that stops (its time is up, its worker died) leaves the
 operation where it got to; the next task, or the sweeper, resumes it there. One task at a time: it holds the
-operation with a lease its heartbeat renews, as a run holds its jobs (statussync/leases.py).
+operation with a lease its heartbeat renews, as a run holds its jobs (statussync/leases.py). A replay or
+discard of dead letters runs the same way, its job ids in the operation's `link_ids`.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from statussync.jobs import jobs_discard, jobs_replay
 from statussync.leases import heartbeat
 from statussync.links import links_act
-from statussync.models import BulkOperation, BulkState
+from statussync.models import BulkAction, BulkOperation, BulkState
 
 logger = logging.getLogger(__name__)
 
@@ -116,10 +118,10 @@ def _chunks_work(operation: BulkOperation, *, token: str, started: float, max_se
                 if not _held(operation.id, token).update(lease_until=timezone.now() + lease):
                     logger.warning("background operation %s was taken over; this task stops", operation.id)
                     return
-                acted = links_act(action=operation.action, link_ids=chunk, user=user)
+                done = _chunk_act(action=operation.action, ids=chunk, user=user)
                 BulkOperation.objects.filter(id=operation.id).update(
-                    done=F("done") + acted.done,
-                    skipped=F("skipped") + len(chunk) - acted.done,
+                    done=F("done") + done,
+                    skipped=F("skipped") + len(chunk) - done,
                     updated_at=timezone.now(),
                 )
             position += len(chunk)
@@ -136,6 +138,16 @@ def _chunks_work(operation: BulkOperation, *, token: str, started: float, max_se
             updated_at=timezone.now(),
             lease_until=None,
         )
+
+
+def _chunk_act(*, action: str, ids: list[int], user: str) -> int:
+    """Apply the operation's action to one chunk; returns how many it acted on (the rest were closed links,
+    or dead letters replayed or discarded by someone else meanwhile)."""
+    if action == BulkAction.REPLAY:
+        return jobs_replay(job_ids=ids)
+    if action == BulkAction.DISCARD:
+        return jobs_discard(job_ids=ids, user=user)
+    return links_act(action=action, link_ids=ids, user=user).done
 
 
 def bulk_operations_resume() -> int:

@@ -14,12 +14,13 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import Min
+from django.db.models import F, Min
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from statussync.bitrix import AuthError, BitrixError, RateLimitedError
 from statussync.bitrix.moves import moves_seen, origin
+from statussync.jobs import jobs_release_waiting
 from statussync.models import Job, JobState, PortalHealth, Queue, Side
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,9 @@ STUCK_AFTER = timedelta(minutes=10)
 REDIS_PING_TIMEOUT_SECONDS = 2.0
 
 
-def portal_contact_record(*, portal: str, error: BitrixError | None = None) -> None:
+def portal_contact_record(
+    *, portal: str, error: BitrixError | None = None, at: datetime | None = None
+) -> None:
     """Record the outcome of a call to `portal` ('cms' or 'crm'): a success when `error` is None.
 
     A failure after the last success starts (or continues) an outage: `failing_since` keeps the time of its
@@ -38,37 +41,73 @@ def portal_contact_record(*, portal: str, error: BitrixError | None = None) -> N
     later failures are of another kind (a timeout does not prove the webhook works again). Only `str(error)`
     is stored, which never holds the webhook URL (see `statussync.bitrix.errors`).
 
+    A success that ends an outage keeps when it began and when it ended (`last_outage_since`, `recovered_at`)
+    and releases the jobs waiting for the portal (`jobs_release_waiting`). `at` is when the portal answered
+    (default now): a run that read the portal just before an outage began, and records it only at its end,
+    ends nothing.
+
     A `RateLimitedError` records nothing: our own limiter refused to wait, so no call reached the portal.
     """
     if isinstance(error, RateLimitedError):
         return
     now = timezone.now()
     if error is None:
-        changes: dict[str, Any] = {"last_contact_at": now, "failing_since": None, "auth_failed": False}
-    else:
-        # Coalesce in the UPDATE itself: two workers failing at once must not move the start of the outage.
-        changes = {
-            "last_error": str(error)[:500],
-            "last_error_at": now,
-            "failing_since": Coalesce("failing_since", now),
-        }
-        if isinstance(error, AuthError):
-            changes["auth_failed"] = True
+        _success_record(portal=portal, at=min(at or now, now))
+        return
+    # Coalesce in the UPDATE itself: two workers failing at once must not move the start of the outage.
+    changes: dict[str, Any] = {
+        "last_error": str(error)[:500],
+        "last_error_at": now,
+        "failing_since": Coalesce("failing_since", now),
+    }
+    if isinstance(error, AuthError):
+        changes["auth_failed"] = True
     if PortalHealth.objects.filter(portal=portal).update(**changes):
         return
     try:
         with transaction.atomic():
             PortalHealth.objects.create(
                 portal=portal,
-                last_contact_at=now if error is None else None,
-                last_error="" if error is None else str(error)[:500],
-                last_error_at=None if error is None else now,
-                failing_since=None if error is None else now,
+                last_error=str(error)[:500],
+                last_error_at=now,
+                failing_since=now,
                 auth_failed=isinstance(error, AuthError),
             )
     except IntegrityError:
         # Another worker created the row between our update and insert.
         PortalHealth.objects.filter(portal=portal).update(**changes)
+
+
+def _success_record(*, portal: str, at: datetime) -> None:
+    if _outage_end(portal=portal, at=at):
+        return
+    # No outage: the last contact moves on. An outage that began after `at` stays: an answer from before it
+    # proves nothing about now.
+    if PortalHealth.objects.filter(portal=portal, failing_since__isnull=True).update(
+        last_contact_at=at, auth_failed=False
+    ):
+        return
+    try:
+        with transaction.atomic():
+            PortalHealth.objects.get_or_create(portal=portal, defaults={"last_contact_at": at})
+    except IntegrityError:
+        pass  # another worker created the row meanwhile
+
+
+def _outage_end(*, portal: str, at: datetime) -> bool:
+    """End the portal's outage if it began before the answer `at`; True if it did. One UPDATE decides which of
+    several workers succeeding at once ends it; the SET reads `failing_since` before it is cleared."""
+    ended = PortalHealth.objects.filter(portal=portal, failing_since__lte=at).update(
+        last_contact_at=at,
+        last_outage_since=F("failing_since"),
+        recovered_at=at,
+        failing_since=None,
+        auth_failed=False,
+    )
+    if ended:
+        released = jobs_release_waiting(portal=portal)
+        logger.info("the %s portal answers again; %d job(s) waiting for it released", portal, released)
+    return bool(ended)
 
 
 def health_live() -> dict[str, Any]:
@@ -187,6 +226,9 @@ def _portal_report(side: str) -> dict[str, Any]:
         "last_error": row.last_error if row else "",
         "last_error_at": _iso(row.last_error_at if row else None),
         "auth_failed": auth_failed,
+        # The last outage that ended: when the portal began failing and when it answered again.
+        "last_outage_since": _iso(row.last_outage_since if row else None),
+        "recovered_at": _iso(row.recovered_at if row else None),
         "ok": configured and failing_since is None and not auth_failed,
     }
 

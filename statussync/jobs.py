@@ -21,9 +21,20 @@ from django.db import IntegrityError, connections, transaction
 from django.db.models import F, Max, Min, Q, QuerySet
 from django.utils import timezone
 
-from statussync.bitrix import AuthError, BitrixError, OperatingLimitError, TransientError
+from statussync.bitrix import AuthError, BitrixError, OperatingLimitError, TransientError, portal_unreachable
 from statussync.bitrix.ratelimit import bucket_share, limiter_level
-from statussync.models import AuditEntry, Job, JobKind, JobState, Link, LinkState, Outcome, Queue, Side
+from statussync.models import (
+    AuditEntry,
+    Job,
+    JobKind,
+    JobState,
+    Link,
+    LinkState,
+    Outcome,
+    PortalHealth,
+    Queue,
+    Side,
+)
 from statussync.reasons import why
 from statussync.upsert import row_upsert
 
@@ -44,6 +55,9 @@ HOLD_SECONDS = 5.0
 # portal saturated is read in fewer, fuller runs at the same pace, and the slots kept for payments stay free.
 BATCH_WINDOW_SECONDS = {"default": {"quiet": 0.3, "max": 2.0, "drain": 25.0}, "payments": None}
 PAYMENT_TAKEOVER_SECONDS = 15.0
+# While jobs wait for a portal that is down, a worker stays and looks this often for the portal's return
+# (`statussync.outage` probes it every few seconds): a released backlog is claimed at once.
+OUTAGE_POLL_SECONDS = 0.5
 
 
 def job_request(*, kind: str, entity_id: str, origin: str = "event", event: str = "", wins: str = "") -> Job:
@@ -182,7 +196,26 @@ def _claimable(*, queue: str, now: datetime) -> Q:
         # over rather than let a payment wait for an operator.
         mine |= Q(queue=Queue.PAYMENTS, not_before__lte=now - timedelta(seconds=PAYMENT_TAKEOVER_SECONDS))
     due = Q(state=JobState.PENDING, not_before__lte=now) | Q(state=JobState.RUNNING, lease_until__lt=now)
-    return mine & due
+    # Jobs that failed on a portal still down wait for it, whatever their backoff says: no storm of retries.
+    return mine & due & ~Q(waiting_for_portal__in=portals_down())
+
+
+def portals_down() -> QuerySet[PortalHealth]:
+    """The portals failing for a reason other than their credentials (a subquery of their names): jobs that
+    failed on one of them wait until a call to it succeeds."""
+    return PortalHealth.objects.filter(failing_since__isnull=False, auth_failed=False).values("portal")
+
+
+def jobs_release_waiting(*, portal: str) -> int:
+    """The portal answers again: every job waiting for it is due now, and the workers are woken.
+    Returns how many were released."""
+    now = timezone.now()
+    waiting = Job.objects.filter(state=JobState.PENDING, waiting_for_portal=portal)
+    queues = set(waiting.values_list("queue", flat=True).distinct())
+    released = waiting.update(not_before=now, waiting_for_portal="", updated_at=now)
+    for queue in sorted(queues):
+        transaction.on_commit(lambda queue=queue: queue_wake(queue=queue), robust=True)
+    return released
 
 
 def jobs_claim(*, queue: str, limit: int) -> list[Job]:
@@ -203,6 +236,7 @@ def jobs_claim(*, queue: str, limit: int) -> list[Job]:
         claim_token=token,
         lease_until=lease,
         attempts=F("attempts") + 1,
+        waiting_for_portal="",
         updated_at=now,
     )
     return list(Job.objects.filter(claim_token=token, state=JobState.RUNNING).order_by("id"))
@@ -221,11 +255,18 @@ def _held(job: Job) -> QuerySet[Job]:
 
 
 def job_retry(
-    *, job: Job, error: str, delay: float | None = None, final: bool = False, count_attempts: bool = True
+    *,
+    job: Job,
+    error: str,
+    delay: float | None = None,
+    final: bool = False,
+    count_attempts: bool = True,
+    waiting_for: str = "",
 ) -> str:
     """Put a failed job back with exponential backoff and jitter, or into the dead-letter list: at once when
     `final` (an error retrying cannot cure), after BXSYNC_JOB_MAX_ATTEMPTS when `count_attempts`, and in any
-    case once the job is older than BXSYNC_JOB_GIVE_UP_HOURS. Returns the new state."""
+    case once the job is older than BXSYNC_JOB_GIVE_UP_HOURS. `waiting_for` names the portal the job failed
+    on because it is down: the job waits for it (see `jobs_release_waiting`). Returns the new state."""
     now = timezone.now()
     too_old = job.created_at is not None and now - job.created_at > timedelta(
         hours=settings.BXSYNC_JOB_GIVE_UP_HOURS
@@ -255,6 +296,7 @@ def job_retry(
                 last_error=error[:2000],
                 lease_until=None,
                 claim_token="",
+                waiting_for_portal=waiting_for,
                 updated_at=now,
             )
     except IntegrityError:
@@ -268,7 +310,8 @@ def jobs_fail(*, jobs: list[Job], error: BaseException) -> list[str]:
 
     - The portal busy, slow or down (a transient Bitrix error): retry with backoff for as long as
       BXSYNC_JOB_GIVE_UP_HOURS, however many attempts that takes — an outage of an hour must not fill the
-      dead-letter list.
+      dead-letter list. A portal down (no answer, a 5xx): the job also waits for the portal, and is released
+      the moment it answers again, whatever its backoff.
     - The portal refusing our credentials: hold — the longest backoff, so no storm while health is red.
     - The portal refusing this request for good (a permanent Bitrix error): the dead-letter list at once.
     - Anything else (a database hiccup, a bug): retry with backoff, then the dead-letter list after
@@ -286,7 +329,12 @@ def jobs_fail(*, jobs: list[Job], error: BaseException) -> list[str]:
         # a backoff step that would come back too early or needlessly late [docs/bitrix.md "Limits"].
         hint = error.retry_after if isinstance(error, OperatingLimitError) or error.http_status else None
         delay = min(hint, settings.BXSYNC_RETRY_MAX_SECONDS) if hint and hint > 0 else None
-        return [job_retry(job=job, error=message, delay=delay, count_attempts=False) for job in jobs]
+        # A portal that is down: the job waits for it to answer again, not for its own backoff.
+        waiting_for = error.portal if portal_unreachable(error) else ""
+        return [
+            job_retry(job=job, error=message, delay=delay, count_attempts=False, waiting_for=waiting_for)
+            for job in jobs
+        ]
     if isinstance(error, BitrixError):
         return [job_retry(job=job, error=message, final=True) for job in jobs]
     return [job_retry(job=job, error=message) for job in jobs]
@@ -371,7 +419,10 @@ def jobs_recover() -> int:
 
 def jobs_process(*, queue: str, handle: Callable[[list[Job]], None], max_seconds: float | None = None) -> int:
     """Claim and handle batches of due jobs until none is left, or until `max_seconds` have passed and a fresh
-    task takes over. Returns how many jobs were handled."""
+    task takes over. While jobs wait for a portal that is down, stay, probe it and take them the moment it
+    answers. Returns how many jobs were handled."""
+    from statussync.outage import outage_hold  # it records the portals' health, which releases our jobs
+
     cache.delete(_wake_key(queue))  # from here on, a new event wakes another run rather than relying on us
     started = time.monotonic()
     handled = 0
@@ -384,6 +435,9 @@ def jobs_process(*, queue: str, handle: Callable[[list[Job]], None], max_seconds
         if jobs:
             handle(jobs)
             handled += len(jobs)
+            continue
+        if outage_hold():
+            time.sleep(OUTAGE_POLL_SECONDS)
             continue
         next_due = _next_due(queue=queue)
         if next_due is None:

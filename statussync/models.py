@@ -310,6 +310,13 @@ class Job(models.Model):
     last_error = models.TextField(_("last error"), blank=True)
     # A manager's "take the shop's (CRM's) value": the engine decides with that side winning.
     wins = models.CharField(_("side that wins"), max_length=3, choices=Side.choices, blank=True)
+    # (A database default: the webhook's upsert writes raw SQL without it.)
+    # The portal this job failed on because it did not answer: while that portal is down the job waits for
+    # it (one probe every few seconds, `statussync.outage`), not for its own backoff, and is released the
+    # moment the portal answers.
+    waiting_for_portal = models.CharField(
+        _("waiting for portal"), max_length=3, choices=Side.choices, blank=True, db_default=""
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
@@ -446,6 +453,11 @@ class PortalHealth(models.Model):
     # The first failure after the last success; empty while the portal answers.
     failing_since = models.DateTimeField(null=True, blank=True)
     auth_failed = models.BooleanField(default=False)
+    # The last outage that ended: when it began and when the portal answered again.
+    last_outage_since = models.DateTimeField(null=True, blank=True)
+    recovered_at = models.DateTimeField(null=True, blank=True)
+    # The last probe of a failing portal: all processes share one probe every few seconds.
+    probed_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return self.portal
@@ -652,6 +664,9 @@ class BulkAction(models.TextChoices):
     TAKE_SHOP = "take_shop", _("Take the shop's value")
     TAKE_CRM = "take_crm", _("Take the CRM's value")
     REDISCOVER = "rediscover", _("Rediscover the link")
+    # On dead letters: the operation's `link_ids` then hold job ids.
+    REPLAY = "replay", _("Replay failed work")
+    DISCARD = "discard", _("Discard failed work")
 
 
 class BulkState(models.TextChoices):
@@ -703,3 +718,8 @@ class BulkOperation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} · {self.done}/{self.total}"
+
+    @property
+    def on_dead_letters(self) -> bool:
+        """A replay or discard of failed jobs, rather than an action on links."""
+        return self.action in (BulkAction.REPLAY, BulkAction.DISCARD)

@@ -38,6 +38,7 @@ class ReconcileReport:
     results: list[ItemResult] = field(default_factory=list)
     queued: int = 0
     complete: bool = True  # False: the pass stopped at its time limit and the next one resumes
+    covered_orders: set[str] = field(default_factory=set)  # the orders of the deals taken so far
 
     def counts(self) -> dict[str, int]:
         """Orders and deals listed, jobs queued, and the outcomes of what was synced here."""
@@ -81,12 +82,24 @@ def reconcile_run(
     say = progress or (lambda _msg: None)
     deadline = None if max_seconds is None else time.monotonic() + max_seconds
     report = ReconcileReport(since={})
+    feeds: list[tuple[_Feed, Watermark, Iterator[list[dict]]]] = []
     for feed in _FEEDS:
         mark = _window_open(feed.side, dry_run=dry_run)
         report.since[feed.side] = mark.window_since  # type: ignore[assignment]
-        client = client_for(feed.side)
-        pages = _pages(client, feed, mark)
-        for page in pages:
+        feeds.append((feed, mark, _pages(client_for(feed.side), feed, mark)))
+    # A page of each feed in turn: a long backlog on one portal must not starve the other's changes until
+    # the pass runs out of time (a pass cut short resumes both where they stopped).
+    while feeds:
+        for entry in list(feeds):
+            feed, mark, pages = entry
+            page = next(pages, None)
+            if page is None:
+                feeds.remove(entry)
+                if not dry_run:
+                    Watermark.objects.filter(id=mark.id).update(
+                        value=mark.window_started, window_since=None, window_started=None, window_after_id=0
+                    )
+                continue
             ids = [str(row[feed.id_field]) for row in page]
             _page_sync(feed, page, report, dry_run=dry_run, process_inline=process_inline)
             if not dry_run:
@@ -97,10 +110,6 @@ def reconcile_run(
             if deadline is not None and time.monotonic() >= deadline:
                 report.complete = False
                 return report
-        if not dry_run:
-            Watermark.objects.filter(id=mark.id).update(
-                value=mark.window_started, window_since=None, window_started=None, window_after_id=0
-            )
     say(f"changed since the watermarks: {len(report.orders)} order(s), {len(report.deals)} deal(s)")
     return report
 
@@ -143,7 +152,8 @@ def _page_sync(
     ids = [str(row[feed.id_field]) for row in page]
     if feed.side == Side.CMS:
         report.orders += ids
-        order_ids, deal_ids = ids, []
+        # An order whose deal this pass already took (the feeds alternate) is covered by the deal's item.
+        order_ids, deal_ids = [o for o in ids if o not in report.covered_orders], []
     else:
         report.deals += ids
         # A deal linked to, or naming, an order this pass listed is covered by the order's item.
@@ -154,6 +164,7 @@ def _page_sync(
         listed = set(report.orders)
         order_ids = []
         deal_ids = [d for d in ids if linked.get(d) not in listed and named.get(d) not in listed]
+        report.covered_orders.update(o for d in deal_ids for o in (linked.get(d), named.get(d)) if o)
     if process_inline or dry_run:
         report.results += items_sync(items=items_for(order_ids=order_ids, deal_ids=deal_ids), dry_run=dry_run)
         return

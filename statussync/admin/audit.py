@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q, QuerySet
@@ -123,11 +123,8 @@ class CreatedBetweenFilter(admin.ListFilter):
         return [self.since_param, self.until_param]
 
     def queryset(self, request, queryset):
-        try:
-            since = _moment(self.used_parameters.get(self.since_param), end_of_day=False)
-            until = _moment(self.used_parameters.get(self.until_param), end_of_day=True)
-        except ValidationError as exc:
-            raise IncorrectLookupParameters(exc) from exc
+        since = self._bound(request, self.since_param, end_of_day=False)
+        until = self._bound(request, self.until_param, end_of_day=True)
         if since is not None:
             queryset = queryset.filter(created_at__gte=since)
         if until is not None:
@@ -155,6 +152,15 @@ class CreatedBetweenFilter(admin.ListFilter):
                 "display": label,
             }
 
+    def _bound(self, request, param: str, *, end_of_day: bool) -> datetime | None:
+        """One end of the range; a value that is no date is left out, and the reader is told."""
+        try:
+            return _moment(self.used_parameters.get(param), end_of_day=end_of_day)
+        except ValidationError as exc:
+            messages.warning(request, " ".join(exc.messages))
+            self.used_parameters.pop(param)
+            return None
+
     @property
     def since_value(self) -> str:
         return self.used_parameters.get(self.since_param, "")
@@ -168,16 +174,20 @@ def _moment(value: str | None, *, end_of_day: bool) -> datetime | None:
     """A `since`/`until` value as an aware moment in the current time zone."""
     if not value:
         return None
-    # A date first: parse_datetime would read "2026-11-30" as its midnight, losing "to the end of that day".
-    day = parse_date(value) if len(value) == 10 else None
-    if day is not None:
-        moment = datetime.combine(day + timedelta(days=1) if end_of_day else day, time.min)
-    else:
-        moment = parse_datetime(value)
-        if moment is None:
-            raise ValidationError(gettext("Not a date: %(value)s") % {"value": value})
-    if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment)
+    try:
+        # A date first: parse_datetime would read "2026-11-30" as its midnight, losing "to the end of that
+        # day". Both raise ValueError for the right shape with impossible numbers ("2026-13-45").
+        day = parse_date(value) if len(value) == 10 else None
+        if day is not None:
+            moment = datetime.combine(day + timedelta(days=1) if end_of_day else day, time.min)
+        else:
+            moment = parse_datetime(value)
+        if moment is not None and timezone.is_naive(moment):
+            moment = timezone.make_aware(moment)
+    except (ValueError, OverflowError):  # OverflowError: the day after 9999-12-31, or beyond UTC's range
+        moment = None
+    if moment is None:
+        raise ValidationError(gettext("Not a date: %(value)s") % {"value": value})
     return moment
 
 

@@ -209,6 +209,14 @@ class PortalRow:
     def failing_since_at(self) -> datetime | None:
         return _moment(self.health.get("failing_since"))
 
+    @property
+    def last_outage_since_at(self) -> datetime | None:
+        return _moment(self.health.get("last_outage_since"))
+
+    @property
+    def recovered_at(self) -> datetime | None:
+        return _moment(self.health.get("recovered_at"))
+
 
 def _moment(iso: str | None) -> datetime | None:
     return datetime.fromisoformat(iso) if iso else None

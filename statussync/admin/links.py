@@ -771,7 +771,8 @@ class BulkOperationAdmin(ReadOnlyAdmin):
     show_full_result_count = False
 
     def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
-        return request.user.has_perm("statussync.view_link")
+        # Operations on links and on dead letters share the list; each page checks its own below.
+        return request.user.has_perm("statussync.view_link") or request.user.has_perm("statussync.view_job")
 
     @admin.display(description=_("Progress"))
     def progress_column(self, operation: BulkOperation) -> str:
@@ -788,18 +789,28 @@ class BulkOperationAdmin(ReadOnlyAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         operation = get_object_or_404(BulkOperation.objects.select_related("created_by"), pk=object_id)
+        jobs = operation.on_dead_letters
+        if not request.user.has_perm("statussync.view_job" if jobs else "statussync.view_link"):
+            raise PermissionDenied
         running = operation.state in (BulkState.QUEUED, BulkState.RUNNING)
         handled = operation.done + operation.skipped
+        title = (
+            gettext("%(action)s: %(done)d of %(total)d failed jobs")
+            if jobs
+            else gettext("%(action)s: %(done)d of %(total)d links")
+        )
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
-            "title": gettext("%(action)s: %(done)d of %(total)d links")
+            "title": title
             % {"action": operation.get_action_display(), "done": handled, "total": operation.total},
             "operation": operation,
             "handled": handled,
             "percent": int(100 * handled / operation.total) if operation.total else 100,
             "running": running,
             "refresh_seconds": 2,
-            "links_url": reverse("admin:statussync_link_changelist"),
+            "links_url": reverse(
+                "admin:statussync_deadletter_changelist" if jobs else "admin:statussync_link_changelist"
+            ),
         }
         return TemplateResponse(request, "admin/statussync/bulk_progress.html", context)

@@ -80,6 +80,9 @@ class NoCountChangeList(ChangeList):
         self.clear_search_query = self.get_query_string(remove=[SEARCH_VAR])
 
 
+LAST_PAGE = 10**9
+
+
 class LargeTableAdmin(admin.ModelAdmin):
     """A changelist for a table of millions of rows: no counts (not even facet counts), one page read."""
 
@@ -95,5 +98,9 @@ class LargeTableAdmin(admin.ModelAdmin):
         try:
             page = int(request.GET.get(PAGE_VAR, 1))
         except ValueError:
+            page = 1
+        if not 1 <= page <= LAST_PAGE:
+            # Its OFFSET would overflow PostgreSQL's bigint (a 500): a page no list has is page 1 here, and
+            # the changelist, asked for another, says the parameters are wrong.
             page = 1
         return self.paginator(queryset, per_page, orphans, allow_empty_first_page, page=page)

@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlencode
 
+from django.contrib import messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Max, Min, Q
@@ -202,14 +203,16 @@ class Cursor:
         """The cursor in `text`, or None when absent or malformed (the page then starts at the newest)."""
         try:
             micros, rank, row_id = (int(part) for part in (text or "").split("."))
-        except ValueError:
+            at = _EPOCH + timedelta(microseconds=micros)
+        except (ValueError, OverflowError):  # not three numbers, or a moment no calendar holds
             return None
-        if rank not in (0, 1):
+        if rank not in (0, 1) or not 0 <= row_id <= _LARGEST_ID:
             return None
-        return cls(_EPOCH + timedelta(microseconds=micros), rank, row_id)
+        return cls(at, rank, row_id)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LARGEST_ID = 2**63 - 1  # the databases' bigint: a larger id in a query is an error, not "no row"
 
 
 @dataclass
@@ -600,6 +603,8 @@ def link_timeline_view(model_admin, request, object_id: str, extra_context: dict
         raise PermissionDenied
     before = Cursor.decode(request.GET.get("before"))
     after = None if before else Cursor.decode(request.GET.get("after"))
+    if before is None and after is None and (request.GET.get("before") or request.GET.get("after")):
+        messages.warning(request, gettext("That place in the story could not be read; the newest is shown."))
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.opts,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -15,6 +15,7 @@ from django.utils.http import urlencode
 from django.utils.translation import gettext, ngettext, ngettext_lazy
 from django.utils.translation import gettext_lazy as _
 
+from statussync.bulk import INLINE_LIMIT, bulk_operation_start
 from statussync.jobs import jobs_discard, jobs_replay
 from statussync.models import (
     DeadLetter,
@@ -93,6 +94,11 @@ REPLAY_TEXT = {
         "Queued %(count)d failed jobs again; they run in a moment.",
         "count",
     ),
+    "background": ngettext_lazy(
+        "Started in the background: replaying %(count)d failed job. Here is how far it got.",
+        "Started in the background: replaying %(count)d failed jobs. Here is how far it got.",
+        "count",
+    ),
 }
 DISCARD_TEXT = {
     "title": _("Discard failed work"),
@@ -110,7 +116,15 @@ DISCARD_TEXT = {
         "Discarded %(count)d failed jobs; they are kept in the list of discarded work.",
         "count",
     ),
+    "background": ngettext_lazy(
+        "Started in the background: discarding %(count)d failed job. Here is how far it got.",
+        "Started in the background: discarding %(count)d failed jobs. Here is how far it got.",
+        "count",
+    ),
 }
+BACKGROUND_NOTE = _(
+    "This many failed jobs are handled in the background, a few hundred at a time; you will see its progress."
+)
 
 
 @admin.register(DeadLetter)
@@ -206,13 +220,21 @@ class DeadLetterAdmin(ActionPermissionMixin, ReadOnlyAdmin):
                 action=name,
                 title=str(text["title"]),
                 question=text["question"] % {"count": count},
-                consequences=[str(line) for line in text["consequences"]],
+                consequences=[
+                    str(line)
+                    for line in (*text["consequences"], *([BACKGROUND_NOTE] if count > INLINE_LIMIT else []))
+                ],
                 button=str(text["button"]),
                 sample=sample,
                 count=count,
                 danger=name == "discard",
             )
         ids = list(queryset.values_list("id", flat=True))
+        if count > INLINE_LIMIT:
+            # Thousands in one transaction would hold the database (on SQLite every webhook's write).
+            operation = bulk_operation_start(action=name, link_ids=ids, user=request.user)
+            self.message_user(request, text["background"] % {"count": count}, messages.SUCCESS)
+            return HttpResponseRedirect(reverse("admin:statussync_bulkoperation_change", args=[operation.pk]))
         with transaction.atomic():
             if name == "replay":
                 acted = jobs_replay(job_ids=ids)

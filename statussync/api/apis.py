@@ -6,6 +6,7 @@ from typing import Any
 
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import MethodNotAllowed, ParseError, UnsupportedMediaType
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import IsAuthenticated
@@ -138,9 +139,26 @@ class _HealthApi(_JsonApi):
 class HealthApi(_HealthApi):
     """Database, cache, broker, queues and each portal as the workers recorded it (never calls a portal)."""
 
+    # The admin's session, if any: staff see the portals' error texts. GET only, so no CSRF check applies.
+    authentication_classes = [SessionAuthentication]
+
     def get(self, request: Request) -> Response:
         report = health_report()
+        if not _staff(request):
+            report = _states_only(report)
         return Response(schema.HealthSerializer(report).data, status=_health_status(report))
+
+
+def _staff(request: Request) -> bool:
+    """A staff member logged in to the admin."""
+    return bool(request.user and request.user.is_authenticated and request.user.is_staff)
+
+
+def _states_only(report: dict[str, Any]) -> dict[str, Any]:
+    """The report without the portals' error texts: a monitor needs states, times and counts; what a portal
+    answered (which method, which code) is for staff."""
+    portals = {side: {**portal, "last_error": ""} for side, portal in report.get("portals", {}).items()}
+    return {**report, "portals": portals} if portals else report
 
 
 @extend_schema_view(get=extend_schema(**schema.HEALTH_LIVE_SCHEMA))

@@ -2,8 +2,11 @@
 
 Counts of events, writes and REST requests say how busy the shop is; they are no secret, but no business of
 the internet either. So the endpoint answers a scraper that sends `Authorization: Bearer
-<BXSYNC_METRICS_TOKEN>`, or, with no token set, only requests from this host (a Prometheus or an agent
-beside bxsync). No metric carries a webhook URL, a token or a customer's data.
+<BXSYNC_METRICS_TOKEN>`; with no token set, nobody, unless `BXSYNC_METRICS_LOOPBACK` says the web server is
+bound to loopback with no proxy in front: then requests from this host (a Prometheus or an agent beside
+bxsync). "Local" cannot be told from the request alone: nginx on this host forwards every client from
+127.0.0.1 and adds no X-Forwarded-For unless configured to. No metric carries a webhook URL, a token or a
+customer's data.
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
 
 
 def metrics_allowed(request: HttpRequest) -> bool:
-    """The right bearer token (compared in constant time) or, with none configured, a request from this host
-    that no proxy forwarded (a TLS proxy on this host would otherwise make every client look local)."""
+    """The right bearer token (compared in constant time) or, with none configured and the server declared
+    bound to loopback (`BXSYNC_METRICS_LOOPBACK`), a request from this host that no proxy forwarded."""
     token = settings.BXSYNC_METRICS_TOKEN
     if token:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), token.encode())
+    if not settings.BXSYNC_METRICS_LOOPBACK:
+        return False
     forwarded = "HTTP_X_FORWARDED_FOR" in request.META and not settings.BXSYNC_BEHIND_PROXY
     return not forwarded and client_ip(request) in LOOPBACK

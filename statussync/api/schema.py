@@ -151,12 +151,20 @@ class PortalSerializer(serializers.Serializer):
         allow_null=True, help_text="The first failure after the last success."
     )
     last_contact = serializers.DateTimeField(allow_null=True, help_text="The last successful call.")
-    last_error = serializers.CharField(allow_blank=True, help_text="The last failure (never a URL).")
+    last_error = serializers.CharField(
+        allow_blank=True, help_text="The last failure (never a URL); empty unless a staff member asks."
+    )
     last_error_at = serializers.DateTimeField(allow_null=True)
     auth_failed = serializers.BooleanField(help_text="Red until a call succeeds again.")
     moved_to = serializers.CharField(
         allow_null=True,
         help_text="The portal's new address (origin only) after it redirected bxsync: update its REST URL.",
+    )
+    last_outage_since = serializers.DateTimeField(
+        allow_null=True, help_text="When the last outage that ended began (its first failure)."
+    )
+    recovered_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the portal answered again after that outage."
     )
     ok = serializers.BooleanField()
 

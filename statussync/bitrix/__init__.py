@@ -14,6 +14,7 @@ from .errors import (
     RateLimitedError,
     TransientError,
     classify_error,
+    portal_unreachable,
     redact,
 )
 from .ratelimit import (
@@ -49,6 +50,7 @@ __all__ = [
     "http_build_query",
     "limiter_for",
     "parse_bracket_query",
+    "portal_unreachable",
     "redact",
     "unflatten",
 ]

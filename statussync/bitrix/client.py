@@ -35,6 +35,13 @@ __all__ = ["BatchResult", "BitrixClient", "client_for", "redact"]
 # [docs/bitrix.md "Batch"] "в один пакет входит не более 50 подзапросов"
 BATCH_LIMIT = 50
 _PORTAL_SETTINGS = {"cms": "BXSYNC_CMS_REST_URL", "crm": "BXSYNC_CRM_REST_URL"}
+# The cheapest read of each portal, to learn whether it answers again after an outage: a list by an id that
+# never exists (ids start at 1), one field, without the count (`start=-1`) [docs/bitrix.md "Lists"]. Methods
+# bxsync calls anyway [docs/contract.md "What bxsync calls on the portals"].
+_PROBES: dict[str, tuple[str, dict[str, Any]]] = {
+    "crm": ("crm.deal.list", {"filter": {"@ID": [0]}, "select": ["ID"], "start": -1}),
+    "cms": ("sale.order.list", {"filter": {"@id": [0]}, "select": ["id"], "start": -1}),
+}
 
 
 @dataclass
@@ -93,6 +100,11 @@ class BitrixClient(ListPaging):
     def result(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
         """Like ``call`` but return only ``envelope["result"]``."""
         return self.call(method, params)["result"]
+
+    def probe(self) -> None:
+        """One cheap read-only call that answers whether the portal is up; raises a ``BitrixError`` if not."""
+        method, params = _PROBES[self.portal]
+        self.call(method, params)
 
     # --- batch ----------------------------------------------------------------------------------------------
 

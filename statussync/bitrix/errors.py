@@ -64,6 +64,22 @@ class RateLimitedError(TransientError):
     """Our own limiter would have had to wait longer than ``max_wait``; ``retry_after`` holds that wait."""
 
 
+# A portal that answers with these is up but asks us to slow down [docs/bitrix.md "Limits"]: backoff, not the
+# outage probe, is the answer to them.
+_SLOW_DOWN_CODES = frozenset({"QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT", "OVERLOAD_LIMIT"})
+
+
+def portal_unreachable(error: BaseException) -> bool:
+    """Whether `error` says a portal is down (a 5xx, no answer at all), rather than busy (its limits), our own
+    limiter refusing to wait, or a request of ours being wrong."""
+    return (
+        isinstance(error, TransientError)
+        and not isinstance(error, RateLimitedError)
+        and error.portal in ("cms", "crm")
+        and error.code.upper() not in _SLOW_DOWN_CODES
+    )
+
+
 class PermanentError(BitrixError):
     """Do not retry: the request itself is wrong (bad id, unknown method, batch misuse...)."""
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
@@ -437,7 +438,10 @@ def _unmapped_seen(side: str, pipeline: int, value: str) -> None:
             pass
 
 
-def portal_contacts_record(contacts: dict[str, BitrixError | None]) -> None:
-    """Each portal's last contact, or its last error, as this run saw it (for /api/health/)."""
+def portal_contacts_record(
+    contacts: dict[str, BitrixError | None], *, answered_at: dict[str, datetime] | None = None
+) -> None:
+    """Each portal's last contact, or its last error, as this run saw it (for /api/health/); a success
+    counts from when the portal answered, not from the end of the run."""
     for portal, error in contacts.items():
-        portal_contact_record(portal=portal, error=error)
+        portal_contact_record(portal=portal, error=error, at=(answered_at or {}).get(portal))

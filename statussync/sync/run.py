@@ -12,6 +12,9 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.utils import timezone
 
 from statussync.bitrix import BitrixClient, BitrixError, client_for
 from statussync.jobs import jobs_fail
@@ -37,6 +40,7 @@ class SyncRun:
     lock_token: str = field(default_factory=lambda: uuid.uuid4().hex)
     locked: set[str] = field(default_factory=set)  # the order ids whose lock this run holds
     contacts: dict[str, BitrixError | None] = field(default_factory=dict)
+    answered_at: dict[str, datetime] = field(default_factory=dict)  # each portal's last successful call
     comments_planned: bool = False  # the CRM explanations have found their batch (statussync.sync.comments)
 
     def live(self) -> list[Item]:
@@ -47,6 +51,7 @@ class SyncRun:
         """Note how a call to `portal` went; one failure in a run marks the portal as failing."""
         if error is None:
             self.contacts.setdefault(portal, None)
+            self.answered_at[portal] = timezone.now()
         else:
             self.contacts[portal] = error
 
@@ -104,4 +109,4 @@ def _steps(run: SyncRun) -> list[ItemResult]:
     finally:
         if not dry_run:
             locks.locks_release(run)
-            record.portal_contacts_record(run.contacts)
+            record.portal_contacts_record(run.contacts, answered_at=run.answered_at)

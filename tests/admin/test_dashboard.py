@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from statussync.admin.charts import axis_scale
 from statussync.admin.dashboard import activity_hourly, payment_latency
+from statussync.bitrix import TransientError
 from statussync.bitrix.ratelimit import limiter_for, limiter_level
 from statussync.models import AuditEntry, InboundEvent, Job, JobState, Link, Watermark
 from statussync.reasons import why
@@ -161,3 +162,17 @@ def test_it_reads_a_bounded_number_of_queries(client, django_assert_max_num_quer
 )
 def test_it_picks_round_axis_steps(peak, expected):
     assert axis_scale(peak) == expected
+
+
+def test_it_says_when_a_portals_last_outage_began_and_when_it_answered_again(client, portals):
+    from statussync.health import portal_contact_record
+    from statussync.models import PortalHealth
+
+    portal_contact_record(portal="crm", error=TransientError(portal="crm", method="batch", http_status=503))
+    PortalHealth.objects.filter(portal="crm").update(failing_since=datetime(2026, 3, 2, 10, 0, tzinfo=UTC))
+    portal_contact_record(portal="crm")
+    client.force_login(support_make())
+
+    html = client.get(DASHBOARD).content.decode()
+
+    assert re.search(r"last outage: failing from [^<]*2026[^<]*, answering again at", html)

@@ -8,7 +8,21 @@ import re
 import pytest
 from django.utils import timezone
 
-from statussync.models import AuditEntry, Job, JobKind, JobState, Link, Pipeline, StatusRule, UnmappedValue
+from statussync import bulk
+from statussync.admin import work as work_admin
+from statussync.bulk import bulk_operation_run
+from statussync.models import (
+    AuditEntry,
+    BulkOperation,
+    BulkState,
+    Job,
+    JobKind,
+    JobState,
+    Link,
+    Pipeline,
+    StatusRule,
+    UnmappedValue,
+)
 from tests.admin_links.roles import MANAGERS, SUPPORT, role_user
 
 pytestmark = pytest.mark.django_db
@@ -182,3 +196,29 @@ def test_it_lists_dozens_of_unmapped_values_in_bounded_queries(manager, django_a
         response = manager.get(UNMAPPED)
 
     assert response.content.decode().count("Add a rule for this value") == 45
+
+
+@pytest.mark.parametrize(("action", "state"), [("replay", JobState.DONE), ("discard", JobState.DISCARDED)])
+def test_it_replays_or_discards_thousands_of_dead_letters_in_the_background(
+    manager, monkeypatch, action, state
+):
+    """Thousands of dead letters in one transaction would hold SQLite's write lock while webhooks time out:
+    above the inline limit the work goes to a background operation, a chunk per transaction, with progress."""
+    monkeypatch.setattr(work_admin, "INLINE_LIMIT", 3)
+    monkeypatch.setattr(bulk, "CHUNK", 2)
+    letters = [dead(str(n)) for n in range(5)]
+
+    started = post_action(manager, action, letters, confirm=True)
+
+    operation = BulkOperation.objects.get()
+    assert started.redirect_chain[-1][0] == f"/admin/statussync/bulkoperation/{operation.id}/change/"
+    assert (operation.action, operation.total, operation.state) == (action, 5, BulkState.QUEUED)
+    assert set(Job.objects.values_list("state", flat=True)) == {JobState.DEAD}  # nothing done in the request
+
+    bulk_operation_run(operation_id=operation.id)
+
+    operation.refresh_from_db()
+    assert (operation.state, operation.done) == (BulkState.DONE, 5)
+    assert set(Job.objects.filter(id__in=[j.id for j in letters]).values_list("state", flat=True)) == {state}
+    progress = text(manager.get(f"/admin/statussync/bulkoperation/{operation.id}/change/"))
+    assert "5 of 5 failed jobs handled" in progress

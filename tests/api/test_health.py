@@ -43,7 +43,8 @@ def test_it_reports_unhealthy_when_a_portal_is_not_configured(client, settings):
     assert response.json()["portals"]["crm"]["ok"] is False
 
 
-def test_it_turns_red_with_the_reason_and_since_when_while_a_portals_calls_fail(client):
+def test_it_turns_red_with_the_reason_and_since_when_while_a_portals_calls_fail(admin_client):
+    client = admin_client  # the reason is for staff
     portal_contact_record(portal="crm")
     portal_contact_record(portal="crm", error=outage())
     first_failure = PortalHealth.objects.get(portal="crm").failing_since
@@ -61,7 +62,19 @@ def test_it_turns_red_with_the_reason_and_since_when_while_a_portals_calls_fail(
     assert response.json()["portals"]["cms"]["ok"] is True
 
 
-def test_it_turns_green_again_after_a_success(client):
+def test_it_ends_no_outage_with_an_answer_from_before_it_began(client):
+    # A run reads the CRM; the CRM goes down; the run records its contacts at its end.
+    answered = timezone.now()
+    portal_contact_record(portal="crm", error=outage())
+    portal_contact_record(portal="crm", at=answered)
+
+    crm = client.get("/api/health/").json()["portals"]["crm"]
+
+    assert (crm["ok"], crm["failing"], crm["recovered_at"]) == (False, True, None)
+
+
+def test_it_turns_green_again_after_a_success(admin_client):
+    client = admin_client
     portal_contact_record(portal="crm", error=outage())
     portal_contact_record(portal="crm")
 
@@ -71,6 +84,17 @@ def test_it_turns_green_again_after_a_success(client):
     crm = response.json()["portals"]["crm"]
     assert (crm["ok"], crm["failing"], crm["failing_since"]) == (True, False, None)
     assert "QUERY_LIMIT_EXCEEDED" in crm["last_error"]  # history, not a present failure
+
+
+def test_it_shows_a_portals_error_text_to_staff_only(client, admin_client):
+    portal_contact_record(portal="crm", error=outage())
+
+    anonymous = client.get("/api/health/").json()["portals"]["crm"]
+    staff = admin_client.get("/api/health/").json()["portals"]["crm"]
+
+    assert (anonymous["failing"], anonymous["failing_since"]) == (staff["failing"], staff["failing_since"])
+    assert anonymous["last_error"] == ""
+    assert "QUERY_LIMIT_EXCEEDED" in staff["last_error"]
 
 
 def test_it_keeps_an_auth_failure_red_until_a_call_succeeds(client):

@@ -256,6 +256,8 @@ def running_stack(
         "BXSYNC_REST_TIMEOUT": "3",
         "Q_POLL": "0.1",
         "BXSYNC_WEB_WORKERS": "2",
+        # The stack's server listens on 127.0.0.1 with no proxy in front: /metrics for this host, no token.
+        "BXSYNC_METRICS_LOOPBACK": "true",
         # Tests reconcile on demand; a scheduled pass in the middle of one would recover the events a test
         # drops on purpose before it looks (the template's first pass is a day away too, see _template).
         "BXSYNC_RECONCILE_MINUTES": "1440",

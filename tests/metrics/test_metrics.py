@@ -24,7 +24,20 @@ def post(client, side: str, body: bytes):
 # --- who may read it ---
 
 
-def test_it_answers_a_scraper_on_this_host_when_no_token_is_set(client):
+@pytest.fixture(autouse=True)
+def bound_to_loopback(settings):
+    """The test client's requests come from 127.0.0.1, as a Prometheus beside a server bound to loopback."""
+    settings.BXSYNC_METRICS_LOOPBACK = True
+
+
+def test_it_refuses_every_scraper_without_the_token_unless_bound_to_loopback(client, settings):
+    settings.BXSYNC_METRICS_LOOPBACK = False
+
+    # nginx on this host forwards from 127.0.0.1 and, by default, adds no X-Forwarded-For.
+    assert client.get("/metrics").status_code == 403
+
+
+def test_it_answers_a_scraper_on_this_host_when_bound_to_loopback_and_no_token_is_set(client):
     response = client.get("/metrics")
 
     assert response.status_code == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from io import StringIO
+from types import SimpleNamespace
 
 from django.core.management import call_command
 
@@ -83,3 +84,24 @@ def test_it_sends_the_change_feeds_whole_seconds_with_an_offset_missing_nothing(
     report = reconcile_run(process_inline=False)
 
     assert str(deal_id) in report.deals
+
+
+def test_it_reads_the_crms_changes_while_a_long_shop_backlog_drains(sb, settings, monkeypatch):
+    settings.BXSYNC_RECONCILE_OVERLAP_SECONDS = 0  # the next window holds only what changes below
+    pairs = sb.seed(120, pipeline_share=0, orders_without_deal=0, deals_without_order=0)
+    reconcile_run(process_inline=False)
+    Job.objects.all().delete()
+    sb.advance_clock(5)
+    for order_id, _ in pairs[:110]:
+        sb.shop.set_order_status(order_id, "P")  # a bulk edit in the shop, its events lost
+    moved = pairs[115][1]
+    sb.crm.move_deal(moved, "PREPARATION")  # a manager's move, its event lost too
+    clock = iter(range(1000))
+    # A clock that moves a second each time the pass looks at it (once to start, once after each page).
+    monkeypatch.setattr("statussync.reconcile.time", SimpleNamespace(monotonic=lambda: next(clock)))
+
+    report = reconcile_run(process_inline=False, max_seconds=1.5)  # time for two pages, not the shop's three
+
+    assert not report.complete
+    assert report.deals == [str(moved)]
+    assert Job.objects.filter(kind="deal", entity_id=str(moved)).exists()

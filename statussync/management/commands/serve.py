@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
+from bxsync_project.secret_key import secret_key_require
 from statussync.recovery import work_resume_in_background
 from statussync.runner import services_run
 from statussync.schedules import schedules_ensure
@@ -20,10 +22,10 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
 
     def handle(self, *args, host: str, port: int, **options):
-        if not os.environ.get("SECRET_KEY") and not settings.DEBUG:
-            raise CommandError(
-                "SECRET_KEY is not set. Set it (or DEBUG=true for a local trial) and start again."
-            )
+        try:
+            secret_key_require(process="service")
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from exc
         missing = [
             name
             for name in (
