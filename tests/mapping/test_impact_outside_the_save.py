@@ -71,3 +71,29 @@ def test_it_counts_a_file_imports_impact_outside_the_import_transaction(mapped_w
     assert (change.links_affected, change.links_moving) == (3, 3)
     assert counts.depths
     assert set(counts.depths) == {0}, counts.depths
+
+
+def test_it_counts_a_deleted_pipelines_impact_outside_the_delete_transaction(mapped_with_d):
+    client = manager_client()
+    counts = LinkCounts()
+
+    with connection.execute_wrapper(counts):
+        response = client.post(f"{PIPELINES_URL}{mapped_with_d[0].pk}/delete/", {"post": "yes"})
+
+    assert response.status_code == 302
+    change = MappingChange.objects.get(source="admin_delete")
+    assert change.links_affected == 4  # every link agreed in pipeline 0 is unmapped now
+    assert counts.depths
+    assert set(counts.depths) == {0}, counts.depths
+
+
+def test_it_records_the_impact_of_pipelines_deleted_from_the_list(mapped_with_d):
+    client = manager_client()
+
+    response = client.post(
+        PIPELINES_URL,
+        {"action": "delete_selected", "_selected_action": [mapped_with_d[0].pk], "post": "yes"},
+    )
+
+    assert response.status_code == 302
+    assert MappingChange.objects.get(source="admin_delete").links_affected == 4
