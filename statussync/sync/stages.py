@@ -130,8 +130,14 @@ def catalog_refresh_soon() -> None:
     sync and the admin see the CRM's stages as they are."""
     if not cache.add("bxsync:catalog-refresh-soon", 1, STAGES_REREAD_SECONDS):
         return
+    transaction.on_commit(_catalog_refresh_queue)
+
+
+def _catalog_refresh_queue() -> None:
     from django_q.tasks import async_task
 
-    transaction.on_commit(
-        lambda: async_task("statussync.tasks.catalog_refresh", task_name="catalog-refresh-stages")
-    )
+    try:
+        async_task("statussync.tasks.catalog_refresh", task_name="catalog-refresh-stages")
+    except Exception:
+        # A broker that is down must not fail the run: the hourly schedule refreshes the catalog anyway.
+        logger.warning("could not queue a catalog refresh", exc_info=True)

@@ -131,3 +131,25 @@ def test_it_fails_a_write_the_crm_took_without_moving_the_deal_and_keeps_the_bas
     assert sb.rest_writes() == writes
     link = Link.objects.get(order_id=order_id)
     assert (link.needs_attention, link.attention["code"]) == (True, "mapping_stage_gone")
+
+
+def test_it_decides_even_when_the_catalog_refresh_cannot_be_queued(
+    sb, monkeypatch, django_capture_on_commit_callbacks
+):
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("Redis is down")
+
+    monkeypatch.setattr("django_q.tasks.async_task", broker_down)
+    order_id, deal_id = linked_pair(sb)
+    catalog_refresh()
+    packed = sb.crm.add_stage(0, "UC_PACKED", "Упакован", 45)
+    sb.crm.move_deal(int(deal_id), packed)
+    payment_id = pay(sb, order_id)
+
+    job_request(kind=JobKind.PAYMENT, entity_id=payment_id)
+    with django_capture_on_commit_callbacks(execute=True) as queued:
+        run_worker("payments")
+
+    assert queued  # the refresh was asked for
+    assert Link.objects.get(order_id=order_id).base_paid is True
+    assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == packed
