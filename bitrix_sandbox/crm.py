@@ -6,7 +6,8 @@ Facts emulated, each with the path of its page in the Bitrix REST docs:
 - pipeline 0 uses bare stage ids, pipeline n uses ``C<n>:`` ids, exactly one S stage per pipeline
   [docs/bitrix.md "Stages and pipelines"];
 - ``crm.deal.update`` changes the stage only within the deal's pipeline; another pipeline's stage changes
-  nothing and still answers ``true`` [docs/bitrix.md "Deals"];
+  nothing and still answers ``true``, and so does a stage no pipeline has (deleted, or never there)
+  [docs/bitrix.md "Deals"];
 - ``crm.item.update`` with ``categoryId`` moves pipelines and fires ONCRMDEALMOVETOCATEGORY, not
   ONCRMDEALUPDATE [docs/bitrix.md "Events"]; it does not save when nothing changed
   [docs/bitrix.md "Deals"];
@@ -357,7 +358,10 @@ class CrmPortal(Portal):
                 if name == "STAGE_ID":
                     stage = self.stages.get(str(value))
                     if stage is None or stage.category_id != category_id:
-                        continue  # "ничего не изменится": another pipeline's (or unknown) stage
+                        # "ничего не изменится": another pipeline's stage; an unknown (or deleted) one too,
+                        # since api-reference/crm/deals/crm-deal-update.md ignores "an incorrect field" and
+                        # lists no error for it [docs/bitrix.md "Deals"].
+                        continue
                     new: Any = stage.status_id
                 elif name in _WRITABLE or name == self.order_field:
                     new = self._normalize(name, value)
@@ -443,6 +447,33 @@ class CrmPortal(Portal):
             self.update_deal(deal_id, {"STAGE_ID": stage_id}, actor=self._actor(user_id), source="human")
             return copy.deepcopy(self.deals[int(deal_id)])
 
+    def add_stage(self, category_id: int, code: str, name: str, sort: int) -> str:
+        """An administrator adds an in-progress stage to a pipeline (``C<n>:`` prefixed outside pipeline 0);
+        returns its STATUS_ID. No event: stage changes fire none that bxsync subscribes to."""
+        with self.lock:
+            if int(category_id) not in self.categories:
+                raise ValueError(f"no pipeline {category_id}")
+            status_id = code if int(category_id) == 0 else f"C{int(category_id)}:{code}"
+            if status_id in self.stages:
+                raise ValueError(f"stage {status_id!r} exists")
+            row_id = max(s.row_id for s in self.stages.values()) + 2
+            self.stages[status_id] = Stage(
+                status_id, name, int(sort), None, "process", "#ACB2B8", int(category_id), row_id
+            )
+            return status_id
+
+    def delete_stage(self, stage_id: str) -> None:
+        """An administrator deletes a stage. Deals already there keep its id as their STAGE_ID; a later
+        ``crm.deal.update`` to it answers ``true`` and changes nothing, as for any STAGE_ID the deal's
+        pipeline does not have [docs/bitrix.md "Deals"]."""
+        with self.lock:
+            stage = self.stages.get(stage_id)
+            if stage is None:
+                raise ValueError(f"no stage {stage_id!r}")
+            if stage.semantics == "S":
+                raise ValueError("a pipeline's success stage cannot be deleted")
+            del self.stages[stage_id]
+
     def move_deal_to_pipeline(
         self, deal_id: int, category_id: int, stage_id: str | None = None, user_id: int | None = None
     ) -> dict[str, Any]:
@@ -522,6 +553,8 @@ class CrmPortal(Portal):
             "create_deal": self.create_deal,
             "delete_deal": self.delete_deal,
             "bulk_move": self.bulk_move,
+            "add_stage": self.add_stage,
+            "delete_stage": self.delete_stage,
         }
 
     def state(self) -> dict[str, Any]:
@@ -545,10 +578,13 @@ class CrmPortal(Portal):
         return None
 
     def reset_state(self) -> None:
-        """Delete every deal and comment silently (ids are not reused)."""
+        """Delete every deal and comment silently (ids are not reused); pipelines get their stages back."""
         with self.lock:
             self.deals.clear()
             self.comments.clear()
+            self.stages.clear()
+            self.categories.clear()
+            self._build_pipelines()
 
     # -- timeline comments -----------------------------------------------------------------------------------
 

@@ -50,16 +50,21 @@ def catalog_pipeline_stages(*, pipelines: Iterable[int]) -> dict[int, portals.Pi
     )
     order: dict[int, list[str]] = {}
     success: dict[int, set[str]] = {}
+    failure: dict[int, set[str]] = {}
     for row in rows.only("pipeline_id", "code", "semantics"):
         success.setdefault(row.pipeline_id, set())
+        failure.setdefault(row.pipeline_id, set())
         order.setdefault(row.pipeline_id, [])
         if row.semantics == StageSemantics.FAILURE:
+            failure[row.pipeline_id].add(row.code)
             continue
         order[row.pipeline_id].append(row.code)
         if row.semantics == StageSemantics.SUCCESS:
             success[row.pipeline_id].add(row.code)
     return {
-        pid: portals.PipelineStages(order=tuple(codes), success=frozenset(success[pid]))
+        pid: portals.PipelineStages(
+            order=tuple(codes), success=frozenset(success[pid]), failure=frozenset(failure[pid])
+        )
         for pid, codes in order.items()
     }
 

@@ -75,14 +75,23 @@ class PipelineMap:
     # paid stage" means later here. Failure stages are left out: a lost deal whose order gets paid is not
     # past the paid stage, it still owes the move.
     stage_order: tuple[str, ...] = ()
+    failure_stages: frozenset[str] = frozenset()  # LOSE, APOLOGY and the like, read from the CRM
 
-    def reached(self, stage: str, target: str) -> bool:
-        """Whether a deal at `stage` is at or past `target` in this pipeline (unknown order: only equal)."""
+    def knows(self, stage: str) -> bool:
+        """Whether the CRM's stage list, as bxsync last read it, has `stage` in this pipeline."""
+        return stage in self.stage_order or stage in self.failure_stages or stage in self.success_stages
+
+    def reached(self, stage: str, target: str) -> bool | None:
+        """Whether a deal at `stage` is at or past `target` in this pipeline; None when the stage list does
+        not place one of them (a stage added in the CRM since it was read, or a list that could not be read):
+        then nobody knows whether moving to `target` would move the deal backwards."""
         if stage == target or stage in self.success_stages:
             return True
+        if stage in self.failure_stages:
+            return False
         if stage in self.stage_order and target in self.stage_order:
             return self.stage_order.index(stage) >= self.stage_order.index(target)
-        return False
+        return None
 
 
 @dataclass(frozen=True)
@@ -172,7 +181,38 @@ def decide(
     `override` is a manager's "take the shop's (CRM's) value": that side counts as changed and wins, as
     under a `cms_wins` (`crm_wins`) policy, whatever the base says, so a link stuck in a conflict, a
     blocked regression or a drift the base has absorbed is brought in line. A payment and the no-regression
-    rule still come first: a forced decision is decided like any other, not written blindly."""
+    rule still come first: a forced decision is decided like any other, not written blindly.
+
+    A write to a stage the CRM's stage list no longer has (a rule or paid stage pointing at a deleted stage)
+    is not sent: the link is flagged instead, since `crm.deal.update` would answer `true` and change nothing
+    [docs/bitrix.md "Deals"]."""
+    decision = _decide(
+        base=base,
+        order=order,
+        deal=deal,
+        mapping=mapping,
+        origin=origin,
+        tolerance_seconds=tolerance_seconds,
+        override=override,
+    )
+    write = decision.write
+    pm = mapping.pipelines.get(deal.pipeline) if deal is not None else None
+    if write is None or write.side != "crm" or pm is None or not pm.stage_order or pm.knows(write.value):
+        return decision
+    reason = why("mapping_stage_gone", target=write.value, pipeline=pm.pipeline, then=decision.reason)
+    return Decision(outcome="unmapped", reason=reason, flag=reason)
+
+
+def _decide(
+    *,
+    base: Base | None,
+    order: OrderState | None,
+    deal: DealState | None,
+    mapping: Mapping,
+    origin: Origin,
+    tolerance_seconds: float,
+    override: SideName | None,
+) -> Decision:
     if order is None or order.deleted:
         return Decision(outcome="closed", reason=why("order_deleted"), close=True)
     if deal is None or deal.deleted:
@@ -263,7 +303,18 @@ def _payment(
     if not target:
         return None
     paid_base = Base(order_status=order.status, deal_stage=deal.stage, paid=True, pipeline=deal.pipeline)
-    if deal.successful or pm.reached(deal.stage, target):
+    reached = True if deal.successful else pm.reached(deal.stage, target)
+    if not reached and pm.stage_order and not pm.knows(target):
+        # The paid stage itself is gone from the CRM: nothing to move to (see `decide`).
+        move = why("payment_move", stage=deal.stage, target=target)
+        reason = why("mapping_stage_gone", target=target, pipeline=pm.pipeline, then=move)
+        return Decision(outcome="unmapped", reason=reason, flag=reason)
+    if reached is None:
+        # Moving the deal could move it backwards: hold the payment (the base stays unpaid, so the move is
+        # decided again once the stage list places the stage) and ask a manager.
+        reason = why("payment_held", stage=deal.stage, target=target)
+        return Decision(outcome="regression_blocked", reason=reason, flag=reason)
+    if reached:
         if deal_changed and pm.to_cms.get(deal.stage, order.status) != order.status:
             # A manager moved the deal there (e.g. to WON) since the base: no payment move is needed, but
             # that move is a deal change the order must still follow; absorbing it into the base loses it.

@@ -181,6 +181,14 @@ def mapping_impact(
     )
 
 
+def mapping_affects_links(*, before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Whether a change from `before` to `after` makes any active link map differently: one EXISTS, which
+    stops at the first such link (indexed), for the save's transaction to decide whether to ask first; the
+    counts of `mapping_impact` are taken outside it."""
+    affected_q = Remap(before=before, after=after).affected()
+    return affected_q is not None and _links(affected_q).exists()
+
+
 # --- save and resync ---------------------------------------------------------------------------------------
 
 

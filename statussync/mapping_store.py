@@ -175,12 +175,35 @@ def mapping_check() -> list[Problem]:
     return mapping_validate(parsed=parsed, known=catalog_snapshot())
 
 
-def mapping_load() -> engine.Mapping:
-    """The stored mapping as the engine's Mapping, in three queries.
+# How many times `mapping_load` reads again a mapping that changed while it was read.
+LOAD_ATTEMPTS = 5
 
-    `success_stages` stays empty: the services layer fills it from the CRM's stage list.
+
+def mapping_load() -> engine.Mapping:
+    """The stored mapping as the engine's Mapping: one consistent snapshot, in five queries.
+
+    The mapping is three tables that an import replaces whole (new primary keys), read by three queries;
+    under READ COMMITTED an import committing between them would give pipelines without their rules, and
+    links would come out "unmapped". Every change records a MappingChange in its own transaction, so the
+    latest change's id is the mapping's version: the same before and after the three queries means no change
+    committed in between. `success_stages` stays empty: the services layer fills it from the CRM's stage list.
     """
-    return mapping_of_document(mapping_export())
+    for _attempt in range(LOAD_ATTEMPTS):
+        version = mapping_version()
+        document = mapping_export()
+        if mapping_version() == version:
+            return mapping_of_document(document)
+    # Changed under every attempt: the caller's jobs are retried later rather than decided on a half mapping.
+    raise MappingChangingError(f"the mapping changed while it was read, {LOAD_ATTEMPTS} times in a row")
+
+
+class MappingChangingError(RuntimeError):
+    """The mapping kept changing while `mapping_load` read it."""
+
+
+def mapping_version() -> int:
+    """The mapping's version: the id of its latest recorded change (0 before the first)."""
+    return MappingChange.objects.order_by("-id").values_list("id", flat=True).first() or 0
 
 
 def _describe_counts(*, pipelines: int, rules: int, awaiting: int) -> str:

@@ -187,6 +187,18 @@ class Link(models.Model):
                 condition=Q(needs_attention=True, state="active"),
                 name="link_needs_attention",
             ),
+            # A mapping change's impact counts the active links agreed on a (pipeline, status) or
+            # (pipeline, stage) whose rule changed (statussync.impact): without these, a scan of every link.
+            models.Index(
+                fields=["pipeline_id", "base_order_status"],
+                condition=Q(state="active"),
+                name="link_active_base_status",
+            ),
+            models.Index(
+                fields=["pipeline_id", "base_deal_stage"],
+                condition=Q(state="active"),
+                name="link_active_base_stage",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -213,10 +213,16 @@ def parse_time(value: Any) -> datetime | None:
 
 @dataclass(frozen=True)
 class PipelineStages:
-    """A pipeline's in-progress and success stage ids in the CRM's SORT order, and its success stage."""
+    """A pipeline's in-progress and success stage ids in the CRM's SORT order, its success stage and its
+    failure stages."""
 
     order: tuple[str, ...] = ()
     success: frozenset[str] = frozenset()
+    failure: frozenset[str] = frozenset()
+
+    def knows(self, stage: str) -> bool:
+        """Whether the pipeline has `stage` (in progress, success or failure)."""
+        return stage in self.order or stage in self.failure
 
 
 def stage_semantics(row: dict[str, Any]) -> str:
@@ -240,4 +246,5 @@ def pipeline_stages_from_rows(rows: list[dict[str, Any]]) -> PipelineStages:
     return PipelineStages(
         order=tuple(code for code, meaning in kept if meaning != StageSemantics.FAILURE),
         success=frozenset(code for code, meaning in kept if meaning == StageSemantics.SUCCESS),
+        failure=frozenset(code for code, meaning in kept if meaning == StageSemantics.FAILURE),
     )

@@ -28,6 +28,15 @@ TEXTS: dict[str, str] = {
     "both_changed_agree": gettext_noop("both sides changed to matching values"),
     "paid_deal_there": gettext_noop("order paid; the deal is already at {stage}"),
     "payment_move": gettext_noop("order paid: deal {stage} → {target}"),
+    "payment_held": gettext_noop(
+        "order paid, but the deal is at stage {stage}, which is not in the CRM's stage list as bxsync last "
+        "read it, so bxsync cannot tell whether moving it to the paid stage {target} would move it "
+        "backwards; the deal was left where it is — check the deal and its pipeline's stages in the CRM"
+    ),
+    "mapping_stage_gone": gettext_noop(
+        "{then}; but stage {target} is no longer in pipeline {pipeline} in the CRM, so nothing was written "
+        "— fix the mapping"
+    ),
     "status_unmapped": gettext_noop("order status {status} has no stage in pipeline {pipeline}"),
     "deal_already_there": gettext_noop("the deal is already at {stage}"),
     "order_to_deal": gettext_noop("order status {status}: deal {stage} → {target}"),
@@ -59,6 +68,11 @@ TEXTS: dict[str, str] = {
         "{then}; but the deal had moved to pipeline {pipeline} before the write, so the stage was not set; "
         "decided again with that pipeline's mapping"
     ),
+    "write_no_effect_stage": gettext_noop(
+        "{then}; but the CRM accepted the move to stage {target} and left the deal at {stage}, so nothing "
+        "was recorded and the change will be tried again: stage {target} may have been deleted in the CRM, "
+        "or the mapping may be out of date"
+    ),
     "deal_names_other_order": gettext_noop(
         "deal {deal} now names order {named} in {field}, not order {order}; nothing written until the link "
         "is repaired"
@@ -89,7 +103,9 @@ TEXTS: dict[str, str] = {
 
 # The reasons whose `target` is a deal stage, and those whose `target` is an order status; `status` is always
 # an order status and `stage` a deal stage.
-TARGET_IS_STAGE = frozenset({"payment_move", "order_to_deal"})
+TARGET_IS_STAGE = frozenset(
+    {"payment_move", "order_to_deal", "payment_held", "mapping_stage_gone", "write_no_effect_stage"}
+)
 TARGET_IS_STATUS = frozenset({"deal_to_order", "regression"})
 
 

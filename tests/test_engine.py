@@ -37,6 +37,7 @@ SUCCESS_STAGES = {0: frozenset({"WON"}), 1: frozenset({"C1:WON"})}
 # Failure stages (LOSE, APOLOGY) are not in the order: they are not "past" the paid stage.
 DEFAULT_STAGES = ("NEW", "PREPARATION", "PREPAYMENT_INVOICE", "EXECUTING", "FINAL_INVOICE", "WON")
 STAGE_ORDER = {0: DEFAULT_STAGES, 1: tuple(f"C1:{stage}" for stage in DEFAULT_STAGES)}
+FAILURE_STAGES = {0: frozenset({"LOSE", "APOLOGY"}), 1: frozenset({"C1:LOSE", "C1:APOLOGY"})}
 
 
 def _pipeline_map(spec: dict[str, Any]) -> PipelineMap:
@@ -55,6 +56,7 @@ def _pipeline_map(spec: dict[str, Any]) -> PipelineMap:
         conflict_policy=spec["conflict_policy"],
         success_stages=SUCCESS_STAGES[spec["pipeline"]],
         stage_order=STAGE_ORDER[spec["pipeline"]],
+        failure_stages=FAILURE_STAGES[spec["pipeline"]],
     )
 
 
@@ -601,16 +603,78 @@ PAYMENT = [
         write=None,
         new_base=base("D", "EXECUTING", paid=True),
     ),
+    # Never backwards: a stage list that does not place the deal's stage (unread, or the stage was added in
+    # the CRM since) holds the payment for a manager; the base stays unpaid, so the move is decided again.
     row(
-        "stage-order-unknown-paid-order-moves-deal-unless-at-the-paid-or-success-stage",
-        mapping=with_pipeline(TO_CRM_ONLY, stage_order=()),
+        "stage-order-unknown-paid-order-is-held-never-moving-the-deal-back",
+        mapping=with_pipeline(TO_CRM_ONLY, stage_order=(), failure_stages=frozenset()),
         base=base("D", "EXECUTING"),
         order=order("D", paid=True),
         deal=deal("EXECUTING"),
         origin="payment",
+        outcome="regression_blocked",
+        write=None,
+        new_base=None,
+        flag=True,
+    ),
+    row(
+        "stage-unknown-to-the-stage-list-paid-order-is-held",
+        base=base("P", "UC_PACKED"),
+        order=order("P", paid=True),
+        deal=deal("UC_PACKED"),
+        origin="payment",
+        outcome="regression_blocked",
+        write=None,
+        new_base=None,
+        flag=True,
+    ),
+    *[
+        row(
+            f"stage-order-unknown-paid-order-deal-at-the-{where}-stage-is-just-paid",
+            mapping=with_pipeline(stage_order=(), failure_stages=frozenset()),
+            base=base("P", stage),
+            order=order("P", paid=True),
+            deal=deal(stage),
+            origin="payment",
+            outcome="no_change",
+            write=None,
+            new_base=base("P", stage, paid=True),
+        )
+        for where, stage in (("paid", "PREPAYMENT_INVOICE"), ("success", "WON"))
+    ],
+    row(
+        "paid-order-deal-at-a-failure-stage-still-owes-the-move",
+        base=base("P", "LOSE"),
+        order=order("P", paid=True),
+        deal=deal("LOSE"),
+        origin="payment",
         outcome="payment_applied",
         write=("crm", "PREPAYMENT_INVOICE"),
-        new_base=base("D", "PREPAYMENT_INVOICE", paid=True, wrote="crm:PREPAYMENT_INVOICE"),
+        new_base=base("P", "PREPAYMENT_INVOICE", paid=True, wrote="crm:PREPAYMENT_INVOICE"),
+    ),
+    row(
+        "paid-stage-no-longer-in-the-crm-writes-nothing-and-flags",
+        mapping=with_pipeline(paid_stage="UC_GONE"),
+        base=base("P", "NEW"),
+        order=order("P", paid=True),
+        deal=deal("NEW"),
+        origin="payment",
+        outcome="unmapped",
+        write=None,
+        new_base=None,
+        flag=True,
+    ),
+    row(
+        "rule-to-a-stage-no-longer-in-the-crm-writes-nothing-and-flags",
+        mapping=with_pipeline(to_crm={**MAPPING.pipelines[0].to_crm, "D": "UC_GONE"}),
+        base=base("P", "PREPARATION"),
+        order=order("D"),
+        deal=deal("PREPARATION"),
+        origin="cms",
+        outcome="unmapped",
+        write=None,
+        new_base=None,
+        flag=True,
     ),
     row(
         "already-paid-base-is-no-new-payment",

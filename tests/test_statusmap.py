@@ -446,7 +446,8 @@ def test_it_loads_the_engine_mapping_with_one_way_rules() -> None:
 
 
 @pytest.mark.django_db
-def test_it_loads_the_mapping_in_at_most_three_queries(django_assert_max_num_queries: Any) -> None:
+def test_it_loads_the_mapping_in_at_most_five_queries(django_assert_max_num_queries: Any) -> None:
+    """Three for the mapping, and its version before and after them (one consistent snapshot)."""
     mapping_import(
         data={
             "awaiting_payment_statuses": ["N"],
@@ -456,7 +457,7 @@ def test_it_loads_the_mapping_in_at_most_three_queries(django_assert_max_num_que
             ],
         }
     )
-    with django_assert_max_num_queries(3):
+    with django_assert_max_num_queries(5):
         mapping = mapping_load()
     assert len(mapping.pipelines) == 5
 

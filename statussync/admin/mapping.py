@@ -32,7 +32,7 @@ from django.utils.translation import gettext_lazy, ngettext
 
 from statussync import catalog, roles
 from statussync.catalog import pipeline_label, stage_label, status_label
-from statussync.impact import MappingImpact, mapping_impact
+from statussync.impact import MappingImpact, mapping_affects_links, mapping_impact
 from statussync.mapping import MappingError, Problem, mapping_parse, mapping_validate
 from statussync.mapping_store import mapping_change_record, mapping_check, mapping_export
 from statussync.models import (
@@ -50,9 +50,12 @@ from .mapping_preview import DECISION, PREVIEWED, confirmation_response, confirm
 
 
 class _ConfirmationNeeded(Exception):
-    """Raised inside the admin's save transaction to roll it back and show the impact first."""
+    """Raised inside the admin's save transaction to roll it back and show the impact first (counted once
+    the transaction is rolled back)."""
 
-    def __init__(self, *, before: dict[str, Any], after: dict[str, Any], impact: MappingImpact, warnings):
+    def __init__(
+        self, *, before: dict[str, Any], after: dict[str, Any], impact: MappingImpact | None, warnings
+    ):
         super().__init__("confirmation needed")
         self.before, self.after, self.impact, self.warnings = before, after, impact, warnings
 
@@ -449,11 +452,24 @@ class PipelineSaving:
         else:
             extra_context = {**(extra_context or {}), **self._form_context(request, object_id)}
         try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
+            response = super().changeform_view(request, object_id, form_url, extra_context)
         except _ConfirmationNeeded as needed:
-            # The save was rolled back; nothing changed. Show what it would do.
+            # The save was rolled back; nothing changed. Show what it would do, counted outside it.
+            needed.impact = mapping_impact(before=needed.before, after=needed.after)
             obj = self.get_object(request, unquote(object_id)) if object_id else None
             return self._confirmation(request, needed, obj=obj)
+        _impact_after_save(request)
+        return response
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None):
+        response = super().delete_view(request, object_id, extra_context)
+        _impact_after_save(request)
+        return response
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None):
+        response = super().changelist_view(request, extra_context)
+        _impact_after_save(request)  # the "delete selected" action
+        return response
 
     def _form_context(self, request: HttpRequest, object_id: str | None) -> dict[str, Any]:
         if object_id is None:
@@ -492,12 +508,11 @@ class PipelineSaving:
         after = mapping_export()
         if before == after:
             return
-        impact = mapping_impact(before=before, after=after)
         decision = confirmed(request, after)
-        if decision is None and (impact.affected or doubtful):
-            raise _ConfirmationNeeded(before=before, after=after, impact=impact, warnings=warnings)
+        if decision is None and (doubtful or mapping_affects_links(before=before, after=after)):
+            raise _ConfirmationNeeded(before=before, after=after, impact=None, warnings=warnings)
         change = mapping_change_record(before=before, after=after, source=source, user=request.user)
-        impact_record(request, change, impact, resync=decision == "resync")
+        request._mapping_saved = (change, before, after, decision == "resync")  # type: ignore[attr-defined]
 
     def delete_model(self, request: HttpRequest, obj: Pipeline) -> None:
         before = mapping_export()
@@ -514,9 +529,7 @@ class PipelineSaving:
         change = mapping_change_record(
             before=before, after=after, source=MappingChangeSource.ADMIN_DELETE, user=request.user
         )
-        if change is not None:
-            impact = mapping_impact(before=before, after=after)
-            impact_record(request, change, impact, resync=False)
+        request._mapping_saved = (change, before, after, False)  # type: ignore[attr-defined]
 
     def response_add(self, request: HttpRequest, obj: Pipeline, post_url_continue: str | None = None):
         # The rules come next: they need the pipeline's stages, which the add page could not offer. A rule
@@ -576,6 +589,17 @@ class PipelineAdmin(PipelineList, PipelineFormLayout, PipelineSaving, admin.Mode
 
     def refresh_view(self, request: HttpRequest) -> HttpResponse:
         return catalog_refresh_view(self, request)
+
+
+def _impact_after_save(request: HttpRequest) -> None:
+    """Count and record the impact of the mapping change this request saved, once its transaction is over:
+    counting every link inside it would hold intake's writes to the links for as long [review finding 13]."""
+    saved = getattr(request, "_mapping_saved", None)
+    if saved is None:
+        return
+    request._mapping_saved = None  # type: ignore[attr-defined]
+    change, before, after, resync = saved
+    impact_record(request, change, mapping_impact(before=before, after=after), resync=resync)
 
 
 def _awaiting_store(statuses: list[str]) -> None:

@@ -8,7 +8,6 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -97,16 +96,15 @@ def _import_store(
     resync: bool,
 ) -> HttpResponse:
     try:
-        with transaction.atomic():
-            summary = mapping_import(data=data, source=MappingChangeSource.ADMIN_IMPORT, user=request.user)
-            if summary.change is not None:
-                impact_record(
-                    request, summary.change, mapping_impact(before=before, after=after), resync=resync
-                )
+        summary = mapping_import(data=data, source=MappingChangeSource.ADMIN_IMPORT, user=request.user)
     except MappingError as exc:
         for problem in exc.items:
             model_admin.message_user(request, str(problem), messages.ERROR)
         return HttpResponseRedirect(reverse("admin:statussync_pipeline_import"))
+    if summary.change is not None:
+        # Counted once the import is committed: a count of every link inside its transaction would hold
+        # intake's writes to the links for as long.
+        impact_record(request, summary.change, mapping_impact(before=before, after=after), resync=resync)
     model_admin.message_user(request, summary.describe(), messages.SUCCESS)
     return HttpResponseRedirect(reverse("admin:statussync_pipeline_changelist"))
 

@@ -37,6 +37,10 @@ HEADLINES = {
         "bxsync did not pass this stage on to order {order}: the order is paid, and this stage would put it "
         "back to awaiting payment."
     ),
+    "held": _(
+        "bxsync did not move this deal to the paid stage of order {order}: it cannot tell whether that would "
+        "move the deal backwards."
+    ),
     "conflict": _(
         "bxsync moved this deal to match order {order}: the order and the deal changed at the same time, "
         "and the order's change won."
@@ -57,7 +61,9 @@ def comment_kind(item: Item) -> str | None:
     if decision is None or not item.live or not item.deal_id or not item.order_id:
         return None
     write = decision.write
-    if decision.outcome == "regression_blocked":
+    if decision.reason.code == "payment_held":
+        kind = "held"
+    elif decision.outcome == "regression_blocked":
         kind = "regression"
     elif decision.outcome == "conflict_resolved" and write is not None and write.side == "crm":
         kind = "conflict"

@@ -28,8 +28,12 @@ def decisions_make(run: SyncRun) -> None:
     items = run.live()
     if not items:
         return
+    stages_seen: dict[int, set[str]] = {}
+    for item in items:
+        if item.deal is not None and not item.deal_missing:
+            stages_seen.setdefault(item.deal.pipeline, set()).add(item.deal.stage)
     try:
-        mapping = mapping_with_stages(run, pipelines={i.deal.pipeline for i in items if i.deal})
+        mapping, unreadable = mapping_with_stages(run, pipelines=set(stages_seen), stages_seen=stages_seen)
     except BitrixError as exc:
         run.contact(Side.CRM, exc)
         for item in items:
@@ -49,6 +53,12 @@ def decisions_make(run: SyncRun) -> None:
             continue
         try:
             item.decision = _decision(item, mapping)
+            error = unreadable.get(item.deal.pipeline) if item.deal is not None else None
+            if error is not None and item.decision.reason.code == "payment_held":
+                # The stage list could not be read, so nobody knows where the deal stands: retry later rather
+                # than ask a manager about a portal's bad minute.
+                item.decision = None
+                item.fail(error)
         except Exception as exc:
             # A bug met on one item fails that item alone; the rest of the run goes on.
             logger.exception("could not decide %s", item.describe())

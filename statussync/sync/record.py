@@ -35,6 +35,7 @@ from statussync.reasons import Reason, why
 from .decide import base_of
 from .items import Item, ItemResult
 from .locks import lock_held
+from .stages import catalog_refresh_soon
 
 if TYPE_CHECKING:
     from .run import SyncRun
@@ -94,7 +95,16 @@ def item_record(run: SyncRun, item: Item) -> ItemResult:
     if run.dry_run:
         return ItemResult(item, outcome, reason)
     took_effect = _write_took_effect(item)
-    if not took_effect:
+    stuck = not took_effect and _deal_stayed(item)
+    if stuck:
+        outcome = Outcome.FAILED
+        reason = why(
+            "write_no_effect_stage",
+            then=reason,
+            target=item.decision.write.value,  # type: ignore[union-attr]
+            stage=item.deal.stage,  # type: ignore[union-attr]
+        )
+    elif not took_effect:
         outcome = Outcome.FAILED
         pipeline = item.written.pipeline  # type: ignore[union-attr]
         reason = why("write_no_effect", then=reason, pipeline=pipeline)
@@ -104,20 +114,31 @@ def item_record(run: SyncRun, item: Item) -> ItemResult:
                 # Fencing: this run outlived its lock and another worker has the order now; whatever this
                 # run wrote is on the link as an intent, which that worker settles.
                 return ItemResult(item, "lost", why("lock_lost"))
-            link = _link_save(item, took_effect=took_effect)
+            link = _link_save(item, took_effect=took_effect, flag=reason if stuck else None)
             _problem_record(item, link)
             after = _after_dict(item) if took_effect else {"deal": "unchanged: the write had no effect"}
             _audit(item, outcome=outcome, reason=reason, link=link, after=after)
             if item.decision and item.decision.unmapped:
                 _unmapped_seen(*item.decision.unmapped)
-            if not took_effect:
+            if not took_effect and not stuck:
                 job_request(kind=JobKind.DEAL, entity_id=item.deal_id, origin="reconcile", event="redecide")
     except IntegrityError as exc:
         # Another worker linked the same order or deal a moment ago; the retry will find its link.
         item.error = TransientError(portal="db", method="link", code="race", description=str(exc)[:200])
         return _record_failure(run, item)
+    if stuck:
+        # The base stayed, so the change (a payment too) is decided again on the retry, with the catalog
+        # read afresh: a stage deleted in the CRM then stops the write before it is sent (engine.decide).
+        catalog_refresh_soon()
+        jobs_fail(jobs=item.jobs or _jobs_for_later(item), error=WriteHadNoEffect(str(reason)))
+        return ItemResult(item, outcome, reason)
     jobs_finish(jobs=item.jobs)
     return ItemResult(item, outcome, reason)
+
+
+class WriteHadNoEffect(Exception):
+    """The CRM answered `true` to a stage write and left the deal where it was: retried with backoff, then
+    the dead-letter list (`jobs.jobs_fail`), while the link waits for a manager."""
 
 
 def _write_took_effect(item: Item) -> bool:
@@ -126,7 +147,9 @@ def _write_took_effect(item: Item) -> bool:
     `crm.deal.update` answers `true` and changes nothing when the deal moved to another pipeline since we read
     it [docs/bitrix.md "Deals"]: then the base must not move. A deal at another stage of the same
     pipeline took the write and was moved again at once (a robot runs after every save); that move is an
-    event of its own.
+    event of its own. A deal still at the stage it was read at took nothing: the same `true` answers a stage
+    the pipeline does not have (deleted in the CRM, or a stale mapping), since api-reference/crm/deals/
+    crm-deal-update.md ignores "an incorrect field" and lists no error for it [docs/bitrix.md "Deals"].
     """
     decision = item.decision
     if decision is None or decision.write is None or decision.write.side != "crm":
@@ -134,10 +157,25 @@ def _write_took_effect(item: Item) -> bool:
     written = item.written
     if not isinstance(written, DealState) or written.stage == decision.write.value:
         return True
-    return decision.new_base is None or written.pipeline == decision.new_base.pipeline
+    if decision.new_base is not None and written.pipeline != decision.new_base.pipeline:
+        return False
+    return not _deal_stayed(item)
 
 
-def _link_save(item: Item, *, took_effect: bool = True) -> Link | None:
+def _deal_stayed(item: Item) -> bool:
+    """The deal, read back after a stage write, is still in the pipeline and at the stage it was read at."""
+    written, before = item.written, item.deal
+    write = item.decision.write if item.decision is not None else None
+    return (
+        isinstance(written, DealState)
+        and before is not None
+        and write is not None
+        and written.stage != write.value
+        and (written.stage, written.pipeline) == (before.stage, before.pipeline)
+    )
+
+
+def _link_save(item: Item, *, took_effect: bool = True, flag: Reason | None = None) -> Link | None:
     """Create a first-seen pair's link, move its base, close it, flag it or clear its flag. Any write intent
     on the link is settled by now (confirmed, adopted or decided afresh) and is cleared."""
     decision = item.decision
@@ -149,7 +187,15 @@ def _link_save(item: Item, *, took_effect: bool = True) -> Link | None:
             Link.objects.filter(id=link.id).update(**seen)
         return link
     if not took_effect:
-        Link.objects.filter(id=link.id).update(**_NO_INTENT, **seen, updated_at=now)  # type: ignore[union-attr]
+        # The base stays; a write that changed nothing in the same pipeline (`flag`) waits for a manager.
+        attention: dict[str, Any] = {}
+        if flag is not None:
+            attention = {
+                "needs_attention": True,
+                "attention_reason": str(flag)[:300],
+                "attention": flag.as_json(),
+            }
+        Link.objects.filter(id=link.id).update(**_NO_INTENT, **seen, **attention, updated_at=now)  # type: ignore[union-attr]
         return link
     if decision.close:
         if link is not None:

@@ -425,3 +425,27 @@ def test_it_redirects_every_rest_call_of_a_renamed_portal_to_its_new_address(san
     assert requests.post(response.headers["Location"], json={}, timeout=5).json()["total"] == 0
     sandbox.crm.address_restore()
     assert requests.post(f"{old_url}crm.deal.list.json", json={}, timeout=5).status_code == 200
+
+
+def test_it_answers_true_and_changes_nothing_for_a_deleted_stage(sandbox: Sandbox, rest) -> None:
+    # api-reference/crm/deals/crm-deal-update.md: "an incorrect field in fields will be ignored", and no error
+    # for an unknown STAGE_ID is listed [docs/bitrix.md "Deals"].
+    sandbox.seed(1, pipeline_share=0.0)
+    deal_id = 101
+    packed = sandbox.crm.add_stage(0, "UC_PACKED", "Упакован", 45)
+    sandbox.crm.move_deal(deal_id, packed)
+    sandbox.crm.delete_stage("PREPARATION")
+
+    body = rest.ok(sandbox.crm, "crm.deal.update", {"id": deal_id, "fields": {"STAGE_ID": "PREPARATION"}})
+    stages = rest.ok(sandbox.crm, "crm.status.list", {"filter": {"ENTITY_ID": "DEAL_STAGE"}})["result"]
+
+    assert body["result"] is True
+    assert sandbox.crm.get_deal(deal_id)["STAGE_ID"] == packed
+    codes = [row["STATUS_ID"] for row in stages]
+    assert packed in codes
+    assert "PREPARATION" not in codes
+    sandbox.crm.delete_stage(packed)
+    assert sandbox.crm.get_deal(deal_id)["STAGE_ID"] == packed  # a deal keeps a deleted stage's id
+    sandbox.reset()
+    assert "PREPARATION" in sandbox.crm.pipeline_stages(0)
+    assert packed not in sandbox.crm.pipeline_stages(0)

@@ -183,3 +183,18 @@ def test_it_renders_the_comment_in_the_portals_language(sb, settings):
         "Причина: сделку перевели на стадию Новая (NEW), что вернуло бы оплаченный заказ в статус "
         "Принят, ожидается оплата (N)."
     ) in comment
+
+
+def test_it_explains_a_held_payment_as_held_not_as_a_blocked_regression(sb, comments_on):
+    order_id, deal_id = linked_pair(sb)
+    packed = sb.crm.add_stage(0, "UC_PACKED", "Упакован", 45)
+    sb.crm.move_deal(int(deal_id), packed)
+    sb.crm.delete_stage(packed)
+
+    job_request(kind=K.PAYMENT, entity_id=pay(sb, order_id))
+    run_worker("payments")
+
+    [comment] = comments(sb, deal_id)
+    assert comment.startswith(f"bxsync did not move this deal to the paid stage of order {order_id}")
+    assert "backwards" in comment
+    assert "would put it back to awaiting payment" not in comment

@@ -48,14 +48,17 @@ def test_it_knows_no_stages_of_a_pipeline_the_crm_lists_none_for():
     assert pipeline_stages_from_rows([]) == PipelineStages()
 
 
-def test_it_syncs_without_stages_while_the_crm_cannot_list_them_and_asks_again_next_time(sb):
+def test_it_says_which_pipelines_stages_it_could_not_read_and_asks_again_next_time(sb):
     cache.delete("bxsync:pipeline-stages:1")
     sb.set_faults("crm", error_rate=1.0)
 
-    assert pipeline_stages_read(crm=client_for("crm"), pipelines=[1]) == {1: PipelineStages()}
+    found, errors = pipeline_stages_read(crm=client_for("crm"), pipelines=[1])
 
+    assert (found, list(errors)) == ({}, [1])  # never "no stages", which reads as "not reached"
     sb.clear_faults("crm")
-    stages = pipeline_stages_read(crm=client_for("crm"), pipelines=[1])
+    found, errors = pipeline_stages_read(crm=client_for("crm"), pipelines=[1])
 
-    assert stages[1].success == frozenset({"C1:WON"})
-    assert stages[1].order[0] == "C1:NEW"
+    assert errors == {}
+    assert found[1].success == frozenset({"C1:WON"})
+    assert found[1].order[0] == "C1:NEW"
+    assert found[1].failure == frozenset({"C1:LOSE"})

@@ -16,6 +16,8 @@ Loader::registerAutoLoadClasses('bxsync.forwarder', [
     'Bxsync\\Forwarder\\HandlerRegistry' => 'lib/handlerregistry.php',
     'Bxsync\\Forwarder\\Log' => 'lib/log.php',
     'Bxsync\\Forwarder\\Outbox' => 'lib/outbox.php',
+    'Bxsync\\Forwarder\\OutboxStore' => 'lib/outboxstore.php',
+    'Bxsync\\Forwarder\\OutboxTable' => 'lib/outboxtable.php',
     'Bxsync\\Forwarder\\SaleHandlers' => 'lib/salehandlers.php',
     'Bxsync\\Forwarder\\Settings' => 'lib/settings.php',
     'Bxsync\\Forwarder\\TransportError' => 'lib/transporterror.php',

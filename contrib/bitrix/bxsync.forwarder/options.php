@@ -4,13 +4,15 @@
 // (Настройки → Настройки продукта → Настройки модулей → bxsync forwarder), i.e.
 // /bitrix/admin/settings.php?mid=bxsync.forwarder. The kernel includes this file inside its admin page; no
 // strict_types here, since the page calls the kernel's loosely typed admin helpers.
-// Tokens are write-only: the page says whether one is saved and never prints it back.
+// Tokens are write-only: the page says whether one is saved and never prints it back; a password in the bxsync
+// address is shown masked (Settings::displayUrl), and the masked address posted back keeps the stored one.
 
 use Bitrix\Main\Application;
 use Bitrix\Main\Loader;
 use Bitrix\Main\Localization\Loc;
 use Bxsync\Forwarder\ConnectionCheck;
 use Bxsync\Forwarder\HandlerRegistry;
+use Bxsync\Forwarder\OutboxStore;
 use Bxsync\Forwarder\Settings;
 
 defined('B_PROLOG_INCLUDED') && B_PROLOG_INCLUDED === true || die();
@@ -35,7 +37,7 @@ if ($request->isPost() && check_bitrix_sessid()) {
     if ($request->getPost('save') !== null) {
         $form = [];
         $fields = ['base_url', 'cms_token', 'cms_token_clear', 'crm_token', 'crm_token_clear'];
-        foreach (array_merge($fields, ['connect_timeout', 'total_timeout', 'domain']) as $name) {
+        foreach (array_merge($fields, ['connect_timeout', 'total_timeout', 'domain', 'allow_http']) as $name) {
             $form[$name] = (string) $request->getPost($name);
         }
         foreach (Settings::saveForm($form) as $field) {
@@ -64,6 +66,12 @@ if ($request->isPost() && check_bitrix_sessid()) {
             $errors[] = $text;
         }
     }
+}
+
+try {
+    $backlog = OutboxStore::backlog();
+} catch (\Throwable $e) {
+    $backlog = null; // no table: the module was copied over an older install without installing again
 }
 
 foreach ($errors as $error) {
@@ -95,8 +103,13 @@ foreach (HandlerRegistry::status() as $module => $state) {
         <td width="40%"><label for="bxsync_base_url"><?= Loc::getMessage('BXSYNC_FORWARDER_BASE_URL') ?></label></td>
         <td width="60%">
             <input type="text" size="50" id="bxsync_base_url" name="base_url"
-                value="<?= htmlspecialcharsbx(Settings::baseUrl()) ?>" placeholder="https://bxsync.example.com">
+                value="<?= htmlspecialcharsbx(Settings::displayUrl(Settings::baseUrl())) ?>"
+                placeholder="https://bxsync.example.com">
             <div><?= Loc::getMessage('BXSYNC_FORWARDER_BASE_URL_HINT') ?></div>
+            <label>
+                <input type="checkbox" name="allow_http" value="Y"<?= Settings::allowsHttp() ? ' checked' : '' ?>>
+                <?= Loc::getMessage('BXSYNC_FORWARDER_ALLOW_HTTP') ?>
+            </label>
         </td>
     </tr>
     <?php foreach ($sides as $side => $sideName) : ?>
@@ -136,6 +149,23 @@ foreach (HandlerRegistry::status() as $module => $state) {
         <td><input type="text" size="30" id="bxsync_domain" name="domain"
             value="<?= htmlspecialcharsbx(Settings::storedDomain()) ?>"
             placeholder="<?= htmlspecialcharsbx(Settings::domain()) ?>"></td>
+    </tr>
+    <tr class="heading"><td colspan="2"><?= Loc::getMessage('BXSYNC_FORWARDER_OUTBOX') ?></td></tr>
+    <tr>
+        <td><?= Loc::getMessage('BXSYNC_FORWARDER_OUTBOX_WAITING') ?></td>
+        <td>
+            <?php if ($backlog === null) : ?>
+                <?= Loc::getMessage('BXSYNC_FORWARDER_OUTBOX_MISSING') ?>
+            <?php elseif ($backlog['count'] === 0) : ?>
+                <?= Loc::getMessage('BXSYNC_FORWARDER_OUTBOX_EMPTY') ?>
+            <?php else : ?>
+                <?= Loc::getMessage('BXSYNC_FORWARDER_OUTBOX_BACKLOG', [
+                    '#COUNT#' => (string) $backlog['count'],
+                    '#OLDEST#' => htmlspecialcharsbx(date('Y-m-d H:i:s', (int) $backlog['oldest'])),
+                    '#MAX#' => (string) Settings::outboxMax(),
+                ]) ?>
+            <?php endif; ?>
+        </td>
     </tr>
     <tr class="heading"><td colspan="2"><?= Loc::getMessage('BXSYNC_FORWARDER_HANDLERS') ?></td></tr>
     <?php foreach ($handlerStates as $module => $message) : ?>

@@ -26,6 +26,7 @@ set_error_handler(static function (int $severity, string $message, string $file,
 define('LANGUAGE_ID', getenv('BXSYNC_STUB_LANGUAGE') ?: 'en');
 require __DIR__ . '/main.php';
 require __DIR__ . '/sale.php';
+require __DIR__ . '/orm.php';
 
 const MODULE_ID = 'bxsync.forwarder';
 
@@ -105,6 +106,10 @@ foreach ($steps as $step) {
             break;
         case 'end_hit':
             Application::getInstance()->terminate();
+            break;
+        case 'run_agents':
+            // What the kernel does on a later hit (or cron_events.php): the due agents run.
+            CAgent::RunAll();
             break;
         case 'settings':
             Loader::includeModule(MODULE_ID);

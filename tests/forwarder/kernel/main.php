@@ -300,6 +300,12 @@ namespace Bitrix\Main {
             return self::$instance ?? (self::$instance = new Application());
         }
 
+        /** The database connection (orm.php): tables in the JSON state. */
+        public static function getConnection($name = '')
+        {
+            return new \Bitrix\Main\DB\Connection();
+        }
+
         public function getContext(): Context
         {
             return $this->context ?? ($this->context = new Context());

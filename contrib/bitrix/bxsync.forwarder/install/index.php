@@ -15,6 +15,8 @@ use Bitrix\Main\Config\Option;
 use Bitrix\Main\Localization\Loc;
 use Bitrix\Main\ModuleManager;
 use Bxsync\Forwarder\HandlerRegistry;
+use Bxsync\Forwarder\Outbox;
+use Bxsync\Forwarder\OutboxStore;
 
 Loc::loadMessages(__FILE__);
 
@@ -56,6 +58,7 @@ class bxsync_forwarder extends CModule
     public function DoInstall()
     {
         ModuleManager::registerModule($this->MODULE_ID);
+        $this->InstallDB();
         $this->InstallEvents();
 
         return true;
@@ -64,6 +67,7 @@ class bxsync_forwarder extends CModule
     public function DoUninstall()
     {
         $this->UnInstallEvents();
+        $this->UnInstallDB();
         // The tokens go with the module: nothing secret stays behind in b_option.
         Option::delete($this->MODULE_ID);
         ModuleManager::unRegisterModule($this->MODULE_ID);
@@ -72,6 +76,31 @@ class bxsync_forwarder extends CModule
     }
 
     /** Hooks the shop's and/or the CRM's events, whichever of sale and crm this kernel has. */
+    /**
+     * The outbox table, and the agent that sends what it holds every minute. CAgent::AddAgent(name, module,
+     * period "N": the next run is counted from the end of the last one, interval):
+     * https://dev.1c-bitrix.ru/api_help/main/reference/cagent/addagent.php; RemoveModuleAgents on uninstall:
+     * https://dev.1c-bitrix.ru/api_help/main/reference/cagent/index.php
+     */
+    public function InstallDB()
+    {
+        self::loadRegistry();
+        OutboxStore::install();
+        \CAgent::RemoveAgent(Outbox::AGENT, $this->MODULE_ID); // installing again: still one agent
+        \CAgent::AddAgent(Outbox::AGENT, $this->MODULE_ID, 'N', Outbox::AGENT_INTERVAL_SECONDS);
+
+        return true;
+    }
+
+    public function UnInstallDB()
+    {
+        self::loadRegistry();
+        \CAgent::RemoveModuleAgents($this->MODULE_ID);
+        OutboxStore::uninstall();
+
+        return true;
+    }
+
     public function InstallEvents()
     {
         self::loadRegistry();
@@ -93,5 +122,9 @@ class bxsync_forwarder extends CModule
     {
         require_once dirname(__DIR__) . '/lib/settings.php';
         require_once dirname(__DIR__) . '/lib/handlerregistry.php';
+        require_once dirname(__DIR__) . '/lib/log.php';
+        require_once dirname(__DIR__) . '/lib/outboxtable.php';
+        require_once dirname(__DIR__) . '/lib/outboxstore.php';
+        require_once dirname(__DIR__) . '/lib/outbox.php';
     }
 }

@@ -19,6 +19,7 @@ final class ConnectionCheck
     public const WRONG_TOKEN = 'wrong_token';
     public const UNREACHABLE = 'unreachable';
     public const UNEXPECTED = 'unexpected';
+    public const PLAIN_HTTP = 'plain_http';
 
     /** @return array{result: string, status: int, detail: string} */
     public static function run(string $side): array
@@ -33,6 +34,11 @@ final class ConnectionCheck
         if (!Settings::hasToken($side)) {
             return ['result' => self::NO_TOKEN, 'status' => 0, 'detail' => ''];
         }
+        if (Settings::sendingProblem() !== '') {
+            return ['result' => self::PLAIN_HTTP, 'status' => 0, 'detail' => ''];
+        }
+        // What the page shows names the endpoint without the credentials an address may carry.
+        $shown = Settings::displayUrl($url);
         $poster = new WebhookPoster(Settings::connectTimeout(), Settings::totalTimeout());
         try {
             $status = $poster->post($url, Outbox::form($side, self::EVENT, 0));
@@ -40,12 +46,12 @@ final class ConnectionCheck
             return ['result' => self::UNREACHABLE, 'status' => 0, 'detail' => $e->getMessage()];
         }
         if ($status >= 200 && $status < 300) {
-            return ['result' => self::OK, 'status' => $status, 'detail' => $url];
+            return ['result' => self::OK, 'status' => $status, 'detail' => $shown];
         }
         if ($status === 403) {
-            return ['result' => self::WRONG_TOKEN, 'status' => $status, 'detail' => $url];
+            return ['result' => self::WRONG_TOKEN, 'status' => $status, 'detail' => $shown];
         }
 
-        return ['result' => self::UNEXPECTED, 'status' => $status, 'detail' => $url];
+        return ['result' => self::UNEXPECTED, 'status' => $status, 'detail' => $shown];
     }
 }

@@ -25,10 +25,53 @@ final class Settings
     /** A checkout must never wait on bxsync for long, whatever someone types into the options page. */
     public const MAX_TIMEOUT = 10.0;
     public const MIN_TIMEOUT = 0.1;
+    /** Events the outbox keeps while bxsync is away (a day of a busy shop); the oldest go first when it is full. */
+    public const DEFAULT_OUTBOX_MAX = 10000;
 
     public static function baseUrl(): string
     {
         return trim((string) Option::get(self::MODULE_ID, 'base_url', ''));
+    }
+
+    /** Whether an http:// bxsync address was allowed on purpose (a test bench, a private network). */
+    public static function allowsHttp(): bool
+    {
+        return Option::get(self::MODULE_ID, 'allow_http', '') === 'Y';
+    }
+
+    /**
+     * Why nothing can be sent now, in words for the event log ('' when it can): no address, or an http:// address
+     * that was not allowed (the application token would cross the network in clear).
+     */
+    public static function sendingProblem(): string
+    {
+        $base = self::baseUrl();
+        if ($base === '') {
+            return 'the bxsync URL is not set on the bxsync forwarder settings page';
+        }
+        if (self::isPlainHttp($base) && !self::allowsHttp()) {
+            return 'the bxsync URL starts with http://, which sends the application token unencrypted; use https://'
+                . ' or tick "allow http://" on the bxsync forwarder settings page';
+        }
+
+        return '';
+    }
+
+    /** The outbox's bound (Option outbox_max, not on the page; at least 1). */
+    public static function outboxMax(): int
+    {
+        $raw = trim((string) Option::get(self::MODULE_ID, 'outbox_max', ''));
+
+        return is_numeric($raw) ? max(1, (int) $raw) : self::DEFAULT_OUTBOX_MAX;
+    }
+
+    /**
+     * $url as it may be shown: a password (or user) in it is masked, https://user:secret@host/ → https://***@host/.
+     * The options page and the connection check show only this.
+     */
+    public static function displayUrl(string $url): string
+    {
+        return (string) preg_replace('~^([a-z][a-z0-9+.-]*://)[^/\s]*@~i', '$1***@', $url);
     }
 
     public static function token(string $side): string
@@ -97,9 +140,16 @@ final class Settings
     public static function saveForm(array $form): array
     {
         $errors = [];
+        $allowHttp = !empty($form['allow_http']);
+        Option::set(self::MODULE_ID, 'allow_http', $allowHttp ? 'Y' : '');
         $base = trim((string) ($form['base_url'] ?? ''));
+        if ($base !== '' && $base === self::displayUrl(self::baseUrl()) && $base !== self::baseUrl()) {
+            $base = self::baseUrl(); // the masked address shown on the page came back: keep the stored credentials
+        }
         if ($base !== '' && !preg_match('~^https?://[^/\s]+~i', $base)) {
             $errors[] = 'base_url';
+        } elseif (self::isPlainHttp($base) && !$allowHttp) {
+            $errors[] = 'base_url_http';
         } else {
             Option::set(self::MODULE_ID, 'base_url', $base);
         }
@@ -127,6 +177,11 @@ final class Settings
         Option::set(self::MODULE_ID, 'domain', trim((string) ($form['domain'] ?? '')));
 
         return $errors;
+    }
+
+    private static function isPlainHttp(string $url): bool
+    {
+        return stripos($url, 'http://') === 0;
     }
 
     private static function tokenOption(string $side): string
