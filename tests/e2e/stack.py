@@ -249,8 +249,8 @@ def running_stack(
         "BXSYNC_RETRY_BASE_SECONDS": "0.5",
         # A portal outage of a minute is waited out in seconds, not at the production cap of ten minutes.
         "BXSYNC_RETRY_MAX_SECONDS": "5",
-        # Work left by a killed worker comes back in 20 s (production: 5 minutes). The lease still outlasts a
-        # write round, 2 x (limiter wait + REST timeout) + 10 s, as bxsync's own system check demands.
+        # Work left by a killed worker comes back in 20 s, as in production (the default): a live run keeps
+        # its claims by its 5 s heartbeat, and the system check asks for three beats to a lease.
         "BXSYNC_JOB_LEASE_SECONDS": "20",
         "BXSYNC_RATE_MAX_WAIT": "2",
         "BXSYNC_REST_TIMEOUT": "3",

@@ -286,7 +286,8 @@ def test_it_writes_once_when_every_writes_reply_is_lost_once(e2e: Stack):
 
 @pytest.fixture(scope="module")
 def slow_stack(tmp_path_factory) -> Iterator[Stack]:
-    """A stack with a lease of 3 s, for runs made to outlive it (bxsync warns of such a lease: W001)."""
+    """A stack with a lease of 3 s, for runs made to outlive it: the first heartbeat comes after 5 s, too late
+    to keep it (bxsync warns of such a lease: W001)."""
     with running_stack(
         leg(),
         tmp_path_factory.mktemp(f"e2e-slow-{leg()}"),
