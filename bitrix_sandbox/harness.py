@@ -143,6 +143,10 @@ class Sandbox:
         for p in self._selected(portal):
             p.set_limits(**limits)
 
+    def set_account(self, portal: str = "both", **changes: Any) -> dict[str, Any]:
+        """Set ``account.AccountSettings`` switches on ``"shop"``, ``"crm"`` or ``"both"``."""
+        return {p.kind: p.set_account(**changes) for p in self._selected(portal)}
+
     def counters(self) -> dict[str, Any]:
         """``{"shop": {...}, "crm": {...}}`` (see ``Portal.counters``)."""
         return {"shop": self.shop.counters(), "crm": self.crm.counters()}
@@ -195,6 +199,7 @@ class Sandbox:
             portal.resume_events()
             portal.bucket.reset()
             portal.operating.reset()
+            portal.account.reset()
 
     # -- seeding ---------------------------------------------------------------------------------------------
 
