@@ -178,3 +178,49 @@ def test_it_renders_a_stored_report_in_the_readers_language(sb):
         (missing,) = found(doctor_report_latest(), "scope_missing")
         assert "crm" in missing.message
         assert missing.message != "the webhook lacks the crm scope (it has: user)"
+
+
+@pytest.fixture
+def events_to_bxsync(sb, live_server, settings):
+    """The CRM's outgoing webhook pointed at a live bxsync, with the token bxsync expects."""
+    settings.BXSYNC_CRM_APP_TOKEN = sb.crm_token
+    sb.crm.configure_events(handler_url=f"{live_server.url}/api/bitrix/crm/")
+    yield sb
+    sb.crm.configure_events(handler_url="")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_sends_a_test_event_round_trip_and_undoes_the_change(events_to_bxsync):
+    sb = events_to_bxsync
+    deal = sb.crm.create_deal(title="test deal", emit=False)
+
+    result = doctor_run(round_trip=True, deal_id=deal["ID"], timeout=10)
+
+    (trip,) = found(result, "round_trip_ok")
+    assert trip.params["deal"] == deal["ID"]
+    after = sb.crm.get_deal(int(deal["ID"]))
+    assert (after["COMMENTS"], after["CATEGORY_ID"], after["STAGE_ID"]) == ("", "0", deal["STAGE_ID"])
+    assert portal_quirks_get(portal="crm")["pipeline_move_changes_date_modify"] is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_learns_that_a_pipeline_move_leaves_date_modify(events_to_bxsync):
+    sb = events_to_bxsync
+    sb.set_account("crm", move_changes_date_modify=False)
+    deal = sb.crm.create_deal(title="test deal", emit=False)
+
+    result = doctor_run(round_trip=True, deal_id=deal["ID"], timeout=10)
+
+    assert found(result, "move_date_modify_no")[0].level == WARNING
+    assert portal_quirks_get(portal="crm")["pipeline_move_changes_date_modify"] is False
+
+
+def test_it_blocks_when_the_test_event_never_arrives(sb):
+    _order, deal_id = sb.seed(1, orders_without_deal=0, deals_without_order=0)[0]
+
+    result = doctor_run(round_trip=True, deal_id=str(deal_id), timeout=0.5)
+
+    assert "round_trip_lost" in blocking_codes(result)
+    assert sb.crm.get_deal(deal_id)["COMMENTS"] == ""
+    # A linked deal is not moved between pipelines.
+    assert found(result, "quirk_unprobed")[0].params["why"] == "deal_linked"
