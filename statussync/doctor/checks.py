@@ -61,10 +61,10 @@ def webhook_check(visit: Visit, side: str) -> None:
     try:
         result = client.result("scope", {})
     except AuthError as error:
-        visit.add("webhook", side, BLOCKING, "webhook_refused", setting=SETTING[side], error=_said(error))
+        visit.add("webhook", side, BLOCKING, "webhook_refused", setting=SETTING[side], error=said(error))
         return
     except BitrixError as error:
-        visit.add("webhook", side, BLOCKING, "webhook_unreachable", setting=SETTING[side], error=_said(error))
+        visit.add("webhook", side, BLOCKING, "webhook_unreachable", setting=SETTING[side], error=said(error))
         return
     visit.add("webhook", side, OK, "webhook_ok")
     needed = interpret.SCOPE_NEEDED[side]
@@ -87,7 +87,7 @@ def rights_check(visit: Visit, side: str) -> None:
             admin = interpret.is_admin(client.result("user.admin", {}))
             error = "user.admin: false"
         except BitrixError as exc:
-            admin, error = False, _said(exc)
+            admin, error = False, said(exc)
         if admin:
             visit.add("rights", side, OK, "admin_ok")
         else:
@@ -96,7 +96,7 @@ def rights_check(visit: Visit, side: str) -> None:
     try:
         client.call("crm.deal.list", {"select": ["ID"], "order": {"ID": "ASC"}, "start": -1})
     except BitrixError as exc:
-        visit.add("rights", side, BLOCKING, "crm_read_refused", error=_said(exc))
+        visit.add("rights", side, BLOCKING, "crm_read_refused", error=said(exc))
         return
     visit.add("rights", side, OK, "crm_read_ok")
 
@@ -210,7 +210,7 @@ def events_check(visit: Visit, side: str, *, base_url: str = "") -> None:
         )
 
 
-def _said(error: BitrixError) -> str:
+def said(error: BitrixError) -> str:
     """What the portal said, without the webhook URL (the client's errors never carry it)."""
     return f"{error.code or error.http_status or '-'}: {error.description or '-'}"[:200]
 

@@ -17,7 +17,7 @@ from statussync.bitrix import BitrixError, NotFoundError
 from statussync.models import PortalQuirks, Side
 
 from . import interpret
-from .checks import Visit, _said
+from .checks import Visit, said
 from .findings import BLOCKING, NOTE, OK, WARNING
 
 # The stored names (docs/bitrix.md "Undocumented behaviours").
@@ -59,7 +59,7 @@ def shop_quirks_probe(visit: Visit) -> dict[str, Any]:
         client.call("sale.order.list", {"select": ["id"], "order": {"id": "asc"}, "start": -1})
     except BitrixError as error:
         found[START_MINUS_ONE] = False
-        visit.add("quirks", Side.CMS, BLOCKING, "start_minus_one_refused", error=_said(error))
+        visit.add("quirks", Side.CMS, BLOCKING, "start_minus_one_refused", error=said(error))
     else:
         found[START_MINUS_ONE] = True
         visit.add("quirks", Side.CMS, OK, "start_minus_one_ok")
@@ -104,7 +104,7 @@ def _payment_filter_probe(visit: Visit, found: dict[str, Any]) -> None:
         )
     except BitrixError as error:
         found[PAYMENT_ARRAY_FILTER] = "refused"
-        visit.add("quirks", Side.CMS, NOTE, "payment_filter_refused", error=_said(error))
+        visit.add("quirks", Side.CMS, NOTE, "payment_filter_refused", error=said(error))
         return
     if interpret.payment_filter_honoured(rows, order_ids=ids):
         found[PAYMENT_ARRAY_FILTER] = "ok"
@@ -130,7 +130,7 @@ def _datetime_probe(visit: Visit, side: str, method: str, field: str, items_key:
             "datetime_filter_refused",
             method=method,
             example=example,
-            error=_said(error),
+            error=said(error),
         )
         return "refused"
     if rows:

@@ -18,7 +18,7 @@ from statussync import portals
 from statussync.bitrix import BitrixClient, BitrixError
 from statussync.models import InboundEvent, Side
 
-from .checks import Visit, _said, handler_url
+from .checks import Visit, handler_url, said
 from .findings import BLOCKING, NOTE, OK, WARNING
 from .quirks import MOVE_CHANGES_DATE_MODIFY
 
@@ -37,13 +37,13 @@ def round_trip_check(visit: Visit, *, deal_id: str, timeout: float) -> dict[str,
         started = timezone.now()
         client.result("crm.deal.update", _comment(deal_id, before + "\n[bxsync doctor]"))
     except BitrixError as error:
-        visit.add("round_trip", Side.CRM, BLOCKING, "round_trip_failed", deal=deal_id, error=_said(error))
+        visit.add("round_trip", Side.CRM, BLOCKING, "round_trip_failed", deal=deal_id, error=said(error))
         return {}
     arrived = _event_wait(deal_id, since=started, timeout=timeout)
     try:
         client.result("crm.deal.update", _comment(deal_id, before))
     except BitrixError as error:
-        visit.add("round_trip", Side.CRM, BLOCKING, "round_trip_failed", deal=deal_id, error=_said(error))
+        visit.add("round_trip", Side.CRM, BLOCKING, "round_trip_failed", deal=deal_id, error=said(error))
         return {}
     if arrived is None:
         handler = handler_url(Side.CRM)
