@@ -405,7 +405,9 @@ class CrmPortal(Portal):
                 return False
             now = self.clock.now_iso()
             deal.update(self._stage_fields(stage))
-            deal["DATE_MODIFY"] = now
+            # Whether a pipeline move changes DATE_MODIFY is undocumented: a switch (bitrix doctor probes it).
+            if self.account.settings.move_changes_date_modify:
+                deal["DATE_MODIFY"] = now
             deal["MODIFY_BY_ID"] = str(actor)
             deal["MOVED_BY_ID"] = str(actor)
             deal["MOVED_TIME"] = now
@@ -630,6 +632,7 @@ class CrmPortal(Portal):
         self.register("crm.deal.update", self._rest_deal_update)
         self.register("crm.deal.add", self._rest_deal_add)
         self.register("crm.deal.delete", self._rest_deal_delete)
+        self.register("crm.deal.fields", self._rest_deal_fields)
         self.register("crm.status.list", self._rest_status_list)
         self.register("crm.category.list", self._rest_category_list)
         self.register("crm.item.update", self._rest_item_update)
@@ -716,9 +719,46 @@ class CrmPortal(Portal):
             raise self._not_found() from None
         return MethodResult(True)
 
+    def _rest_deal_fields(self, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+        # [api-reference/crm/deals/crm-deal-fields.md] {name: {type, isRequired, isReadOnly, isImmutable,
+        # isMultiple, isDynamic, title}}; user fields add listLabel/formLabel/filterLabel and settings.
+        kinds = {"int": "integer", "datetime": "datetime", "float": "double", "str": "string"}
+        result: dict[str, Any] = {}
+        for name, kind in self._field_types().items():
+            if name == self.order_field:
+                continue
+            result[name] = {
+                "type": "crm_status" if name == "STAGE_ID" else kinds[kind],
+                "isRequired": False,
+                "isReadOnly": name in ("ID", "DATE_CREATE", "DATE_MODIFY", "MOVED_TIME", "STAGE_SEMANTIC_ID"),
+                "isImmutable": name == "CATEGORY_ID",
+                "isMultiple": False,
+                "isDynamic": False,
+                "title": name,
+            }
+        account = self.account.settings
+        if account.order_field_listed:
+            result[self.order_field] = {
+                "type": account.order_field_type,
+                "isRequired": False,
+                "isReadOnly": False,
+                "isImmutable": False,
+                "isMultiple": account.order_field_multiple,
+                "isDynamic": True,
+                "title": self.order_field,
+                "listLabel": "Номер заказа",
+                "formLabel": "Номер заказа",
+                "filterLabel": "Номер заказа",
+                "settings": {"SIZE": 20, "ROWS": 1, "REGEXP": "", "MIN_LENGTH": 0, "MAX_LENGTH": 50},
+            }
+        return MethodResult(result)
+
     def _status_rows(self) -> list[dict[str, Any]]:
         rows = []
+        deleted = set(self.account.settings.deleted_stages)
         for stage in self.stages.values():
+            if stage.status_id in deleted:
+                continue
             rows.append(
                 {
                     "ID": str(stage.row_id),

@@ -148,6 +148,10 @@ class Sandbox:
         for p in self._selected(portal):
             p.set_limits(**limits)
 
+    def set_account(self, portal: str = "both", **changes: Any) -> dict[str, Any]:
+        """Set ``account.AccountSettings`` switches on ``"shop"``, ``"crm"`` or ``"both"``."""
+        return {p.kind: p.set_account(**changes) for p in self._selected(portal)}
+
     def counters(self) -> dict[str, Any]:
         """``{"shop": {...}, "crm": {...}}`` (see ``Portal.counters``)."""
         return {"shop": self.shop.counters(), "crm": self.crm.counters()}
@@ -201,6 +205,7 @@ class Sandbox:
             portal.bucket.reset()
             portal.operating.reset()
             portal.address_restore()
+            portal.account.reset()
 
     # -- seeding ---------------------------------------------------------------------------------------------
 

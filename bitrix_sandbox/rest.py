@@ -202,7 +202,11 @@ class Portal:
         self._server: PortalServer | None = None
         self._control: Any = None
         self.port = config.port
+        from .account import Account  # imports this module
+
+        self.account = Account(self)
         self._register()
+        self.account.register()
 
     # -- wiring ----------------------------------------------------------------------------------------------
 
@@ -402,11 +406,16 @@ class Portal:
             "rate": self.bucket.rate,
             "burst": self.bucket.burst,
             "options": self.options(),
+            "account": self.account.snapshot(),
         }
 
     def options(self) -> dict[str, Any]:
         """Behaviour switches that are not faults."""
         return {"event_on_noop_update": self.config.event_on_noop_update}
+
+    def set_account(self, **changes: Any) -> dict[str, Any]:
+        """Change who the webhook is and how the portal is set up (``account.AccountSettings``)."""
+        return self.account.set(**changes)
 
     def set_options(self, **options: Any) -> dict[str, Any]:
         """Change behaviour switches (``event_on_noop_update``); unknown names raise ValueError."""
@@ -512,6 +521,10 @@ class Portal:
                 time.time(),
                 0.0,
             )
+        try:
+            params = self.account.admit(method, params)
+        except RestError as exc:
+            return _Outcome(exc.status, None, exc.body(), 0.0, None, started, time.time(), 0.0)
         allowed, operating, reset_at = self.operating.status(method)
         if not allowed:
             self.metrics.inc("rest_rejected", "operating_limit")

@@ -35,6 +35,10 @@ Control API (JSON in, JSON out; no auth — the servers bind to 127.0.0.1 only).
 ``POST /_sandbox/events/resume``  ... then deliver them, late, and carry on
 ``GET  /_sandbox/events/log`` recent events with outcome
 ``POST /_sandbox/options``    ``{"event_on_noop_update": bool}``, shop also ``{"status_on_paid": "P"|null}``
+``GET|POST /_sandbox/account``  who the webhook is and how the portal is set up, the switches of
+                              ``account.AccountSettings`` (scopes, admin, plan, deal field, deleted stages,
+                              clock skew, the undocumented points ``bitrix doctor`` probes), e.g.
+                              ``{"scopes": ["crm"], "admin": false, "clock_skew": 120}``
 ``GET  /_sandbox/state``      all deals and timeline comments (CRM) or orders with payments (shop)
 ``GET  /_sandbox/deal/<id>``  (CRM) one deal, ``/_sandbox/comments/<deal id>`` its timeline comments;
                               ``/_sandbox/order/<id>``, ``/_sandbox/payment/<id>`` (shop)
@@ -239,6 +243,8 @@ def control_action(portal: Portal, sandbox: Any, verb: str, action: str, args: d
         return {"paused": False, "pending": portal.events.pending()}
     if action == "options":
         return portal.set_options(**args)
+    if action == "account":
+        return portal.set_account(**args) if verb == "POST" else portal.account.snapshot()
     if action == "state":
         return portal.state()
     if head in ("deal", "comments", "order", "payment") and rest:

@@ -521,7 +521,11 @@ class ShopPortal(Portal):
     def _rest_order_get(self, params: dict[str, Any], ctx: CallContext) -> MethodResult:
         order = self.get_order(self._id(lower_keys(params)))
         if order is None:
-            raise ORDER_GET_NOT_FOUND
+            # Which code a portal gives here is one of the points `bitrix doctor` probes: the page shows
+            # 200540400001 in its example and lists 201240400001 (api-reference/sale/order/sale-order-get.md);
+            # the table's code by default.
+            code = self.account.settings.order_not_found_code
+            raise RestError(ORDER_GET_NOT_FOUND.status, code, ORDER_GET_NOT_FOUND.description)
         return MethodResult({"order": order})
 
     def _rest_order_list(self, params: dict[str, Any], ctx: CallContext) -> MethodResult:

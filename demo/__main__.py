@@ -46,6 +46,7 @@ def run(*, port: int, orders: int, activity: float, shop_port: int, crm_port: in
 
     from bitrix_sandbox import CrmConfig, Sandbox, SandboxConfig, ShopConfig
     from demo.summary import LivePrinter, reconcile_line
+    from statussync.doctor import doctor_run
     from statussync.mapping_store import mapping_import
     from statussync.models import Link, LinkState
     from statussync.reconcile import reconcile_run
@@ -82,6 +83,8 @@ def run(*, port: int, orders: int, activity: float, shop_port: int, crm_port: in
         report = reconcile_run(process_inline=True)
         linked = Link.objects.filter(state=LinkState.ACTIVE).count()
         print(f"  {reconcile_line(report.counts(), linked=linked)}", flush=True)
+        # The same check a user connecting real portals runs first (manage.py bitrix doctor), in one line.
+        print(f"  {doctor_run(base_url=web).summary()}", flush=True)
         sandbox.start_traffic(rate=activity)
         print(
             gettext(

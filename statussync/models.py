@@ -735,3 +735,40 @@ class BulkOperation(models.Model):
     def on_dead_letters(self) -> bool:
         """A replay or discard of failed jobs, rather than an action on links."""
         return self.action in (BulkAction.REPLAY, BulkAction.DISCARD)
+
+
+# --- What `bitrix doctor` found (statussync/doctor/) --------------------------------------------------------
+
+
+class PortalQuirks(models.Model):
+    """The undocumented behaviours doctor probed on one portal, so the sync can adapt: read them through
+    `statussync.doctor.portal_quirks_get` (names and values in docs/bitrix.md "Undocumented behaviours")."""
+
+    portal = models.CharField(_("portal"), max_length=3, choices=Side.choices, unique=True)
+    # quirk name -> what the portal did; a name is absent until probed.
+    values = models.JSONField(_("behaviours"), default=dict, blank=True)
+    probed_at = models.DateTimeField(_("probed"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("portal behaviour")
+        verbose_name_plural = _("portal behaviours")
+
+    def __str__(self) -> str:
+        return self.portal
+
+
+class DoctorReport(models.Model):
+    """A `bitrix doctor` report as codes and parameters (rendered in the reader's language); the dashboard
+    shows the newest."""
+
+    created_at = models.DateTimeField(_("checked"), auto_now_add=True, db_index=True)
+    verdict = models.CharField(_("verdict"), max_length=8)
+    report = models.JSONField(_("report"), default=dict)
+
+    class Meta:
+        verbose_name = _("portal check")
+        verbose_name_plural = _("portal checks")
+        permissions = [("run_doctor", _("Can check the portals again"))]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.verdict}"

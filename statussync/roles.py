@@ -34,11 +34,13 @@ REPLAY_JOB = "statussync.replay_job"
 DISCARD_JOB = "statussync.discard_job"
 REFRESH_CATALOG = "statussync.refresh_catalog"
 VIEW_DASHBOARD = "statussync.view_dashboard"
+# Run `bitrix doctor` again from the dashboard (Support see its report, through the dashboard).
+RUN_DOCTOR = "statussync.run_doctor"
 # The mapping editor: the stock model permissions of the pipeline mapping.
 CHANGE_MAPPING = "statussync.change_pipeline"
 VIEW_MAPPING = "statussync.view_pipeline"
 
-CUSTOM = (RESYNC_LINK, REPAIR_LINK, REPLAY_JOB, DISCARD_JOB, REFRESH_CATALOG, VIEW_DASHBOARD)
+CUSTOM = (RESYNC_LINK, REPAIR_LINK, REPLAY_JOB, DISCARD_JOB, REFRESH_CATALOG, VIEW_DASHBOARD, RUN_DOCTOR)
 
 SYNC_MANAGERS = "Sync managers"
 SUPPORT = "Support"

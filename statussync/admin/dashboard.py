@@ -26,6 +26,7 @@ from statussync.health import health_report
 from statussync.models import AuditEntry, InboundEvent, Link, LinkState, Outcome, Side, Watermark
 
 from .charts import Series, stacked_bars_svg
+from .doctor import doctor_panel
 from .timeline import SIDE_WORDS, duration_text, reason_text
 
 HOURS = 24
@@ -286,5 +287,6 @@ def dashboard_view(request):
         **admin.site.each_context(request),
         "title": gettext("Dashboard"),
         **dashboard_context(now=timezone.now()),
+        "doctor": doctor_panel(user=request.user),
     }
     return TemplateResponse(request, "admin/statussync/dashboard.html", context)

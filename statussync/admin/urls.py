@@ -8,9 +8,11 @@ from django.contrib import admin
 from django.urls import path
 
 from .dashboard import dashboard_view
+from .doctor import doctor_again_view
 from .find import find_view
 
 urlpatterns = [
     path("dashboard/", admin.site.admin_view(dashboard_view), name="bxsync-dashboard"),
+    path("doctor/", admin.site.admin_view(doctor_again_view), name="bxsync-doctor"),
     path("find/", admin.site.admin_view(find_view), name="bxsync-find"),
 ]

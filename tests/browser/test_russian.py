@@ -50,7 +50,7 @@ def english_words(page: Page) -> list[str]:
     """The Latin words people read on the page (header, breadcrumbs, content, filters), except the allowed
     names and codes."""
     text = " ".join(page.locator(selector).inner_text() for selector in ("#header", "#content"))
-    text = re.sub(r"statusmap (import|export)", "", text)  # the command's name
+    text = re.sub(r"statusmap (import|export)|manage\.py bitrix doctor", "", text)  # the commands' names
     return sorted({w for w in _LATIN_WORD.findall(text) if w.lower() not in LATIN_ALLOWED})
 
 
