@@ -101,12 +101,15 @@ def job_request_id(
 _wake_lock = threading.Lock()
 _wake_last: dict[str, float] = {}
 _wake_trailing: dict[str, threading.Timer] = {}
+_wake_sending: set[str] = set()  # queues whose wake-up is on its way from a thread of its own
+_wake_again: set[str] = set()  # ...and which asked for another one meanwhile
 
 
 def queue_wake_soon(*, queue: str) -> None:
     """`queue_wake`, coalesced within this process: the first event wakes the queue at once (a lone payment
     never waits), later ones within BXSYNC_WAKE_COALESCE_SECONDS share one trailing wake-up at the
-    interval's end.
+    interval's end. In the web server (BXSYNC_WAKE_FROM_THREAD) the wake-up leaves from a thread of its own:
+    a webhook whose event is stored answers at once, even while the cache or the broker does not answer.
 
     Best effort like `queue_wake`: the jobs are committed already, workers also poll, and the sweeper wakes
     every queue with due work each minute (a process killed with a trailing wake-up pending loses it)."""
@@ -124,15 +127,56 @@ def queue_wake_soon(*, queue: str) -> None:
                 timer.start()
             return
         _wake_last[queue] = now
+        if settings.BXSYNC_WAKE_FROM_THREAD:
+            _wake_from_thread(queue)
+            return
     if not queue_wake(queue=queue):
         with _wake_lock:  # the next event tries again rather than trust a wake-up that never left
             _wake_last.pop(queue, None)
+
+
+def _wake_from_thread(queue: str) -> None:
+    """Send `queue`'s wake-up from a thread (called holding `_wake_lock`); while one is on its way, however
+    long an unreachable Redis keeps it (redis-py's timeouts), the next waits for it: one thread per queue."""
+    if queue in _wake_sending:
+        _wake_again.add(queue)
+        return
+    _wake_sending.add(queue)
+    threading.Thread(target=_wake_send, args=(queue,), name=f"bxsync-wake-{queue}", daemon=True).start()
+
+
+def _wake_send(queue: str) -> None:
+    try:
+        while True:
+            sent = queue_wake(queue=queue)
+            with _wake_lock:
+                if not sent:
+                    _wake_last.pop(queue, None)  # the next event tries again
+                if queue not in _wake_again:
+                    _wake_sending.discard(queue)
+                    return
+                _wake_again.discard(queue)
+    except BaseException:
+        with _wake_lock:
+            _wake_sending.discard(queue)
+        raise
+    finally:
+        connections.close_all()  # this thread's own connection (the ORM broker, the database cache)
+
+
+def _wake_busy() -> bool:
+    """Whether a wake-up of this process is still on its way (for tests)."""
+    with _wake_lock:
+        return bool(_wake_sending or _wake_trailing)
 
 
 def _queue_wake_trailing(queue: str) -> None:
     with _wake_lock:
         _wake_trailing.pop(queue, None)
         _wake_last[queue] = time.monotonic()
+        if settings.BXSYNC_WAKE_FROM_THREAD:
+            _wake_from_thread(queue)  # one thread per queue, however long the cache keeps it
+            return
     try:
         queue_wake(queue=queue)
     finally:

@@ -107,12 +107,12 @@ class _EventReceiveApi(_JsonApi):
         try:
             receipt = event_receive(side=self.side, payload=request.data, **serializer.validated_data)
         except Exception:
-            metrics.EVENTS_UNSTORED.labels(portal=self.side).inc()
+            metrics.count(metrics.EVENTS_UNSTORED, portal=self.side)
             raise  # the API's exception handler answers 503
         # The label is one of the events bxsync knows: a portal may send any name, and each name would be a
         # time series of its own.
         event = receipt.event if event_kind(side=self.side, event=receipt.event) else "other"
-        metrics.EVENTS_RECEIVED.labels(portal=self.side, event=event, status=receipt.status).inc()
+        metrics.count(metrics.EVENTS_RECEIVED, portal=self.side, event=event, status=receipt.status)
         return Response({"status": receipt.status, "event": receipt.event, "id": receipt.entity_id})
 
 
