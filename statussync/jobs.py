@@ -42,7 +42,15 @@ HOLD_SECONDS = 5.0
 # While the portals' rate-limit bucket is full, a run started now would wait for its slots anyway: the longest
 # wait grows by the time the fuller bucket takes to drain (up to "drain" seconds), so a storm that keeps the
 # portal saturated is read in fewer, fuller runs at the same pace, and the slots kept for payments stay free.
-BATCH_WINDOW_SECONDS = {"default": {"quiet": 0.3, "max": 2.0, "drain": 25.0}, "payments": None}
+# A run of a handful of jobs costs a portal as many requests as a run of a full list command (one list of 50
+# ids per portal, one batch call): such a run waits until its oldest job is "settle" seconds old, so the
+# stragglers of a burst (the echoes of the last writes, a payment's order event) join one run instead of
+# starting one each. Bounded: a lone change waits at most that second.
+BATCH_WINDOW_SECONDS = {
+    "default": {"quiet": 0.3, "max": 2.0, "drain": 25.0, "settle": 1.0},
+    "payments": None,
+}
+HANDFUL_JOBS = 50
 PAYMENT_TAKEOVER_SECONDS = 15.0
 
 
@@ -468,9 +476,10 @@ def _batch_window(*, queue: str) -> None:
             return
         waited = (now - times["oldest"]).total_seconds()
         quiet = (now - times["newest"]).total_seconds()
-        if waited >= longest or quiet >= window["quiet"]:
+        unsettled = window["settle"] - waited if not due[HANDFUL_JOBS - 1 : HANDFUL_JOBS].exists() else 0.0
+        if waited >= longest or (quiet >= window["quiet"] and unsettled <= 0):
             return
-        time.sleep(min(window["quiet"] - quiet, longest - waited, window["quiet"]) + 0.01)
+        time.sleep(min(max(window["quiet"] - quiet, unsettled), longest - waited, window["quiet"]) + 0.01)
 
 
 def _drain_seconds(*, cap: float) -> float:
