@@ -16,7 +16,7 @@ from statussync.bitrix import BitrixClient, BitrixError, client_for
 from statussync.jobs import jobs_fail
 from statussync.models import Job, JobState, Queue, Side
 
-from . import comments, decide, locks, read, record, write
+from . import comments, decide, echoes, locks, read, record, write
 from .items import Item, ItemResult, items_from_jobs
 
 logger = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ def items_sync(*, items: list[Item], dry_run: bool = False, priority: bool = Fal
         read.links_attach(run)  # known links; both sides of one link become one item
         if not dry_run:
             locks.orders_lock(run, run.items)  # by order id: new pairs are held too
+            echoes.echoes_recognise(run)  # the event of our own confirmed write: settled unread
         read.sides_read(run)  # orders, deals and the deals naming each unlinked order
         read.unlinked_deals_read(run)  # deals seen without a link: lock and read their order
         decide.decisions_make(run)
