@@ -25,7 +25,7 @@ from statussync.bitrix import AuthError, BitrixError, TransientError
 from statussync.bitrix.ratelimit import limiter_level
 from statussync.models import AuditEntry, Job, JobKind, JobState, Link, LinkState, Outcome, Queue, Side
 from statussync.reasons import why
-from statussync.upsert import row_upsert
+from statussync.upsert import Upsert, upserts_run
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,18 @@ def job_request(*, kind: str, entity_id: str, origin: str = "event", event: str 
 def job_request_id(
     *, kind: str, entity_id: str, origin: str = "event", event: str = "", wins: str = ""
 ) -> int:
-    """`job_request` in one statement, for the webhook's hot path: returns the pending job's id only.
+    """`job_request` in one statement, for the webhook's hot path: returns the pending job's id only."""
+    upsert = job_upsert(kind=kind, entity_id=entity_id, origin=origin, event=event, wins=wins)
+    job_id = upserts_run([upsert])[0]
+    job_requested(kind=kind)
+    return job_id
+
+
+def job_upsert(
+    *, kind: str, entity_id: str, origin: str = "event", event: str = "", wins: str = ""
+) -> Upsert:
+    """The statement of `job_request_id`, for a caller that sends it with another (`events.event_receive`);
+    the caller then calls `job_requested`.
 
     One INSERT ... ON CONFLICT against the partial unique index of pending jobs, rather than update, select
     and insert with a retry: no race to lose between the update and the insert, and one round trip (the
@@ -73,12 +84,11 @@ def job_request_id(
     the partial index's WHERE (https://www.sqlite.org/lang_upsert.html,
     https://www.postgresql.org/docs/current/sql-insert.html#SQL-ON-CONFLICT).
     """
-    queue = Queue.PAYMENTS if kind == JobKind.PAYMENT else Queue.DEFAULT
     now = timezone.now()
     row = {
         "kind": kind,
         "entity_id": entity_id,
-        "queue": queue,
+        "queue": _queue_of(kind),
         "state": JobState.PENDING,
         "origin": origin,
         "event": event,
@@ -91,7 +101,7 @@ def job_request_id(
         "created_at": now,
         "updated_at": now,
     }
-    job_id = row_upsert(
+    return Upsert(
         model=Job,
         row=row,
         conflict="(kind, entity_id) WHERE state = 'pending'",
@@ -100,10 +110,18 @@ def job_request_id(
         "wins = CASE WHEN excluded.wins = '' THEN {table}.wins ELSE excluded.wins END",
         returning="id",
     )
+
+
+def job_requested(*, kind: str) -> None:
+    """Once a job of `kind` is requested: wake its queue when the transaction commits."""
+    queue = _queue_of(kind)
     # robust: the job is committed by now, so a failing wake-up must not fail the caller (a webhook whose
     # event is stored answers 200 all the same); the sweeper wakes every queue with due work each minute.
     transaction.on_commit(lambda: queue_wake_soon(queue=queue), robust=True)
-    return job_id
+
+
+def _queue_of(kind: str) -> str:
+    return Queue.PAYMENTS if kind == JobKind.PAYMENT else Queue.DEFAULT
 
 
 _wake_lock = threading.Lock()
