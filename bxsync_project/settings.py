@@ -252,6 +252,9 @@ BXSYNC_METRICS_LOOPBACK = env.bool("BXSYNC_METRICS_LOOPBACK", default=False)
 # the interval if events came meanwhile (statussync/jobs.py `queue_wake_soon`). A storm of 1,000 events a
 # second would otherwise cost 1,000 cache writes for wake-ups the cache's flag drops anyway.
 BXSYNC_WAKE_COALESCE_SECONDS = env.float("BXSYNC_WAKE_COALESCE_SECONDS", default=0.25)
+# The web server sends its wake-ups from a thread: a stored event answers 200 at once, even while Redis
+# does not answer (its 5 s timeouts) or SQLite's write lock is taken (the database cache, the ORM broker).
+BXSYNC_WAKE_FROM_THREAD = env("BXSYNC_PROCESS", default="") == "web"
 
 # --- django-q2 (https://django-q2.readthedocs.io/en/master/configure.html) ---
 # The queue only wakes workers: the Job table is the record of pending work, so broker redelivery is not

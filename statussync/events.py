@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
-from statussync.jobs import job_request_id
+from statussync.jobs import job_requested, job_upsert
 from statussync.models import InboundEvent, JobKind, Side
-from statussync.upsert import row_upsert
+from statussync.upsert import Upsert, upserts_atomic, upserts_run
 
 # Which events mean work, and for what. Events carry only an id
 # (https://apidocs.bitrix24.ru/api-reference/crm/deals/events/index.html); ONPAYMENTENTITYSAVED carries a
@@ -64,8 +65,8 @@ def event_receive(
     kind = event_kind(side=side, event=event)
     dedupe_key = f"{side}:{event}:{entity_id}:{ts}:{event_handler_id}"[:200]
 
-    with transaction.atomic():
-        stored = _event_store(
+    upserts = [
+        _event_upsert(
             side=side,
             event=event[:64],
             entity_id=entity_id[:32],
@@ -73,19 +74,25 @@ def event_receive(
             dedupe_key=dedupe_key,
             payload=_without_secrets(payload),
         )
+    ]
+    if kind:
+        upserts.append(job_upsert(kind=kind, entity_id=entity_id, origin="event", event=event))
+    # One statement on PostgreSQL, atomic by itself: one round trip instead of four with BEGIN and COMMIT.
+    with nullcontext() if upserts_atomic() else transaction.atomic():
+        duplicates = upserts_run(upserts)[0]
         if kind:
-            job_request_id(kind=kind, entity_id=entity_id, origin="event", event=event)
-    status = ("stored" if kind else "ignored") if stored else "duplicate"
+            job_requested(kind=kind)
+    status = ("stored" if kind else "ignored") if duplicates == 0 else "duplicate"
     return EventReceipt(status=status, event=event, entity_id=entity_id)
 
 
-def _event_store(
+def _event_upsert(
     *, side: str, event: str, entity_id: str, ts: str, dedupe_key: str, payload: dict[str, Any]
-) -> bool:
-    """Insert the event, or count a duplicate of it, in one statement; True if it is new.
+) -> Upsert:
+    """Insert the event, or count a duplicate of it, in one statement; it returns the duplicates, 0 if new.
 
     INSERT ... ON CONFLICT rather than insert, catch the IntegrityError and update: no savepoint, and one
-    round trip per event (the intake profile in docs/benchmarks.md). A new row has 0 duplicates.
+    round trip per event (the intake profile in docs/benchmarks.md).
     """
     row = {
         "side": side,
@@ -97,14 +104,13 @@ def _event_store(
         "duplicates": 0,
         "payload": payload,
     }
-    duplicates = row_upsert(
+    return Upsert(
         model=InboundEvent,
         row=row,
         conflict="(dedupe_key)",
         update="duplicates = {table}.duplicates + 1",
         returning="duplicates",
     )
-    return duplicates == 0
 
 
 def _without_secrets(payload: dict[str, Any]) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from statussync.models import (
     Side,
 )
 from statussync.reasons import why
-from statussync.upsert import row_upsert
+from statussync.upsert import Upsert, upserts_run
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,15 @@ HOLD_SECONDS = 5.0
 # While the portals' rate-limit bucket is full, a run started now would wait for its slots anyway: the longest
 # wait grows by the time the fuller bucket takes to drain (up to "drain" seconds), so a storm that keeps the
 # portal saturated is read in fewer, fuller runs at the same pace, and the slots kept for payments stay free.
-BATCH_WINDOW_SECONDS = {"default": {"quiet": 0.3, "max": 2.0, "drain": 25.0}, "payments": None}
+# A run of a handful of jobs costs a portal as many requests as a run of a full list command (one list of 50
+# ids per portal, one batch call): such a run waits until its oldest job is "settle" seconds old, so the
+# stragglers of a burst (the echoes of the last writes, a payment's order event) join one run instead of
+# starting one each. Bounded: a lone change waits at most that second.
+BATCH_WINDOW_SECONDS = {
+    "default": {"quiet": 0.3, "max": 2.0, "drain": 25.0, "settle": 1.0},
+    "payments": None,
+}
+HANDFUL_JOBS = 50
 PAYMENT_TAKEOVER_SECONDS = 15.0
 # While jobs wait for a portal that is down, a worker stays and looks this often for the portal's return
 # (`statussync.outage` probes it every few seconds): a released backlog is claimed at once.
@@ -71,7 +79,18 @@ def job_request(*, kind: str, entity_id: str, origin: str = "event", event: str 
 def job_request_id(
     *, kind: str, entity_id: str, origin: str = "event", event: str = "", wins: str = ""
 ) -> int:
-    """`job_request` in one statement, for the webhook's hot path: returns the pending job's id only.
+    """`job_request` in one statement, for the webhook's hot path: returns the pending job's id only."""
+    upsert = job_upsert(kind=kind, entity_id=entity_id, origin=origin, event=event, wins=wins)
+    job_id = upserts_run([upsert])[0]
+    job_requested(kind=kind)
+    return job_id
+
+
+def job_upsert(
+    *, kind: str, entity_id: str, origin: str = "event", event: str = "", wins: str = ""
+) -> Upsert:
+    """The statement of `job_request_id`, for a caller that sends it with another (`events.event_receive`);
+    the caller then calls `job_requested`.
 
     One INSERT ... ON CONFLICT against the partial unique index of pending jobs, rather than update, select
     and insert with a retry: no race to lose between the update and the insert, and one round trip (the
@@ -79,12 +98,11 @@ def job_request_id(
     the partial index's WHERE (https://www.sqlite.org/lang_upsert.html,
     https://www.postgresql.org/docs/current/sql-insert.html#SQL-ON-CONFLICT).
     """
-    queue = Queue.PAYMENTS if kind == JobKind.PAYMENT else Queue.DEFAULT
     now = timezone.now()
     row = {
         "kind": kind,
         "entity_id": entity_id,
-        "queue": queue,
+        "queue": _queue_of(kind),
         "state": JobState.PENDING,
         "origin": origin,
         "event": event,
@@ -97,7 +115,7 @@ def job_request_id(
         "created_at": now,
         "updated_at": now,
     }
-    job_id = row_upsert(
+    return Upsert(
         model=Job,
         row=row,
         conflict="(kind, entity_id) WHERE state = 'pending'",
@@ -106,21 +124,32 @@ def job_request_id(
         "wins = CASE WHEN excluded.wins = '' THEN {table}.wins ELSE excluded.wins END",
         returning="id",
     )
+
+
+def job_requested(*, kind: str) -> None:
+    """Once a job of `kind` is requested: wake its queue when the transaction commits."""
+    queue = _queue_of(kind)
     # robust: the job is committed by now, so a failing wake-up must not fail the caller (a webhook whose
     # event is stored answers 200 all the same); the sweeper wakes every queue with due work each minute.
     transaction.on_commit(lambda: queue_wake_soon(queue=queue), robust=True)
-    return job_id
+
+
+def _queue_of(kind: str) -> str:
+    return Queue.PAYMENTS if kind == JobKind.PAYMENT else Queue.DEFAULT
 
 
 _wake_lock = threading.Lock()
 _wake_last: dict[str, float] = {}
 _wake_trailing: dict[str, threading.Timer] = {}
+_wake_sending: set[str] = set()  # queues whose wake-up is on its way from a thread of its own
+_wake_again: set[str] = set()  # ...and which asked for another one meanwhile
 
 
 def queue_wake_soon(*, queue: str) -> None:
     """`queue_wake`, coalesced within this process: the first event wakes the queue at once (a lone payment
     never waits), later ones within BXSYNC_WAKE_COALESCE_SECONDS share one trailing wake-up at the
-    interval's end.
+    interval's end. In the web server (BXSYNC_WAKE_FROM_THREAD) the wake-up leaves from a thread of its own:
+    a webhook whose event is stored answers at once, even while the cache or the broker does not answer.
 
     Best effort like `queue_wake`: the jobs are committed already, workers also poll, and the sweeper wakes
     every queue with due work each minute (a process killed with a trailing wake-up pending loses it)."""
@@ -138,15 +167,56 @@ def queue_wake_soon(*, queue: str) -> None:
                 timer.start()
             return
         _wake_last[queue] = now
+        if settings.BXSYNC_WAKE_FROM_THREAD:
+            _wake_from_thread(queue)
+            return
     if not queue_wake(queue=queue):
         with _wake_lock:  # the next event tries again rather than trust a wake-up that never left
             _wake_last.pop(queue, None)
+
+
+def _wake_from_thread(queue: str) -> None:
+    """Send `queue`'s wake-up from a thread (called holding `_wake_lock`); while one is on its way, however
+    long an unreachable Redis keeps it (redis-py's timeouts), the next waits for it: one thread per queue."""
+    if queue in _wake_sending:
+        _wake_again.add(queue)
+        return
+    _wake_sending.add(queue)
+    threading.Thread(target=_wake_send, args=(queue,), name=f"bxsync-wake-{queue}", daemon=True).start()
+
+
+def _wake_send(queue: str) -> None:
+    try:
+        while True:
+            sent = queue_wake(queue=queue)
+            with _wake_lock:
+                if not sent:
+                    _wake_last.pop(queue, None)  # the next event tries again
+                if queue not in _wake_again:
+                    _wake_sending.discard(queue)
+                    return
+                _wake_again.discard(queue)
+    except BaseException:
+        with _wake_lock:
+            _wake_sending.discard(queue)
+        raise
+    finally:
+        connections.close_all()  # this thread's own connection (the ORM broker, the database cache)
+
+
+def _wake_busy() -> bool:
+    """Whether a wake-up of this process is still on its way (for tests)."""
+    with _wake_lock:
+        return bool(_wake_sending or _wake_trailing)
 
 
 def _queue_wake_trailing(queue: str) -> None:
     with _wake_lock:
         _wake_trailing.pop(queue, None)
         _wake_last[queue] = time.monotonic()
+        if settings.BXSYNC_WAKE_FROM_THREAD:
+            _wake_from_thread(queue)  # one thread per queue, however long the cache keeps it
+            return
     try:
         queue_wake(queue=queue)
     finally:
@@ -482,9 +552,10 @@ def _batch_window(*, queue: str) -> None:
             return
         waited = (now - times["oldest"]).total_seconds()
         quiet = (now - times["newest"]).total_seconds()
-        if waited >= longest or quiet >= window["quiet"]:
+        unsettled = window["settle"] - waited if not due[HANDFUL_JOBS - 1 : HANDFUL_JOBS].exists() else 0.0
+        if waited >= longest or (quiet >= window["quiet"] and unsettled <= 0):
             return
-        time.sleep(min(window["quiet"] - quiet, longest - waited, window["quiet"]) + 0.01)
+        time.sleep(min(max(window["quiet"] - quiet, unsettled), longest - waited, window["quiet"]) + 0.01)
 
 
 def _drain_seconds(*, cap: float) -> float:

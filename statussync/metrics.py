@@ -14,6 +14,7 @@ Two kinds, on purpose (docs/decisions.md "Metrics: counters per process, gauges 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from datetime import datetime
@@ -30,6 +31,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+
+logger = logging.getLogger(__name__)
 
 EVENTS_RECEIVED = Counter(
     "bxsync_events_received",
@@ -84,6 +87,16 @@ _PROCESS_METRICS = (
     LIMITER_REFUSED,
     PAYMENT_LATENCY,
 )
+
+
+def count(counter: Counter, **labels: str) -> None:
+    """Add one to `counter`; never raises. A count is not worth a request: the webhook counted here is
+    stored already and must get its 200 (a missing PROMETHEUS_MULTIPROC_DIR makes every new label's file
+    fail to open)."""
+    try:
+        (counter.labels(**labels) if labels else counter).inc()
+    except Exception as exc:
+        logger.warning("could not count %s: %s", getattr(counter, "_name", "a metric"), type(exc).__name__)
 
 
 class DatabaseCollector(Collector):

@@ -130,6 +130,12 @@ class Link(models.Model):
     last_write_side = models.CharField(_("last written side"), max_length=3, choices=Side.choices, blank=True)
     last_write_value = models.CharField(_("last written value"), max_length=50, blank=True)
     last_write_at = models.DateTimeField(_("last written"), null=True, blank=True)
+    # The side whose event of bxsync's last write (confirmed by its read-back) has not come yet: the first
+    # single event of that side is taken for it without reading (statussync/sync/echoes.py). Cleared by any
+    # run that reads the link.
+    echo_expected = models.CharField(
+        _("echo expected from"), max_length=3, choices=Side.choices, blank=True, default=""
+    )
     needs_attention = models.BooleanField(_("needs attention"), default=False, db_index=True)
     attention_reason = models.CharField(_("why it needs attention"), max_length=300, blank=True)
     # The same reason as a code with parameters (statussync.reasons), rendered in the reader's language.

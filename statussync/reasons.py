@@ -24,6 +24,9 @@ TEXTS: dict[str, str] = {
     "pipeline_unmapped": gettext_noop("pipeline {pipeline} has no mapping"),
     "first_sight_agree": gettext_noop("first sight: both sides already agree"),
     "echo": gettext_noop("the echo of bxsync's own write"),
+    "echo_known": gettext_noop(
+        "the echo of bxsync's own write ({value}), known from its read-back: not read"
+    ),
     "nothing_changed": gettext_noop("neither side differs from the base"),
     "both_changed_agree": gettext_noop("both sides changed to matching values"),
     "paid_deal_there": gettext_noop("order paid; the deal is already at {stage}"),

@@ -1,34 +1,74 @@
-"""One row inserted or updated in one statement (`INSERT ... ON CONFLICT ... DO UPDATE ... RETURNING`).
+"""Rows inserted or updated in one statement (`INSERT ... ON CONFLICT ... DO UPDATE ... RETURNING`).
 
 The webhook's hot path stores an event and requests a job per request; Django's ORM has no upsert with an
 expression update (`duplicates + 1`) or a partial index as its conflict target, so these two statements are
 written here once (docs/decisions.md "Webhook intake: one upsert per row, coalesced wake-ups"). SQLite 3.24+
 and PostgreSQL both take this syntax (https://www.sqlite.org/lang_upsert.html,
-https://www.postgresql.org/docs/current/sql-insert.html#SQL-ON-CONFLICT).
+https://www.postgresql.org/docs/current/sql-insert.html#SQL-ON-CONFLICT). On PostgreSQL, several of them go
+as one statement, each a data-modifying WITH query
+(https://www.postgresql.org/docs/current/queries-with.html#QUERIES-WITH-MODIFYING): one round trip, and
+atomic without a transaction block around it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, models
 
 
-def row_upsert(
-    *, model: type[models.Model], row: dict[str, Any], conflict: str, update: str, returning: str
-) -> Any:
-    """Insert `row` (field name → value) into `model`'s table or, when it collides on `conflict` (the
-    conflict target, e.g. `(dedupe_key)`), apply `update` (a SET list in which `{table}` names the table);
-    return the `returning` column of the row inserted or updated."""
-    fields = {f.name: f for f in model._meta.concrete_fields}
-    values = [fields[name].get_db_prep_save(value, connection) for name, value in row.items()]
-    table = model._meta.db_table
-    columns = ", ".join(connection.ops.quote_name(fields[name].column) for name in row)
-    # Table and column names come from the model and the callers' constants; every value is a parameter.
-    sql = (
-        f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(row))}) "  # noqa: S608
-        f"ON CONFLICT {conflict} DO UPDATE SET {update.format(table=table)} RETURNING {returning}"
-    )
+@dataclass(frozen=True)
+class Upsert:
+    """Insert `row` (field name → value) into `model`'s table or, when it collides on `conflict` (the conflict
+    target, e.g. `(dedupe_key)`), apply `update` (a SET list in which `{table}` names the table); the
+    `returning` column of the row inserted or updated is its result."""
+
+    model: type[models.Model]
+    row: dict[str, Any]
+    conflict: str
+    update: str
+    returning: str
+
+    def sql(self) -> tuple[str, list[Any]]:
+        """The statement and its parameters."""
+        fields = {f.name: f for f in self.model._meta.concrete_fields}
+        values = [fields[name].get_db_prep_save(value, connection) for name, value in self.row.items()]
+        table = self.model._meta.db_table
+        columns = ", ".join(connection.ops.quote_name(fields[name].column) for name in self.row)
+        # Table and column names come from the model and the callers' constants; every value is a parameter.
+        sql = (
+            f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(self.row))}) "  # noqa: S608
+            f"ON CONFLICT {self.conflict} DO UPDATE SET {self.update.format(table=table)} "
+            f"RETURNING {self.returning}"
+        )
+        return sql, values
+
+
+def upserts_atomic() -> bool:
+    """Whether `upserts_run` is atomic by itself (one statement on PostgreSQL); elsewhere the caller wraps it
+    in a transaction."""
+    return connection.vendor == "postgresql"
+
+
+def upserts_run(upserts: list[Upsert]) -> list[Any]:
+    """Each upsert's `returning` value, in order: on PostgreSQL in one statement, elsewhere one after
+    another."""
     with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        return cursor.fetchone()[0]
+        if len(upserts) > 1 and upserts_atomic():
+            parts, params = [], []
+            for n, upsert in enumerate(upserts):
+                sql, values = upsert.sql()
+                parts.append(f"u{n} AS ({sql})")
+                params += values
+            results = ", ".join(
+                f"(SELECT {u.returning} FROM u{n})"  # noqa: S608 - the callers' constants, as above
+                for n, u in enumerate(upserts)
+            )
+            cursor.execute(f"WITH {', '.join(parts)} SELECT {results}", params)
+            return list(cursor.fetchone())
+        answers = []
+        for upsert in upserts:
+            cursor.execute(*upsert.sql())
+            answers.append(cursor.fetchone()[0])
+        return answers

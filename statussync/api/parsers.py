@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from typing import IO, Any
 
 from django.conf import settings
@@ -29,6 +30,14 @@ MAX_FIELDS = 200
 # JSON body would only make the later steps (validation, storing as JSON) recurse.
 MAX_DEPTH = 32
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# An oversized body is read and thrown away, up to these bounds, before the 413 goes out, as nginx's
+# lingering close does (https://nginx.org/en/docs/http/ngx_http_core_module.html#lingering_close): a server
+# that closes while the sender is still writing resets the connection, and the sender reads the reset, not
+# the 413 the contract promises. Past the bounds (a sender of gigabytes, or a slow one) the reset it is.
+# Bitrix's own bodies are a few hundred bytes: this serves a misconfigured forwarder, or a test of the cap.
+DISCARD_BYTES = 16 * 1024 * 1024
+DISCARD_SECONDS = 5.0
+_DISCARD_CHUNK = 64 * 1024
 
 
 class RequestTooLarge(APIException):
@@ -94,15 +103,36 @@ def _read_capped(stream: IO[bytes] | None, parser_context: Any) -> bytes:
     cap = settings.BXSYNC_MAX_EVENT_BYTES
     request = (parser_context or {}).get("request")
     declared = request.META.get("CONTENT_LENGTH", "") if request is not None else ""
-    # Refuse on the declared length before reading a byte of an oversized body.
+    # Refuse on the declared length without decoding a byte of an oversized body; one too big to read to
+    # its end anyway (past DISCARD_BYTES) is not read at all.
     if isinstance(declared, str) and declared.isdigit() and int(declared) > cap:
+        if int(declared) <= DISCARD_BYTES:
+            _discard(stream)
         raise RequestTooLarge()
     if stream is None:
         return b""
     body = stream.read(cap + 1)
     if len(body) > cap:  # a length header that lied, or none at all
+        _discard(stream)
         raise RequestTooLarge()
     return body
+
+
+def _discard(stream: IO[bytes] | None) -> None:
+    """Read what the sender is still writing and drop it, up to DISCARD_BYTES and DISCARD_SECONDS (the
+    stream ends at the declared length: Django's LimitedStream)."""
+    if stream is None:
+        return
+    deadline = time.monotonic() + DISCARD_SECONDS
+    left = DISCARD_BYTES
+    try:
+        while left > 0 and time.monotonic() < deadline:
+            chunk = stream.read(min(_DISCARD_CHUNK, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+    except OSError:  # the sender gave up: nobody to answer
+        return
 
 
 def _check_shape(payload: dict[str, Any]) -> None:

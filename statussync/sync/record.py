@@ -227,6 +227,8 @@ def _link_save(item: Item, *, took_effect: bool = True, flag: Reason | None = No
             updates.update(
                 last_write_side=decision.write.side, last_write_value=decision.write.value, last_write_at=now
             )
+            if _read_back_shows(item, decision.write.value):
+                updates["echo_expected"] = decision.write.side  # statussync/sync/echoes.py
         if link.base_at is None:
             # The order has its link now: a "several deals name it" problem is settled.
             _problems_settle(
@@ -272,7 +274,17 @@ def _seen(item: Item, *, now: Any) -> dict[str, Any]:
         seen["last_deal_stage"] = stage
     if seen:
         seen["last_read_at"] = now
+        seen["echo_expected"] = ""  # read: the echo of an earlier write is read like any event now
     return seen
+
+
+def _read_back_shows(item: Item, value: str) -> bool:
+    """Whether the write's read-back (same batch call) shows the value written: only then is its echo
+    known."""
+    written = item.written
+    if isinstance(written, OrderState):
+        return written.status == value
+    return isinstance(written, DealState) and written.stage == value
 
 
 # The reasons that make a link problem, and of which kind.

@@ -21,7 +21,7 @@ from statussync.jobs import jobs_fail
 from statussync.leases import heartbeat
 from statussync.models import Job, Queue, Side
 
-from . import comments, decide, locks, read, record, write
+from . import comments, decide, echoes, locks, read, record, write
 from .items import Item, ItemResult, items_from_jobs
 
 logger = logging.getLogger(__name__)
@@ -99,6 +99,7 @@ def _steps(run: SyncRun) -> list[ItemResult]:
         if not dry_run:
             locks.orders_lock(run, run.items)  # by order id: new pairs are held too
             read.links_reread(run)  # the base as it stands under the lock
+            echoes.echoes_recognise(run)  # the event of our own confirmed write: settled unread
         read.sides_read(run)  # orders, deals and the deals naming each unlinked order
         read.unlinked_deals_read(run)  # deals seen without a link: lock and read their order
         decide.decisions_make(run)

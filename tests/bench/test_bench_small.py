@@ -49,7 +49,12 @@ def test_it_measures_payments_a_bulk_edit_and_a_storm_and_reports_them(e2e, tmp_
         assert run["events_delivered"] >= 12 * events_per_deal
         assert run["runs"] >= 1
         assert run["payments"]["n"] == run["payments"]["in_bxsync"]["n"] == 2
-        assert 0 < run["payments"]["in_bxsync"]["p99"] <= run["payments"]["p99"]
+        # The pass with customers paying, costed too: the workload's writes and the payments' own.
+        assert run["with_payments"]["writes"] >= 12 + 2
+        assert run["with_payments"]["http"] > 0
+        # bxsync's own measure ends when the run is recorded, a few ms after the deal's write that the poll
+        # from outside sees: at most that much longer.
+        assert 0 < run["payments"]["in_bxsync"]["p99"] <= run["payments"]["p99"] + 0.1
 
     out = tmp_path / "benchmarks.md"
     out.write_text("# Benchmarks\n\n## Intake\nsomebody else's numbers\n")
@@ -59,4 +64,5 @@ def test_it_measures_payments_a_bulk_edit_and_a_storm_and_reports_them(e2e, tmp_
     assert "somebody else's numbers" in text
     assert text.count(bench.SECTION_START) == 1
     assert "| 12-deal bulk edit: HTTP requests |" in text
+    assert "| 12-deal bulk edit, 2 customers paying meanwhile: HTTP requests |" in text
     assert f"### {e2e.kind} (" in text

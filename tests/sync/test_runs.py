@@ -41,7 +41,7 @@ def age(seconds: float) -> None:
 
 
 def test_it_starts_a_run_at_once_when_the_burst_is_over(db, clock):
-    for n in range(3):
+    for n in range(jobs.HANDFUL_JOBS):
         job_request(kind=JobKind.ORDER, entity_id=str(n))
     age(0.5)
 
@@ -51,11 +51,23 @@ def test_it_starts_a_run_at_once_when_the_burst_is_over(db, clock):
 
 
 def test_it_waits_for_jobs_still_coming_due_but_not_longer_than_the_quiet_time(db, clock):
-    job_request(kind=JobKind.ORDER, entity_id="1")
+    for n in range(jobs.HANDFUL_JOBS):
+        job_request(kind=JobKind.ORDER, entity_id=str(n))
 
     jobs._batch_window(queue="default")
 
     assert 0 < sum(clock) <= jobs.BATCH_WINDOW_SECONDS["default"]["quiet"] + 0.05
+
+
+def test_it_lets_a_handful_of_jobs_wait_a_bounded_moment_for_more(db, clock):
+    for n in range(3):
+        job_request(kind=JobKind.ORDER, entity_id=str(n))
+    age(0.5)  # quiet for longer than the quiet time: a full run would start now
+
+    jobs._batch_window(queue="default")
+
+    settle = jobs.BATCH_WINDOW_SECONDS["default"]["settle"]
+    assert settle - 0.5 - 0.2 <= sum(clock) <= settle - 0.5 + 0.05  # until the oldest is 1 s old
 
 
 def test_it_starts_a_run_once_the_oldest_job_waited_long_enough_in_a_steady_stream(db, clock):

@@ -1,0 +1,63 @@
+"""The WSGI entry point gunicorn serves: webhooks through a lean middleware path, the rest through the whole
+stack (bxsync_project/wsgi.py)."""
+
+from __future__ import annotations
+
+import io
+import sys
+from urllib.parse import urlencode
+
+import pytest
+
+from bxsync_project import wsgi
+from statussync.models import InboundEvent
+from tests.conftest import CRM_TOKEN
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("portals")]
+
+
+def call(method: str, path: str, body: bytes = b"", **headers: str) -> tuple[str, dict[str, str], bytes]:
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "HTTP_HOST": "testserver",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "CONTENT_TYPE": "application/x-www-form-urlencoded",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": sys.stderr,
+        **headers,
+    }
+    answer: dict = {}
+
+    def start_response(status, response_headers, exc_info=None):
+        answer["status"], answer["headers"] = status, dict(response_headers)
+
+    content = b"".join(wsgi.application(environ, start_response))
+    return answer["status"], answer["headers"], content
+
+
+def test_it_stores_a_webhook_through_the_lean_path_with_the_same_answers():
+    body = urlencode(
+        {"event": "ONCRMDEALUPDATE", "data[FIELDS][ID]": "7", "ts": "1", "auth[application_token]": CRM_TOKEN}
+    ).encode()
+
+    status, headers, _ = call("POST", "/api/bitrix/crm/", body, HTTP_ACCEPT_LANGUAGE="ru")
+    forged, _, _ = call("POST", "/api/bitrix/crm/", body.replace(CRM_TOKEN.encode(), b"x" * 32))
+    bad_host, _, _ = call("POST", "/api/bitrix/crm/", body, HTTP_HOST="evil.example")
+
+    assert (status, forged, bad_host) == ("200 OK", "403 Forbidden", "400 Bad Request")
+    assert InboundEvent.objects.count() == 1
+    assert headers["X-Frame-Options"] == "DENY"
+    assert "Content-Language" not in headers  # no locale, session or login middleware on the way
+
+
+def test_it_serves_everything_else_through_the_whole_stack():
+    status, headers, _ = call("GET", "/api/health/live/", HTTP_ACCEPT_LANGUAGE="ru")
+
+    assert status == "200 OK"
+    assert headers["Content-Language"] == "ru"
