@@ -195,6 +195,7 @@ class Sandbox:
             portal.resume_events()
             portal.bucket.reset()
             portal.operating.reset()
+            portal.app.reset()
 
     # -- seeding ---------------------------------------------------------------------------------------------
 
