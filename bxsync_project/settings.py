@@ -196,6 +196,10 @@ BXSYNC_DEAL_ORDER_FIELD = env("BXSYNC_DEAL_ORDER_FIELD", default="UF_CRM_ORDER_I
 
 # --- bxsync: tuning (documented in README "Settings") ---
 BXSYNC_REST_TIMEOUT = env.float("BXSYNC_REST_TIMEOUT", default=20.0)
+# How often the pull process reads the offline queue of a portal connected as an application in pull mode
+# (statussync/intake_pull.py): a payment waits at most this long; one request a second per portal is half
+# of Bitrix's 2 a second, paced by the shared limiter like every other call [docs/bitrix.md "Limits"].
+BXSYNC_PULL_SECONDS = env.float("BXSYNC_PULL_SECONDS", default=1.0)
 # Bitrix cloud leaky bucket: 2 requests/s drain, 50 burst (Enterprise: 5/s, 250).
 BXSYNC_RATE_PER_SECOND = env.float("BXSYNC_RATE_PER_SECOND", default=2.0)
 BXSYNC_RATE_BURST = env.int("BXSYNC_RATE_BURST", default=50)
