@@ -19,7 +19,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from statussync.bitrix import AuthError, BitrixError, RateLimitedError
-from statussync.models import Job, JobState, PortalHealth, Queue, Side
+from statussync.models import ConnectedPortal, ConnectionState, Job, JobState, PortalHealth, Queue, Side
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +169,10 @@ def _queues_report(*, now: datetime) -> dict[str, Any]:
 
 def _portal_report(side: str) -> dict[str, Any]:
     row = PortalHealth.objects.filter(portal=side).first()
-    configured = bool(_rest_url(side)) and bool(_app_token(side))
+    # Webhooks both ways, or connected as an application (statussync.applications).
+    configured = (bool(_rest_url(side)) and bool(_app_token(side))) or ConnectedPortal.objects.filter(
+        portal=side, state=ConnectionState.CONNECTED
+    ).exists()
     failing_since = _failing_since(row)
     auth_failed = bool(row and row.auth_failed)
     return {

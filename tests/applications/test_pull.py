@@ -13,7 +13,7 @@ from statussync.intake_pull import offline_events_pull, pull_round
 from statussync.jobs import job_request
 from statussync.models import AuditEntry, ConnectedPortal, InboundEvent, Job, JobKind, Link
 from tests.applications.support import connect
-from tests.sync.support import linked_pair, run_worker
+from tests.sync.support import linked_pair, pay, run_worker
 
 
 def _crm_events() -> list[tuple[str, str]]:
@@ -142,3 +142,18 @@ def test_it_checks_and_repairs_its_bindings_when_the_pull_process_starts(sb) -> 
     pull_round(checked=set())
 
     assert len(sb.crm.app.info()["bindings"]) == 4
+
+
+def test_it_puts_a_payment_read_from_the_shops_queue_on_the_payments_queue(sb, settings) -> None:
+    connect(sb.crm, "crm")
+    order_id, deal_id = linked_pair(sb)
+    settings.BXSYNC_CMS_REST_URL = ""
+    connect(sb.shop, "cms")
+    payment_id = pay(sb, order_id)
+
+    offline_events_pull(portal="cms")
+
+    assert Job.objects.get(kind=JobKind.PAYMENT).entity_id == payment_id
+    run_worker("payments")
+    assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "PREPAYMENT_INVOICE"  # the paid stage
+    assert sb.shop.app.depth() == sb.crm.app.depth() == 0

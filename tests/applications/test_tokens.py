@@ -13,6 +13,7 @@ from django.db import connection
 
 from statussync.applications import StoredTokens, application_disconnect
 from statussync.bitrix import AuthError, client_for
+from statussync.health import health_report
 from statussync.models import ConnectedPortal, ConnectionState
 from tests.applications.support import connect
 from tests.sync.support import sandbox_use
@@ -148,3 +149,13 @@ def test_it_never_logs_or_prints_the_tokens_or_the_secret(sb, caplog) -> None:
     shown = [caplog.text, repr(row), str(row), repr(client), repr(client.transport.auth), str(failure.value)]
     assert len(secrets) == 4
     assert not [secret for secret in secrets if secret in "\n".join(shown)]
+
+
+def test_it_reports_a_crm_connected_as_an_application_as_configured_and_not_once_disconnected(sb) -> None:
+    assert health_report()["portals"]["crm"]["configured"] is False  # no webhook URL, nothing connected
+    connect(sb.crm, "crm")
+    assert health_report()["portals"]["crm"]["configured"] is True
+
+    application_disconnect(portal="crm", reason="manager disconnected")
+
+    assert health_report()["portals"]["crm"]["ok"] is False
