@@ -202,6 +202,15 @@ class Application:
             "user_id": self.user_id,
         }
 
+    def tokens_issue(self) -> tuple[str, str, int]:
+        """A fresh pair without a grant (what the installation callback carries): access, refresh, expiry."""
+        with self.lock:
+            access, refresh = _token(self._rng), _token(self._rng)
+            expires_at = self.now() + ACCESS_TOKEN_SECONDS
+            self._access[access] = expires_at
+            self._refresh.add(refresh)
+        return access, refresh, int(expires_at)
+
     def token_check(self, access_token: str) -> OAuthError | None:
         """None when ``access_token`` may call REST; else the error to answer."""
         with self.lock:
@@ -455,9 +464,11 @@ class Application:
         return self.info()
 
     def reset(self) -> None:
-        """Forget tokens, bindings and the queue; installed again."""
+        """Forget tokens, bindings, the queue and the settings; installed again."""
         with self.lock:
             self.installed = True
+            self.redirect_uri = ""
+            self.features = {"rest_offline_extended": True}
             self._codes.clear()
             self._access.clear()
             self._refresh.clear()

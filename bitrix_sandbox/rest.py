@@ -437,6 +437,37 @@ class Portal:
         """``/oauth/token/``: a new token pair (raises ``OAuthError``)."""
         return self.app.token(params, f"{self.base_url}/rest/")
 
+    def app_install_post(self, url: str) -> int:
+        """The administrator saves the local application: its installation callback gets the first token
+        pair (settings/app-installation/local-apps/installation-callback.md). Returns the HTTP status."""
+        access, refresh, expires = self.app.tokens_issue()
+        body = {
+            "event": "ONAPPINSTALL",
+            "data": {"VERSION": "1", "LANGUAGE_ID": "ru"},
+            "auth": {
+                "access_token": access,
+                "refresh_token": refresh,
+                "expires": str(expires),
+                "expires_in": "3600",
+                "scope": self.app.kind_scope,
+                "domain": self.events.domain,
+                "server_endpoint": "https://oauth.bitrix.info/rest/",
+                "status": "L",
+                "client_endpoint": f"{self.base_url}/rest/",
+                "member_id": self.app.member_id,
+                "user_id": str(self.app.user_id),
+                "application_token": self.app.application_token,
+            },
+        }
+        answer = requests.post(
+            url,
+            data=http_build_query(body).encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            timeout=self.events.handler_timeout,
+        )
+        answer.close()
+        return answer.status_code
+
     def _app_event_post(self, handler: str, name: str, data: dict[str, Any]) -> None:
         """Post an application's online event (``ONOFFLINEEVENT``, ``ONAPPUNINSTALL``) in the background."""
         body = http_build_query(

@@ -29,7 +29,8 @@ Control API (JSON in, JSON out; no auth — the servers bind to 127.0.0.1 only).
 ``GET  /_sandbox/app``        the local application (``app.Application.info``): client id and secret,
                               bindings, offline queue; ``POST`` ``{"redirect_uri", "features":
                               {"rest_offline_extended": false}, "installed": false}`` (false uninstalls);
-                              ``POST /_sandbox/app/reset`` forgets tokens, bindings and queue
+                              ``POST /_sandbox/app/reset`` forgets tokens, bindings and queue;
+                              ``POST /_sandbox/app/install_callback {"url"}`` posts ONAPPINSTALL there
 ``POST /_sandbox/limits``     ``{"rate", "burst", "operating_limit", "operating_limits": {method: s}}``
 ``POST /_sandbox/events``     ``{"handler_url", "application_token", "subscribed_events", "handler_timeout"}``
 ``POST /_sandbox/events/idle``  ``{"timeout": 10}`` → ``{"idle": bool, "pending": n}``
@@ -239,6 +240,8 @@ def control_action(portal: Portal, sandbox: Any, verb: str, action: str, args: d
         return portal.faults.snapshot()
     if action == "app":
         return portal.app.configure(**args) if verb == "POST" else portal.app.info()
+    if action == "app/install_callback":
+        return {"status": portal.app_install_post(str(args["url"]))}
     if action == "app/reset":
         portal.app.reset()
         return portal.app.info()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.db import transaction
 from django.utils import timezone
@@ -172,6 +173,52 @@ def application_connect_finish(*, state: str, code: str) -> ConnectedPortal:
         _state_set(row, ConnectionState.DISCONNECTED, f"binding events failed: {error}")
         raise
     Job.objects.filter(state=JobState.PENDING).update(not_before=timezone.now())
+    return row
+
+
+class _InstallToken:
+    """The ``TokenSource`` of a token to check: no renewal, no connection to disconnect."""
+
+    def __init__(self, access_token: str) -> None:
+        self._access = access_token
+
+    def __repr__(self) -> str:
+        return "<_InstallToken>"
+
+    def sign(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {**body, "auth": self._access}
+
+    def renew(self, *, stale: dict[str, Any]) -> None:
+        raise AuthError(portal="-", method="oauth/token", code="expired_token")
+
+    def refused(self, error: AuthError) -> None:
+        """Nothing to disconnect: the caller refuses the callback."""
+
+
+def application_install(*, portal: str, auth: Any) -> ConnectedPortal:
+    """The installation callback: the portal posts the first token pair when the administrator saves the
+    local application (settings/app-installation/local-apps/installation-callback.md).
+
+    Anyone can post to a public URL, so the post is believed only for a portal whose keys a manager entered,
+    from that portal's address, with a token that works there. Raises ``PermissionError`` otherwise."""
+    row = ConnectedPortal.objects.filter(portal=portal).first()
+    auth = auth if isinstance(auth, dict) else {}
+    endpoint = urlsplit(str(auth.get("client_endpoint") or ""))
+    if row is None or endpoint.netloc.lower() != urlsplit(row.address).netloc.lower():
+        raise PermissionError("no such portal connection")
+    access, refresh = str(auth.get("access_token") or ""), str(auth.get("refresh_token") or "")
+    probe = BitrixClient(portal=portal, base_url=f"{row.address}/rest/", auth=_InstallToken(access))
+    try:
+        probe.result("event.get")
+    except BitrixError as error:
+        raise PermissionError(f"the token does not work on {portal}: {error.code}") from None
+    row.application_token = str(auth.get("application_token") or "")[:64]
+    pair = TokenPair(access, refresh, f"{row.address}/rest/", str(auth.get("member_id") or ""), 3600)
+    _tokens_keep(row, pair)
+    _state_set(row, ConnectionState.CONNECTED, "")
+    from statussync.intake_pull import application_events_ensure
+
+    application_events_ensure(connection=row)
     return row
 
 

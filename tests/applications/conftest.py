@@ -25,3 +25,13 @@ def sb(sandbox, settings, db):
     settings.BXSYNC_CRM_REST_URL = ""
     mapping_import(data=two_pipelines())
     return sandbox
+
+
+@pytest.fixture
+def receiver():
+    """A local HTTP server recording what a portal posts (tests/sandbox/conftest.py)."""
+    from tests.sandbox.conftest import EventReceiver
+
+    rec = EventReceiver()
+    yield rec
+    rec.stop()
