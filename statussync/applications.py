@@ -130,6 +130,7 @@ def application_connect_start(
     client_secret: str = "",
     intake_mode: str = IntakeMode.PULL,
     oauth_server: str = "",
+    events_url: str = "",
 ) -> str:
     """Keep the application's keys and return the portal's sign-in URL, with a fresh ``state``.
 
@@ -139,6 +140,7 @@ def application_connect_start(
     row.client_id = client_id
     row.client_secret = client_secret or row.client_secret
     row.intake_mode = intake_mode
+    row.events_url = events_url or row.events_url
     row.oauth_server = oauth_server or row.oauth_server or "https://oauth.bitrix.info/"
     row.oauth_state = secrets.token_urlsafe(24)
     row.save()
@@ -220,6 +222,13 @@ def application_install(*, portal: str, auth: Any) -> ConnectedPortal:
 
     application_events_ensure(connection=row)
     return row
+
+
+def application_removed(*, portal: str) -> None:
+    """``ONAPPUNINSTALL`` from the portal (api-reference/common/events/on-app-uninstall.md): disconnected."""
+    row = ConnectedPortal.objects.filter(portal=portal).first()
+    if row is not None:
+        application_lost(connection_id=row.pk, reason="the application was removed from the portal")
 
 
 def application_disconnect(*, portal: str, reason: str) -> None:

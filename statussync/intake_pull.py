@@ -21,7 +21,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from statussync.applications import AUTH_CONNECTOR, application_client, pull_events
-from statussync.bitrix import BitrixClient, BitrixError
+from statussync.bitrix import BitrixClient, BitrixError, PermanentError
 from statussync.events import event_kind, event_receive
 from statussync.health import portal_contact_record
 from statussync.models import ConnectedPortal, ConnectionState, IntakeMode
@@ -54,13 +54,16 @@ def application_events_ensure(*, connection: ConnectedPortal) -> list[str]:
     """
     client = _client(connection)
     listed = client.result("event.get") or []
-    bound = {str(row.get("event", "")).upper() for row in listed if str(row.get("offline", "0")) == "1"}
-    for event in pull_events(portal=connection.portal):
-        if event not in bound:
-            client.result(
-                "event.bind", {"event": event, "event_type": "offline", "auth_connector": AUTH_CONNECTOR}
-            )
-            bound.add(event)
+    if connection.intake_mode == IntakeMode.PUSH:
+        bound = _online_bind(connection, client, listed)
+    else:
+        bound = {str(row.get("event", "")).upper() for row in listed if str(row.get("offline", "0")) == "1"}
+        for event in pull_events(portal=connection.portal):
+            if event not in bound:
+                client.result(
+                    "event.bind", {"event": event, "event_type": "offline", "auth_connector": AUTH_CONNECTOR}
+                )
+                bound.add(event)
     feature = client.result("feature.get", {"CODE": "rest_offline_extended"}) or {}
     connection.offline_extended = str(feature.get("value", "")).upper() == "Y"
     connection.bound_events = sorted(bound)
@@ -68,11 +71,38 @@ def application_events_ensure(*, connection: ConnectedPortal) -> list[str]:
     return connection.bound_events
 
 
+def _online_bind(connection: ConnectedPortal, client: BitrixClient, listed: list[Any]) -> set[str]:
+    """Push mode: online handlers at bxsync's event endpoint, ``ONAPPUNINSTALL`` too. Their events carry the
+    application's token, which the portal gives only to the installation callback: without it every event
+    would be refused, and Bitrix never sends one again."""
+    if not connection.application_token or not connection.events_url:
+        raise PermanentError(
+            portal=connection.portal,
+            method="event.bind",
+            description="push needs bxsync's public address and the application token, which the portal "
+            "sends only to the installation callback: use pull, or set the initial installation path",
+        )
+    handler = _handler(connection)
+    bound = {str(row.get("event", "")).upper() for row in listed if row.get("handler") == handler}
+    for event in [*pull_events(portal=connection.portal), "ONAPPUNINSTALL"]:
+        if event not in bound:
+            client.result("event.bind", {"event": event, "handler": handler})
+            bound.add(event)
+    return bound
+
+
+def _handler(connection: ConnectedPortal) -> str:
+    return f"{connection.events_url.rstrip('/')}/api/bitrix/{connection.portal}/"
+
+
 def application_events_unbind(*, connection: ConnectedPortal) -> None:
-    """Unbind bxsync's offline handlers (on disconnect)."""
+    """Unbind bxsync's handlers (on disconnect)."""
     client = _client(connection)
     for event in connection.bound_events or pull_events(portal=connection.portal):
-        client.result("event.unbind", {"event": event, "event_type": "offline"})
+        if connection.intake_mode == IntakeMode.PUSH:
+            client.result("event.unbind", {"event": event, "handler": _handler(connection)})
+        else:
+            client.result("event.unbind", {"event": event, "event_type": "offline"})
     connection.bound_events = []
     connection.save(update_fields=["bound_events"])
 

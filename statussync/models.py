@@ -478,6 +478,11 @@ class ConnectedPortal(models.Model):
     intake_mode = models.CharField(
         _("intake"), max_length=4, choices=IntakeMode.choices, default=IntakeMode.PULL
     )
+    events_url = models.URLField(
+        _("bxsync's public address"),
+        blank=True,
+        help_text=_("Push only: where the portal posts events, e.g. https://bxsync.example.com"),
+    )
     state = models.CharField(
         _("state"), max_length=12, choices=ConnectionState.choices, default=ConnectionState.NEW
     )

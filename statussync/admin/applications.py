@@ -48,7 +48,15 @@ class ConnectedPortalForm(forms.ModelForm):
     class Meta:
         model = ConnectedPortal
         formfield_callback = _https_by_default
-        fields = ["portal", "address", "client_id", "client_secret", "intake_mode", "oauth_server"]
+        fields = [
+            "portal",
+            "address",
+            "client_id",
+            "client_secret",
+            "intake_mode",
+            "events_url",
+            "oauth_server",
+        ]
 
     def clean_client_secret(self) -> str:
         secret = self.cleaned_data.get("client_secret", "")
@@ -67,7 +75,10 @@ class ConnectedPortalAdmin(admin.ModelAdmin):
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def get_fieldsets(self, request: HttpRequest, obj: ConnectedPortal | None = None) -> Any:
-        keys = (None, {"fields": ["portal", "address", "client_id", "client_secret", "intake_mode"]})
+        keys = (
+            None,
+            {"fields": ["portal", "address", "client_id", "client_secret", "intake_mode", "events_url"]},
+        )
         server = (gettext_lazy("Self-hosted portals"), {"fields": ["oauth_server"], "classes": ["collapse"]})
         if obj is None:
             return [keys, server]
@@ -111,6 +122,7 @@ class ConnectedPortalAdmin(admin.ModelAdmin):
             client_secret=form.cleaned_data.get("client_secret", ""),
             intake_mode=obj.intake_mode,
             oauth_server=obj.oauth_server,
+            events_url=obj.events_url,
         )
         obj.pk = ConnectedPortal.objects.only("pk").get(portal=obj.portal).pk
 

@@ -22,7 +22,7 @@ from statussync.api.authentication import (
     CrmApplicationTokenAuthentication,
 )
 from statussync.api.parsers import BitrixFormParser, BitrixJSONParser
-from statussync.applications import application_install
+from statussync.applications import application_install, application_removed
 from statussync.events import event_kind, event_receive
 from statussync.health import health_live, health_report
 from statussync.models import Side
@@ -112,6 +112,8 @@ class _EventReceiveApi(_JsonApi):
             raise  # the API's exception handler answers 503
         # The label is one of the events bxsync knows: a portal may send any name, and each name would be a
         # time series of its own.
+        if receipt.event == "ONAPPUNINSTALL":  # only an application's token authenticates it
+            application_removed(portal=self.side)
         event = receipt.event if event_kind(side=self.side, event=receipt.event) else "other"
         metrics.EVENTS_RECEIVED.labels(portal=self.side, event=event, status=receipt.status).inc()
         return Response({"status": receipt.status, "event": receipt.event, "id": receipt.entity_id})
