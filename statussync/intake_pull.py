@@ -17,7 +17,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import close_old_connections
 from django.utils import timezone
 
 from statussync.applications import AUTH_CONNECTOR, application_client, pull_events
@@ -153,7 +152,6 @@ def pull_round(*, checked: set[str]) -> bool:
 
     A portal not in ``checked`` first has its bindings checked and repaired (``event.get``): at every start
     of the pull process, since an application update drops them."""
-    close_old_connections()
     more = False
     connected = ConnectedPortal.objects.filter(state=ConnectionState.CONNECTED, intake_mode=IntakeMode.PULL)
     for connection in connected:

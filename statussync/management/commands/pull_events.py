@@ -8,6 +8,7 @@ import threading
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.db import close_old_connections
 
 from statussync.intake_pull import pull_round
 
@@ -27,6 +28,7 @@ class Command(BaseCommand):
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
         while not stop.is_set():
+            close_old_connections()  # a long-running process: drop a connection the database closed
             more = pull_round(checked=checked)
             # A full page: more is waiting, read on at once; else wait the interval (or a stop).
             stop.wait(0 if more else settings.BXSYNC_PULL_SECONDS)
