@@ -14,9 +14,10 @@ from django.db import connection
 from statussync.applications import StoredTokens, application_disconnect
 from statussync.bitrix import AuthError, client_for
 from statussync.health import health_report
-from statussync.models import ConnectedPortal, ConnectionState
+from statussync.jobs import job_request
+from statussync.models import ConnectedPortal, ConnectionState, Job, JobKind, JobState
 from tests.applications.support import connect
-from tests.sync.support import sandbox_use
+from tests.sync.support import before_writes, linked_pair, run_worker, sandbox_use
 
 
 def _refreshes(sb) -> int:
@@ -159,3 +160,18 @@ def test_it_reports_a_crm_connected_as_an_application_as_configured_and_not_once
     application_disconnect(portal="crm", reason="manager disconnected")
 
     assert health_report()["portals"]["crm"]["ok"] is False
+
+
+def test_it_loses_nothing_when_the_token_expires_in_the_middle_of_a_run(sb, monkeypatch) -> None:
+    connect(sb.crm, "crm")
+    order_id, deal_id = linked_pair(sb)
+    sb.shop.set_order_status(int(order_id), "P")
+    job_request(kind=JobKind.ORDER, entity_id=order_id)
+    # Read with the old token; the hour runs out before the writes.
+    before_writes(monkeypatch, lambda: sb.crm.clock.advance(3601))
+
+    run_worker()
+
+    assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "PREPARATION"
+    assert _refreshes(sb) == 1
+    assert not Job.objects.exclude(state=JobState.DONE).exists()
