@@ -22,6 +22,7 @@ import itertools
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -86,6 +87,9 @@ class EventDispatcher:
         self._stopping = False
         self._threads: list[threading.Thread] = []
         self._log: deque[dict[str, Any]] = deque(maxlen=log_size)
+        # Sees every event the portal emits, whatever the outgoing webhook is subscribed to and whatever
+        # the delivery faults: the application's bindings (``app.Application.event_happened``).
+        self.observer: Callable[[str, dict[str, Any]], None] | None = None
 
     # -- configuration ---------------------------------------------------------------------------------------
 
@@ -133,6 +137,9 @@ class EventDispatcher:
         [docs/bitrix.md "Timeline comments"].
         """
         self._counters.inc("events", "emitted", name)
+        # Applications see every event (their own bindings decide); outgoing webhooks only what they may.
+        if self.observer is not None:
+            self.observer(name, {wrap: dict(fields)} if wrap else dict(fields))
         if not self.may_subscribe(name):
             self._counters.inc("events", "application_only", name)
             return

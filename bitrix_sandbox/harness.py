@@ -206,6 +206,7 @@ class Sandbox:
             portal.operating.reset()
             portal.address_restore()
             portal.account.reset()
+            portal.app.reset()
 
     # -- seeding ---------------------------------------------------------------------------------------------
 

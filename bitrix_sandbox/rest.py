@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import queue
 import random
 import re
 import string
@@ -28,8 +29,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from phpquery import parse_bracket_query
+import requests
 
+from phpquery import http_build_query, parse_bracket_query
+
+from .app import Application, OAuthError
 from .events import EventDispatcher
 from .faults import Faults
 from .filters import FilterError
@@ -75,6 +79,8 @@ class CallContext:
 
     user_id: int
     source: str = "rest"
+    #: An application's call (OAuth): its ``auth_connector`` marks the changes it makes.
+    app: bool = False
 
 
 Handler = Callable[[dict[str, Any], CallContext], MethodResult]
@@ -190,6 +196,11 @@ class Portal:
             workers=config.delivery_workers,
             application_only=self.APPLICATION_ONLY_EVENTS,
         )
+        self.app = Application(
+            kind=self.kind, seed=seed, member_id=member_id, clock=self.clock, counters=self.metrics
+        )
+        self.app.on_wake = self._app_event_post
+        self.events.observer = self.app.event_happened
         self._methods: dict[str, Handler] = {}
         # One Bitrix24 serving both roles (see ``serve_also``): the portal whose address and bucket we use,
         # and the portals whose webhooks this one answers, by webhook code.
@@ -207,6 +218,9 @@ class Portal:
         self.account = Account(self)
         self._register()
         self.account.register()
+        self._app_register()
+        self._app_posts: queue.Queue[tuple[str, str]] = queue.Queue()
+        self._app_poster: threading.Thread | None = None
 
     # -- wiring ----------------------------------------------------------------------------------------------
 
@@ -452,6 +466,117 @@ class Portal:
         """Deliver the held events, late, and carry on as usual."""
         self.events.resume()
 
+    # -- the application (OAuth, event.bind, offline events: see ``app``) ----------------------------------
+
+    def _app_register(self) -> None:
+        def app_only(call: Callable[[dict[str, Any]], Any]) -> Handler:
+            def handler(params: dict[str, Any], ctx: CallContext) -> MethodResult:
+                if not ctx.app:
+                    # api-reference/events/event-bind.md: "works only within the context of application
+                    # authorization"; the code and status are the sandbox's (UNCONFIRMED upstream).
+                    raise RestError(
+                        401, "WRONG_AUTH_TYPE", "Current authorization type is denied for this method"
+                    )
+                return MethodResult(call(lower_keys(params)))
+
+            return handler
+
+        known = self.EVENT_NAMES
+        self.register("event.bind", app_only(lambda p: self.app.bind(p, known)))
+        self.register("event.unbind", app_only(self.app.unbind))
+        self.register("event.get", app_only(lambda p: [b.row() for b in self.app.bindings]))
+        self.register("event.offline.get", app_only(self.app.offline_get))
+        self.register("event.offline.clear", app_only(self.app.offline_clear))
+        self.register("event.offline.error", app_only(self.app.offline_error))
+        self.register("event.offline.list", app_only(lambda p: self.app.info()["queue"]))
+        self.register(
+            "feature.get",
+            lambda p, ctx: MethodResult(
+                {"value": "Y" if self.app.features.get(str(lower_keys(p).get("code") or "")) else "N"}
+            ),
+        )
+
+    def oauth_authorize(self, params: dict[str, Any]) -> str:
+        """``/oauth/authorize/``: the redirect target with a fresh code (the administrator is signed in)."""
+        return self.app.authorize(
+            str(params.get("client_id") or ""),
+            str(params.get("state") or ""),
+            str(params.get("redirect_uri") or ""),
+            self.events.domain,
+        )
+
+    def oauth_token(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``/oauth/token/``: a new token pair (raises ``OAuthError``)."""
+        return self.app.token(params, f"{self.base_url}/rest/")
+
+    def app_install_post(self, url: str) -> int:
+        """The administrator saves the local application: its installation callback gets the first token
+        pair (settings/app-installation/local-apps/installation-callback.md). Returns the HTTP status."""
+        access, refresh, expires = self.app.tokens_issue()
+        body = {
+            "event": "ONAPPINSTALL",
+            "data": {"VERSION": "1", "LANGUAGE_ID": "ru"},
+            "auth": {
+                "access_token": access,
+                "refresh_token": refresh,
+                "expires": str(expires),
+                "expires_in": "3600",
+                "scope": self.app.kind_scope,
+                "domain": self.events.domain,
+                "server_endpoint": "https://oauth.bitrix.info/rest/",
+                "status": "L",
+                "client_endpoint": f"{self.base_url}/rest/",
+                "member_id": self.app.member_id,
+                "user_id": str(self.app.user_id),
+                "application_token": self.app.application_token,
+            },
+        }
+        answer = requests.post(
+            url,
+            data=http_build_query(body).encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            timeout=self.events.handler_timeout,
+        )
+        answer.close()
+        return answer.status_code
+
+    def _app_event_post(self, handler: str, name: str, data: dict[str, Any]) -> None:
+        """Post an application's online event (``ONOFFLINEEVENT``, ``ONAPPUNINSTALL``) in the background."""
+        body = http_build_query(
+            {
+                "event": name,
+                "data": data,
+                "ts": str(int(time.time())),
+                "auth": {
+                    "domain": self.events.domain,
+                    "client_endpoint": f"{self.base_url}/rest/",
+                    "server_endpoint": "https://oauth.bitrix.info/rest/",
+                    "member_id": self.app.member_id,
+                    "application_token": self.app.application_token,
+                },
+            }
+        )
+        self._app_posts.put((handler, body))
+        if self._app_poster is None or not self._app_poster.is_alive():
+            self._app_poster = threading.Thread(
+                target=self._app_post_loop, name="sandbox-app-events", daemon=True
+            )
+            self._app_poster.start()
+
+    def _app_post_loop(self) -> None:
+        while True:
+            handler, body = self._app_posts.get()
+            self.metrics.inc("app_events", "sent")
+            try:
+                requests.post(
+                    handler,
+                    data=body.encode(),
+                    headers={"Content-Type": "application/x-www-form-urlencoded"},
+                    timeout=self.events.handler_timeout,
+                ).close()
+            except requests.RequestException:
+                self.metrics.inc("app_events", "failed")
+
     # -- REST entry point ------------------------------------------------------------------------------------
 
     def handle_rest(
@@ -468,6 +593,28 @@ class Portal:
             self.metrics.inc("rest_rejected", "auth")
             # [docs/bitrix.md "Errors"] bad webhook code → 401 NO_AUTH_FOUND
             return 401, {"error": "NO_AUTH_FOUND", "error_description": "Wrong authorization data"}
+        return self._serve(method, params, CallContext(user_id=int(self.config.user_id)))
+
+    def handle_app_rest(
+        self, method: str, params: dict[str, Any], bearer: str = ""
+    ) -> tuple[int, dict[str, Any]]:
+        """Answer one application call ``/rest/<method>`` authorised by ``auth=<access_token>`` or a bearer
+        header (settings/oauth/index.md); returns (HTTP status, JSON body)."""
+        if self.faults.in_outage():
+            self.metrics.inc("rest_rejected", "outage")
+            return 503, {
+                "error": "SERVICE_UNAVAILABLE",
+                "error_description": "Service temporarily unavailable",
+            }
+        params = dict(params)
+        token = str(params.pop("auth", "") or bearer)
+        refused = self.app.token_check(token)
+        if refused is not None:
+            self.metrics.inc("rest_rejected", refused.error)
+            return refused.status, refused.body()
+        return self._serve(method, params, CallContext(user_id=self.app.user_id, app=True))
+
+    def _serve(self, method: str, params: dict[str, Any], ctx: CallContext) -> tuple[int, dict[str, Any]]:
         method = method.lower()
         # [docs/bitrix.md "Limits"] one HTTP request = 1 in the bucket, a batch included.
         if not self.bucket.try_acquire():
@@ -479,7 +626,6 @@ class Portal:
         latency = self.faults.value("latency")
         if latency > 0:
             self._stop.wait(latency)
-        ctx = CallContext(user_id=int(self.config.user_id))
         self.metrics.inc("rest_requests")  # HTTP requests served: a batch is one
         self.metrics.inc("rest_calls", method)
         if method == "batch":
@@ -546,7 +692,11 @@ class Portal:
         error: dict[str, Any] | None = None
         status = 200
         try:
-            result = handler(params, ctx)
+            connector = str(params.get("auth_connector") or "") if ctx.app else ""
+            with self.app.acting(connector):
+                result = handler(params, ctx)
+        except OAuthError as exc:
+            status, error = exc.status, exc.body()
         except RestError as exc:
             status, error = exc.status, exc.body()
         except FilterError as exc:

@@ -26,6 +26,11 @@ Control API (JSON in, JSON out; no auth — the servers bind to 127.0.0.1 only).
                               ``drop_rate``, ``duplicate_rate``, ``reorder_window``, ``event_delay``.
                               E.g. ``{"reply_lost_once": true, "reply_lost_methods": ["crm.deal.update"],
                               "reply_lost_as": "error"}``
+``GET  /_sandbox/app``        the local application (``app.Application.info``): client id and secret,
+                              bindings, offline queue; ``POST`` ``{"redirect_uri", "features":
+                              {"rest_offline_extended": false}, "installed": false}`` (false uninstalls);
+                              ``POST /_sandbox/app/reset`` forgets tokens, bindings and queue;
+                              ``POST /_sandbox/app/install_callback {"url"}`` posts ONAPPINSTALL there
 ``POST /_sandbox/limits``     ``{"rate", "burst", "operating_limit", "operating_limits": {method: s}}``
 ``POST /_sandbox/events``     ``{"handler_url", "application_token", "subscribed_events", "handler_timeout",
                               "subscriber": "webhook"|"application"}`` (a webhook never gets
@@ -79,6 +84,8 @@ if TYPE_CHECKING:
     from .rest import Portal
 
 _REST_PATH = re.compile(r"^/rest/([^/]+)/([^/]+)/([^/?]+?)(?:\.json)?/?$")
+# An application's call: /rest/<method> with auth=<access_token> (settings/oauth/index.md).
+_APP_REST_PATH = re.compile(r"^/rest/([A-Za-z0-9_.]+?)(?:\.json)?/?$")
 MAX_BODY = 10 * 1024 * 1024
 
 
@@ -155,6 +162,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             body = self._read_body()
+            if parts.path.rstrip("/") in ("/oauth/authorize", "/oauth/token"):
+                self._oauth(parts.path.rstrip("/"), parts.query, body)
+                return
             if parts.path.startswith("/_sandbox/"):
                 status, payload = self._control(parts.path[len("/_sandbox/") :].strip("/"), parts.query, body)
             else:
@@ -165,6 +175,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _rest(self, path: str, query: str, body: bytes) -> tuple[int, Any]:
         match = _REST_PATH.match(path)
+        app_match = None if match else _APP_REST_PATH.match(path)
+        if app_match:
+            bearer = (self.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+            return self.server.portal.handle_app_rest(app_match.group(1), self._params(query, body), bearer)
         if not match:
             if path.startswith("/rest/"):
                 # An OAuth-style call without a token.
@@ -173,6 +187,25 @@ class _Handler(BaseHTTPRequestHandler):
         user_id, code, method = match.groups()
         portal = self.server.portal.rest_portal(code)
         return portal.handle_rest(user_id, code, method, self._params(query, body))
+
+    def _oauth(self, path: str, query: str, body: bytes) -> None:
+        from .app import OAuthError
+
+        params = self._params(query, body)
+        portal = self.server.portal
+        try:
+            if path == "/oauth/token":
+                self._send_json(200, portal.oauth_token(params))
+                return
+            target = portal.oauth_authorize(params)
+        except OAuthError as exc:
+            self._send_json(exc.status, exc.body())
+            return
+        # A signed-in administrator goes straight back to the application (settings/oauth/index.md).
+        self.send_response(302)
+        self.send_header("Location", target)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def _control(self, action: str, query: str, body: bytes) -> tuple[int, Any]:
         args = self._params(query, body)
@@ -224,6 +257,13 @@ def control_action(portal: Portal, sandbox: Any, verb: str, action: str, args: d
                 portal.clear_faults()
             return portal.set_faults(**args)
         return portal.faults.snapshot()
+    if action == "app":
+        return portal.app.configure(**args) if verb == "POST" else portal.app.info()
+    if action == "app/install_callback":
+        return {"status": portal.app_install_post(str(args["url"]))}
+    if action == "app/reset":
+        portal.app.reset()
+        return portal.app.info()
     if action == "limits":
         portal.set_limits(**args)
         return {"ok": True}

@@ -205,6 +205,10 @@ BXSYNC_REST_TIMEOUT = env.float("BXSYNC_REST_TIMEOUT", default=20.0)
 # oldest minute leaves the count (statussync/bitrix/operating.py).
 BXSYNC_OPERATING_LIMIT_SECONDS = env.float("BXSYNC_OPERATING_LIMIT_SECONDS", default=480.0)
 BXSYNC_OPERATING_SLOW_DOWN = env.float("BXSYNC_OPERATING_SLOW_DOWN", default=0.9)
+# How often the pull process reads the offline queue of a portal connected as an application in pull mode
+# (statussync/intake_pull.py): a payment waits at most this long; one request a second per portal is half
+# of Bitrix's 2 a second, paced by the shared limiter like every other call [docs/bitrix.md "Limits"].
+BXSYNC_PULL_SECONDS = env.float("BXSYNC_PULL_SECONDS", default=1.0)
 # Bitrix cloud leaky bucket: 2 requests/s drain, 50 burst (Enterprise: 5/s, 250).
 BXSYNC_RATE_PER_SECOND = env.float("BXSYNC_RATE_PER_SECOND", default=2.0)
 BXSYNC_RATE_BURST = env.int("BXSYNC_RATE_BURST", default=50)

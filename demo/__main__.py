@@ -61,14 +61,17 @@ def run(*, port: int, orders: int, activity: float, shop_port: int, crm_port: in
         SandboxConfig(
             seed=secrets.randbelow(10_000),
             shop=ShopConfig(port=shop_port, handler_url=f"{web}/api/bitrix/cms/"),
-            crm=CrmConfig(port=crm_port, handler_url=f"{web}/api/bitrix/crm/"),
+            # No outgoing webhook: the CRM is connected as an application and bxsync pulls its queue.
+            crm=CrmConfig(port=crm_port),
         )
     ).start()
     try:
-        portal_env = sandbox.env()
+        # The CRM as a Bitrix24 application in pull mode (its webhook URL left empty); the shop by webhooks.
+        portal_env = {**sandbox.env(), "BXSYNC_CRM_REST_URL": "", "BXSYNC_CRM_APP_TOKEN": ""}
         # This process links the sample pairs below; the children get the same settings by environment.
         for name, value in portal_env.items():
             setattr(settings, name, value)
+        _crm_connect(sandbox, web)
         mapping_import(data=json.loads(demo_mapping.read_text()))
         pairs = sandbox.seed(orders, emit_events=False)
         password = secrets.token_urlsafe(9)
@@ -86,6 +89,14 @@ def run(*, port: int, orders: int, activity: float, shop_port: int, crm_port: in
         # The same check a user connecting real portals runs first (manage.py bitrix doctor), in one line.
         print(f"  {doctor_run(base_url=web).summary()}", flush=True)
         sandbox.start_traffic(rate=activity)
+        print(
+            gettext(
+                "\nThe CRM is connected as a Bitrix24 application in pull mode: bxsync reads its "
+                "offline-event queue,\nso nothing is lost while bxsync is down. See Connected portals in the "
+                "admin."
+            ),
+            flush=True,
+        )
         print(
             gettext(
                 "\nbxsync demo is running.\n"
@@ -130,6 +141,29 @@ def run(*, port: int, orders: int, activity: float, shop_port: int, crm_port: in
     finally:
         sandbox.stop_traffic()
         sandbox.stop()
+
+
+def _crm_connect(sandbox, web: str) -> None:
+    """Connect the sandbox CRM as an application, as a manager's Connect in the admin would: the sign-in on
+    the portal (its own authorization server here) and back with the code."""
+    from urllib.parse import parse_qs, urlsplit
+
+    import requests
+
+    from statussync.applications import application_connect_finish, application_connect_start
+
+    app = sandbox.crm.app
+    app.configure(redirect_uri=f"{web}/admin/statussync/connectedportal/connect/done/")
+    sign_in = application_connect_start(
+        portal="crm",
+        address=sandbox.crm.base_url,
+        client_id=app.client_id,
+        client_secret=app.client_secret,
+        oauth_server=sandbox.crm.base_url,
+    )
+    back = requests.get(sign_in, allow_redirects=False, timeout=10).headers["Location"]
+    query = {key: values[0] for key, values in parse_qs(urlsplit(back).query).items()}
+    application_connect_finish(state=query["state"], code=query["code"])
 
 
 def _log_to(path: Path) -> None:

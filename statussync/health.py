@@ -21,7 +21,7 @@ from django.utils import timezone
 from statussync.bitrix import AuthError, BitrixError, RateLimitedError
 from statussync.bitrix.moves import moves_seen, origin
 from statussync.jobs import jobs_release_waiting
-from statussync.models import Job, JobState, PortalHealth, Queue, Side
+from statussync.models import ConnectedPortal, ConnectionState, Job, JobState, PortalHealth, Queue, Side
 
 logger = logging.getLogger(__name__)
 
@@ -215,7 +215,10 @@ def _portals_report() -> dict[str, Any]:
 
 def _portal_report(side: str) -> dict[str, Any]:
     row = PortalHealth.objects.filter(portal=side).first()
-    configured = bool(_rest_url(side)) and bool(_app_token(side))
+    # Webhooks both ways, or connected as an application (statussync.applications).
+    configured = (bool(_rest_url(side)) and bool(_app_token(side))) or ConnectedPortal.objects.filter(
+        portal=side, state=ConnectionState.CONNECTED
+    ).exists()
     failing_since = _failing_since(row)
     auth_failed = bool(row and row.auth_failed)
     return {

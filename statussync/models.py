@@ -481,6 +481,70 @@ class PortalHealth(models.Model):
         return self.portal
 
 
+# --- A portal connected as a Bitrix24 application (OAuth 2.0), instead of webhooks --------------------------
+# Written only through `statussync.applications`; the tokens and the client secret never leave the server:
+# the admin shows neither, and `__str__`/`__repr__` name the portal only.
+
+
+class IntakeMode(models.TextChoices):
+    PULL = "pull", _("Pull: bxsync reads the portal's offline-event queue")
+    PUSH = "push", _("Push: the portal posts events to bxsync")
+
+
+class ConnectionState(models.TextChoices):
+    NEW = "new", _("Not connected yet")
+    CONNECTED = "connected", _("Connected")
+    DISCONNECTED = "disconnected", _("Disconnected")
+
+
+class ConnectedPortal(models.Model):
+    """One portal bxsync talks to as a local application: its address, the application's keys, the tokens."""
+
+    portal = models.CharField(_("portal"), max_length=3, choices=Side.choices, unique=True)
+    address = models.URLField(_("portal address"), help_text=_("For example https://example.bitrix24.ru"))
+    client_id = models.CharField(_("client id"), max_length=128)
+    client_secret = models.CharField(_("client secret"), max_length=255)
+    # settings/cloud-and-on-premise/on-premise/index.md: renew at oauth.bitrix.info, cloud and on-premises
+    # alike; an isolated on-premises portal with its own provider gives its own address here.
+    oauth_server = models.URLField(_("authorization server"), default="https://oauth.bitrix.info/")
+    intake_mode = models.CharField(
+        _("intake"), max_length=4, choices=IntakeMode.choices, default=IntakeMode.PULL
+    )
+    events_url = models.URLField(
+        _("bxsync's public address"),
+        blank=True,
+        help_text=_("Push only: where the portal posts events, e.g. https://bxsync.example.com"),
+    )
+    state = models.CharField(
+        _("state"), max_length=12, choices=ConnectionState.choices, default=ConnectionState.NEW
+    )
+    state_reason = models.CharField(_("why"), max_length=300, blank=True)
+    state_changed_at = models.DateTimeField(_("state changed"), null=True, blank=True)
+    access_token = models.CharField(_("access token"), max_length=255, blank=True, editable=False)
+    refresh_token = models.CharField(_("refresh token"), max_length=255, blank=True, editable=False)
+    renewed_at = models.DateTimeField(_("tokens renewed"), null=True, blank=True, editable=False)
+    client_endpoint = models.URLField(_("REST address"), blank=True, editable=False)
+    member_id = models.CharField(_("portal id"), max_length=64, blank=True, editable=False)
+    application_token = models.CharField(_("application token"), max_length=64, blank=True, editable=False)
+    oauth_state = models.CharField(_("sign-in state"), max_length=64, blank=True, editable=False)
+    # The offline batch reserved and not yet cleared (event.offline.get clear=0): read again after a crash.
+    process_id = models.CharField(_("reserved batch"), max_length=64, blank=True, editable=False)
+    offline_extended = models.BooleanField(_("reserve-then-clear available"), null=True, editable=False)
+    bound_events = models.JSONField(_("bound events"), default=list, blank=True, editable=False)
+    queue_depth = models.IntegerField(_("events waiting"), null=True, blank=True, editable=False)
+    last_pull_at = models.DateTimeField(_("last read of the queue"), null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = _("connected portal")
+        verbose_name_plural = _("connected portals")
+
+    def __str__(self) -> str:
+        return str(self.get_portal_display())
+
+    def __repr__(self) -> str:
+        return f"<ConnectedPortal {self.portal} {self.state}>"
+
+
 # --- The catalog of names: what the portals call their statuses, pipelines and stages ---------------------
 # Fetched by `statussync.catalog_refresh.catalog_refresh` (a button in the admin and a schedule); read through
 # the cached helpers of `statussync.catalog` (`status_label`, `stage_label`, `pipeline_label`). A code that

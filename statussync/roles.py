@@ -45,8 +45,9 @@ CUSTOM = (RESYNC_LINK, REPAIR_LINK, REPLAY_JOB, DISCARD_JOB, REFRESH_CATALOG, VI
 SYNC_MANAGERS = "Sync managers"
 SUPPORT = "Support"
 
-# The models a manager edits by hand: the mapping. Everything else is written by bxsync itself.
-_MANAGER_EDITS = ("pipeline", "statusrule", "awaitingpaymentstatus")
+# The models a manager edits by hand: the mapping, and a portal connected as an application. Everything else
+# is written by bxsync itself.
+_MANAGER_EDITS = ("pipeline", "statusrule", "awaitingpaymentstatus", "connectedportal")
 _SUPPORT_EXTRA = (VIEW_DASHBOARD,)
 
 

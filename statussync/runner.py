@@ -40,7 +40,7 @@ def _die_with_parent() -> None:
 
 
 def service_commands(*, host: str, port: int) -> dict[str, tuple[list[str], dict[str, str]]]:
-    """The processes bxsync needs: a production WSGI server and one django-q2 cluster per queue."""
+    """The processes bxsync needs: a production WSGI server, one django-q2 cluster per queue, the puller."""
     python = sys.executable
     manage = str(Path(settings.BASE_DIR) / "manage.py")
     return {
@@ -69,6 +69,8 @@ def service_commands(*, host: str, port: int) -> dict[str, tuple[list[str], dict
         # payments queue: django-q2's broker names its queue after Q_CLUSTER_NAME
         # (https://django-q2.readthedocs.io/en/master/cluster.html#multiple-queues).
         "payments": ([python, manage, "qcluster"], {"Q_CLUSTER_NAME": "payments"}),
+        # Reads the offline-event queues of portals connected as applications in pull mode; idle otherwise.
+        "pull": ([python, manage, "pull_events"], {}),
     }
 
 

@@ -23,6 +23,7 @@ from statussync.api.authentication import (
     CrmApplicationTokenAuthentication,
 )
 from statussync.api.parsers import BitrixFormParser, BitrixJSONParser
+from statussync.applications import application_install, application_removed
 from statussync.events import event_kind, event_receive
 from statussync.health import health_live, health_report
 from statussync.models import Side
@@ -109,6 +110,8 @@ class _EventReceiveApi(_JsonApi):
             raise  # the API's exception handler answers 503
         # The label is one of the events bxsync knows: a portal may send any name, and each name would be a
         # time series of its own.
+        if receipt.event == "ONAPPUNINSTALL":  # only an application's token authenticates it
+            application_removed(portal=self.side)
         event = receipt.event if event_kind(side=self.side, event=receipt.event) else "other"
         metrics.count(metrics.EVENTS_RECEIVED, portal=self.side, event=event, status=receipt.status)
         return Response({"status": receipt.status, "event": receipt.event, "id": receipt.entity_id})
@@ -165,6 +168,27 @@ class CmsEventReceiveApi(_EventReceiveApi):
 class CrmEventReceiveApi(_EventReceiveApi):
     side = Side.CRM
     authentication_classes = [CrmApplicationTokenAuthentication]
+
+
+@extend_schema(exclude=True)  # the portal's own callback, not an endpoint for integrators
+class AppInstallApi(_JsonApi):
+    """The installation callback of a local application: the first token pair, posted by the portal when
+    its administrator saves the application (settings/app-installation/local-apps/installation-callback.md).
+    Believed only for a portal a manager set up, from its address, with a token that works there."""
+
+    http_method_names = ["post"]
+    parser_classes = [BitrixFormParser, BitrixJSONParser]
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    def post(self, request: Request, portal: str) -> Response:
+        if portal not in Side.values:
+            return Response({"status": "refused"}, status=status.HTTP_404_NOT_FOUND)
+        try:
+            application_install(portal=portal, auth=request.data.get("auth"))
+        except PermissionError:
+            return Response({"status": "refused"}, status=status.HTTP_403_FORBIDDEN)
+        return Response({"status": "connected"})
 
 
 class _HealthApi(_JsonApi):

@@ -27,7 +27,7 @@ from .errors import (
 from .operating import LEDGER
 from .paging import ListPaging
 from .ratelimit import RateLimiter, limiter_for
-from .transport import WebhookTransport
+from .transport import TokenSource, WebhookTransport
 
 __all__ = ["BatchResult", "BitrixClient", "client_for", "redact"]
 
@@ -71,9 +71,10 @@ class BitrixClient(ListPaging):
         timeout: float = 20.0,
         limiter: RateLimiter | None = None,
         session: requests.Session | None = None,
+        auth: TokenSource | None = None,
     ) -> None:
         self.transport = WebhookTransport(
-            portal=portal, base_url=base_url, timeout=timeout, limiter=limiter, session=session
+            portal=portal, base_url=base_url, timeout=timeout, limiter=limiter, session=session, auth=auth
         )
         self.portal = self.transport.portal
         self.base_url = self.transport.base_url
@@ -144,7 +145,7 @@ class BitrixClient(ListPaging):
             methods = {key: method for key, (method, _) in chunk}
             # Sub-commands are "method?query" with PHP http_build_query encoding; inside a JSON body they are
             # plain strings, not encoded a second time [docs/bitrix.md "Parameter encoding"].
-            cmd = {key: _command(method, params) for key, (method, params) in chunk}
+            cmd = {key: _command(method, self._marked(params)) for key, (method, params) in chunk}
             payload = self.result("batch", {"halt": 1 if halt else 0, "cmd": cmd})
             if not isinstance(payload, dict):
                 raise PermanentError(
@@ -191,6 +192,12 @@ class BitrixClient(ListPaging):
                 sendable.append((key, (method, params)))
         return sendable
 
+    def _marked(self, params: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        # An application's writes carry its auth_connector, each command of a batch too, so the portal does
+        # not queue them as offline events (api-reference/events/offline-events.md "How to Avoid Cycles").
+        connector = getattr(self.transport.auth, "auth_connector", "")
+        return {**(params or {}), "auth_connector": connector} if connector else params
+
 
 def _command(method: str, params: Mapping[str, Any] | None) -> str:
     query = http_build_query(params or {})
@@ -214,6 +221,12 @@ def client_for(portal: str, *, priority: bool = False) -> BitrixClient:
     portal = setting.split("_")[1].lower()  # a plain str even when given a TextChoices member
     base_url = getattr(settings, setting, "")
     if not base_url:
+        # No webhook: the portal may be connected as an application (statussync.applications).
+        from statussync.applications import application_client
+
+        client = application_client(portal=portal, priority=priority)
+        if client is not None:
+            return client
         raise ImproperlyConfigured(
             f"{setting} is not set: give the inbound webhook URL of the {portal} portal "
             "(https://<host>/rest/<user>/<code>/) in the environment"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from statussync import metrics
 
 from .errors import (
+    AuthError,
     BitrixError,
     OperatingLimitError,
     PermanentError,
@@ -41,8 +42,22 @@ _REDIRECTS = frozenset({301, 302, 307, 308})
 _HEADERS = {"Accept": "application/json", "User-Agent": "bxsync/0.1"}
 
 
+class TokenSource(Protocol):
+    """The credentials of a portal connected as an application (``statussync.applications.StoredTokens``)."""
+
+    def sign(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``body`` with ``auth=<access token>`` (settings/oauth/index.md) and the ``auth_connector``."""
+
+    def renew(self, *, stale: dict[str, Any]) -> None:
+        """Renew the tokens that signed ``stale`` (once, shared with every other process)."""
+
+    def refused(self, error: AuthError) -> None:
+        """The portal refused the token for good (removed application, revoked token)."""
+
+
 class WebhookTransport:
-    """HTTP to one portal's inbound webhook (``https://host/rest/<user>/<code>/``).
+    """HTTP to one portal's inbound webhook (``https://host/rest/<user>/<code>/``), or, given ``auth``, to
+    an application's REST address (``https://host/rest/``) with an OAuth token in the body.
 
     ``calls`` counts HTTP requests (a followed redirect is two). The base URL holds the webhook's secret code,
     so every message built here is redacted.
@@ -56,6 +71,7 @@ class WebhookTransport:
         timeout: float = 20.0,
         limiter: RateLimiter | None = None,
         session: requests.Session | None = None,
+        auth: TokenSource | None = None,
     ) -> None:
         if urlsplit(base_url).scheme not in ("http", "https"):
             raise ValueError(f"the {portal} REST URL must start with https://")  # the URL itself is a secret
@@ -64,6 +80,7 @@ class WebhookTransport:
         self.timeout = timeout
         self.limiter = limiter
         self.session = session if session is not None else requests.Session()
+        self.auth = auth
         self.calls = 0
 
     def envelope(self, method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -75,7 +92,7 @@ class WebhookTransport:
         if method != "batch":  # the outer batch call counts against no method's time
             LEDGER.check(webhook=self.portal, portal=self.portal, method=method)
         try:
-            envelope = self._envelope(method, params)
+            envelope = self._signed_envelope(method, params)
         except OperatingLimitError as exc:
             LEDGER.refused(webhook=self.portal, error=exc)
             raise
@@ -83,8 +100,21 @@ class WebhookTransport:
             LEDGER.observe(webhook=self.portal, method=method, time_block=envelope.get("time"))
         return envelope
 
-    def _envelope(self, method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
-        body = dict(params or {})
+    def _signed_envelope(self, method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        if self.auth is None:
+            return self._envelope(method, dict(params or {}))
+        signed = self.auth.sign(dict(params or {}))
+        try:
+            return self._envelope(method, signed)
+        except AuthError as error:
+            # settings/oauth/auto-renewal.md: on 401 expired_token renew the pair and repeat the call, once.
+            if error.code.lower() != "expired_token":
+                self.auth.refused(error)
+                raise
+        self.auth.renew(stale=signed)
+        return self._envelope(method, self.auth.sign(dict(params or {})))
+
+    def _envelope(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
         url = f"{self.base_url}{method}.json"
         response = self._post(method, url, body)
         if response.status_code not in _REDIRECTS:

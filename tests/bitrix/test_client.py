@@ -789,6 +789,7 @@ def test_it_accepts_a_text_choice_as_portal(settings):
     assert client.portal == "cms"
 
 
+@pytest.mark.django_db  # without a webhook URL it looks for a portal connected as an application
 def test_it_refuses_to_build_a_client_without_a_url(settings):
     settings.BXSYNC_CMS_REST_URL = ""
 

@@ -1,0 +1,37 @@
+"""Fixtures: the sandbox portals, bxsync in-process pointed at them, the CRM without a webhook URL."""
+
+from __future__ import annotations
+
+import pytest
+
+from bitrix_sandbox import Sandbox, SandboxConfig
+from statussync.mapping_store import mapping_import
+from tests.mappings import two_pipelines
+from tests.sync.support import sandbox_use
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    with Sandbox(SandboxConfig(seed=5)) as sb:
+        yield sb
+
+
+@pytest.fixture
+def sb(sandbox, settings, db):
+    """A fresh sandbox; bxsync uses the shop's webhook and no CRM webhook: the CRM is to be connected as an
+    application."""
+    sandbox.reset()
+    sandbox_use(sandbox, settings, rest_timeout=5)
+    settings.BXSYNC_CRM_REST_URL = ""
+    mapping_import(data=two_pipelines())
+    return sandbox
+
+
+@pytest.fixture
+def receiver():
+    """A local HTTP server recording what a portal posts (tests/sandbox/conftest.py)."""
+    from tests.sandbox.conftest import EventReceiver
+
+    rec = EventReceiver()
+    yield rec
+    rec.stop()

@@ -1,0 +1,45 @@
+"""Connect in a real browser: a Sync manager enters the CRM's address and the local application's keys,
+presses Connect, the browser signs in on the (sandbox) portal and comes back connected, with the bound events
+shown. bxsync is never called by the portal. Writes docs/screenshots/connect.png."""
+
+from __future__ import annotations
+
+import pytest
+
+from bitrix_sandbox import Sandbox, SandboxConfig
+from statussync import roles
+from statussync.models import ConnectedPortal, ConnectionState
+from tests.browser.conftest import log_in, screenshot, user_make
+from tests.sync.support import sandbox_use
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def sb(settings):
+    with Sandbox(SandboxConfig(seed=13)) as sandbox:
+        sandbox_use(sandbox, settings)
+        settings.BXSYNC_CRM_REST_URL = ""
+        yield sandbox
+
+
+def test_it_connects_the_crm_through_the_portals_sign_in(page, live_server, sb) -> None:
+    user_make("manager", groups=(roles.SYNC_MANAGERS,))
+    sb.crm.app.configure(redirect_uri=f"{live_server.url}/admin/statussync/connectedportal/connect/done/")
+    log_in(page, live_server, "manager")
+
+    page.goto(f"{live_server.url}/admin/statussync/connectedportal/add/")
+    page.select_option("#id_portal", "crm")
+    page.fill("#id_address", sb.crm.base_url)
+    page.fill("#id_client_id", sb.crm.app.client_id)
+    page.fill("#id_client_secret", sb.crm.app.client_secret)
+    page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+    page.fill("#id_oauth_server", sb.crm.base_url)  # the sandbox is its own authorization server
+    page.click("input[value=Connect]")
+
+    page.wait_for_url(f"{live_server.url}/admin/statussync/connectedportal/")
+    assert "connected as an application" in page.content()
+    assert "ONCRMDEALMOVETOCATEGORY" in page.content()
+    assert ConnectedPortal.objects.get(portal="crm").state == ConnectionState.CONNECTED
+    assert sb.crm.app.client_secret not in page.content()
+    screenshot(page, "connect")
