@@ -103,6 +103,24 @@ class OperatingLedger:
             self._methods.clear()
 
 
+def envelope_metered(
+    ledger: OperatingLedger, *, webhook: str, method: str, send: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """Send one call through ``ledger``: refused at once while its method is held, its ``time`` block counted,
+    a ``429 OPERATION_TIME_LIMIT`` holding the method. The outer ``batch`` call counts against no method's
+    time: each of its commands counts against its own (settings/performance/limits.md)."""
+    if method != "batch":
+        ledger.check(webhook=webhook, portal=webhook, method=method)
+    try:
+        envelope = send()
+    except OperatingLimitError as exc:
+        ledger.refused(webhook=webhook, error=exc)
+        raise
+    if method != "batch":
+        ledger.observe(webhook=webhook, method=method, time_block=envelope.get("time"))
+    return envelope
+
+
 def _number(value: Any) -> float | None:
     try:
         return float(value)

@@ -22,7 +22,6 @@ from statussync import metrics
 from .errors import (
     AuthError,
     BitrixError,
-    OperatingLimitError,
     PermanentError,
     PortalMovedError,
     RateLimitedError,
@@ -31,7 +30,7 @@ from .errors import (
     redact,
 )
 from .moves import move_confirmed, move_record, move_trusted, origin
-from .operating import LEDGER
+from .operating import LEDGER, envelope_metered
 from .ratelimit import RateLimiter
 
 log = logging.getLogger("statussync.bitrix")
@@ -89,16 +88,9 @@ class WebhookTransport:
         Raises a ``BitrixError`` subclass on any failure (see ``errors``). A method held by its operating-time
         limit fails at once, sending nothing (see ``operating``).
         """
-        if method != "batch":  # the outer batch call counts against no method's time
-            LEDGER.check(webhook=self.portal, portal=self.portal, method=method)
-        try:
-            envelope = self._signed_envelope(method, params)
-        except OperatingLimitError as exc:
-            LEDGER.refused(webhook=self.portal, error=exc)
-            raise
-        if method != "batch":
-            LEDGER.observe(webhook=self.portal, method=method, time_block=envelope.get("time"))
-        return envelope
+        return envelope_metered(
+            LEDGER, webhook=self.portal, method=method, send=lambda: self._signed_envelope(method, params)
+        )
 
     def _signed_envelope(self, method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
         if self.auth is None:
