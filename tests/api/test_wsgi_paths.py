@@ -8,10 +8,14 @@ import sys
 from urllib.parse import urlencode
 
 import pytest
+from django.test import override_settings
 
-from bxsync_project import wsgi
 from statussync.models import InboundEvent
 from tests.conftest import CRM_TOKEN
+
+# The web server refuses a published SECRET_KEY (bxsync_project/secret_key.py); the tests' fallback is one.
+with override_settings(SECRET_KEY="wsgi-paths-test-" + "k" * 40):
+    from bxsync_project import wsgi
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("portals")]
 
