@@ -125,6 +125,16 @@ def _operating_time_forgotten():
 
 
 @pytest.fixture(autouse=True)
+def _language_reset():
+    """Django's LocaleMiddleware activates the reader's language in the thread and never deactivates it, so a
+    test that fetched a page in Russian would leave the next test's messages in Russian."""
+    yield
+    translation = sys.modules.get("django.utils.translation")
+    if translation is not None:
+        translation.deactivate()
+
+
+@pytest.fixture(autouse=True)
 def _catalog_names_forgotten():
     """The catalog's names are cached in memory between requests; a test's rolled-back rows must not leak
     into the next test's labels. (Only once the app has loaded it: the sandbox's tests never load the app.)"""

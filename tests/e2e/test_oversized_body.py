@@ -29,7 +29,7 @@ def gunicorn(tmp_path_factory) -> Iterator[str]:
     env = {
         **os.environ,
         **own_env,
-        "SECRET_KEY": "oversized-body-test",
+        "SECRET_KEY": "oversized-body-test-not-for-production-0123456789",
         "ALLOWED_HOSTS": "127.0.0.1",
         "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
         "REDIS_URL": "",
