@@ -1,4 +1,4 @@
-"""One env-driven settings file. Every knob is an environment variable (or a line in `.env`), see README."""
+"""One env-driven settings file: every knob is an environment variable (docs/configuration.md)."""
 
 from datetime import timedelta
 from pathlib import Path
@@ -194,7 +194,7 @@ BXSYNC_CRM_REST_URL = env("BXSYNC_CRM_REST_URL", default="")
 BXSYNC_CRM_APP_TOKEN = env("BXSYNC_CRM_APP_TOKEN", default="")
 BXSYNC_DEAL_ORDER_FIELD = env("BXSYNC_DEAL_ORDER_FIELD", default="UF_CRM_ORDER_ID")
 
-# --- bxsync: tuning (documented in README "Settings") ---
+# --- bxsync: tuning (documented in docs/configuration.md) ---
 BXSYNC_REST_TIMEOUT = env.float("BXSYNC_REST_TIMEOUT", default=20.0)
 # Bitrix cloud leaky bucket: 2 requests/s drain, 50 burst (Enterprise: 5/s, 250).
 BXSYNC_RATE_PER_SECOND = env.float("BXSYNC_RATE_PER_SECOND", default=2.0)
