@@ -111,7 +111,7 @@ def _crm_stages_read() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     categories = list(
         crm.list_all("crm.category.list", {"entityTypeId": DEAL_ENTITY_TYPE_ID}, items_key="categories")
     )
-    pipelines = [
+    pipelines: list[dict[str, Any]] = [
         {"pipeline_id": _int(c.get("id")), "name": str(c.get("name") or ""), "sort": _int(c.get("sort"))}
         for c in categories
     ]

@@ -496,6 +496,8 @@ def _claim(
     direction: str,
 ) -> bool:
     """Record the rule's source → target in `direction`; False (and a problem) if the source already maps."""
+    source: Status | Stage
+    target: Status | Stage
     if direction == "to_crm":
         field_name, source, target = "order_status", Status(rule.order_status), Stage(rule.deal_stage)
     else:
@@ -505,6 +507,7 @@ def _claim(
         return True
     other_index, other = seen[source.code]
     other_target = Stage(other.deal_stage) if direction == "to_crm" else Status(other.order_status)
+    params: dict[str, Any]
     if other_target == target:
         code = "status_repeated" if direction == "to_crm" else "stage_repeated"
         params = {"other_direction": other.direction}
@@ -701,7 +704,7 @@ def mapping_diff(*, before: dict[str, Any], after: dict[str, Any]) -> list[DiffL
         lines += [DiffLine("rule_added", pid, rule=r) for r in added]
         for key in ("paid_stage", "conflict_policy"):
             if o.get(key, "") != n.get(key, ""):
-                lines.append(DiffLine(key, pid, old=o.get(key, ""), new=n.get(key, "")))  # type: ignore[arg-type]
+                lines.append(DiffLine(key, pid, old=o.get(key, ""), new=n.get(key, "")))
     o_wait, n_wait = before.get("awaiting_payment_statuses", []), after.get("awaiting_payment_statuses", [])
     lines += [DiffLine("awaiting_removed", new=s) for s in o_wait if s not in n_wait]
     lines += [DiffLine("awaiting_added", new=s) for s in n_wait if s not in o_wait]

@@ -82,7 +82,8 @@ def reconcile_run(
     report = ReconcileReport(since={})
     for feed in _FEEDS:
         mark = _window_open(feed.side, dry_run=dry_run)
-        report.since[feed.side] = mark.window_since  # type: ignore[assignment]
+        if mark.window_since is not None:  # _window_open always opens one
+            report.since[feed.side] = mark.window_since
         client = client_for(feed.side)
         pages = _pages(client, feed, mark)
         for page in pages:

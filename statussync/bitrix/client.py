@@ -138,14 +138,16 @@ class BitrixClient(ListPaging):
             out.totals.update({k: int(v) for k, v in _by_key(payload.get("result_total")).items()})
             out.nexts.update({k: int(v) for k, v in _by_key(payload.get("result_next")).items()})
             chunk_errors = _by_key(payload.get("result_error"))
-            for key, error in chunk_errors.items():
-                error = error if isinstance(error, dict) else {"error": "", "error_description": str(error)}
+            for key, answer in chunk_errors.items():
+                problem = (
+                    answer if isinstance(answer, dict) else {"error": "", "error_description": str(answer)}
+                )
                 out.errors[key] = classify_error(
                     portal=self.portal,
                     method=methods.get(key, "batch"),
                     http_status=None,
-                    code=error.get("error"),
-                    description=redact(str(error.get("error_description") or ""), self.base_url),
+                    code=problem.get("error"),
+                    description=redact(str(problem.get("error_description") or ""), self.base_url),
                 )
             if halt and chunk_errors:
                 break

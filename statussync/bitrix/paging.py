@@ -93,8 +93,9 @@ class ListPaging:
         if isinstance(result, list) and (items_key is None or not result):
             return result  # an empty PHP array is [] even where a dict is documented
         if isinstance(result, dict):
-            if items_key is not None and isinstance(result.get(items_key), list):
-                return result[items_key]
+            items = result.get(items_key) if items_key is not None else None
+            if isinstance(items, list):
+                return items
             lists = [value for value in result.values() if isinstance(value, list)]
             if items_key is None and len(lists) == 1:
                 return lists[0]

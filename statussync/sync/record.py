@@ -95,7 +95,8 @@ def item_record(run: SyncRun, item: Item) -> ItemResult:
     took_effect = _write_took_effect(item)
     if not took_effect:
         outcome = Outcome.FAILED
-        pipeline = item.written.pipeline  # type: ignore[union-attr]
+        # Only a deal read back elsewhere fails the check (_write_took_effect).
+        pipeline = item.written.pipeline if isinstance(item.written, DealState) else None
         reason = why("write_no_effect", then=reason, pipeline=pipeline)
     try:
         with transaction.atomic():
@@ -148,7 +149,9 @@ def _link_save(item: Item, *, took_effect: bool = True) -> Link | None:
             Link.objects.filter(id=link.id).update(**seen)
         return link
     if not took_effect:
-        Link.objects.filter(id=link.id).update(**_NO_INTENT, **seen, updated_at=now)  # type: ignore[union-attr]
+        # A write is sent only on a link (its intent is stored there first), so one is here.
+        if link is not None:
+            Link.objects.filter(id=link.id).update(**_NO_INTENT, **seen, updated_at=now)
         return link
     if decision.close:
         if link is not None:
