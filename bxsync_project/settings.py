@@ -24,6 +24,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # naturaltime ("5 minutes ago") for the admin, with its translations.
+    "django.contrib.humanize",
     "rest_framework",
     "drf_spectacular",
     "django_q",
