@@ -48,8 +48,9 @@ class BatchResult:
     nexts: dict[str, int] = field(default_factory=dict)
 
 
-class BitrixClient(ListPaging):
-    """REST client for one portal's inbound webhook: single calls and ``batch`` (list paging: ``ListPaging``).
+class BitrixClient:
+    """REST client for one portal's inbound webhook: single calls and ``batch``; whole lists through
+    ``paging`` (``ListPaging``).
 
     The HTTP itself (pacing, redirects, the envelope, redaction) is ``WebhookTransport``'s.
     """
@@ -70,6 +71,7 @@ class BitrixClient(ListPaging):
         self.base_url = self.transport.base_url
         self.timeout = timeout
         self.limiter = limiter
+        self.paging = ListPaging(call=self.call, portal=self.portal)
 
     @property
     def calls(self) -> int:

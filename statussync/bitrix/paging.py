@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .errors import PermanentError
@@ -11,14 +11,16 @@ from .errors import PermanentError
 LIST_PAGE_SIZE = 50
 
 
+# One REST call's envelope: `BitrixClient.call`.
+Call = Callable[[str, Mapping[str, Any] | None], dict[str, Any]]
+
+
 class ListPaging:
-    """List paging for ``BitrixClient``: built on its ``call`` and named after its ``portal``."""
+    """Read whole list methods of one portal through its client's ``call`` (``BitrixClient.paging``)."""
 
-    portal: str
-
-    def call(self, method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """One REST call's envelope: `BitrixClient.call`."""
-        raise NotImplementedError
+    def __init__(self, *, call: Call, portal: str) -> None:
+        self.call = call
+        self.portal = portal
 
     def list_all(
         self,
