@@ -366,7 +366,7 @@ def mapping_parse(*, data: Any) -> ParsedMapping:
     if not problems.object(data, "(top level)", _TOP_KEYS, required=("pipelines",)):
         raise MappingError(problems.items)
 
-    awaiting = _parse_awaiting(problems, data.get("awaiting_payment_statuses", []))
+    awaiting = _awaiting_parse(problems, data.get("awaiting_payment_statuses", []))
     pipelines: list[ParsedPipeline] = []
     raw_pipelines = data.get("pipelines", [])
     if not isinstance(raw_pipelines, list):
@@ -374,7 +374,7 @@ def mapping_parse(*, data: Any) -> ParsedMapping:
         raw_pipelines = []
     first_seen: dict[int, int] = {}
     for index, raw in enumerate(raw_pipelines):
-        parsed = _parse_pipeline(problems, raw, f"pipelines[{index}]")
+        parsed = _pipeline_parse(problems, raw, f"pipelines[{index}]")
         # Checked on the raw id, so a duplicate is reported even when the pipeline has other problems too.
         pipeline_id = raw.get("pipeline") if isinstance(raw, dict) else None
         if type(pipeline_id) is int and pipeline_id in first_seen:
@@ -395,7 +395,7 @@ def mapping_parse(*, data: Any) -> ParsedMapping:
     return ParsedMapping(awaiting_payment_statuses=tuple(awaiting), pipelines=tuple(pipelines))
 
 
-def _parse_awaiting(problems: _Problems, raw: Any) -> list[str]:
+def _awaiting_parse(problems: _Problems, raw: Any) -> list[str]:
     if not isinstance(raw, list):
         problems.add("awaiting_payment_statuses", "not_list", type=_type_name(raw))
         return []
@@ -412,7 +412,7 @@ def _parse_awaiting(problems: _Problems, raw: Any) -> list[str]:
     return list(seen)
 
 
-def _parse_pipeline(problems: _Problems, raw: Any, path: str) -> ParsedPipeline | None:
+def _pipeline_parse(problems: _Problems, raw: Any, path: str) -> ParsedPipeline | None:
     """The pipeline, or None when it has a problem (already recorded)."""
     before = len(problems.items)
     if not problems.object(raw, path, _PIPELINE_KEYS, required=("pipeline", "rules")):
@@ -433,7 +433,7 @@ def _parse_pipeline(problems: _Problems, raw: Any, path: str) -> ParsedPipeline 
         raw_rules = []
     indexed: list[tuple[int, ParsedRule]] = []
     for index, raw_rule in enumerate(raw_rules):
-        rule = _parse_rule(problems, raw_rule, f"{path}.rules[{index}]")
+        rule = _rule_parse(problems, raw_rule, f"{path}.rules[{index}]")
         if rule is not None:
             indexed.append((index, rule))
     rules = _rules_check(problems, indexed, path)
@@ -445,7 +445,7 @@ def _parse_pipeline(problems: _Problems, raw: Any, path: str) -> ParsedPipeline 
     )
 
 
-def _parse_rule(problems: _Problems, raw: Any, path: str) -> ParsedRule | None:
+def _rule_parse(problems: _Problems, raw: Any, path: str) -> ParsedRule | None:
     before = len(problems.items)
     if not problems.object(raw, path, _RULE_KEYS, required=("order_status", "deal_stage")):
         return None
