@@ -176,7 +176,7 @@ def client_for(portal: str, *, priority: bool = False) -> BitrixClient:
     if setting is None:
         raise ValueError(f"unknown portal {portal!r}; expected one of {sorted(_PORTAL_SETTINGS)}")
     portal = setting.split("_")[1].lower()  # a plain str even when given a TextChoices member
-    base_url = getattr(settings, setting, "")
+    base_url = getattr(settings, setting)
     if not base_url:
         raise ImproperlyConfigured(
             f"{setting} is not set: give the inbound webhook URL of the {portal} portal "
@@ -185,6 +185,6 @@ def client_for(portal: str, *, priority: bool = False) -> BitrixClient:
     return BitrixClient(
         portal=portal,
         base_url=base_url,
-        timeout=float(getattr(settings, "BXSYNC_REST_TIMEOUT", 20.0)),
+        timeout=settings.BXSYNC_REST_TIMEOUT,
         limiter=limiter_for(portal, priority=priority),
     )

@@ -16,7 +16,7 @@ import redis
 import requests
 import responses
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection, models
+from django.db import models
 from responses import matchers
 
 from statussync.bitrix import (
@@ -36,6 +36,7 @@ from statussync.bitrix import (
     parse_bracket_query,
     redact,
 )
+from statussync.models import RateBucket
 
 # --- single calls --------------------------------------------------------------------------------------
 
@@ -721,9 +722,7 @@ def test_it_paces_real_requests_through_the_database_bucket(settings, rsps, body
 
     client_for("cms").call("sale.order.get", {"id": 1})
 
-    with connection.cursor() as cursor:
-        cursor.execute('SELECT tat FROM bxsync_rate_bucket WHERE "key" = %s', ["cms"])
-        assert cursor.fetchone()[0] > 0
+    assert RateBucket.objects.get(key="cms").tat > 0
 
 
 def test_it_accepts_a_text_choice_as_portal(settings):
