@@ -75,6 +75,13 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class DirectionRef:
+    """A rule's direction inside a problem's parameters: the file's code, or its name on a form."""
+
+    code: str
+
+
+@dataclass(frozen=True)
 class RuleRef:
     """Another rule of the same pipeline, by its index in the pipeline's `rules`."""
 
@@ -205,6 +212,13 @@ class Problem:
                 return status(value.code)
             if isinstance(value, Stage):
                 return stage(value.code)
+            if isinstance(value, DirectionRef):
+                # A file says to_cms; a form shows the direction as its dropdown names it.
+                return (
+                    _("“%(direction)s”") % {"direction": Direction(value.code).label}
+                    if for_form
+                    else value.code
+                )
             if isinstance(value, RuleRef):
                 if rule_name is not None:
                     return rule_name(value.index)
@@ -510,7 +524,7 @@ def _claim(
     params: dict[str, Any]
     if other_target == target:
         code = "status_repeated" if direction == "to_crm" else "stage_repeated"
-        params = {"other_direction": other.direction}
+        params = {"other_direction": DirectionRef(other.direction)}
     else:
         code = "status_two_stages" if direction == "to_crm" else "stage_two_statuses"
         params = {"other": other_target}
@@ -519,7 +533,7 @@ def _claim(
         code,
         source=source,
         target=target,
-        direction=direction,
+        direction=DirectionRef(direction),
         rule=RuleRef(other_index),
         **params,
     )

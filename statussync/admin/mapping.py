@@ -456,16 +456,18 @@ class PipelineSaving:
             return self._confirmation(request, needed, obj=obj)
 
     def _form_context(self, request: HttpRequest, object_id: str | None) -> dict[str, Any]:
-        if object_id is None:
-            return {}
-        obj = self.get_object(request, unquote(object_id))
-        if obj is None:
-            return {}
-        found = self._problems_for(obj.pipeline_id)
-        return {
-            "mapping_warnings": [problem_text(p) for p in found],
+        # The add page offers the names too (the statuses, the CRM's pipelines): it says when they were read.
+        context: dict[str, Any] = {
             "can_refresh_catalog": roles.user_can(request.user, roles.REFRESH_CATALOG),
             "catalog_refreshed_at": catalog_refreshed_at(),
+        }
+        obj = self.get_object(request, unquote(object_id)) if object_id is not None else None
+        if obj is None:
+            return context
+        found = self._problems_for(obj.pipeline_id)
+        return {
+            **context,
+            "mapping_warnings": [problem_text(p) for p in found],
             "catalog_known": catalog.catalog_knows_pipeline(obj.pipeline_id),
         }
 
