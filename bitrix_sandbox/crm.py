@@ -218,9 +218,9 @@ class CrmPortal(Portal):
         )
 
     def _field_types(self) -> FieldTypes:
-        types: FieldTypes = {name: "str" for name in STANDARD_FIELDS}
-        types.update({name: "int" for name in _INT_FIELDS})
-        types.update({name: "datetime" for name in _DATE_FIELDS})
+        types: FieldTypes = dict.fromkeys(STANDARD_FIELDS, "str")
+        types.update(dict.fromkeys(_INT_FIELDS, "int"))
+        types.update(dict.fromkeys(_DATE_FIELDS, "datetime"))
         types["OPPORTUNITY"] = "float"
         types[self.order_field] = "str"
         return types

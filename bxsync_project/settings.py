@@ -1,4 +1,4 @@
-"""One env-driven settings file. Every knob is an environment variable (or a line in `.env`), see README."""
+"""One env-driven settings file: every knob is an environment variable (docs/configuration.md)."""
 
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +26,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # naturaltime ("5 minutes ago") for the admin, with its translations.
+    "django.contrib.humanize",
     "rest_framework",
     "drf_spectacular",
     "django_q",
@@ -196,7 +198,7 @@ BXSYNC_CRM_REST_URL = env("BXSYNC_CRM_REST_URL", default="")
 BXSYNC_CRM_APP_TOKEN = env("BXSYNC_CRM_APP_TOKEN", default="")
 BXSYNC_DEAL_ORDER_FIELD = env("BXSYNC_DEAL_ORDER_FIELD", default="UF_CRM_ORDER_ID")
 
-# --- bxsync: tuning (documented in README "Settings") ---
+# --- bxsync: tuning (documented in docs/configuration.md) ---
 # Bitrix cloud cuts a request off after 60 s (settings/performance/limits.md): a longer timeout waits for
 # nothing (statussync/checks.py says so); a shorter one keeps a write round within its lease.
 BXSYNC_REST_TIMEOUT = env.float("BXSYNC_REST_TIMEOUT", default=20.0)

@@ -202,7 +202,8 @@ def status_name(code: str) -> str | None:
     if row is None or not row.names:
         return None
     lang = (get_language() or "en").split("-")[0]
-    return row.names.get(lang) or row.names.get("en") or next(iter(row.names.values()))
+    names: dict[str, str] = row.names
+    return names.get(lang) or names.get("en") or next(iter(names.values()))
 
 
 def status_label(code: str) -> str:

@@ -88,9 +88,9 @@ def catalog_refresh() -> CatalogRefreshReport:
 def _shop_statuses_read() -> list[dict[str, Any]]:
     shop = client_for(Side.CMS)
     # Type O: order statuses; D are delivery statuses, which orders never take [docs/bitrix.md "The shop"].
-    rows = list(shop.list_all("sale.status.list", {"filter": {"type": "O"}}, items_key="statuses"))
+    rows = list(shop.paging.list_all("sale.status.list", {"filter": {"type": "O"}}, items_key="statuses"))
     names: dict[str, dict[str, str]] = {}
-    for lang in shop.list_all("sale.statusLang.list", {}, items_key="statusLangs"):
+    for lang in shop.paging.list_all("sale.statusLang.list", {}, items_key="statusLangs"):
         code, lid, name = str(lang.get("statusId") or ""), str(lang.get("lid") or ""), lang.get("name")
         if code and lid and name:
             names.setdefault(code, {})[lid] = str(name)
@@ -109,9 +109,11 @@ def _shop_statuses_read() -> list[dict[str, Any]]:
 def _crm_stages_read() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     crm = client_for(Side.CRM)
     categories = list(
-        crm.list_all("crm.category.list", {"entityTypeId": DEAL_ENTITY_TYPE_ID}, items_key="categories")
+        crm.paging.list_all(
+            "crm.category.list", {"entityTypeId": DEAL_ENTITY_TYPE_ID}, items_key="categories"
+        )
     )
-    pipelines = [
+    pipelines: list[dict[str, Any]] = [
         {"pipeline_id": _int(c.get("id")), "name": str(c.get("name") or ""), "sort": _int(c.get("sort"))}
         for c in categories
     ]

@@ -24,6 +24,15 @@ SideName = Literal["cms", "crm"]
 Origin = Literal["cms", "payment", "crm"] | None
 
 
+def side_name(stored: str) -> SideName:
+    """Return the engine's name of a side stored in the database (the models' `Side` values are the same)."""
+    if stored == "cms":
+        return "cms"
+    if stored == "crm":
+        return "crm"
+    raise ValueError(f"not a side: {stored!r}")
+
+
 @dataclass(frozen=True)
 class OrderState:
     """An order as the shop reports it now."""

@@ -109,11 +109,11 @@ class Remap:
             if pm is None:
                 continue
             for status in sorted(self.statuses[pid]):
-                if stage := pm.to_crm.get(status):
-                    parts.append(Q(pipeline_id=pid, base_order_status=status) & ~Q(base_deal_stage=stage))
+                if new_stage := pm.to_crm.get(status):
+                    parts.append(Q(pipeline_id=pid, base_order_status=status) & ~Q(base_deal_stage=new_stage))
             for stage in sorted(self.stages[pid]):
-                if status := pm.to_cms.get(stage):
-                    parts.append(Q(pipeline_id=pid, base_deal_stage=stage) & ~Q(base_order_status=status))
+                if new_status := pm.to_cms.get(stage):
+                    parts.append(Q(pipeline_id=pid, base_deal_stage=stage) & ~Q(base_order_status=new_status))
         return _any(parts)
 
     def of(self, link: Link) -> LinkRemap:
@@ -171,7 +171,7 @@ def mapping_impact(
     affected = _links(affected_q).count()
     moving_q = remap.moving()
     moving = _links(moving_q).count() if moving_q is not None and affected else 0
-    rows = list(_links(moving_q).order_by("-id")[:sample]) if moving else []
+    rows = list(_links(moving_q).order_by("-id")[:sample]) if moving_q is not None and moving else []
     if len(rows) < sample and affected > len(rows):
         rows += list(
             _links(affected_q).exclude(id__in=[r.id for r in rows]).order_by("-id")[: sample - len(rows)]

@@ -32,14 +32,14 @@ from statussync.models import (
 from statussync.reasons import Reason, why
 
 # The side that wins each forced decision, and what the job and the audit call the request.
-_WINS = {BulkAction.RESYNC: "", BulkAction.TAKE_SHOP: Side.CMS, BulkAction.TAKE_CRM: Side.CRM}
-_EVENTS = {
+_WINS: dict[str, str] = {BulkAction.RESYNC: "", BulkAction.TAKE_SHOP: Side.CMS, BulkAction.TAKE_CRM: Side.CRM}
+_EVENTS: dict[str, str] = {
     BulkAction.RESYNC: "admin resync",
     BulkAction.TAKE_SHOP: "admin take shop",
     BulkAction.TAKE_CRM: "admin take crm",
     BulkAction.REDISCOVER: "admin rediscover",
 }
-_REASONS = {
+_REASONS: dict[str, str] = {
     BulkAction.RESYNC: "admin_resync",
     BulkAction.TAKE_SHOP: "admin_take_shop",
     BulkAction.TAKE_CRM: "admin_take_crm",

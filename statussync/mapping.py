@@ -75,6 +75,13 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class DirectionRef:
+    """A rule's direction inside a problem's parameters: the file's code, or its name on a form."""
+
+    code: str
+
+
+@dataclass(frozen=True)
 class RuleRef:
     """Another rule of the same pipeline, by its index in the pipeline's `rules`."""
 
@@ -205,6 +212,13 @@ class Problem:
                 return status(value.code)
             if isinstance(value, Stage):
                 return stage(value.code)
+            if isinstance(value, DirectionRef):
+                # A file says to_cms; a form shows the direction as its dropdown names it.
+                return (
+                    _("“%(direction)s”") % {"direction": Direction(value.code).label}
+                    if for_form
+                    else value.code
+                )
             if isinstance(value, RuleRef):
                 if rule_name is not None:
                     return rule_name(value.index)
@@ -366,7 +380,7 @@ def mapping_parse(*, data: Any) -> ParsedMapping:
     if not problems.object(data, "(top level)", _TOP_KEYS, required=("pipelines",)):
         raise MappingError(problems.items)
 
-    awaiting = _parse_awaiting(problems, data.get("awaiting_payment_statuses", []))
+    awaiting = _awaiting_parse(problems, data.get("awaiting_payment_statuses", []))
     pipelines: list[ParsedPipeline] = []
     raw_pipelines = data.get("pipelines", [])
     if not isinstance(raw_pipelines, list):
@@ -374,7 +388,7 @@ def mapping_parse(*, data: Any) -> ParsedMapping:
         raw_pipelines = []
     first_seen: dict[int, int] = {}
     for index, raw in enumerate(raw_pipelines):
-        parsed = _parse_pipeline(problems, raw, f"pipelines[{index}]")
+        parsed = _pipeline_parse(problems, raw, f"pipelines[{index}]")
         # Checked on the raw id, so a duplicate is reported even when the pipeline has other problems too.
         pipeline_id = raw.get("pipeline") if isinstance(raw, dict) else None
         if type(pipeline_id) is int and pipeline_id in first_seen:
@@ -395,7 +409,7 @@ def mapping_parse(*, data: Any) -> ParsedMapping:
     return ParsedMapping(awaiting_payment_statuses=tuple(awaiting), pipelines=tuple(pipelines))
 
 
-def _parse_awaiting(problems: _Problems, raw: Any) -> list[str]:
+def _awaiting_parse(problems: _Problems, raw: Any) -> list[str]:
     if not isinstance(raw, list):
         problems.add("awaiting_payment_statuses", "not_list", type=_type_name(raw))
         return []
@@ -412,7 +426,7 @@ def _parse_awaiting(problems: _Problems, raw: Any) -> list[str]:
     return list(seen)
 
 
-def _parse_pipeline(problems: _Problems, raw: Any, path: str) -> ParsedPipeline | None:
+def _pipeline_parse(problems: _Problems, raw: Any, path: str) -> ParsedPipeline | None:
     """The pipeline, or None when it has a problem (already recorded)."""
     before = len(problems.items)
     if not problems.object(raw, path, _PIPELINE_KEYS, required=("pipeline", "rules")):
@@ -433,7 +447,7 @@ def _parse_pipeline(problems: _Problems, raw: Any, path: str) -> ParsedPipeline 
         raw_rules = []
     indexed: list[tuple[int, ParsedRule]] = []
     for index, raw_rule in enumerate(raw_rules):
-        rule = _parse_rule(problems, raw_rule, f"{path}.rules[{index}]")
+        rule = _rule_parse(problems, raw_rule, f"{path}.rules[{index}]")
         if rule is not None:
             indexed.append((index, rule))
     rules = _rules_check(problems, indexed, path)
@@ -445,7 +459,7 @@ def _parse_pipeline(problems: _Problems, raw: Any, path: str) -> ParsedPipeline 
     )
 
 
-def _parse_rule(problems: _Problems, raw: Any, path: str) -> ParsedRule | None:
+def _rule_parse(problems: _Problems, raw: Any, path: str) -> ParsedRule | None:
     before = len(problems.items)
     if not problems.object(raw, path, _RULE_KEYS, required=("order_status", "deal_stage")):
         return None
@@ -496,6 +510,8 @@ def _claim(
     direction: str,
 ) -> bool:
     """Record the rule's source → target in `direction`; False (and a problem) if the source already maps."""
+    source: Status | Stage
+    target: Status | Stage
     if direction == "to_crm":
         field_name, source, target = "order_status", Status(rule.order_status), Stage(rule.deal_stage)
     else:
@@ -505,9 +521,10 @@ def _claim(
         return True
     other_index, other = seen[source.code]
     other_target = Stage(other.deal_stage) if direction == "to_crm" else Status(other.order_status)
+    params: dict[str, Any]
     if other_target == target:
         code = "status_repeated" if direction == "to_crm" else "stage_repeated"
-        params = {"other_direction": other.direction}
+        params = {"other_direction": DirectionRef(other.direction)}
     else:
         code = "status_two_stages" if direction == "to_crm" else "stage_two_statuses"
         params = {"other": other_target}
@@ -516,7 +533,7 @@ def _claim(
         code,
         source=source,
         target=target,
-        direction=direction,
+        direction=DirectionRef(direction),
         rule=RuleRef(other_index),
         **params,
     )
@@ -701,7 +718,7 @@ def mapping_diff(*, before: dict[str, Any], after: dict[str, Any]) -> list[DiffL
         lines += [DiffLine("rule_added", pid, rule=r) for r in added]
         for key in ("paid_stage", "conflict_policy"):
             if o.get(key, "") != n.get(key, ""):
-                lines.append(DiffLine(key, pid, old=o.get(key, ""), new=n.get(key, "")))  # type: ignore[arg-type]
+                lines.append(DiffLine(key, pid, old=o.get(key, ""), new=n.get(key, "")))
     o_wait, n_wait = before.get("awaiting_payment_statuses", []), after.get("awaiting_payment_statuses", [])
     lines += [DiffLine("awaiting_removed", new=s) for s in o_wait if s not in n_wait]
     lines += [DiffLine("awaiting_added", new=s) for s in n_wait if s not in o_wait]

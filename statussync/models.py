@@ -545,6 +545,20 @@ class ConnectedPortal(models.Model):
         return f"<ConnectedPortal {self.portal} {self.state}>"
 
 
+class RateBucket(models.Model):
+    """The client-side rate limiter's bucket of one portal, shared by every process through the database
+    when there is no Redis: its GCRA "theoretical arrival time" (`statussync.bitrix.ratelimit`).
+
+    Written only through `ratelimit.DatabaseBucketStore`, one short transaction per request to Bitrix.
+    """
+
+    key = models.CharField(max_length=255, primary_key=True)
+    tat = models.FloatField()  # seconds since the epoch (time.time()) when the bucket is empty again
+
+    def __str__(self) -> str:
+        return self.key
+
+
 # --- The catalog of names: what the portals call their statuses, pipelines and stages ---------------------
 # Fetched by `statussync.catalog_refresh.catalog_refresh` (a button in the admin and a schedule); read through
 # the cached helpers of `statussync.catalog` (`status_label`, `stage_label`, `pipeline_label`). A code that

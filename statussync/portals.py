@@ -92,7 +92,7 @@ def deals_naming_orders(order_ids: list[str]) -> ListRead:
     (docs/contract.md), `{"<field>": order_id}`; several with `@` (IN) [docs/bitrix.md "Lists"]."""
     ids = _chunk_check(order_ids)
     field = deal_order_field()
-    condition = {field: ids[0]} if len(ids) == 1 else {f"@{field}": ids}
+    condition: dict[str, str | list[str]] = {field: ids[0]} if len(ids) == 1 else {f"@{field}": ids}
     return ListRead(
         "crm.deal.list", {"filter": condition, "select": deal_select(), "order": {"ID": "ASC"}}, id_field="ID"
     )

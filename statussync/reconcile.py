@@ -140,7 +140,7 @@ def _pages(client: BitrixClient, feed: _Feed, mark: Watermark) -> Iterator[list[
         "select": [feed.id_field] if feed.side == Side.CMS else [feed.id_field, portals.deal_order_field()],
         "order": feed.order,
     }
-    return client.pages_by_id(
+    return client.paging.pages_by_id(
         feed.method, params, id_field=feed.id_field, after=mark.window_after_id, items_key=feed.items_key
     )
 

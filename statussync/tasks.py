@@ -57,9 +57,9 @@ def audit_purge() -> int:
 
 def catalog_refresh() -> dict[str, object]:
     """Hourly: read the names of the shop's statuses and the CRM's pipelines and stages."""
-    from statussync.catalog_refresh import catalog_refresh as refresh
+    import statussync.catalog_refresh  # the service is named like this task: imported by its module
 
-    report = refresh()
+    report = statussync.catalog_refresh.catalog_refresh()
     return {"statuses": report.statuses, "stages": report.stages, "errors": report.errors}
 
 

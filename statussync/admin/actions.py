@@ -70,7 +70,7 @@ class ActionPermissionMixin:
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None):
         if request.method == "POST":
-            allowed = self.get_actions(request)  # type: ignore[attr-defined]
+            allowed = self.get_actions(request)
             names = request.POST.getlist("action")
             try:
                 index = int(request.POST.get("index", 0))
@@ -79,4 +79,4 @@ class ActionPermissionMixin:
             name = names[index] if 0 <= index < len(names) else (names[0] if names else "")
             if (name and name not in allowed) or (not name and not allowed):
                 raise PermissionDenied
-        return super().changelist_view(request, extra_context)  # type: ignore[misc]
+        return super().changelist_view(request, extra_context)

@@ -9,11 +9,8 @@ alone and links to it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
@@ -27,7 +24,6 @@ from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
-from django.utils.timesince import timesince
 from django.utils.translation import gettext, ngettext, ngettext_lazy
 from django.utils.translation import gettext_lazy as _
 
@@ -51,95 +47,8 @@ from statussync.models import (
 
 from .actions import SAMPLE_SIZE, ActionPermissionMixin, action_confirmed, confirmation_page
 from .base import ReadOnlyAdmin
+from .labels import ago, deal_html, order_html, order_page_url, portal_anchor, wrappable
 from .timeline import LinkTimelineMixin, reason_text
-
-# --- Names of statuses and stages ---------------------------------------------------------------------------
-# Every page of this module names a status or a stage through these two functions only: "name (code)" from
-# the catalog of names (statussync.catalog), a code the portal dropped said to be missing.
-
-
-def status_label(code: str) -> str:
-    """How an order status is shown."""
-    return catalog.status_label(code) if code else code
-
-
-def stage_label(code: str, pipeline: int | None = None) -> str:
-    """How a deal stage of `pipeline` is shown."""
-    return catalog.stage_label(code) if code else code
-
-
-def wrappable(code: str) -> str:
-    """A code that may break after its underscores (PREPAYMENT_INVOICE), not in the middle of a word."""
-    parts = code.split("_")
-    return format_html_join(mark_safe("_<wbr>"), "{}", ((part,) for part in parts))
-
-
-def ago(moment) -> str:
-    """ "just now", or "5 minutes ago", in the reader's language."""
-    if timezone.now() - moment < timedelta(minutes=1):
-        return gettext("just now")
-    return gettext("%(time)s ago") % {"time": timesince(moment)}
-
-
-# --- The order and the deal in their portals ----------------------------------------------------------------
-# Built from the portal's scheme and host only: the inbound-webhook URL's path holds its secret code, which
-# must never reach a page. Page paths:
-# - a deal card in Bitrix24: /crm/deal/details/<id>/ (the CRM's own links use it, e.g. its mobile app's
-#   `redirectUrl: /crm/deal/details/${entityId}/`);
-# - an order in the shop's admin (module sale): /bitrix/admin/sale_order_view.php?ID=<id>, where the sale
-#   module's own order editor sends a user who may only view (`LocalRedirect("/bitrix/admin/
-#   sale_order_view.php?ID=".$ID."&lang=".LANGUAGE_ID)`); without `lang` the admin uses its default language.
-
-
-def portal_root(rest_url: str) -> str:
-    """`scheme://host[:port]` of a portal's REST URL, without credentials or path; "" when unset."""
-    parts = urlsplit(rest_url or "")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return ""
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}"
-
-
-def order_page_url(order_id: str) -> str:
-    """The order's page in the shop's admin, or "" when the shop is not configured."""
-    root = portal_root(settings.BXSYNC_CMS_REST_URL)
-    return f"{root}/bitrix/admin/sale_order_view.php?ID={order_id}" if root and order_id else ""
-
-
-def deal_page_url(deal_id: str) -> str:
-    """The deal's card in the CRM, or "" when the CRM is not configured."""
-    root = portal_root(settings.BXSYNC_CRM_REST_URL)
-    return f"{root}/crm/deal/details/{deal_id}/" if root and deal_id else ""
-
-
-def _portal_anchor(url: str, text: str, title: str) -> str:
-    if not url:
-        return ""
-    return format_html(
-        ' <a class="bxsync-portal" href="{}" target="_blank" rel="noopener noreferrer" title="{}">'
-        "{}&nbsp;↗</a>",
-        url,
-        title,
-        text,
-    )
-
-
-def order_html(order_id: str) -> str:
-    """An order id with a link to its page in the shop."""
-    return format_html(
-        "{}{}",
-        order_id,
-        _portal_anchor(order_page_url(order_id), gettext("shop"), gettext("Open in the shop")),
-    )
-
-
-def deal_html(deal_id: str) -> str:
-    """A deal id with a link to its card in the CRM."""
-    return format_html(
-        "{}{}", deal_id, _portal_anchor(deal_page_url(deal_id), gettext("CRM"), gettext("Open in the CRM"))
-    )
-
 
 # --- A link's state -----------------------------------------------------------------------------------------
 
@@ -409,7 +318,7 @@ class LinkList:
             page,
             gettext("What happened to this link"),
             link.order_id,
-            _portal_anchor(order_page_url(link.order_id), gettext("shop"), gettext("Open in the shop")),
+            portal_anchor(order_page_url(link.order_id), gettext("shop"), gettext("Open in the shop")),
         )
 
     @admin.display(description=_("Deal"), ordering="deal_id")
@@ -429,11 +338,11 @@ class LinkList:
             if link.last_order_paid
             else ""
         )
-        return format_html("{}{}", wrappable(status_label(link.last_order_status)), paid)
+        return format_html("{}{}", wrappable(catalog.status_label(link.last_order_status)), paid)
 
     @admin.display(description=_("CRM stage now"))
     def crm_now(self, link: Link) -> str:
-        return wrappable(stage_label(link.last_deal_stage, link.pipeline_id)) if link.last_deal_stage else "—"
+        return wrappable(catalog.stage_label(link.last_deal_stage)) if link.last_deal_stage else "—"
 
     @admin.display(description=_("Agreed (base)"))
     def base_column(self, link: Link) -> str:
@@ -442,8 +351,8 @@ class LinkList:
         paid = format_html(' <span class="bxsync-paid">{}</span>', gettext("paid")) if link.base_paid else ""
         return format_html(
             '<span class="bxsync-base">{} ↔ {}</span>{}',
-            wrappable(status_label(link.base_order_status)),
-            wrappable(stage_label(link.base_deal_stage, link.pipeline_id)),
+            wrappable(catalog.status_label(link.base_order_status)),
+            wrappable(catalog.stage_label(link.base_deal_stage)),
             paid,
         )
 

@@ -162,7 +162,7 @@ class RuleFormSet(BaseInlineFormSet):
         warnings: list[str] = []
         unplaced: list[str] = []
         known = {_problem_key(p) for p in _stored_problems(pipeline.pipeline_id)}
-        pipeline._mapping_new_warnings = False  # type: ignore[attr-defined]
+        pipeline._mapping_new_warnings = False
         for problem in mine:
             text = problem_text(problem, rule_name=row_name)
             if problem.level != "error":
@@ -170,12 +170,12 @@ class RuleFormSet(BaseInlineFormSet):
                 # A warning the change brings asks for a second look; one that was there before does not,
                 # and a note never does.
                 if problem.level == "warning" and _problem_key(problem) not in known:
-                    pipeline._mapping_new_warnings = True  # type: ignore[attr-defined]
+                    pipeline._mapping_new_warnings = True
                 continue
             errors += 1
             if not _error_place(problem, text, rule_forms, parent_form, prefix):
                 unplaced.append(text)
-        pipeline._mapping_warnings = warnings  # type: ignore[attr-defined]
+        pipeline._mapping_warnings = warnings
         if errors:
             summary = ngettext(
                 "The mapping has %(n)d problem; it is marked below. Nothing was saved.",
@@ -289,8 +289,8 @@ class PipelineForm(forms.ModelForm):
 class _CodeListField(forms.CharField):
     """Codes separated by commas or spaces, as a list."""
 
-    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
-        text = super().to_python(value)
+    def to_python(self, value: Any) -> list[str]:
+        text = super().to_python(value) or ""
         return list(dict.fromkeys(code for code in text.replace(",", " ").split() if code))
 
 
@@ -349,7 +349,7 @@ class PipelineList:
 
     @admin.display(description=gettext_lazy("rules"), ordering="rule_total")
     def rule_count(self, obj: Pipeline) -> int:
-        return obj.rule_total  # type: ignore[attr-defined]
+        return obj.rule_total
 
     @admin.display(description=gettext_lazy("problems"))
     def problems(self, obj: Pipeline) -> str:
@@ -448,7 +448,7 @@ class PipelineSaving:
         extra_context: dict[str, Any] | None = None,
     ):
         if request.method == "POST":
-            request._mapping_before = mapping_export()  # type: ignore[attr-defined]
+            request._mapping_before = mapping_export()
         else:
             extra_context = {**(extra_context or {}), **self._form_context(request, object_id)}
         try:
@@ -472,16 +472,18 @@ class PipelineSaving:
         return response
 
     def _form_context(self, request: HttpRequest, object_id: str | None) -> dict[str, Any]:
-        if object_id is None:
-            return {}
-        obj = self.get_object(request, unquote(object_id))
-        if obj is None:
-            return {}
-        found = self._problems_for(obj.pipeline_id)
-        return {
-            "mapping_warnings": [problem_text(p) for p in found],
+        # The add page offers the names too (the statuses, the CRM's pipelines): it says when they were read.
+        context: dict[str, Any] = {
             "can_refresh_catalog": roles.user_can(request.user, roles.REFRESH_CATALOG),
             "catalog_refreshed_at": catalog_refreshed_at(),
+        }
+        obj = self.get_object(request, unquote(object_id)) if object_id is not None else None
+        if obj is None:
+            return context
+        found = self._problems_for(obj.pipeline_id)
+        return {
+            **context,
+            "mapping_warnings": [problem_text(p) for p in found],
             "catalog_known": catalog.catalog_knows_pipeline(obj.pipeline_id),
         }
 
@@ -504,7 +506,7 @@ class PipelineSaving:
     ) -> None:
         """Inside the save's transaction: show the impact first (rolling back), or record the change and
         queue the resync the manager chose."""
-        before = request._mapping_before  # type: ignore[attr-defined]
+        before = request._mapping_before
         after = mapping_export()
         if before == after:
             return

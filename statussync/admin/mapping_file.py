@@ -116,7 +116,7 @@ def _upload_text(request: HttpRequest) -> tuple[str, str]:
     upload = request.FILES.get("mapping_file")
     if upload is None:
         return "", _("Choose a mapping file (JSON, as `statusmap export` writes it).")
-    if upload.size > MAX_UPLOAD_BYTES:
+    if (upload.size or 0) > MAX_UPLOAD_BYTES:
         return "", _("The file is larger than %(size)s KB: not a mapping file.") % {
             "size": MAX_UPLOAD_BYTES // 1024
         }

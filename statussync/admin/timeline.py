@@ -25,11 +25,9 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from statussync.catalog import pipeline_label
+from statussync.catalog import pipeline_label, stage_label, status_label
 from statussync.models import AuditEntry, InboundEvent, Link, LinkState, Outcome, Side
 from statussync.reasons import Reason
-
-from .labels import deal_stage_label, order_status_label
 
 PAGE_SIZE = 50
 PAYMENT_EVENT = "ONPAYMENTENTITYSAVED"
@@ -167,7 +165,7 @@ def reason_text(*, reason: dict[str, Any] | None, message: str = "") -> str:
 
 def _labelled(reason: Reason) -> Reason:
     """`reason` with its statuses and stages as the portals name them (see `labels`)."""
-    return reason.named(status=order_status_label, stage=deal_stage_label)
+    return reason.named(status=status_label, stage=stage_label)
 
 
 def duration_text(ms: int | None) -> str:
@@ -443,7 +441,6 @@ def decision_step(entry: AuditEntry) -> DecisionStep:
     """One audit entry as the timeline tells it."""
     title, explanation = OUTCOME_STORY.get(entry.outcome, (entry.outcome, ""))
     before, after = entry.before or {}, entry.after or {}
-    pipeline = before.get("pipeline")
     return DecisionStep(
         at=entry.created_at,
         id=entry.id,
@@ -453,11 +450,11 @@ def decision_step(entry: AuditEntry) -> DecisionStep:
         reason=reason_text(reason=entry.reason, message=entry.message),
         asked_by=_asked_by(entry),
         seen=_seen(before),
-        agreed_before=_agreed(before.get("base"), pipeline),
-        write=_write(after, pipeline),
+        agreed_before=_agreed(before.get("base")),
+        write=_write(after),
         # Held back: the base's deal side moves only so the same stage is not flagged again; "agreed" would
         # mislead, so the page says where each side stays instead.
-        agreed_after="" if "needs_attention" in after else _agreed(after.get("base"), pipeline),
+        agreed_after="" if "needs_attention" in after else _agreed(after.get("base")),
         held=_held(before, after),
         flagged="needs_attention" in after,
         closed=after.get("link") == "closed",
@@ -478,7 +475,7 @@ def _seen(before: dict[str, Any]) -> list[str]:
     """What bxsync read on both sides just before deciding."""
     seen = []
     if "order_status" in before:
-        status = order_status_label(str(before["order_status"]))
+        status = status_label(str(before["order_status"]))
         if before.get("order_paid"):
             seen.append(gettext("order status %(status)s, paid") % {"status": status})
         else:
@@ -489,7 +486,7 @@ def _seen(before: dict[str, Any]) -> list[str]:
         seen.append(
             gettext("deal stage %(stage)s (%(pipeline)s)")
             % {
-                "stage": deal_stage_label(str(before["deal_stage"]), before.get("pipeline")),
+                "stage": stage_label(str(before["deal_stage"])),
                 "pipeline": pipeline_label(before.get("pipeline")),
             }
         )
@@ -498,24 +495,24 @@ def _seen(before: dict[str, Any]) -> list[str]:
     return seen
 
 
-def _agreed(base: Any, pipeline: Any) -> str:
+def _agreed(base: Any) -> str:
     if not isinstance(base, dict):
         return ""
     text = gettext("order %(status)s ↔ deal %(stage)s") % {
-        "status": order_status_label(str(base.get("order_status", ""))),
-        "stage": deal_stage_label(str(base.get("deal_stage", "")), pipeline),
+        "status": status_label(str(base.get("order_status", ""))),
+        "stage": stage_label(str(base.get("deal_stage", ""))),
     }
     return text + (gettext(", paid") if base.get("paid") else "")
 
 
-def _write(after: dict[str, Any], pipeline: Any) -> str:
+def _write(after: dict[str, Any]) -> str:
     if "deal_stage" in after:
         return gettext("in the CRM: deal stage → %(stage)s") % {
-            "stage": deal_stage_label(str(after["deal_stage"]), pipeline)
+            "stage": stage_label(str(after["deal_stage"]))
         }
     if "order_status" in after:
         return gettext("in the shop: order status → %(status)s") % {
-            "status": order_status_label(str(after["order_status"]))
+            "status": status_label(str(after["order_status"]))
         }
     return ""
 
@@ -528,8 +525,8 @@ def _held(before: dict[str, Any], after: dict[str, Any]) -> str:
         "The order stays %(status)s and the deal stays at %(stage)s until a manager decides; bxsync does "
         "not flag the same stage again."
     ) % {
-        "status": order_status_label(str(before["order_status"])),
-        "stage": deal_stage_label(str(before["deal_stage"]), before.get("pipeline")),
+        "status": status_label(str(before["order_status"])),
+        "stage": stage_label(str(before["deal_stage"])),
     }
 
 
@@ -574,7 +571,6 @@ def link_summary(*, link: Link) -> LinkSummary:
                 "deal_stage": link.base_deal_stage,
                 "paid": link.base_paid,
             },
-            link.pipeline_id,
         )
     attention = ""
     if link.needs_attention:

@@ -15,6 +15,7 @@ from django.utils.http import urlencode
 from django.utils.translation import gettext, ngettext, ngettext_lazy
 from django.utils.translation import gettext_lazy as _
 
+from statussync import catalog
 from statussync.bulk import INLINE_LIMIT, bulk_operation_start
 from statussync.jobs import jobs_discard, jobs_replay
 from statussync.models import (
@@ -33,7 +34,7 @@ from statussync.models import (
 
 from .actions import SAMPLE_SIZE, ActionPermissionMixin, action_confirmed, confirmation_page
 from .base import ReadOnlyAdmin
-from .links import ago, deal_html, order_html, stage_label, status_label, wrappable
+from .labels import ago, deal_html, order_html, wrappable
 
 
 @admin.register(Job)
@@ -319,8 +320,8 @@ class UnmappedValueAdmin(ReadOnlyAdmin):
     @admin.display(description=_("Value"), ordering="value")
     def value_column(self, value: UnmappedValue) -> str:
         if value.side == Side.CMS:
-            return wrappable(status_label(value.value))
-        return wrappable(stage_label(value.value, value.pipeline_id))
+            return wrappable(catalog.status_label(value.value))
+        return wrappable(catalog.stage_label(value.value))
 
     @admin.display(description=_("Pipeline"), ordering="pipeline_id")
     def pipeline_column(self, value: UnmappedValue) -> str:

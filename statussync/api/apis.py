@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from drf_spectacular.utils import extend_schema, extend_schema_view
@@ -34,9 +35,10 @@ class JsonAlwaysNegotiation(DefaultContentNegotiation):
     should get the JSON status, not DRF's 406."""
 
     def select_renderer(
-        self, request: Request, renderers: list[BaseRenderer], format_suffix: str | None = None
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
     ) -> tuple[BaseRenderer, str]:
-        return renderers[0], renderers[0].media_type
+        renderer = next(iter(renderers))
+        return renderer, renderer.media_type
 
 
 class _JsonApi(APIView):
@@ -46,8 +48,9 @@ class _JsonApi(APIView):
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # DRF parses and authenticates before it looks at the method; another method is a 405 whatever
         # its body holds (and OPTIONS is one of them: these endpoints describe themselves at /api/schema/).
-        if request.method.lower() not in self.http_method_names:
-            raise MethodNotAllowed(request.method)
+        method = request.method or ""
+        if method.lower() not in self.http_method_names:
+            raise MethodNotAllowed(method)
         super().initial(request, *args, **kwargs)
 
 
@@ -69,7 +72,9 @@ class _EventReceiveApi(_JsonApi):
             FIELDS = FieldsSerializer(required=False)
 
         event = serializers.CharField()
-        data = DataSerializer(required=False)
+        # Named like Serializer.data (the form's `data[...]` keys); DRF's metaclass makes it a declared field,
+        # which the stubs cannot see.
+        data = DataSerializer(required=False)  # type: ignore[assignment]
         ts = serializers.CharField(required=False, allow_blank=True, allow_null=True, default="")
         # Bitrix's own capture of an outgoing-webhook event has none: optional.
         event_handler_id = serializers.CharField(

@@ -71,7 +71,7 @@ class _BitrixEventParser(BaseParser):
             raise ParseError(f"malformed body: {_reason(exc)}") from exc
         if not isinstance(payload, dict):
             raise ParseError("malformed body: an event must be an object")
-        _check_shape(payload)
+        _shape_check(payload)
         return payload
 
     def decode(self, text: str) -> Any:
@@ -135,7 +135,7 @@ def _discard(stream: IO[bytes] | None) -> None:
         return
 
 
-def _check_shape(payload: dict[str, Any]) -> None:
+def _shape_check(payload: dict[str, Any]) -> None:
     """Refuse what no later step should meet: nesting deeper than `MAX_DEPTH`, and text PostgreSQL cannot
     store (NUL characters, lone surrogates from JSON escapes such as "\\ud800"). Without recursion: the
     value may be as deep as json.loads allows."""

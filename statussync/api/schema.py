@@ -14,17 +14,19 @@ from rest_framework import serializers
 
 from statussync.models import Side
 
-EVENTS = {
+EVENTS: dict[str, list[str]] = {
     Side.CMS: ["ONSALEORDERSAVED", "ONPAYMENTENTITYSAVED", "ONORDERDELETED"],
     Side.CRM: ["ONCRMDEALUPDATE", "ONCRMDEALADD", "ONCRMDEALDELETE", "ONCRMDEALMOVETOCATEGORY"],
 }
-PORTAL_NAMES = {Side.CMS: "shop", Side.CRM: "CRM"}
-TOKEN_SETTINGS = {Side.CMS: "BXSYNC_CMS_APP_TOKEN", Side.CRM: "BXSYNC_CRM_APP_TOKEN"}
+PORTAL_NAMES: dict[str, str] = {Side.CMS: "shop", Side.CRM: "CRM"}
+TOKEN_SETTINGS: dict[str, str] = {Side.CMS: "BXSYNC_CMS_APP_TOKEN", Side.CRM: "BXSYNC_CRM_APP_TOKEN"}
 
 
 class ErrorSerializer(serializers.Serializer):
     error = serializers.CharField(help_text="What was wrong, for a person.")
-    fields = serializers.DictField(
+    # A field named like Serializer.fields: DRF's metaclass moves it into _declared_fields at class creation,
+    # which the stubs cannot see; the name is the public error body's (docs/contract.md).
+    fields = serializers.DictField(  # type: ignore[assignment]
         required=False, help_text="For an invalid event: the offending fields and what is wrong with each."
     )
 

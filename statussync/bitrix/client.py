@@ -57,8 +57,9 @@ class BatchResult:
     nexts: dict[str, int] = field(default_factory=dict)
 
 
-class BitrixClient(ListPaging):
-    """REST client for one portal's inbound webhook: single calls and ``batch`` (list paging: ``ListPaging``).
+class BitrixClient:
+    """REST client for one portal's inbound webhook: single calls and ``batch``; whole lists through
+    ``paging`` (``ListPaging``).
 
     The HTTP itself (pacing, redirects, the envelope, redaction) is ``WebhookTransport``'s.
     """
@@ -80,6 +81,7 @@ class BitrixClient(ListPaging):
         self.base_url = self.transport.base_url
         self.timeout = timeout
         self.limiter = limiter
+        self.paging = ListPaging(call=self.call, portal=self.portal)
 
     @property
     def calls(self) -> int:
@@ -161,14 +163,16 @@ class BitrixClient(ListPaging):
                 if key in methods:
                     LEDGER.observe(webhook=self.portal, method=methods[key], time_block=time_block)
             chunk_errors = _by_key(payload.get("result_error"))
-            for key, error in chunk_errors.items():
-                error = error if isinstance(error, dict) else {"error": "", "error_description": str(error)}
+            for key, answer in chunk_errors.items():
+                problem = (
+                    answer if isinstance(answer, dict) else {"error": "", "error_description": str(answer)}
+                )
                 failure = classify_error(
                     portal=self.portal,
                     method=methods.get(key, "batch"),
                     http_status=None,
-                    code=error.get("error"),
-                    description=redact(str(error.get("error_description") or ""), self.base_url),
+                    code=problem.get("error"),
+                    description=redact(str(problem.get("error_description") or ""), self.base_url),
                 )
                 if isinstance(failure, OperatingLimitError):
                     LEDGER.refused(webhook=self.portal, error=failure)
@@ -219,7 +223,7 @@ def client_for(portal: str, *, priority: bool = False) -> BitrixClient:
     if setting is None:
         raise ValueError(f"unknown portal {portal!r}; expected one of {sorted(_PORTAL_SETTINGS)}")
     portal = setting.split("_")[1].lower()  # a plain str even when given a TextChoices member
-    base_url = getattr(settings, setting, "")
+    base_url = getattr(settings, setting)
     if not base_url:
         # No webhook: the portal may be connected as an application (statussync.applications).
         from statussync.applications import application_client
@@ -234,6 +238,6 @@ def client_for(portal: str, *, priority: bool = False) -> BitrixClient:
     return BitrixClient(
         portal=portal,
         base_url=base_url,
-        timeout=float(getattr(settings, "BXSYNC_REST_TIMEOUT", 20.0)),
+        timeout=settings.BXSYNC_REST_TIMEOUT,
         limiter=limiter_for(portal, priority=priority),
     )

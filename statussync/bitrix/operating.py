@@ -130,8 +130,8 @@ def _number(value: Any) -> float | None:
 
 def _limits() -> tuple[float, float]:
     return (
-        float(getattr(settings, "BXSYNC_OPERATING_LIMIT_SECONDS", 480.0)),
-        float(getattr(settings, "BXSYNC_OPERATING_SLOW_DOWN", 0.9)),
+        float(settings.BXSYNC_OPERATING_LIMIT_SECONDS),
+        float(settings.BXSYNC_OPERATING_SLOW_DOWN),
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .errors import PermanentError
@@ -11,14 +11,16 @@ from .errors import PermanentError
 LIST_PAGE_SIZE = 50
 
 
+# One REST call's envelope: `BitrixClient.call`.
+Call = Callable[[str, Mapping[str, Any] | None], dict[str, Any]]
+
+
 class ListPaging:
-    """List paging for ``BitrixClient``: built on its ``call`` and named after its ``portal``."""
+    """Read whole list methods of one portal through its client's ``call`` (``BitrixClient.paging``)."""
 
-    portal: str
-
-    def call(self, method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """One REST call's envelope: `BitrixClient.call`."""
-        raise NotImplementedError
+    def __init__(self, *, call: Call, portal: str) -> None:
+        self.call = call
+        self.portal = portal
 
     def list_all(
         self,
@@ -93,8 +95,9 @@ class ListPaging:
         if isinstance(result, list) and (items_key is None or not result):
             return result  # an empty PHP array is [] even where a dict is documented
         if isinstance(result, dict):
-            if items_key is not None and isinstance(result.get(items_key), list):
-                return result[items_key]
+            items = result.get(items_key) if items_key is not None else None
+            if isinstance(items, list):
+                return items
             lists = [value for value in result.values() if isinstance(value, list)]
             if items_key is None and len(lists) == 1:
                 return lists[0]

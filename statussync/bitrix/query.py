@@ -1,12 +1,9 @@
-"""PHP bracket-query encoding for the Bitrix client (the shared codec lives in the top-level ``phpquery``),
-and the one form Bitrix documents for a datetime sent in a filter.
-"""
+"""The values bxsync puts in a Bitrix filter, in the forms the docs give (the PHP bracket-query codec itself
+is the top-level ``phpquery``)."""
 
 from datetime import datetime, timedelta
 
-from phpquery import http_build_query, parse_bracket_query, unflatten
-
-__all__ = ["filter_datetime_after", "http_build_query", "parse_bracket_query", "unflatten"]
+__all__ = ["filter_datetime_after"]
 
 
 def filter_datetime_after(moment: datetime) -> str:

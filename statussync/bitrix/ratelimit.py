@@ -23,7 +23,9 @@ from urllib.parse import urlsplit
 
 import redis
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
+
+from statussync.models import RateBucket
 
 from .errors import RateLimitedError
 
@@ -131,66 +133,32 @@ class MemoryBucketStore:
             return self._tats.get(key)
 
 
-# Plain SQL that SQLite and PostgreSQL both accept (ON CONFLICT needs SQLite >= 3.24, PostgreSQL >= 9.5).
-_SQL_CREATE = (
-    'CREATE TABLE IF NOT EXISTS bxsync_rate_bucket ("key" TEXT PRIMARY KEY, tat DOUBLE PRECISION NOT NULL)'
-)
-_SQL_ENSURE_ROW = 'INSERT INTO bxsync_rate_bucket ("key", tat) VALUES (%s, 0) ON CONFLICT ("key") DO NOTHING'
-_SQL_SELECT = 'SELECT tat FROM bxsync_rate_bucket WHERE "key" = %s'
-_SQL_SELECT_FOR_UPDATE = _SQL_SELECT + " FOR UPDATE"
-_SQL_UPDATE = 'UPDATE bxsync_rate_bucket SET tat = %s WHERE "key" = %s'
-
-
 class DatabaseBucketStore:
-    """Store shared by all processes using one database (SQLite or PostgreSQL), without a model/migration.
+    """Store shared by all processes using one database (SQLite or PostgreSQL): the `RateBucket` model.
 
     Do not call it inside a long transaction of your own: the row lock (and, on SQLite, the database write
     lock) would be held until that transaction ends, and a rollback would undo the reservation.
     """
 
-    TABLE = "bxsync_rate_bucket"
-
     def __init__(self, *, using: str = DEFAULT_DB_ALIAS) -> None:
         self.using = using
-        self._table_ready = False
 
     def reserve(self, *, key: str, rate: float, burst: int, now: float, max_wait: float) -> float:
-        try:
-            return self._reserve(key=key, rate=rate, burst=burst, now=now, max_wait=max_wait)
-        except DatabaseError:
-            # Worth one retry: two processes creating the table at once on PostgreSQL (one gets a unique
-            # violation on pg_type despite IF NOT EXISTS), or the table went with a rolled-back transaction.
-            self._table_ready = False
-            return self._reserve(key=key, rate=rate, burst=burst, now=now, max_wait=max_wait)
-
-    def _reserve(self, *, key: str, rate: float, burst: int, now: float, max_wait: float) -> float:
-        connection = connections[self.using]
-        # SELECT ... FOR UPDATE serializes on PostgreSQL. SQLite has no row locks, but our settings open
-        # transactions with BEGIN IMMEDIATE, which takes the database write lock up front.
-        select = _SQL_SELECT_FOR_UPDATE if connection.features.has_select_for_update else _SQL_SELECT
-        with transaction.atomic(using=self.using), connection.cursor() as cursor:
-            if not self._table_ready:
-                if self.TABLE not in connection.introspection.table_names(cursor):
-                    cursor.execute(_SQL_CREATE)
-                self._table_ready = True
-            # Make sure the row exists first, so that two workers never race on the INSERT.
-            cursor.execute(_SQL_ENSURE_ROW, [key])
-            cursor.execute(select, [key])
-            (tat,) = cursor.fetchone()
-            new_tat, wait = gcra_reserve(float(tat), rate=rate, burst=burst, now=now, max_wait=max_wait)
+        buckets = RateBucket.objects.using(self.using)
+        # select_for_update serializes on PostgreSQL. SQLite has no row locks (Django leaves the clause
+        # out), but our settings open transactions with BEGIN IMMEDIATE: the database write lock up front.
+        with transaction.atomic(using=self.using):
+            # The row exists first (INSERT ... ON CONFLICT DO NOTHING): two workers never race on creating it.
+            buckets.bulk_create([RateBucket(key=key, tat=0.0)], ignore_conflicts=True)
+            tat = buckets.select_for_update().values_list("tat", flat=True).get(key=key)
+            new_tat, wait = gcra_reserve(tat, rate=rate, burst=burst, now=now, max_wait=max_wait)
             if new_tat is not None:
-                cursor.execute(_SQL_UPDATE, [new_tat, key])
+                buckets.filter(key=key).update(tat=new_tat)
             return wait
 
     def peek(self, *, key: str) -> float | None:
         # A plain read outside any transaction: it takes no lock, so the dashboard never slows a worker.
-        connection = connections[self.using]
-        with connection.cursor() as cursor:
-            if self.TABLE not in connection.introspection.table_names(cursor):
-                return None
-            cursor.execute(_SQL_SELECT, [key])
-            row = cursor.fetchone()
-        return float(row[0]) if row else None
+        return RateBucket.objects.using(self.using).filter(key=key).values_list("tat", flat=True).first()
 
 
 # KEYS[1] bucket key; ARGV: now, rate, burst, max_wait. Returns the wait as a string: Redis would truncate
@@ -270,9 +238,9 @@ def bucket_share() -> tuple[float, int]:
     """bxsync's part of a portal's bucket: ``(rate, burst)``, BXSYNC_RATE_SHARE of the portal's
     BXSYNC_RATE_PER_SECOND and BXSYNC_RATE_BURST. The rest is headroom for the portal's other applications,
     which share the bucket (settings/performance/limits.md) and whose requests our mirror never sees."""
-    share = min(max(float(getattr(settings, "BXSYNC_RATE_SHARE", 0.8)), 0.05), 1.0)
-    rate = float(getattr(settings, "BXSYNC_RATE_PER_SECOND", 2.0)) * share
-    burst = max(int(int(getattr(settings, "BXSYNC_RATE_BURST", 50)) * share), 1)
+    share = min(max(float(settings.BXSYNC_RATE_SHARE), 0.05), 1.0)
+    rate = float(settings.BXSYNC_RATE_PER_SECOND) * share
+    burst = max(int(settings.BXSYNC_RATE_BURST * share), 1)
     return rate, burst
 
 
@@ -284,15 +252,15 @@ def limiter_for(portal: str, *, priority: bool = False) -> GcraLimiter:
     that share less BXSYNC_RATE_PRIORITY_RESERVE: the last slots are kept for ``priority`` callers
     (payments), so a bulk edit that saturates the portal does not make a payment queue behind it.
     """
-    redis_url = getattr(settings, "REDIS_URL", "")
+    redis_url = settings.REDIS_URL
     store: BucketStore = _redis_store(redis_url) if redis_url else DatabaseBucketStore()
     rate, burst = bucket_share()
-    reserve = int(getattr(settings, "BXSYNC_RATE_PRIORITY_RESERVE", 10))
+    reserve = int(settings.BXSYNC_RATE_PRIORITY_RESERVE)
     return GcraLimiter(
         key=bucket_key(portal),
         rate=rate,
         burst=burst if priority else max(burst - reserve, 1),
-        max_wait=float(getattr(settings, "BXSYNC_RATE_MAX_WAIT", 30.0)),
+        max_wait=settings.BXSYNC_RATE_MAX_WAIT,
         store=store,
     )
 
@@ -302,7 +270,7 @@ def limiter_level(portal: str, *, now: float | None = None) -> float | None:
     counts them: 0 when idle, up to bxsync's share of the burst when saturated (more while callers wait for a
     slot). None when no request was ever recorded. A read only: it reserves nothing and writes nothing.
     """
-    redis_url = getattr(settings, "REDIS_URL", "")
+    redis_url = settings.REDIS_URL
     store: BucketStore = _redis_store(redis_url) if redis_url else DatabaseBucketStore()
     tat = store.peek(key=bucket_key(portal))
     if tat is None:

@@ -217,13 +217,13 @@ def said(error: BitrixError) -> str:
 
 def shop_statuses(client: BitrixClient) -> set[str]:
     """The shop's order statuses (`sale.status.list`, type O) [docs/bitrix.md "The shop"]."""
-    rows = client.list_all("sale.status.list", {"filter": {"type": "O"}}, items_key="statuses")
+    rows = client.paging.list_all("sale.status.list", {"filter": {"type": "O"}}, items_key="statuses")
     return {str(row["id"]) for row in rows if row.get("id")}
 
 
 def crm_stages(client: BitrixClient) -> dict[int, list[dict[str, Any]]]:
     """Each pipeline's `crm.status.list` rows by pipeline id (`crm.category.list`, then each one's stages)."""
-    categories = client.list_all(
+    categories = client.paging.list_all(
         "crm.category.list", {"entityTypeId": DEAL_ENTITY_TYPE_ID}, items_key="categories"
     )
     ids = sorted({int(c.get("id") or 0) for c in categories} | {0})

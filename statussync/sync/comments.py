@@ -13,6 +13,7 @@ answer moves nothing. Texts are rendered from the reason code in the portal's la
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -129,7 +130,7 @@ def _comments_add(run: SyncRun, plan: BatchPlan, *, moves: bool) -> None:
             portals.deal_comment_add(item.deal_id, comment_text(item, kind)),
             items=[],
             on_result=_ignore,
-            on_error=lambda error, deal=item.deal_id: _failed(deal, error),
+            on_error=partial(_failed, item.deal_id),
         )
 
 

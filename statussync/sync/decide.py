@@ -10,7 +10,17 @@ from django.conf import settings
 
 from statussync import portals
 from statussync.bitrix import BitrixError
-from statussync.engine import Base, Decision, Intent, Mapping, Origin, Write, decide, intent_settle
+from statussync.engine import (
+    Base,
+    Decision,
+    Intent,
+    Mapping,
+    Origin,
+    Write,
+    decide,
+    intent_settle,
+    side_name,
+)
 from statussync.models import Link, Outcome, Side
 from statussync.reasons import Reason, why
 
@@ -87,7 +97,7 @@ def _decision(item: Item, mapping: Mapping) -> Decision:
     if item.landed:
         # The base moves to what the landed write agreed (a decision that keeps the base would lose it). When
         # nothing more is to be done, the audit tells the landed write's own story.
-        written = item.link.intent_base if item.link else {}
+        written = (item.link.intent_base if item.link else None) or {}
         reason = decision.reason
         if decision.write is None and decision.outcome in ("no_change", "echo") and written.get("outcome"):
             decision = replace(decision, outcome=written["outcome"])
@@ -126,10 +136,10 @@ def intent_of(link: Link | None) -> Intent | None:
         deal_stage=b["deal_stage"],
         paid=b["paid"],
         pipeline=b.get("pipeline"),
-        last_write_side=link.intent_side,  # type: ignore[arg-type]
+        last_write_side=side_name(link.intent_side),
         last_write_value=link.intent_value,
     )
-    return Intent(write=Write(link.intent_side, link.intent_value), base=base)  # type: ignore[arg-type]
+    return Intent(write=Write(side_name(link.intent_side), link.intent_value), base=base)
 
 
 def base_of(link: Link | None) -> Base | None:
@@ -141,7 +151,7 @@ def base_of(link: Link | None) -> Base | None:
         deal_stage=link.base_deal_stage,
         paid=link.base_paid,
         pipeline=link.pipeline_id,
-        last_write_side=link.last_write_side,  # type: ignore[arg-type]
+        last_write_side=side_name(link.last_write_side) if link.last_write_side else "",
         last_write_value=link.last_write_value,
     )
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from statussync.bitrix import NotFoundError
-from statussync.engine import DealState, Decision, OrderState, Origin, SideName
+from statussync.engine import DealState, Decision, OrderState, Origin, SideName, side_name
 from statussync.models import Job, JobKind, Link, Outcome
 from statussync.reasons import Reason
 
@@ -106,7 +106,7 @@ def items_from_jobs(*, jobs: list[Job]) -> list[Item]:
         item.jobs.append(job)
         item.events.append(job.event or job.origin)
         if job.wins:
-            item.wins = job.wins  # type: ignore[assignment]
+            item.wins = side_name(job.wins)
     return list(items.values())
 
 

@@ -106,7 +106,8 @@ def item_record(run: SyncRun, item: Item) -> ItemResult:
         )
     elif not took_effect:
         outcome = Outcome.FAILED
-        pipeline = item.written.pipeline  # type: ignore[union-attr]
+        # Only a deal read back elsewhere fails the check (_write_took_effect).
+        pipeline = item.written.pipeline if isinstance(item.written, DealState) else None
         reason = why("write_no_effect", then=reason, pipeline=pipeline)
     try:
         with transaction.atomic():

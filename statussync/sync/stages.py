@@ -100,7 +100,7 @@ def pipeline_stages_read(
         batch = crm.batch({f"p{p}": portals.stage_list(p) for p in missing})
     except (PermanentError, TransientError) as exc:
         logger.warning("could not read deal stages: %s", exc)
-        return found, {p: exc for p in missing}
+        return found, dict.fromkeys(missing, exc)
     errors: dict[int, BitrixError] = {}
     for pipeline in missing:
         error = batch.errors.get(f"p{pipeline}")

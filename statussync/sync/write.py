@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
@@ -52,7 +53,7 @@ def writes_send(run: SyncRun) -> None:
                 portals.order_status_update(item.order_id, write.value),
                 items=[item],
                 # sale.order.update answers with the saved order: the read-back comes free.
-                on_result=lambda result, item=item: _got_written_order(item, result),
+                on_result=partial(_got_written_order, item),
                 guarded=True,
             )
     if written_deals:

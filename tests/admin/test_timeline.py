@@ -205,8 +205,8 @@ def test_it_survives_a_malformed_cursor(client, admin_user):
 
 
 def test_it_names_statuses_and_stages_through_the_label_helpers(monkeypatch):
-    monkeypatch.setattr("statussync.admin.timeline.order_status_label", lambda code: f"Paid ({code})")
-    monkeypatch.setattr("statussync.admin.timeline.deal_stage_label", lambda code, pipeline=None: f"«{code}»")
+    monkeypatch.setattr("statussync.admin.timeline.status_label", lambda code: f"Paid ({code})")
+    monkeypatch.setattr("statussync.admin.timeline.stage_label", lambda code: f"«{code}»")
     inner = why("deal_to_order", stage="WON", status="N", target="F")
 
     text = reason_text(reason=why("conflict_crm_wins", policy="latest", then=inner).as_json())

@@ -1,8 +1,5 @@
-"""The two roles of issue 7 for the links pages' tests.
-
-The groups and their permissions come from the `mapping` branch's data migration; until that is merged these
-helpers make the groups with the permissions the links pages need (get_or_create, so they add to the real
-groups once those exist).
+"""The two roles of issue 7 for the links pages' tests: staff users in the groups the migrations create
+(statussync/roles.py), with at least the permissions the links pages need (get_or_create, then add).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import redis
 import requests
 import responses
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection, models
+from django.db import models
 from responses import matchers
 
 from statussync.bitrix import (
@@ -42,6 +42,7 @@ from statussync.bitrix import (
 )
 from statussync.bitrix.moves import move_seen
 from statussync.bitrix.transport import method_writes
+from statussync.models import RateBucket
 
 # --- single calls --------------------------------------------------------------------------------------
 
@@ -624,7 +625,7 @@ def test_it_pages_a_list_result_until_next_is_absent(client, rsps, base_url, bod
             match=[matchers.json_params_matcher({**params, "start": start})],
         )
 
-    deals = list(client.list_all("crm.deal.list", params))
+    deals = list(client.paging.list_all("crm.deal.list", params))
 
     assert [int(deal["ID"]) for deal in deals] == list(range(1, 121))
     assert client.calls == 3
@@ -642,7 +643,7 @@ def test_it_pages_a_dict_shaped_result(client, rsps, base_url, body, items_key):
             match=[matchers.json_params_matcher({"filter": {"payed": "N"}, "start": start})],
         )
 
-    orders = list(client.list_all("sale.order.list", {"filter": {"payed": "N"}}, items_key=items_key))
+    orders = list(client.paging.list_all("sale.order.list", {"filter": {"payed": "N"}}, items_key=items_key))
 
     assert [o["id"] for o in orders] == list(range(1, 121))
 
@@ -653,7 +654,7 @@ def test_it_stops_paging_at_the_limit(client, rsps, base_url, body):
         rows = [{"ID": str(i)} for i in range(start + 1, start + 51)]
         rsps.post(f"{base_url}crm.deal.list.json", json=_page(template, rows, 500, start + 50))
 
-    deals = list(client.list_all("crm.deal.list", limit=60))
+    deals = list(client.paging.list_all("crm.deal.list", limit=60))
 
     assert len(deals) == 60
     assert client.calls == 2
@@ -662,21 +663,21 @@ def test_it_stops_paging_at_the_limit(client, rsps, base_url, body):
 def test_it_yields_nothing_for_an_empty_php_array(client, rsps, base_url):
     rsps.post(f"{base_url}sale.order.list.json", json={"result": [], "total": 0, "time": {}})
 
-    assert list(client.list_all("sale.order.list", items_key="orders")) == []
+    assert list(client.paging.list_all("sale.order.list", items_key="orders")) == []
 
 
 def test_it_refuses_a_next_that_does_not_advance(client, rsps, base_url):
     rsps.post(f"{base_url}crm.deal.list.json", json={"result": [{"ID": "1"}], "total": 99, "next": 0})
 
     with pytest.raises(PermanentError, match="did not advance"):
-        list(client.list_all("crm.deal.list"))
+        list(client.paging.list_all("crm.deal.list"))
 
 
 def test_it_refuses_an_ambiguous_result(client, rsps, base_url):
     rsps.post(f"{base_url}x.list.json", json={"result": {"a": [], "b": []}, "total": 0})
 
     with pytest.raises(PermanentError, match="items_key"):
-        list(client.list_all("x.list"))
+        list(client.paging.list_all("x.list"))
 
 
 # --- rate limiter hook ---------------------------------------------------------------------------------
@@ -772,9 +773,7 @@ def test_it_paces_real_requests_through_the_database_bucket(settings, rsps, body
 
     client_for("cms").call("sale.order.get", {"id": 1})
 
-    with connection.cursor() as cursor:
-        cursor.execute('SELECT tat FROM bxsync_rate_bucket WHERE "key" = %s', ["shop.example.ru"])
-        assert cursor.fetchone()[0] > 0
+    assert RateBucket.objects.get(key="shop.example.ru").tat > 0
 
 
 def test_it_accepts_a_text_choice_as_portal(settings):

@@ -19,4 +19,4 @@ def test_it_sends_whole_seconds_with_an_offset_a_second_early():
 
 def test_it_refuses_a_naive_datetime():
     with pytest.raises(ValueError, match="time zone"):
-        filter_datetime_after(datetime(2026, 12, 7, 13, 5, 48))
+        filter_datetime_after(datetime(2026, 12, 7, 13, 5, 48))  # noqa: DTZ001 - naive on purpose

@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import redis
-from django.db import connection
 
 from statussync.bitrix import (
     DatabaseBucketStore,
@@ -18,6 +17,7 @@ from statussync.bitrix import (
     limiter_for,
 )
 from statussync.bitrix.ratelimit import _redis_store, bucket_key, buckets_shared
+from statussync.models import RateBucket
 
 SCALED_ONLY = pytest.mark.only_leg("scaled", reason="the Redis store needs the scaled leg's Redis")
 
@@ -146,15 +146,14 @@ def test_it_rejects_nonsense_settings():
 
 
 @pytest.mark.django_db
-def test_it_creates_the_bucket_table_lazily_and_again_if_it_vanished(clock):
+def test_it_keeps_the_database_bucket_in_its_model(clock):
     store = DatabaseBucketStore()
+
     store.reserve(key="crm", rate=2.0, burst=50, now=clock.now, max_wait=30.0)
-    assert "bxsync_rate_bucket" in connection.introspection.table_names()
 
-    with connection.cursor() as cursor:  # as if the creating transaction had been rolled back
-        cursor.execute("DROP TABLE bxsync_rate_bucket")
-
-    assert store.reserve(key="crm", rate=2.0, burst=50, now=clock.now, max_wait=30.0) == 0.0
+    assert RateBucket.objects.get(key="crm").tat == pytest.approx(clock.now + 0.5)
+    assert store.peek(key="crm") == pytest.approx(clock.now + 0.5)
+    assert store.peek(key="cms") is None
 
 
 @SCALED_ONLY

@@ -14,15 +14,12 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.db import connection
 
 # Playwright's sync API runs an event loop in the test thread; the ORM calls a test makes beside it are
 # synchronous on purpose (tests only).
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 from playwright.sync_api import Browser, Page, sync_playwright
-
-from statussync.bitrix.ratelimit import DatabaseBucketStore
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 # Headless in a closed network: without these, Chromium spends its start trying to reach Google's hosts.
@@ -49,17 +46,13 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture(autouse=True)
-def _rate_buckets_emptied(request):
-    """A live-server test commits for real, and the flush after it empties only the models' tables: the rate
-    limiter's buckets (a table of its own, no model) and the database cache would carry this test's real
-    clock into later tests."""
+def _cache_cleared(request):
+    """A live-server test commits for real, and the flush after it empties only the models' tables: the
+    database cache would carry this test's real clock into later tests."""
     yield
     if request.node.get_closest_marker("django_db") is None:
         return
     cache.clear()
-    with connection.cursor() as cursor:
-        if DatabaseBucketStore.TABLE in connection.introspection.table_names(cursor):
-            cursor.execute(f"DELETE FROM {DatabaseBucketStore.TABLE}")  # noqa: S608 - our own constant
 
 
 @pytest.fixture

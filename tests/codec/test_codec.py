@@ -151,10 +151,9 @@ def test_it_unflattens_decoded_pairs():
 
 def test_it_is_the_codec_of_the_bitrix_client():
     from statussync import bitrix
-    from statussync.bitrix import query
 
-    assert bitrix.http_build_query is query.http_build_query is http_build_query
-    assert bitrix.parse_bracket_query is query.parse_bracket_query is parse_bracket_query
+    assert bitrix.http_build_query is http_build_query
+    assert bitrix.parse_bracket_query is parse_bracket_query
 
 
 def test_it_reads_numbered_keys_as_php_arrays_when_asked():

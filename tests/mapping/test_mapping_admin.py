@@ -4,6 +4,7 @@ preview, import and export, the history, and who may do what."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -111,7 +112,7 @@ def test_it_catches_two_conflicting_new_rules_saved_together_as_a_form_error(map
     assert "The mapping has 1 problem" in page
     assert (
         "order status Handed to delivery (D) already maps to deal stage В работе (EXECUTING) in direction "
-        "to_crm (row 7)" in page
+        "“Shop → CRM only” (row 7)" in page
     )
     assert mapping_export() == before
 
@@ -523,3 +524,21 @@ def test_it_drops_a_prefilled_rule_whose_values_were_cleared(mapped):
 
     assert response.status_code == 302
     assert not StatusRule.objects.filter(pipeline=mapped[1], order_status="D").exists()
+
+
+def test_it_says_when_the_names_were_read_on_the_add_page_too(mapped):
+    page = manager_client().get(f"{PIPELINES_URL}add/").content.decode()
+
+    assert "have not been read yet" not in page
+    assert "Names of statuses and stages as the portals gave them" in page
+
+
+def test_it_names_the_direction_of_a_conflicting_rule_in_words_in_russian(mapped):
+    client = manager_client()
+    data = add_rows(form_data(client.get(page_of(mapped[0]))), ("C", "LOSE", "to_cms"))
+
+    page = client.post(page_of(mapped[0]), data, HTTP_ACCEPT_LANGUAGE="ru").content.decode()
+
+    assert "в направлении «Только CRM → магазин» уже задана: строка 4 (направление «В обе стороны»)" in page
+    errors = " ".join(re.findall(r'<ul class="errorlist[^>]*>(.*?)</ul>', page, re.DOTALL))
+    assert "to_cms" not in errors

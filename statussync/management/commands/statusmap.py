@@ -56,8 +56,8 @@ class Command(BaseCommand):
             ) from None
         self.stdout.write(summary.describe())
         # Accepted but probably not what the manager meant; check would say the same.
-        for problem in summary.warnings:
-            self.stderr.write(f"{problem.level}: {problem}")
+        for warning in summary.warnings:
+            self.stderr.write(f"{warning.level}: {warning}")
 
     def _read(self, path: str) -> tuple[str, str]:
         if path == "-":
