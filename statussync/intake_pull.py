@@ -134,7 +134,8 @@ def offline_events_pull(*, portal: str) -> PullResult:
     if process_id != connection.process_id:
         connection.process_id = process_id
         ConnectedPortal.objects.filter(pk=connection.pk).update(process_id=process_id)
-    stored, failed = [], []
+    stored = []
+    failed: list[Any] = []
     for record in records:
         (stored if _record_store(portal=portal, record=record) else failed).append(record)
     if failed:

@@ -12,8 +12,9 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.core.cache import cache
@@ -270,7 +271,7 @@ def _claimable(*, queue: str, now: datetime) -> Q:
     return mine & due & ~Q(waiting_for_portal__in=portals_down())
 
 
-def portals_down() -> QuerySet[PortalHealth]:
+def portals_down() -> QuerySet[PortalHealth, Mapping[str, object]]:
     """The portals failing for a reason other than their credentials (a subquery of their names): jobs that
     failed on one of them wait until a call to it succeeds."""
     return PortalHealth.objects.filter(failing_since__isnull=False, auth_failed=False).values("portal")
@@ -284,7 +285,7 @@ def jobs_release_waiting(*, portal: str) -> int:
     queues = set(waiting.values_list("queue", flat=True).distinct())
     released = waiting.update(not_before=now, waiting_for_portal="", updated_at=now)
     for queue in sorted(queues):
-        transaction.on_commit(lambda queue=queue: queue_wake(queue=queue), robust=True)
+        transaction.on_commit(partial(queue_wake, queue=queue), robust=True)
     return released
 
 

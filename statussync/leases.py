@@ -25,7 +25,7 @@ HEARTBEAT_SECONDS = 5.0
 
 @contextlib.contextmanager
 def heartbeat(
-    *, renew: Callable[[], None], every: float = HEARTBEAT_SECONDS, what: str = ""
+    *, renew: Callable[[], object], every: float = HEARTBEAT_SECONDS, what: str = ""
 ) -> Iterator[None]:
     """Call `renew` every `every` seconds from a thread while the block runs; stop when it ends.
 

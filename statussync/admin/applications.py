@@ -115,7 +115,7 @@ class ConnectedPortalAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: ConnectedPortal, form: Any, change: bool) -> None:
         # Through the service: it keeps the keys (an empty secret keeps the stored one) and makes the
         # sign-in URL with a fresh state; the response sends the browser there.
-        request._bxsync_sign_in = application_connect_start(  # type: ignore[attr-defined]
+        request._bxsync_sign_in = application_connect_start(
             portal=obj.portal,
             address=obj.address,
             client_id=obj.client_id,
@@ -129,10 +129,10 @@ class ConnectedPortalAdmin(admin.ModelAdmin):
     def response_add(
         self, request: HttpRequest, obj: ConnectedPortal, post_url_continue=None
     ) -> HttpResponse:
-        return HttpResponseRedirect(request._bxsync_sign_in)  # type: ignore[attr-defined]
+        return HttpResponseRedirect(request._bxsync_sign_in)
 
     def response_change(self, request: HttpRequest, obj: ConnectedPortal) -> HttpResponse:
-        return HttpResponseRedirect(request._bxsync_sign_in)  # type: ignore[attr-defined]
+        return HttpResponseRedirect(request._bxsync_sign_in)
 
     def connect_done_view(self, request: HttpRequest) -> HttpResponse:
         """The portal sends the browser back here with ``code`` and ``state`` (settings/oauth/index.md)."""

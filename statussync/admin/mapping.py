@@ -514,7 +514,7 @@ class PipelineSaving:
         if decision is None and (doubtful or mapping_affects_links(before=before, after=after)):
             raise _ConfirmationNeeded(before=before, after=after, impact=None, warnings=warnings)
         change = mapping_change_record(before=before, after=after, source=source, user=request.user)
-        request._mapping_saved = (change, before, after, decision == "resync")  # type: ignore[attr-defined]
+        request._mapping_saved = (change, before, after, decision == "resync")
 
     def delete_model(self, request: HttpRequest, obj: Pipeline) -> None:
         before = mapping_export()
@@ -531,7 +531,7 @@ class PipelineSaving:
         change = mapping_change_record(
             before=before, after=after, source=MappingChangeSource.ADMIN_DELETE, user=request.user
         )
-        request._mapping_saved = (change, before, after, False)  # type: ignore[attr-defined]
+        request._mapping_saved = (change, before, after, False)
 
     def response_add(self, request: HttpRequest, obj: Pipeline, post_url_continue: str | None = None):
         # The rules come next: they need the pipeline's stages, which the add page could not offer. A rule
@@ -599,7 +599,7 @@ def _impact_after_save(request: HttpRequest) -> None:
     saved = getattr(request, "_mapping_saved", None)
     if saved is None:
         return
-    request._mapping_saved = None  # type: ignore[attr-defined]
+    request._mapping_saved = None
     change, before, after, resync = saved
     impact_record(request, change, mapping_impact(before=before, after=after), resync=resync)
 

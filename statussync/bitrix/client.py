@@ -228,7 +228,7 @@ def client_for(portal: str, *, priority: bool = False) -> BitrixClient:
         # No webhook: the portal may be connected as an application (statussync.applications).
         from statussync.applications import application_client
 
-        client = application_client(portal=portal, priority=priority)
+        client: BitrixClient | None = application_client(portal=portal, priority=priority)
         if client is not None:
             return client
         raise ImproperlyConfigured(

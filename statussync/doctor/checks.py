@@ -24,9 +24,10 @@ from statussync.models import InboundEvent, Side
 from . import interpret
 from .findings import BLOCKING, NOTE, OK, WARNING, Finding
 
-SETTING = {Side.CMS: "BXSYNC_CMS_REST_URL", Side.CRM: "BXSYNC_CRM_REST_URL"}
-TOKEN_SETTING = {Side.CMS: "BXSYNC_CMS_APP_TOKEN", Side.CRM: "BXSYNC_CRM_APP_TOKEN"}
-HANDLER = {Side.CMS: "bitrix-cms", Side.CRM: "bitrix-crm"}
+# Keyed by str: the checks are given a side as a plain str (a Side member hashes and compares as its value).
+SETTING: dict[str, str] = {Side.CMS: "BXSYNC_CMS_REST_URL", Side.CRM: "BXSYNC_CRM_REST_URL"}
+TOKEN_SETTING: dict[str, str] = {Side.CMS: "BXSYNC_CMS_APP_TOKEN", Side.CRM: "BXSYNC_CRM_APP_TOKEN"}
+HANDLER: dict[str, str] = {Side.CMS: "bitrix-cms", Side.CRM: "bitrix-crm"}
 SIDES = (Side.CMS, Side.CRM)
 DEAL_ENTITY_TYPE_ID = 2  # [docs/bitrix.md "Stages and pipelines"]
 
@@ -42,7 +43,7 @@ class Visit:
     def add(self, check: str, portal: str, level: str, code: str, **params: Any) -> None:
         self.findings.append(Finding(check, portal, level, code, params))
 
-    def answering(self) -> list[str]:
+    def answering(self) -> list[Side]:
         return [side for side in SIDES if side in self.clients]
 
 

@@ -340,7 +340,7 @@ def _render(text: str, params: dict[str, Any]) -> str:
         return text.format_map(_Missing(shown))
 
 
-class _Missing(dict):  # type: ignore[type-arg]
+class _Missing(dict):
     def __missing__(self, key: str) -> str:
         return "{" + key + "}"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from django.utils.dateparse import parse_datetime
 
@@ -137,7 +137,12 @@ def rows_of(result: Any, key: str | None) -> list[dict[str, Any]]:
     """A list answer's rows: a bare list (crm.*), or under `key` (sale.*: {"orders": [...]})."""
     if key is not None and isinstance(result, Mapping):
         result = result.get(key)
-    return [r for r in result if isinstance(r, Mapping)] if isinstance(result, list) else []
+    # The rows are JSON objects: Mapping is what the test narrows to, dicts are what they are.
+    return (
+        cast(list[dict[str, Any]], [r for r in result if isinstance(r, Mapping)])
+        if isinstance(result, list)
+        else []
+    )
 
 
 def payment_filter_honoured(rows: list[dict[str, Any]], *, order_ids: list[str]) -> bool:

@@ -6,6 +6,7 @@ mapped pipeline has a rule or bxsync's stated policy for it, and each pipeline's
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from statussync import portals
@@ -40,8 +41,9 @@ def mapping_check(visit: Visit) -> None:
             stages = crm_stages(visit.clients[Side.CRM])
         except BitrixError:
             stages = None
-        for pipeline in document["pipelines"] if stages is not None else []:
-            _pipeline_check(visit, pipeline, stages, awaiting=set(document["awaiting_payment_statuses"]))
+        if stages is not None:
+            for pipeline in document["pipelines"]:
+                _pipeline_check(visit, pipeline, stages, awaiting=set(document["awaiting_payment_statuses"]))
     both_read = statuses is not None and stages is not None
     if both_read and not any(f.check == "mapping" and f.level == BLOCKING for f in visit.findings):
         used_stages = {r["deal_stage"] for p in document["pipelines"] for r in p["rules"]}
@@ -49,7 +51,7 @@ def mapping_check(visit: Visit) -> None:
         visit.add("mapping", "", OK, "mapping_ok", statuses=len(used_statuses), stages=len(used_stages))
 
 
-def _statuses_check(visit: Visit, document: dict[str, Any], statuses: set[str]) -> None:
+def _statuses_check(visit: Visit, document: Mapping[str, Any], statuses: set[str]) -> None:
     used = {r["order_status"] for p in document["pipelines"] for r in p["rules"]}
     used |= set(document["awaiting_payment_statuses"])
     for status in sorted(used - statuses):

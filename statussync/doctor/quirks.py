@@ -54,7 +54,8 @@ def offset_time(moment: datetime) -> str:
 
 def shop_quirks_probe(visit: Visit) -> dict[str, Any]:
     """The shop's points: `start=-1`, the array filter of payments, the not-found code, the datetime form."""
-    client, found = visit.clients[Side.CMS], {}
+    client = visit.clients[Side.CMS]
+    found: dict[str, Any] = {}
     try:
         client.call("sale.order.list", {"select": ["id"], "order": {"id": "asc"}, "start": -1})
     except BitrixError as error:

@@ -32,8 +32,9 @@ if TYPE_CHECKING:
 
 # The events a write of bxsync's fires (sale.order.update, crm.deal.update)
 # [docs/bitrix.md "Events"]: only these can be echoes.
-ECHO_EVENTS = {JobKind.ORDER: "ONSALEORDERSAVED", JobKind.DEAL: "ONCRMDEALUPDATE"}
-_SIDE_OF_KIND = {JobKind.ORDER: Side.CMS, JobKind.DEAL: Side.CRM}
+# Keyed by str: a job's `kind` is read back from the database as a plain str.
+ECHO_EVENTS: dict[str, str] = {JobKind.ORDER: "ONSALEORDERSAVED", JobKind.DEAL: "ONCRMDEALUPDATE"}
+_SIDE_OF_KIND: dict[str, Side] = {JobKind.ORDER: Side.CMS, JobKind.DEAL: Side.CRM}
 # Bitrix delivers an event within seconds; past this the token is stale and the event is read.
 ECHO_WINDOW_SECONDS = 300
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import Q
@@ -172,8 +173,8 @@ def _plan_by_id(
             plan.add(
                 get(entity_id),
                 items=wanted[entity_id],
-                on_result=lambda result, entity_id=entity_id: found(entity_id, result),
-                on_error=lambda error, entity_id=entity_id: missing(entity_id, error),
+                on_result=partial(found, entity_id),
+                on_error=partial(missing, entity_id),
             )
 
     for start in range(0, len(ids), portals.LIST_PAGE):
@@ -185,7 +186,7 @@ def _plan_by_id(
                 entity_id = portals.row_id(row)
                 if entity_id in chunk and entity_id not in seen:
                     seen.add(entity_id)
-                    _each(wanted[entity_id], lambda entity_id=entity_id, row=row: found(entity_id, row))
+                    _each(wanted[entity_id], partial(found, entity_id, row))
             one_by_one([entity_id for entity_id in chunk if entity_id not in seen])
 
         def list_failed(error: BitrixError, chunk: list[str] = chunk) -> None:
