@@ -26,7 +26,7 @@ RU = LOCALE / "ru" / "LC_MESSAGES" / "django.po"
 
 # What `make messages` extracts (its --ignore list leaves out tests, the sandbox, benchmarks and the rest).
 PYTHON_ROOTS = ("bxsync_project", "statussync", "demo")
-TEMPLATE_ROOTS = ("templates",)
+TEMPLATE_ROOTS = ("templates", "statussync/templates")
 
 _SINGULAR = {"_", "gettext", "gettext_lazy", "gettext_noop", "pgettext", "pgettext_lazy"}
 _PLURAL = {"ngettext", "ngettext_lazy", "npgettext", "npgettext_lazy"}
