@@ -6,9 +6,9 @@ One module per audience's page; importing them registers them with the admin sit
 
 from django.contrib import admin
 
-from . import applications, audit, catalog, links, mapping, mapping_changes, work
+from . import applications, audit, catalog, links, mapping, work
 
 # The admin is bxsync's only site: no "View site" link to a page that does not exist.
 admin.site.site_url = None
 
-__all__ = ["applications", "audit", "catalog", "links", "mapping", "mapping_changes", "work"]
+__all__ = ["applications", "audit", "catalog", "links", "mapping", "work"]

@@ -314,7 +314,7 @@ def test_it_finds_two_conflicting_new_rules_in_one_pipeline():
 
 @pytest.mark.django_db
 def test_it_describes_a_change_as_people_read_it():
-    from statussync.admin.mapping_changes import diff_text
+    from statussync.admin.mapping.changes import diff_text
     from statussync.mapping import mapping_diff
 
     catalog_make()

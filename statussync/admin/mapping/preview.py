@@ -21,7 +21,7 @@ from statussync.impact import LinkRemap, MappingImpact, mapping_change_resync_st
 from statussync.mapping import mapping_diff
 from statussync.models import MappingChange
 
-from .mapping_changes import diff_text
+from .changes import diff_text
 
 DECISION = "_mapping_decision"  # "save" or "resync", from the confirmation page
 PREVIEWED = "_mapping_previewed"  # the hash of the mapping the confirmation page showed

@@ -43,10 +43,10 @@ from statussync.models import (
     StatusRule,
 )
 
-from .catalog import catalog_refresh_view, catalog_refreshed_at
-from .labels import problem_text
-from .mapping_file import mapping_export_view, mapping_import_view
-from .mapping_preview import DECISION, PREVIEWED, confirmation_response, confirmed, impact_record
+from ..catalog import catalog_refresh_view, catalog_refreshed_at
+from ..labels import problem_text
+from .file import mapping_export_view, mapping_import_view
+from .preview import DECISION, PREVIEWED, confirmation_response, confirmed, impact_record
 
 
 class _ConfirmationNeeded(Exception):

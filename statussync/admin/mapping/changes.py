@@ -17,7 +17,7 @@ from statussync.catalog import pipeline_label, stage_label, status_label
 from statussync.mapping import DiffLine, mapping_diff
 from statussync.models import ConflictPolicy, MappingChange
 
-from .base import ReadOnlyAdmin
+from ..base import ReadOnlyAdmin
 
 
 def diff_text(line: DiffLine) -> str:

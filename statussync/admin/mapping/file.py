@@ -19,8 +19,8 @@ from statussync.mapping import MappingError, mapping_decode, mapping_parse, mapp
 from statussync.mapping_store import mapping_export, mapping_import
 from statussync.models import MappingChangeSource
 
-from .labels import problem_text
-from .mapping_preview import confirmation_response, confirmed, impact_record
+from ..labels import problem_text
+from .preview import confirmation_response, confirmed, impact_record
 
 # The largest mapping file the import page reads (a real one is a few kilobytes).
 MAX_UPLOAD_BYTES = 1024 * 1024
