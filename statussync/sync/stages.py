@@ -14,9 +14,9 @@ from django.core.cache import cache
 
 from statussync import portals
 from statussync.bitrix import BitrixClient, PermanentError, TransientError
-from statussync.catalog import catalog_pipeline_stages
 from statussync.engine import Mapping
-from statussync.mapping_store import mapping_load
+from statussync.mapping.catalog import catalog_pipeline_stages
+from statussync.mapping.store import mapping_load
 from statussync.models import Side
 
 if TYPE_CHECKING:

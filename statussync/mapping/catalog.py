@@ -1,7 +1,7 @@
 """The catalog of names, as stored: the shop's order statuses and the CRM's pipelines and stages, as the
 portals name them, so every admin page can say "Paid, preparing for shipment (P)" instead of "P".
 
-This module only reads the database; reading the portals is `statussync.catalog_refresh` (the admin's
+This module only reads the database; reading the portals is `statussync.mapping.catalog_refresh` (the admin's
 button and an hourly schedule). The label helpers read the whole catalog at most once per request (three
 small queries), whatever the number of labels on the page:
 

@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from statussync import engine
 from statussync.jobs import job_request
-from statussync.mapping import mapping_of_document
+from statussync.mapping.document import mapping_of_document
 from statussync.models import JobKind, Link, LinkState, MappingChange
 
 logger = logging.getLogger(__name__)
