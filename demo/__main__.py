@@ -47,7 +47,7 @@ def run(*, port: int, orders: int, activity: float, shop_port: int, crm_port: in
     from bitrix_sandbox import CrmConfig, Sandbox, SandboxConfig, ShopConfig
     from demo.summary import LivePrinter, reconcile_line
     from statussync.doctor import doctor_run
-    from statussync.mapping_store import mapping_import
+    from statussync.mapping.store import mapping_import
     from statussync.models import Link, LinkState
     from statussync.reconcile import reconcile_run
     from statussync.runner import services_run

@@ -11,7 +11,8 @@ class StatussyncConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from statussync import catalog, checks  # noqa: F401 - registers the system checks and cache signals
+        from statussync import checks  # noqa: F401 - registers the system checks and cache signals
+        from statussync.mapping import catalog  # noqa: F401 - its cache signals
         from statussync.roles import roles_after_migrate
 
         # After auth's own handler (auth is installed first) has created this app's permissions.

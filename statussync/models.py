@@ -55,7 +55,7 @@ class Pipeline(models.Model):
         verbose_name_plural = _("pipeline mappings")
 
     def __str__(self) -> str:
-        from statussync.catalog import pipeline_label
+        from statussync.mapping.catalog import pipeline_label
 
         return pipeline_label(self.pipeline_id)
 
@@ -194,7 +194,8 @@ class Link(models.Model):
                 name="link_needs_attention",
             ),
             # A mapping change's impact counts the active links agreed on a (pipeline, status) or
-            # (pipeline, stage) whose rule changed (statussync.impact): without these, a scan of every link.
+            # (pipeline, stage) whose rule changed (statussync.mapping.impact): without these, a scan of every
+            # link.
             models.Index(
                 fields=["pipeline_id", "base_order_status"],
                 condition=Q(state="active"),
@@ -560,10 +561,10 @@ class RateBucket(models.Model):
 
 
 # --- The catalog of names: what the portals call their statuses, pipelines and stages ---------------------
-# Fetched by `statussync.catalog_refresh.catalog_refresh` (a button in the admin and a schedule); read through
-# the cached helpers of `statussync.catalog` (`status_label`, `stage_label`, `pipeline_label`). A code that
-# leaves a portal keeps its row with `present` False, so the admin can say "not in the CRM any more" instead
-# of hiding it.
+# Fetched by `statussync.mapping.catalog_refresh.catalog_refresh` (a button in the admin and a schedule); read
+# through the cached helpers of `statussync.mapping.catalog` (`status_label`, `stage_label`,
+# `pipeline_label`). A code that leaves a portal keeps its row with `present` False, so the admin can say
+# "not in the CRM any more" instead of hiding it.
 
 
 class StageSemantics(models.TextChoices):
@@ -636,7 +637,7 @@ class CatalogStatus(models.Model):
         verbose_name_plural = _("shop order statuses")
 
     def __str__(self) -> str:
-        from statussync.catalog import status_label
+        from statussync.mapping.catalog import status_label
 
         return status_label(self.code)
 

@@ -17,8 +17,8 @@ def sweep() -> dict[str, int]:
     """Every minute: recover jobs of dead workers, wake queues whose jobs came due, and resume background
     operations (the admin's bulk actions, a mapping change's resync) whose task never ran or died."""
     from statussync.bulk import bulk_operations_resume
-    from statussync.impact import mapping_resyncs_resume
     from statussync.jobs import jobs_sweep
+    from statussync.mapping.impact import mapping_resyncs_resume
 
     report = jobs_sweep()
     report["bulk_resumed"] = bulk_operations_resume()
@@ -57,9 +57,9 @@ def audit_purge() -> int:
 
 def catalog_refresh() -> dict[str, object]:
     """Hourly: read the names of the shop's statuses and the CRM's pipelines and stages."""
-    import statussync.catalog_refresh  # the service is named like this task: imported by its module
+    import statussync.mapping.catalog_refresh  # the service is named like this task: imported by its module
 
-    report = statussync.catalog_refresh.catalog_refresh()
+    report = statussync.mapping.catalog_refresh.catalog_refresh()
     return {"statuses": report.statuses, "stages": report.stages, "errors": report.errors}
 
 
@@ -67,6 +67,6 @@ def mapping_resync(change_id: int) -> int:
     """Queue the resync of the links a mapping change moves, in chunks (the admin's "save and resync")."""
     from django.conf import settings
 
-    from statussync.impact import mapping_change_resync
+    from statussync.mapping.impact import mapping_change_resync
 
     return mapping_change_resync(change_id=change_id, max_seconds=settings.BXSYNC_WORKER_TASK_SECONDS)

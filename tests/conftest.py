@@ -139,7 +139,7 @@ def _catalog_names_forgotten():
     """The catalog's names are cached in memory between requests; a test's rolled-back rows must not leak
     into the next test's labels. (Only once the app has loaded it: the sandbox's tests never load the app.)"""
     yield
-    catalog = sys.modules.get("statussync.catalog")
+    catalog = sys.modules.get("statussync.mapping.catalog")
     if catalog is not None:
         catalog.catalog_cache_clear()
 

@@ -15,8 +15,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from statussync import roles
-from statussync.catalog import pipeline_label, status_name
-from statussync.catalog_refresh import catalog_refresh
+from statussync.mapping.catalog import pipeline_label, status_name
+from statussync.mapping.catalog_refresh import catalog_refresh
 from statussync.models import CatalogStage, CatalogStatus
 
 from .base import ReadOnlyAdmin

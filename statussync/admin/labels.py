@@ -1,4 +1,4 @@
-"""How the admin shows things: statuses and stages as "name (code)" (from statussync.catalog, a code a
+"""How the admin shows things: statuses and stages as "name (code)" (from statussync.mapping.catalog, a code a
 portal dropped said to be missing), codes that may wrap, moments as "5 minutes ago", orders and deals with a
 link to their page in the portal, and mapping problems. Every admin page takes these from here.
 """
@@ -15,8 +15,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext
 
-from statussync import catalog
-from statussync.mapping import Problem
+from statussync.mapping import catalog
+from statussync.mapping.document import Problem
 
 
 def wrappable(code: str) -> str:

@@ -27,9 +27,9 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext, ngettext, ngettext_lazy
 from django.utils.translation import gettext_lazy as _
 
-from statussync import catalog
 from statussync.bulk import INLINE_LIMIT, bulk_operation_start
 from statussync.links import ProblemResolveError, link_problem_resolve, links_act
+from statussync.mapping import catalog
 from statussync.models import (
     BulkAction,
     BulkOperation,

@@ -25,7 +25,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from statussync.catalog import pipeline_label, stage_label, status_label
+from statussync.mapping.catalog import pipeline_label, stage_label, status_label
 from statussync.models import AuditEntry, InboundEvent, Link, LinkState, Outcome, Side
 from statussync.reasons import Reason
 

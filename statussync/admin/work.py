@@ -15,9 +15,9 @@ from django.utils.http import urlencode
 from django.utils.translation import gettext, ngettext, ngettext_lazy
 from django.utils.translation import gettext_lazy as _
 
-from statussync import catalog
 from statussync.bulk import INLINE_LIMIT, bulk_operation_start
 from statussync.jobs import jobs_discard, jobs_replay
+from statussync.mapping import catalog
 from statussync.models import (
     DeadLetter,
     Direction,

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from statussync import portals
 from statussync.bitrix import AuthError, BitrixClient, BitrixError, client_for
-from statussync.mapping_store import mapping_export
+from statussync.mapping.store import mapping_export
 from statussync.models import InboundEvent, Side
 
 from . import interpret

@@ -21,8 +21,9 @@ from django.utils import translation
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from statussync import catalog, portals
+from statussync import portals
 from statussync.bitrix import BitrixError
+from statussync.mapping import catalog
 
 from .items import Item
 from .plan import BatchPlan

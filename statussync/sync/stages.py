@@ -17,9 +17,9 @@ from django.db import transaction
 
 from statussync import portals
 from statussync.bitrix import BitrixClient, BitrixError, PermanentError, TransientError
-from statussync.catalog import catalog_pipeline_stages
 from statussync.engine import Mapping
-from statussync.mapping_store import mapping_load
+from statussync.mapping.catalog import catalog_pipeline_stages
+from statussync.mapping.store import mapping_load
 from statussync.models import Side
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from playwright.sync_api import Browser, Page
 
 from bitrix_sandbox import Sandbox, SandboxConfig
 from statussync import roles
-from statussync.mapping_store import mapping_import
+from statussync.mapping.store import mapping_import
 from tests.browser.conftest import SCREENSHOTS, log_in, user_make
 from tests.mappings import DESIGN_EXAMPLE
 from tests.sync.support import sandbox_use

@@ -18,7 +18,7 @@ import pytest
 from django.contrib import admin
 from playwright.sync_api import Browser, Page
 
-from statussync.catalog_refresh import catalog_refresh
+from statussync.mapping.catalog_refresh import catalog_refresh
 from statussync.models import Pipeline
 from tests.admin.story import link_story
 from tests.browser.conftest import log_in, user_make

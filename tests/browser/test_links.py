@@ -7,9 +7,9 @@ import pytest
 from django.utils import timezone
 
 from bitrix_sandbox import Sandbox, SandboxConfig
-from statussync.catalog_refresh import catalog_refresh
 from statussync.jobs import job_request
-from statussync.mapping_store import mapping_import
+from statussync.mapping.catalog_refresh import catalog_refresh
+from statussync.mapping.store import mapping_import
 from statussync.models import Job, JobKind, JobState, Link
 from tests.admin_links.roles import MANAGERS, role_group
 from tests.browser.conftest import log_in, screenshot, user_make

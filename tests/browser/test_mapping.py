@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from bitrix_sandbox import Sandbox, SandboxConfig
-from statussync.impact import mapping_change_resync
 from statussync.jobs import job_request
-from statussync.mapping_store import mapping_import
+from statussync.mapping.impact import mapping_change_resync
+from statussync.mapping.store import mapping_import
 from statussync.models import JobKind, Link, MappingChange, Pipeline, StatusRule
 from tests.browser.conftest import log_in, screenshot, user_make
 from tests.sync.support import run_worker, sandbox_use

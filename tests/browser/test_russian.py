@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
-from statussync.catalog_refresh import catalog_refresh
+from statussync.mapping.catalog_refresh import catalog_refresh
 from statussync.models import Pipeline
 from tests.admin.story import link_story
 from tests.browser.conftest import log_in, screenshot, user_make

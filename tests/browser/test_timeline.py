@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from statussync.catalog_refresh import catalog_refresh
+from statussync.mapping.catalog_refresh import catalog_refresh
 from statussync.models import AuditEntry, InboundEvent, Link
 from statussync.reasons import why
 from statussync.reconcile import reconcile_run

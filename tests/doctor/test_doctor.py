@@ -10,7 +10,7 @@ from django.core.management import call_command
 
 from statussync.doctor import doctor_report_latest, doctor_run, portal_quirks_get
 from statussync.doctor.findings import BLOCKING, WARNING
-from statussync.mapping_store import mapping_import
+from statussync.mapping.store import mapping_import
 from tests.mappings import DESIGN_EXAMPLE
 
 

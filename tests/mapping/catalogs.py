@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from bitrix_sandbox.crm import DEFAULT_STAGES, EXTRA_PIPELINE_STAGES
 from bitrix_sandbox.shop import STATUS_NAMES_EN, STATUSES
-from statussync.catalog import CatalogSnapshot, KnownStage, catalog_cache_clear
+from statussync.mapping.catalog import CatalogSnapshot, KnownStage, catalog_cache_clear
 from statussync.models import CatalogPipeline, CatalogStage, CatalogStatus
 
 # The CRM's pipelines 0 "Общая" and 1 "Опт": (id, name, sort).

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.utils import translation
 
-from statussync import catalog
 from statussync.bitrix import client_for
-from statussync.catalog import (
+from statussync.mapping import catalog
+from statussync.mapping.catalog import (
     catalog_pipeline_stages,
     pipeline_label,
     stage_choices,
@@ -15,8 +15,8 @@ from statussync.catalog import (
     status_choices,
     status_label,
 )
-from statussync.catalog_refresh import catalog_refresh
-from statussync.mapping_store import mapping_import
+from statussync.mapping.catalog_refresh import catalog_refresh
+from statussync.mapping.store import mapping_import
 from statussync.models import CatalogStage, CatalogStatus, PortalHealth
 from statussync.sync.run import SyncRun
 from statussync.sync.stages import mapping_with_stages

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from statussync.mapping_store import mapping_import
+from statussync.mapping.store import mapping_import
 from tests.mapping.catalogs import catalog_make
 from tests.mapping.support import PIPELINES_URL, manager_client
 from tests.mappings import DESIGN_EXAMPLE

@@ -9,10 +9,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from statussync import impact
-from statussync.impact import Remap, mapping_change_resync, mapping_impact, mapping_resyncs_resume
 from statussync.jobs import job_request
-from statussync.mapping_store import mapping_change_record, mapping_export, mapping_import
+from statussync.mapping import impact
+from statussync.mapping.impact import Remap, mapping_change_resync, mapping_impact, mapping_resyncs_resume
+from statussync.mapping.store import mapping_change_record, mapping_export, mapping_import
 from statussync.models import Job, JobKind, Link, LinkState, MappingChange
 from tests.mappings import DESIGN_EXAMPLE
 from tests.sync.support import run_worker
@@ -185,7 +185,7 @@ def test_it_wakes_a_resync_whose_task_died(django_capture_on_commit_callbacks, m
         resync_lease_until=timezone.now() - timedelta(seconds=1),
     )
     woken = []
-    monkeypatch.setattr("statussync.impact._resync_wake", woken.append)
+    monkeypatch.setattr("statussync.mapping.impact._resync_wake", woken.append)
 
     assert mapping_resyncs_resume() == 1
     assert woken == [change.id]
@@ -198,7 +198,7 @@ def test_it_leaves_a_link_a_run_moved_meanwhile_as_the_run_left_it():
     link = Link.objects.get()
     Link.objects.filter(id=link.id).update(base_deal_stage="EXECUTING")  # a run decided with the new rule
 
-    from statussync.impact import _link_resync
+    from statussync.mapping.impact import _link_resync
 
     _link_resync(link, remap)
 

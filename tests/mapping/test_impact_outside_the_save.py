@@ -8,7 +8,7 @@ import json
 import pytest
 from django.db import connection
 
-from statussync.mapping_store import mapping_export
+from statussync.mapping.store import mapping_export
 from statussync.models import Link, MappingChange
 from tests.mapping.support import PIPELINES_URL, manager_client
 from tests.mapping.test_mapping_admin import mapped, mapped_with_d, moved_preparation, page_of, upload

@@ -10,8 +10,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from statussync.impact import mapping_change_resync
-from statussync.mapping_store import mapping_export, mapping_import
+from statussync.mapping.impact import mapping_change_resync
+from statussync.mapping.store import mapping_export, mapping_import
 from statussync.models import Job, Link, MappingChange, Pipeline, StatusRule
 from tests.mapping.catalogs import catalog_make
 from tests.mapping.support import (

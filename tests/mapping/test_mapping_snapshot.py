@@ -8,7 +8,7 @@ import copy
 import pytest
 from django.db import connection
 
-from statussync.mapping_store import mapping_import, mapping_load
+from statussync.mapping.store import mapping_import, mapping_load
 from tests.mappings import two_pipelines
 
 

@@ -16,9 +16,9 @@ import pytest
 from django.utils import translation
 
 from statussync.admin.labels import problem_text
-from statussync.catalog import CatalogSnapshot, catalog_snapshot
-from statussync.mapping import MappingError, mapping_parse, mapping_validate
-from statussync.mapping_store import mapping_check, mapping_export, mapping_import, mapping_store
+from statussync.mapping.catalog import CatalogSnapshot, catalog_snapshot
+from statussync.mapping.document import MappingError, mapping_parse, mapping_validate
+from statussync.mapping.store import mapping_check, mapping_export, mapping_import, mapping_store
 from tests.mapping.catalogs import catalog_make, catalog_snapshot_make
 from tests.mappings import two_pipelines
 
@@ -315,7 +315,7 @@ def test_it_finds_two_conflicting_new_rules_in_one_pipeline():
 @pytest.mark.django_db
 def test_it_describes_a_change_as_people_read_it():
     from statussync.admin.mapping.changes import diff_text
-    from statussync.mapping import mapping_diff
+    from statussync.mapping.document import mapping_diff
 
     catalog_make()
     before = example()

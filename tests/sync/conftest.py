@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bitrix_sandbox import Sandbox, SandboxConfig
-from statussync.mapping_store import mapping_import
+from statussync.mapping.store import mapping_import
 from tests.mappings import two_pipelines
 from tests.sync.support import sandbox_use
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from bitrix_sandbox.rest import RestError
-from statussync.catalog_refresh import catalog_refresh
 from statussync.jobs import job_request
-from statussync.mapping_store import mapping_import
+from statussync.mapping.catalog_refresh import catalog_refresh
+from statussync.mapping.store import mapping_import
 from statussync.models import AuditEntry, Job, JobState, Link, Pipeline, PortalHealth
 from statussync.models import JobKind as K
 from tests.mappings import two_pipelines

@@ -8,8 +8,8 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from statussync.bitrix import client_for
-from statussync.catalog_refresh import catalog_refresh
 from statussync.jobs import job_request
+from statussync.mapping.catalog_refresh import catalog_refresh
 from statussync.models import AuditEntry, Job, JobKind, JobState, Link
 from statussync.sync.stages import STAGES_REREAD_SECONDS, mapping_with_stages
 from tests.sync.support import linked_pair, pay, run_worker

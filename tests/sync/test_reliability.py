@@ -12,7 +12,7 @@ from django.utils import timezone
 from statussync import leases
 from statussync.bitrix import BitrixClient, TransientError
 from statussync.jobs import job_request, jobs_claim, jobs_process
-from statussync.mapping_store import mapping_import
+from statussync.mapping.store import mapping_import
 from statussync.models import AuditEntry, Job, JobKind, JobState, Link, Queue, SyncLock
 from statussync.sync import jobs_handle, locks, write
 from tests.mappings import two_pipelines

@@ -13,8 +13,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from statussync.catalog import pipeline_label, stage_label, status_label
-from statussync.mapping import DiffLine, mapping_diff
+from statussync.mapping.catalog import pipeline_label, stage_label, status_label
+from statussync.mapping.document import DiffLine, mapping_diff
 from statussync.models import ConflictPolicy, MappingChange
 
 from ..base import ReadOnlyAdmin

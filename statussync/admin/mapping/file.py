@@ -13,10 +13,10 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
-from statussync.catalog import catalog_snapshot
-from statussync.impact import mapping_impact
-from statussync.mapping import MappingError, mapping_decode, mapping_parse, mapping_validate
-from statussync.mapping_store import mapping_export, mapping_import
+from statussync.mapping.catalog import catalog_snapshot
+from statussync.mapping.document import MappingError, mapping_decode, mapping_parse, mapping_validate
+from statussync.mapping.impact import mapping_impact
+from statussync.mapping.store import mapping_export, mapping_import
 from statussync.models import MappingChangeSource
 
 from ..labels import problem_text

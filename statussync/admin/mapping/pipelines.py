@@ -2,13 +2,14 @@
 validator, previewed against the existing links before it is saved, and every change kept in a history.
 
 - Dropdowns offer *this* pipeline's stages and the shop's statuses from the catalog of names
-  (`statussync.catalog`); a stored code the portal no longer lists stays selectable, labelled as missing.
+  (`statussync.mapping.catalog`); a stored code the portal no longer lists stays selectable, labelled as
+  missing.
   Without a catalog (never refreshed), the fields are plain text.
-- The rules are checked as part of the whole mapping by `statussync.mapping`'s validator: errors go on the
-  field they are about (two conflicting new rows included, which Django's own formset check misses: the
+- The rules are checked as part of the whole mapping by `statussync.mapping.document`'s validator: errors go
+  on the field they are about (two conflicting new rows included, which Django's own formset check misses: the
   unique constraints are conditional), warnings on the confirmation page.
 - Saving a change that makes existing links map differently shows the impact first (how many, a sample)
-  and offers: save only, or save and resync the links that would move (`statussync.impact`).
+  and offers: save only, or save and resync the links that would move (`statussync.mapping.impact`).
 - `?add_rule_status=<code>` / `?add_rule_stage=<code>` on a pipeline's page prefill a new rule (the
   "unmapped values" page links here).
 """
@@ -30,11 +31,12 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from statussync import catalog, roles
-from statussync.catalog import pipeline_label, stage_label, status_label
-from statussync.impact import MappingImpact, mapping_affects_links, mapping_impact
-from statussync.mapping import MappingError, Problem, mapping_parse, mapping_validate
-from statussync.mapping_store import mapping_change_record, mapping_check, mapping_export
+from statussync import roles
+from statussync.mapping import catalog
+from statussync.mapping.catalog import pipeline_label, stage_label, status_label
+from statussync.mapping.document import MappingError, Problem, mapping_parse, mapping_validate
+from statussync.mapping.impact import MappingImpact, mapping_affects_links, mapping_impact
+from statussync.mapping.store import mapping_change_record, mapping_check, mapping_export
 from statussync.models import (
     AwaitingPaymentStatus,
     Direction,

@@ -1,5 +1,5 @@
 """The confirmation page of a mapping change (from the pipeline form or a file): what changes, the links it
-would move, and the choice to save only or to save and resync them (`statussync.impact`)."""
+would move, and the choice to save only or to save and resync them (`statussync.mapping.impact`)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from statussync import roles
-from statussync.catalog import pipeline_label, stage_label, status_label
-from statussync.impact import LinkRemap, MappingImpact, mapping_change_resync_start
-from statussync.mapping import mapping_diff
+from statussync.mapping.catalog import pipeline_label, stage_label, status_label
+from statussync.mapping.document import mapping_diff
+from statussync.mapping.impact import LinkRemap, MappingImpact, mapping_change_resync_start
 from statussync.models import MappingChange
 
 from .changes import diff_text

@@ -1,9 +1,9 @@
-"""The stored status ↔ stage mapping: import a document (validated by `statussync.mapping` against the
-catalog's snapshot, then stored whole, atomically, with its change recorded), export it, check it, and
+"""The stored status ↔ stage mapping: import a document (validated by `statussync.mapping.document` against
+the catalog's snapshot, then stored whole, atomically, with its change recorded), export it, check it, and
 load it for the engine.
 
-`statussync.mapping` decides (parse, validate, diff: pure functions of documents and a `CatalogSnapshot`);
-this module does the reading and writing around it.
+`statussync.mapping.document` decides (parse, validate, diff: pure functions of documents and a
+`CatalogSnapshot`); this module does the reading and writing around it.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from django.db.models import Prefetch
 from django.utils.translation import gettext as _
 
 from statussync import engine
-from statussync.catalog import catalog_snapshot
-from statussync.mapping import (
+from statussync.mapping.catalog import catalog_snapshot
+from statussync.mapping.document import (
     MappingError,
     ParsedMapping,
     Problem,

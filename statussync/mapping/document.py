@@ -1,6 +1,6 @@
 """The status ↔ stage mapping as a JSON document: decode, parse, validate, compare two, and turn one into the
 engine's Mapping — pure functions, no database. Storing, exporting, checking and loading the stored mapping
-are `statussync.mapping_store`'s.
+are `statussync.mapping.store`'s.
 
 The document's shape is a public contract [docs/contract.md "The mapping file"]; `mapping_store`'s
 `mapping_export` and `mapping_import` round-trip it exactly.
@@ -34,7 +34,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from statussync import engine
-from statussync.catalog import CatalogSnapshot
+from statussync.mapping.catalog import CatalogSnapshot
 from statussync.models import ConflictPolicy, Direction, StageSemantics
 
 # The model columns' limits: SQLite would store longer values silently, PostgreSQL would fail mid-import.

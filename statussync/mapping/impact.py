@@ -33,7 +33,7 @@ from django.utils import timezone
 from statussync import engine
 from statussync.jobs import job_request
 from statussync.leases import heartbeat
-from statussync.mapping import mapping_of_document
+from statussync.mapping.document import mapping_of_document
 from statussync.models import JobKind, Link, LinkState, MappingChange
 
 logger = logging.getLogger(__name__)

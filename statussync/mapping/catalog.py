@@ -1,7 +1,7 @@
 """The catalog of names, as stored: the shop's order statuses and the CRM's pipelines and stages, as the
 portals name them, so every admin page can say "Paid, preparing for shipment (P)" instead of "P".
 
-This module only reads the database; reading the portals is `statussync.catalog_refresh` (the admin's
+This module only reads the database; reading the portals is `statussync.mapping.catalog_refresh` (the admin's
 button and an hourly schedule). The label helpers read the whole catalog at most once per request (three
 small queries), whatever the number of labels on the page:
 
@@ -190,10 +190,14 @@ def catalog_cache_clear(**_: Any) -> None:
 
 # Once per request: labels on one page read the catalog once, and a refresh made by another process (a
 # worker's schedule) shows on the next page.
-request_started.connect(catalog_cache_clear, dispatch_uid="statussync.catalog.request")
+request_started.connect(catalog_cache_clear, dispatch_uid="statussync.mapping.catalog.request")
 for _model in (CatalogStatus, CatalogStage, CatalogPipeline):
-    post_save.connect(catalog_cache_clear, sender=_model, dispatch_uid=f"statussync.catalog.save.{_model}")
-    post_delete.connect(catalog_cache_clear, sender=_model, dispatch_uid=f"statussync.catalog.del.{_model}")
+    post_save.connect(
+        catalog_cache_clear, sender=_model, dispatch_uid=f"statussync.mapping.catalog.save.{_model}"
+    )
+    post_delete.connect(
+        catalog_cache_clear, sender=_model, dispatch_uid=f"statussync.mapping.catalog.del.{_model}"
+    )
 
 
 def status_name(code: str) -> str | None:

@@ -4,7 +4,7 @@ names from `sale.statusLang.list`) and the CRM's pipelines and stages (`crm.cate
 
 This is the catalog's I/O: the admin's button and the hourly schedule call `catalog_refresh`. What the rest
 of the code asks of the names (labels, dropdown choices, the validator's snapshot, the sync's stage order)
-is in `statussync.catalog`, which reads only the database.
+is in `statussync.mapping.catalog`, which reads only the database.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from django.utils.translation import gettext as _
 
 from statussync import portals
 from statussync.bitrix import BitrixError, client_for
-from statussync.catalog import catalog_cache_clear
+from statussync.mapping.catalog import catalog_cache_clear
 from statussync.models import CatalogPipeline, CatalogStage, CatalogStatus, Side
 
 logger = logging.getLogger(__name__)
