@@ -7,7 +7,8 @@ events from sending another for WAKE_FLAG_SECONDS). Claims come back by themselv
 (the holder's heartbeat stopped), but only the sweeper looks for them, and django-q2's scheduler first looks
 30 s after a cluster starts, then once a minute. So `serve`, right after starting the workers, does what the
 sweeper would, at once and again as soon as the last claim standing at start-up has run out; and it runs a
-reconciliation pass, so the changes made while bxsync was down are found without anyone running `reconcile`.
+reconciliation pass, so the changes made while bxsync was down are found without anyone running `reconcile`
+(unless both portals are applications in pull mode: their offline queues kept those changes).
 """
 
 from __future__ import annotations
@@ -23,7 +24,17 @@ from django.db.models import Max
 from django.utils import timezone
 
 from statussync.jobs import queue_wake_flags_clear
-from statussync.models import BulkOperation, Job, JobState, MappingChange, SyncLock
+from statussync.models import (
+    BulkOperation,
+    ConnectedPortal,
+    ConnectionState,
+    IntakeMode,
+    Job,
+    JobState,
+    MappingChange,
+    Side,
+    SyncLock,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +51,16 @@ def work_resume(*, reconcile: bool = False) -> dict[str, int]:
     if reconcile:
         async_task("statussync.tasks.reconcile", task_name="reconcile-after-restart")
     return report
+
+
+def events_kept_while_down() -> bool:
+    """Whether both portals kept what changed while bxsync was down: an application in pull mode finds it in
+    its offline queue (api-reference/events/offline-events.md), while a webhook's event, or an application's
+    pushed one, is sent once, to nobody while bxsync is down."""
+    pulled = ConnectedPortal.objects.filter(
+        state=ConnectionState.CONNECTED, intake_mode=IntakeMode.PULL
+    ).values_list("portal", flat=True)
+    return {Side.CMS, Side.CRM} <= set(pulled)
 
 
 def claims_last_until() -> datetime | None:
@@ -59,7 +80,7 @@ def work_resume_after_restart() -> None:
     of a predecessor that died, which no heartbeat renews any more. A live instance beside us keeps renewing
     its own, and the sweep takes only what ran out."""
     try:
-        report = work_resume(reconcile=True)
+        report = work_resume(reconcile=not events_kept_while_down())
         logger.info("resumed after start: %s", report)
         last = claims_last_until()
         if last is None:

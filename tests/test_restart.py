@@ -10,8 +10,8 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from statussync.jobs import job_request, jobs_claim, queue_wake
-from statussync.models import Job, JobKind, JobState
-from statussync.recovery import work_resume, work_resume_after_restart
+from statussync.models import ConnectedPortal, ConnectionState, IntakeMode, Job, JobKind, JobState
+from statussync.recovery import events_kept_while_down, work_resume, work_resume_after_restart
 from tests.broker import queued_tasks
 
 pytestmark = pytest.mark.django_db
@@ -35,6 +35,25 @@ def test_it_reconciles_at_start_so_changes_made_while_down_need_no_manual_step()
     work_resume(reconcile=True)
 
     assert "statussync.tasks.reconcile" in funcs()
+
+
+def test_it_reconciles_at_start_only_when_a_portals_events_were_sent_to_nobody_while_down():
+    # Webhooks (and pushed application events) are sent once; pulled applications keep an offline queue.
+    assert not events_kept_while_down()
+    for portal in ("cms", "crm"):
+        ConnectedPortal.objects.create(
+            portal=portal,
+            address=f"https://{portal}.example.ru",
+            client_id="app",
+            client_secret="secret",
+            intake_mode=IntakeMode.PULL,
+            state=ConnectionState.CONNECTED,
+        )
+    assert events_kept_while_down()
+
+    ConnectedPortal.objects.filter(portal="crm").update(intake_mode=IntakeMode.PUSH)
+
+    assert not events_kept_while_down()
 
 
 def test_it_returns_the_jobs_of_its_dead_predecessor_as_soon_as_their_lease_runs_out(settings):
