@@ -186,6 +186,9 @@ def events_to_bxsync(sb, live_server, settings):
     settings.BXSYNC_CRM_APP_TOKEN = sb.crm_token
     sb.crm.configure_events(handler_url=f"{live_server.url}/api/bitrix/crm/")
     yield sb
+    # Every event delivered before the test's tables are flushed: a post still writing would lock SQLite's
+    # flush, and the next tests would find this one's rows.
+    sb.crm.events.wait_idle(timeout=30)
     sb.crm.configure_events(handler_url="")
 
 
