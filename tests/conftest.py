@@ -1,4 +1,5 @@
-"""Shared fixtures: portal settings for tests, and raw webhook bodies; the leg this run is (tests/legs.py)."""
+"""Shared fixtures: portal settings for tests, raw webhook bodies, the admin's users in their roles; the leg
+this run is (tests/support/legs.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 import redis
 from django.conf import settings as django_settings
 
-from tests.legs import LEGS, leg, leg_problem
+from tests.support.legs import LEGS, leg, leg_problem
+from tests.support.roles import MANAGERS, SUPPORT, user_make
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -104,6 +106,44 @@ def portals(settings):
     settings.BXSYNC_CMS_REST_URL = CMS_URL
     settings.BXSYNC_CRM_REST_URL = CRM_URL
     return settings
+
+
+@pytest.fixture
+def manager(db):
+    """Alice, a sync manager (statussync/roles.py): edits the mapping, repairs links, replays work."""
+    return user_make("alice", groups=(MANAGERS,))
+
+
+@pytest.fixture
+def support(db):
+    """Sam, in Support (statussync/roles.py): looks at everything, changes nothing."""
+    return user_make("sam", groups=(SUPPORT,))
+
+
+@pytest.fixture
+def staff(db):
+    """A staff user in no group: signs in to the admin and may see nothing of bxsync."""
+    return user_make("x")
+
+
+@pytest.fixture
+def manager_client(manager):
+    """A test client signed in as the sync manager."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(manager)
+    return client
+
+
+@pytest.fixture
+def support_client(support):
+    """A test client signed in as Support."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(support)
+    return client
 
 
 def event_body(name: str) -> bytes:

@@ -25,7 +25,7 @@ from statussync.engine import (
     decide,
     link_resolve,
 )
-from tests.mappings import two_pipelines
+from tests.support.mappings import two_pipelines
 
 # ----------------------------------------------------------------------------------------------------------
 # The mapping: docs/contract.md "The mapping file", the example verbatim, plus pipeline 1.

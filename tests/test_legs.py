@@ -1,10 +1,10 @@
-"""The suite's legs refuse to run as something they are not (tests/legs.py)."""
+"""The suite's legs refuse to run as something they are not (tests/support/legs.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.legs import leg_problem
+from tests.support.legs import leg_problem
 
 SQLITE = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
 # Port 9 (discard): nothing listens there, so the connection is refused at once.

@@ -12,7 +12,7 @@ from django.utils import timezone
 from statussync.jobs import job_request, jobs_claim, queue_wake
 from statussync.models import ConnectedPortal, ConnectionState, IntakeMode, Job, JobKind, JobState
 from statussync.recovery import events_kept_while_down, work_resume, work_resume_after_restart
-from tests.broker import queued_tasks
+from tests.support.broker import queued_tasks
 
 pytestmark = pytest.mark.django_db
 

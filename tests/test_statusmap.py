@@ -17,7 +17,7 @@ from django.core.management.base import CommandError
 
 from statussync.mapping.document import MappingError, mapping_parse
 from statussync.mapping.store import mapping_import, mapping_load
-from tests.mappings import DESIGN_EXAMPLE
+from tests.support.mappings import DESIGN_EXAMPLE
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_FILE = REPO / "docs" / "mapping.example.json"

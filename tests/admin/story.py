@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from bitrix_sandbox import Sandbox
 from statussync.events import event_receive
 from statussync.models import Link
-from tests.sync.support import new_pair, pay, run_worker
+from tests.support.sandbox import new_pair, pay, run_worker
 
 _ts = itertools.count(1_766_000_000)
 

@@ -11,34 +11,33 @@ from pathlib import Path
 import pytest
 
 from statussync.mapping.store import mapping_import
-from tests.mapping.catalogs import catalog_make
-from tests.mapping.support import PIPELINES_URL, manager_client
-from tests.mappings import DESIGN_EXAMPLE
+from tests.admin.mapping.support import PIPELINES_URL
+from tests.support.catalogs import catalog_make
+from tests.support.mappings import DESIGN_EXAMPLE
 
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.django_db
 
 
-def test_it_speaks_russian_to_a_russian_browser():
+def test_it_speaks_russian_to_a_russian_browser(manager_client):
     catalog_make()
     mapping_import(data=DESIGN_EXAMPLE)
 
-    page = manager_client().get(PIPELINES_URL, headers={"accept-language": "ru"}).content.decode()
+    page = manager_client.get(PIPELINES_URL, headers={"accept-language": "ru"}).content.decode()
 
     assert "Обновить названия из порталов" in page
     assert "Сопоставления воронок" in page
     assert "Общая (0)" in page
 
 
-def test_it_switches_language_from_the_header_and_remembers_it():
-    client = manager_client()
-    assert 'id="language-switcher"' in client.get(PIPELINES_URL).content.decode()
+def test_it_switches_language_from_the_header_and_remembers_it(manager_client):
+    assert 'id="language-switcher"' in manager_client.get(PIPELINES_URL).content.decode()
 
-    response = client.post("/i18n/setlang/", {"language": "ru", "next": PIPELINES_URL})
+    response = manager_client.post("/i18n/setlang/", {"language": "ru", "next": PIPELINES_URL})
 
     assert response.status_code == 302
-    assert "Выгрузить файл сопоставления" in client.get(PIPELINES_URL).content.decode()
+    assert "Выгрузить файл сопоставления" in manager_client.get(PIPELINES_URL).content.decode()
 
 
 def test_it_takes_the_language_and_time_zone_from_the_environment():

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import Group
 
 from statussync import roles
-from tests.mapping.support import manager_client, support_client, user_in
+from tests.support.roles import user_make
 
 pytestmark = pytest.mark.django_db
 
@@ -31,17 +31,15 @@ def test_it_creates_both_groups_with_their_permissions_on_migrate():
     assert "view_dashboard" in support
 
 
-def test_it_gives_neither_group_django_q2s_pages():
+def test_it_gives_neither_group_django_q2s_pages(support_client):
     for group in (roles.SYNC_MANAGERS, roles.SUPPORT):
-        user = user_in(group, username=f"q-{group}")
+        user = user_make(f"q-{group}", groups=(group,))
         assert not user.has_module_perms("django_q")
-    client = support_client()
-    assert "/admin/django_q/" not in client.get("/admin/").content.decode()
-    assert client.get("/admin/django_q/schedule/").status_code == 403
+    assert "/admin/django_q/" not in support_client.get("/admin/").content.decode()
+    assert support_client.get("/admin/django_q/schedule/").status_code == 403
 
 
-def test_it_lets_managers_and_only_them_refresh_names_and_resync():
-    manager, support = user_in(roles.SYNC_MANAGERS), user_in(roles.SUPPORT)
+def test_it_lets_managers_and_only_them_refresh_names_and_resync(manager, support):
 
     for permission in (roles.REFRESH_CATALOG, roles.RESYNC_LINK, roles.REPAIR_LINK, roles.REPLAY_JOB):
         assert roles.user_can(manager, permission)
@@ -49,9 +47,9 @@ def test_it_lets_managers_and_only_them_refresh_names_and_resync():
     assert roles.user_can(support, roles.VIEW_DASHBOARD)
 
 
-def test_it_shows_managers_the_mapping_tools_and_support_only_the_export():
-    managers_page = manager_client().get("/admin/statussync/pipeline/").content.decode()
-    support_page = support_client().get("/admin/statussync/pipeline/").content.decode()
+def test_it_shows_managers_the_mapping_tools_and_support_only_the_export(support_client, manager_client):
+    managers_page = manager_client.get("/admin/statussync/pipeline/").content.decode()
+    support_page = support_client.get("/admin/statussync/pipeline/").content.decode()
 
     assert "Import a mapping file" in managers_page
     assert "Refresh names from the portals" in managers_page

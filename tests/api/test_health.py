@@ -12,7 +12,7 @@ from django.utils import timezone
 from statussync.bitrix import AuthError, RateLimitedError, TransientError
 from statussync.health import portal_contact_record
 from statussync.models import Job, JobKind, JobState, PortalHealth
-from tests.legs import leg
+from tests.support.legs import leg
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("portals")]
 

@@ -11,7 +11,7 @@ import pytest
 from statussync import jobs
 from statussync.models import InboundEvent, Job
 from tests.conftest import event_body
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 FORM = "application/x-www-form-urlencoded"
 pytestmark = pytest.mark.usefixtures("portals")

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from statussync import jobs
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture

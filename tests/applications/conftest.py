@@ -6,8 +6,8 @@ import pytest
 
 from bitrix_sandbox import Sandbox, SandboxConfig
 from statussync.mapping.store import mapping_import
-from tests.mappings import two_pipelines
-from tests.sync.support import sandbox_use
+from tests.support.mappings import two_pipelines
+from tests.support.sandbox import sandbox_use
 
 
 @pytest.fixture(scope="module")

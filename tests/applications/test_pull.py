@@ -13,7 +13,7 @@ from statussync.intake_pull import offline_events_pull, pull_round
 from statussync.jobs import job_request
 from statussync.models import AuditEntry, ConnectedPortal, InboundEvent, Job, JobKind, Link
 from tests.applications.support import connect
-from tests.sync.support import linked_pair, pay, run_worker
+from tests.support.sandbox import linked_pair, pay, run_worker
 
 
 def _crm_events() -> list[tuple[str, str]]:

@@ -17,7 +17,7 @@ from statussync.health import health_report
 from statussync.jobs import job_request
 from statussync.models import ConnectedPortal, ConnectionState, Job, JobKind, JobState
 from tests.applications.support import connect
-from tests.sync.support import before_writes, linked_pair, run_worker, sandbox_use
+from tests.support.sandbox import before_writes, linked_pair, run_worker, sandbox_use
 
 
 def _refreshes(sb) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.legs import leg
+from tests.support.legs import leg
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 pytestmark = pytest.mark.e2e

@@ -1,5 +1,5 @@
 """GCRA limiter and its stores. Every store runs the same behaviour tests; the Redis store's run on the scaled
-leg, against its Redis (tests/legs.py: the scaled leg does not start without one)."""
+leg, against its Redis (tests/support/legs.py: the scaled leg does not start without one)."""
 
 import os
 import uuid

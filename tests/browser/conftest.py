@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.cache import cache
 
 # Playwright's sync API runs an event loop in the test thread; the ORM calls a test makes beside it are
@@ -20,6 +19,11 @@ from django.core.cache import cache
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 from playwright.sync_api import Browser, Page, sync_playwright
+
+# Users are made as in every admin test (tests/support/roles.py); the browser tests import them from here.
+from tests.support.roles import PASSWORD, user_make
+
+__all__ = ["PASSWORD", "user_make"]
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 # Headless in a closed network: without these, Chromium spends its start trying to reach Google's hosts.
@@ -31,7 +35,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-PASSWORD = "correct-horse-battery-staple"
 
 
 @pytest.fixture(scope="session")
@@ -62,18 +65,6 @@ def page(browser: Browser) -> Iterator[Page]:
     page.set_default_timeout(15_000)
     yield page
     context.close()
-
-
-def user_make(username: str, *, superuser: bool = False, groups: tuple[str, ...] = ()):
-    """A staff user with the given groups (or a superuser)."""
-    from django.contrib.auth.models import Group
-
-    user = get_user_model().objects.create_user(username=username, password=PASSWORD, is_staff=True)
-    user.is_superuser = superuser
-    user.save()
-    for name in groups:
-        user.groups.add(Group.objects.get(name=name))
-    return user
 
 
 def log_in(page: Page, live_server, username: str) -> None:

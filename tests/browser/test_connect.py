@@ -10,7 +10,7 @@ from bitrix_sandbox import Sandbox, SandboxConfig
 from statussync import roles
 from statussync.models import ConnectedPortal, ConnectionState
 from tests.browser.conftest import log_in, screenshot, user_make
-from tests.sync.support import sandbox_use
+from tests.support.sandbox import sandbox_use
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

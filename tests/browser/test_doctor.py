@@ -14,8 +14,8 @@ from bitrix_sandbox import Sandbox, SandboxConfig
 from statussync import roles
 from statussync.mapping.store import mapping_import
 from tests.browser.conftest import SCREENSHOTS, log_in, user_make
-from tests.mappings import DESIGN_EXAMPLE
-from tests.sync.support import sandbox_use
+from tests.support.mappings import DESIGN_EXAMPLE
+from tests.support.sandbox import sandbox_use
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

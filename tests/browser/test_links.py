@@ -11,10 +11,10 @@ from statussync.jobs import job_request
 from statussync.mapping.catalog_refresh import catalog_refresh
 from statussync.mapping.store import mapping_import
 from statussync.models import Job, JobKind, JobState, Link
-from tests.admin_links.roles import MANAGERS, role_group
 from tests.browser.conftest import log_in, screenshot, user_make
-from tests.mappings import two_pipelines
-from tests.sync.support import pay, run_worker, sandbox_use
+from tests.support.mappings import two_pipelines
+from tests.support.roles import MANAGERS, role_group
+from tests.support.sandbox import pay, run_worker, sandbox_use
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

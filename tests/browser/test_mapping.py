@@ -17,7 +17,7 @@ from statussync.mapping.impact import mapping_change_resync
 from statussync.mapping.store import mapping_import
 from statussync.models import JobKind, Link, MappingChange, Pipeline, StatusRule
 from tests.browser.conftest import log_in, screenshot, user_make
-from tests.sync.support import run_worker, sandbox_use
+from tests.support.sandbox import run_worker, sandbox_use
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -14,9 +14,9 @@ from statussync.mapping.catalog_refresh import catalog_refresh
 from statussync.models import AuditEntry, InboundEvent, Link
 from statussync.reasons import why
 from statussync.reconcile import reconcile_run
-from tests.admin.people import support_make
 from tests.admin.story import link_story
 from tests.browser.conftest import PASSWORD, log_in, screenshot
+from tests.support.roles import support_make
 from tests.sync.conftest import sandbox, sb
 
 __all__ = ["sandbox", "sb"]

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from statussync.doctor import doctor_report_latest, doctor_run, portal_quirks_get
 from statussync.doctor.findings import BLOCKING, WARNING
 from statussync.mapping.store import mapping_import
-from tests.mappings import DESIGN_EXAMPLE
+from tests.support.mappings import DESIGN_EXAMPLE
 
 
 def found(result, code: str) -> list:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.stack import Stack, running_stack
-from tests.legs import leg
+from tests.support.legs import leg
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ import redis
 import requests
 
 from bitrix_sandbox import CrmConfig, Sandbox, SandboxConfig, ShopConfig
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 MAPPING = ROOT / "docs" / "mapping.demo.json"

@@ -17,8 +17,8 @@ import requests
 
 from bitrix_sandbox.rest import Portal
 from tests.e2e.stack import Stack, running_stack
-from tests.legs import leg
-from tests.waiting import wait_for
+from tests.support.legs import leg
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

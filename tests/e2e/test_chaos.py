@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.e2e.stack import MAPPING, Stack, running_stack
-from tests.legs import leg
-from tests.waiting import wait_for
+from tests.support.legs import leg
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,7 @@ import requests
 
 from statussync.runner import service_commands
 from tests.e2e.stack import ROOT, free_port
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 BODY_BYTES = 3 * 1024 * 1024
 

@@ -11,7 +11,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.stack import Stack, running_stack
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 pytestmark = [
     pytest.mark.e2e,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.stack import Stack
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bitrix_sandbox import Sandbox, SandboxConfig
-from tests.sync.support import sandbox_use
+from tests.support.sandbox import sandbox_use
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from statussync.mapping.store import mapping_import
 from statussync.models import CatalogStage, CatalogStatus, PortalHealth
 from statussync.sync.run import SyncRun
 from statussync.sync.stages import mapping_with_stages
-from tests.mappings import two_pipelines
+from tests.support.mappings import two_pipelines
 
 pytestmark = pytest.mark.django_db
 

@@ -14,8 +14,8 @@ from statussync.mapping import impact
 from statussync.mapping.impact import Remap, mapping_change_resync, mapping_impact, mapping_resyncs_resume
 from statussync.mapping.store import mapping_change_record, mapping_export, mapping_import
 from statussync.models import Job, JobKind, Link, LinkState, MappingChange
-from tests.mappings import DESIGN_EXAMPLE
-from tests.sync.support import run_worker
+from tests.support.mappings import DESIGN_EXAMPLE
+from tests.support.sandbox import run_worker
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 
 from statussync.mapping.store import mapping_import, mapping_load
-from tests.mappings import two_pipelines
+from tests.support.mappings import two_pipelines
 
 
 def _with_policy(document: dict, policy: str) -> dict:

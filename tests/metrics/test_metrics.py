@@ -11,7 +11,7 @@ from django.utils import timezone
 from statussync.jobs import job_request
 from statussync.models import Job, JobKind, JobState, Watermark
 from tests.conftest import CMS_URL, CRM_TOKEN, CRM_URL, event_body
-from tests.metrics.scrape import scrape, value
+from tests.support.scrape import scrape, value
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("portals")]
 FORM = "application/x-www-form-urlencoded"

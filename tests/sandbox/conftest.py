@@ -18,7 +18,7 @@ import requests
 
 from bitrix_sandbox import CrmConfig, Sandbox, SandboxConfig, ShopConfig
 from bitrix_sandbox.rest import Portal
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 Waiter = Callable[..., Any]
 

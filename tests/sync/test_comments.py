@@ -11,8 +11,8 @@ from statussync.mapping.catalog_refresh import catalog_refresh
 from statussync.mapping.store import mapping_import
 from statussync.models import AuditEntry, Job, JobState, Link, Pipeline, PortalHealth
 from statussync.models import JobKind as K
-from tests.mappings import two_pipelines
-from tests.sync.support import before_writes, linked_pair, pay, run_worker
+from tests.support.mappings import two_pipelines
+from tests.support.sandbox import before_writes, linked_pair, pay, run_worker
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from statussync.jobs import job_request
 from statussync.models import AuditEntry, JobKind, Link
-from tests.sync.support import linked_pair, run_worker
+from tests.support.sandbox import linked_pair, run_worker
 
 
 def requests_sent(sb) -> int:

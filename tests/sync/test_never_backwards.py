@@ -12,7 +12,7 @@ from statussync.jobs import job_request
 from statussync.mapping.catalog_refresh import catalog_refresh
 from statussync.models import AuditEntry, Job, JobKind, JobState, Link
 from statussync.sync.stages import STAGES_REREAD_SECONDS, mapping_with_stages
-from tests.sync.support import linked_pair, pay, run_worker
+from tests.support.sandbox import linked_pair, pay, run_worker
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ from statussync.jobs import job_request, jobs_claim, jobs_process
 from statussync.models import AuditEntry, Job, JobKind, JobState, PortalHealth
 from statussync.outage import outage_hold, portal_probe
 from statussync.sync import jobs_handle
-from tests.sync.support import linked_pair, run_worker
+from tests.support.sandbox import linked_pair, run_worker
 
 
 def _down_with_one_job(sb) -> tuple[str, str, Job]:

@@ -10,7 +10,7 @@ from statussync import portals
 from statussync.jobs import job_request, jobs_claim
 from statussync.models import AuditEntry, Job, JobKind, JobState, Link, LinkState
 from statussync.sync import items_for, items_sync, jobs_handle
-from tests.sync.support import pay, run_worker
+from tests.support.sandbox import pay, run_worker
 
 
 def commands(sb, method: str) -> int:

@@ -15,9 +15,9 @@ from statussync.jobs import job_request, jobs_claim, jobs_process
 from statussync.mapping.store import mapping_import
 from statussync.models import AuditEntry, Job, JobKind, JobState, Link, Queue, SyncLock
 from statussync.sync import jobs_handle, locks, write
-from tests.mappings import two_pipelines
-from tests.sync.support import before_writes, linked_pair, new_pair, pay, run_worker
-from tests.waiting import wait_for
+from tests.support.mappings import two_pipelines
+from tests.support.sandbox import before_writes, linked_pair, new_pair, pay, run_worker
+from tests.support.waiting import wait_for
 
 DEMO_MAPPING = two_pipelines()
 # The demo's mapping: a manager's move to the prepayment-invoice stage means "awaiting payment" (N), so a

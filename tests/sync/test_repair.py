@@ -3,7 +3,6 @@ resolution → the next run links what belongs together. Also the sides as last 
 
 from __future__ import annotations
 
-import pytest
 from django.utils import timezone
 
 from statussync.jobs import job_request
@@ -17,16 +16,9 @@ from statussync.models import (
     LinkProblemState,
     LinkState,
 )
-from tests.admin_links.roles import MANAGERS, SUPPORT, role_user
-from tests.sync.support import linked_pair, pay, run_worker
+from tests.support.sandbox import linked_pair, pay, run_worker
 
 PROBLEMS = "/admin/statussync/linkproblem/"
-
-
-@pytest.fixture
-def manager(client):
-    client.force_login(role_user(MANAGERS, username="alice"))
-    return client
 
 
 def resolve(client, problem: LinkProblem, **data):
@@ -46,7 +38,7 @@ def test_it_records_both_sides_as_the_run_left_them(sb):
     assert link.last_read_at <= timezone.now()
 
 
-def test_it_flags_a_link_whose_deal_names_another_order_and_writes_nothing(sb, manager):
+def test_it_flags_a_link_whose_deal_names_another_order_and_writes_nothing(sb, manager_client):
     order_id, deal_id = linked_pair(sb)
     other_order = str(sb.shop.create_order(price=50)["id"])
     sb.crm.set_deal_order(int(deal_id), other_order)  # a manager re-points the deal
@@ -77,11 +69,11 @@ def test_it_flags_a_link_whose_deal_names_another_order_and_writes_nothing(sb, m
     run_worker()
     assert LinkProblem.objects.get().times_seen == 2
 
-    listing = manager.get(PROBLEMS).content.decode()
+    listing = manager_client.get(PROBLEMS).content.decode()
     assert f"Deal {deal_id} now names order {other_order}, but is linked to order {order_id}." in listing
     assert "Close this link and link the deal to the order it names" in listing
 
-    done = resolve(manager, problem, close="1")
+    done = resolve(manager_client, problem, close="1")
 
     assert "is closed; bxsync links each of them to what names it now" in done.content.decode()
     link.refresh_from_db()
@@ -119,7 +111,7 @@ def test_it_settles_the_problem_when_the_deal_names_its_order_again(sb):
     )
 
 
-def test_it_lists_two_deals_naming_one_order_and_links_the_one_a_manager_chooses(sb, manager):
+def test_it_lists_two_deals_naming_one_order_and_links_the_one_a_manager_chooses(sb, manager_client):
     [(order_id, first)] = sb.seed(1, pipeline_share=0, orders_without_deal=0, deals_without_order=0)
     second = sb.crm.create_deal(title="duplicate", category_id=0, stage_id="NEW", order_id=order_id)["ID"]
     order_id, first, second = str(order_id), str(first), str(second)
@@ -137,10 +129,10 @@ def test_it_lists_two_deals_naming_one_order_and_links_the_one_a_manager_chooses
         order_id,
         sorted([first, second]),
     )
-    listing = manager.get(PROBLEMS).content.decode()
+    listing = manager_client.get(PROBLEMS).content.decode()
     assert f"Link order {order_id} to deal {second}" in listing
 
-    done = resolve(manager, problem, deal=second)
+    done = resolve(manager_client, problem, deal=second)
 
     assert f"Order {order_id} is linked to deal {second} now" in done.content.decode()
     run_worker()
@@ -157,20 +149,20 @@ def test_it_lists_two_deals_naming_one_order_and_links_the_one_a_manager_chooses
     assert Link.objects.get(order_id=order_id, state=LinkState.ACTIVE).deal_id == second
 
 
-def test_it_refuses_a_deal_that_is_not_among_the_problems_deals(sb, manager):
+def test_it_refuses_a_deal_that_is_not_among_the_problems_deals(sb, manager_client):
     problem = LinkProblem.objects.create(
         kind=LinkProblemKind.SEVERAL_DEALS, key="5", order_id="5", deals=["105", "106"]
     )
 
-    done = resolve(manager, problem, deal="999")
+    done = resolve(manager_client, problem, deal="999")
 
     assert "Nothing was changed" in done.content.decode()
     assert not Link.objects.exists()
     assert not Job.objects.exists()
 
 
-def test_it_lets_support_see_link_problems_but_not_resolve_them(sb, client):
-    client.force_login(role_user(SUPPORT, username="sam"))
+def test_it_lets_support_see_link_problems_but_not_resolve_them(sb, client, support):
+    client.force_login(support)
     problem = LinkProblem.objects.create(
         kind=LinkProblemKind.SEVERAL_DEALS, key="5", order_id="5", deals=["105", "106"]
     )
@@ -183,7 +175,9 @@ def test_it_lets_support_see_link_problems_but_not_resolve_them(sb, client):
     assert LinkProblem.objects.get().state == LinkProblemState.OPEN
 
 
-def test_it_lists_link_problems_in_a_bounded_number_of_queries(sb, manager, django_assert_max_num_queries):
+def test_it_lists_link_problems_in_a_bounded_number_of_queries(
+    sb, manager_client, django_assert_max_num_queries
+):
     for n in range(40):
         LinkProblem.objects.create(
             kind=LinkProblemKind.SEVERAL_DEALS if n % 2 else LinkProblemKind.DEAL_ORDER_CHANGED,
@@ -195,12 +189,12 @@ def test_it_lists_link_problems_in_a_bounded_number_of_queries(sb, manager, djan
         )
 
     with django_assert_max_num_queries(10):
-        response = manager.get(PROBLEMS)
+        response = manager_client.get(PROBLEMS)
 
     assert response.content.decode().count("bxsync-resolve") == 20 * 2 + 20
 
 
-def test_it_takes_the_shops_value_to_repair_a_blocked_regression(sb, manager):
+def test_it_takes_the_shops_value_to_repair_a_blocked_regression(sb, manager_client):
     order_id, deal_id = linked_pair(sb)
     job_request(kind=JobKind.PAYMENT, entity_id=pay(sb, order_id))
     run_worker("payments")
@@ -212,7 +206,7 @@ def test_it_takes_the_shops_value_to_repair_a_blocked_regression(sb, manager):
     paid_stage = sb.crm.get_deal(int(deal_id))["STAGE_ID"]
     assert paid_stage == "NEW"
 
-    manager.post(
+    manager_client.post(
         "/admin/statussync/link/",
         {"action": "take_shop", "index": 0, "_selected_action": [link.id], "confirm": "yes"},
     )

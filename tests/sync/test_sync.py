@@ -15,8 +15,7 @@ from statussync.jobs import job_request, jobs_claim, jobs_recover
 from statussync.models import AuditEntry, Job, JobKind, JobState, Link, LinkState, PortalHealth, UnmappedValue
 from statussync.outage import outage_hold
 from statussync.reconcile import reconcile_run
-from tests.admin.people import support_make
-from tests.sync.support import linked_pair, new_pair, pay, run_worker
+from tests.support.sandbox import linked_pair, new_pair, pay, run_worker
 
 
 def test_it_links_a_new_pair_without_writing_when_they_already_agree(sb):
@@ -370,7 +369,7 @@ def test_it_holds_only_the_method_the_portal_refused_until_it_may_go(sb):
     assert sb.counters()["crm"]["rest_rejected"] == {"operating_limit": 1}
 
 
-def test_it_follows_a_renamed_portal_and_says_so_in_the_admin(sb, settings, client):
+def test_it_follows_a_renamed_portal_and_says_so_in_the_admin(support, sb, settings, client):
     order_id, deal_id = linked_pair(sb)
     # settings/how-to-call-rest-api/change-domen.md: the old address redirects every call to the new one.
     new_base = sb.crm.move_address()
@@ -384,7 +383,7 @@ def test_it_follows_a_renamed_portal_and_says_so_in_the_admin(sb, settings, clie
     health = client.get("/api/health/").json()["portals"]["crm"]
     assert health["moved_to"] == new_base
     assert settings.BXSYNC_CRM_REST_URL.split("/rest/")[1] not in json.dumps(health)  # never the code
-    client.force_login(support_make())
+    client.force_login(support)
     dashboard = client.get("/admin/dashboard/").content.decode()
     assert f"moved to {new_base}" in dashboard
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from statussync.jobs import job_request
 from statussync.models import JobKind
-from tests.metrics.scrape import scrape, value
-from tests.sync.support import linked_pair, pay, run_worker
+from tests.support.sandbox import linked_pair, pay, run_worker
+from tests.support.scrape import scrape, value
 
 
 def test_it_counts_rest_requests_and_limiter_waits_per_portal(sb, client):

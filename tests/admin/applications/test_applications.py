@@ -8,7 +8,6 @@ from urllib.parse import urlsplit
 import requests
 
 from statussync.models import ConnectedPortal, ConnectionState
-from tests.mapping.support import manager_client, support_client
 
 URL = "/admin/statussync/connectedportal/"
 
@@ -35,57 +34,56 @@ def _round_trip(client, response) -> object:
     return client.get(f"{back.path}?{back.query}")
 
 
-def test_it_connects_the_crm_through_the_sign_in_round_trip(sb) -> None:
-    client = manager_client()
+def test_it_connects_the_crm_through_the_sign_in_round_trip(manager_client, sb) -> None:
     sb.crm.app.configure(redirect_uri=f"http://testserver{URL}connect/done/")
-    page = client.get(f"{URL}add/")
+    page = manager_client.get(f"{URL}add/")
     assert f"http://testserver{URL}connect/done/".encode() in page.content  # what to paste in Bitrix
 
-    done = _round_trip(client, client.post(f"{URL}add/", _form(sb)))
+    done = _round_trip(manager_client, manager_client.post(f"{URL}add/", _form(sb)))
 
     assert done.status_code == 302
     row = ConnectedPortal.objects.get(portal="crm")
     assert row.state == ConnectionState.CONNECTED
-    listing = client.get(URL).content.decode()
+    listing = manager_client.get(URL).content.decode()
     assert "ONCRMDEALMOVETOCATEGORY" in listing
-    assert sb.crm.app.client_secret not in client.get(f"{URL}{row.pk}/change/").content.decode()
+    assert sb.crm.app.client_secret not in manager_client.get(f"{URL}{row.pk}/change/").content.decode()
 
 
-def test_it_keeps_the_stored_secret_when_the_field_is_left_empty_and_disconnects(sb) -> None:
-    client = manager_client()
+def test_it_keeps_the_stored_secret_when_the_field_is_left_empty_and_disconnects(manager_client, sb) -> None:
     sb.crm.app.configure(redirect_uri=f"http://testserver{URL}connect/done/")
-    _round_trip(client, client.post(f"{URL}add/", _form(sb)))
+    _round_trip(manager_client, manager_client.post(f"{URL}add/", _form(sb)))
     row = ConnectedPortal.objects.get(portal="crm")
 
-    again = _round_trip(client, client.post(f"{URL}{row.pk}/change/", _form(sb, client_secret="")))
+    again = _round_trip(
+        manager_client, manager_client.post(f"{URL}{row.pk}/change/", _form(sb, client_secret=""))
+    )
     assert again.status_code == 302
     assert ConnectedPortal.objects.get(pk=row.pk).state == ConnectionState.CONNECTED
 
-    client.post(f"{URL}{row.pk}/disconnect/")
+    manager_client.post(f"{URL}{row.pk}/disconnect/")
     row.refresh_from_db()
     assert row.state == ConnectionState.DISCONNECTED
     assert "disconnected by" in row.state_reason
     assert sb.crm.app.info()["bindings"] == []
 
 
-def test_it_says_so_when_the_sign_in_is_unknown(sb) -> None:
-    client = manager_client()
-    answer = client.get(f"{URL}connect/done/?code=x&state=forged", follow=True)
+def test_it_says_so_when_the_sign_in_is_unknown(manager_client, sb) -> None:
+    answer = manager_client.get(f"{URL}connect/done/?code=x&state=forged", follow=True)
     assert "unknown" in answer.content.decode()
     assert not ConnectedPortal.objects.filter(state=ConnectionState.CONNECTED).exists()
 
 
-def test_it_shows_support_the_connection_but_lets_them_change_nothing(sb) -> None:
-    manager = manager_client()
+def test_it_shows_support_the_connection_but_lets_them_change_nothing(
+    support_client, manager_client, sb
+) -> None:
     sb.crm.app.configure(redirect_uri=f"http://testserver{URL}connect/done/")
-    _round_trip(manager, manager.post(f"{URL}add/", _form(sb)))
+    _round_trip(manager_client, manager_client.post(f"{URL}add/", _form(sb)))
     row = ConnectedPortal.objects.get(portal="crm")
-    support = support_client()
 
-    page = support.get(f"{URL}{row.pk}/change/")
+    page = support_client.get(f"{URL}{row.pk}/change/")
     assert page.status_code == 200
     assert b'value="Connect"' not in page.content
-    assert support.post(f"{URL}{row.pk}/change/", _form(sb)).status_code == 403
-    assert support.post(f"{URL}{row.pk}/disconnect/").status_code == 403
-    assert support.get(f"{URL}connect/done/?code=x&state=y").status_code == 403
+    assert support_client.post(f"{URL}{row.pk}/change/", _form(sb)).status_code == 403
+    assert support_client.post(f"{URL}{row.pk}/disconnect/").status_code == 403
+    assert support_client.get(f"{URL}connect/done/?code=x&state=y").status_code == 403
     assert ConnectedPortal.objects.get(pk=row.pk).state == ConnectionState.CONNECTED

@@ -8,7 +8,6 @@ import io
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -16,7 +15,6 @@ from django.utils import timezone
 from statussync.admin import audit as audit_admin
 from statussync.models import AuditEntry, Link
 from statussync.reasons import why
-from tests.admin.people import support_make
 from tests.admin.story import link_story
 
 pytestmark = pytest.mark.django_db
@@ -179,12 +177,12 @@ def test_it_never_exports_a_secret(sb, admin_client, settings):
         assert secret not in text
 
 
-def test_it_lets_support_export_and_refuses_staff_without_the_audit(client):
+def test_it_lets_support_export_and_refuses_staff_without_the_audit(staff, support, client):
     entry(order_id="1")
-    client.force_login(support_make())
+    client.force_login(support)
     assert client.get(EXPORT).status_code == 200
 
-    stranger = get_user_model().objects.create_user(username="x", password="y" * 12, is_staff=True)
+    stranger = staff
     client.force_login(stranger)
     assert client.get(EXPORT).status_code == 403
     assert client.get(LIST).status_code == 403

@@ -15,7 +15,6 @@ from django.utils import timezone
 
 from statussync.models import AuditEntry, Link
 from statussync.reasons import why
-from tests.admin.people import support_make
 
 pytestmark = [
     pytest.mark.django_db,
@@ -84,8 +83,8 @@ def _plan(sql: str) -> list[str]:
         "q=deal+100123",
     ],
 )
-def test_it_reads_one_page_through_an_index_and_never_counts(client, many_rows, query):
-    client.force_login(support_make())
+def test_it_reads_one_page_through_an_index_and_never_counts(support, client, many_rows, query):
+    client.force_login(support)
 
     with CaptureQueriesContext(connection) as queries:
         response = client.get(f"{LIST}?{query}")
@@ -106,8 +105,8 @@ def test_it_reads_one_page_through_an_index_and_never_counts(client, many_rows, 
         assert not any("TEMP B-TREE FOR ORDER BY" in step for step in plan), plan
 
 
-def test_it_pages_through_millions_with_newer_and_older_links(client, many_rows):
-    client.force_login(support_make())
+def test_it_pages_through_millions_with_newer_and_older_links(support, client, many_rows):
+    client.force_login(support)
 
     first = client.get(LIST).content.decode()
     second = client.get(f"{LIST}?p=2").content.decode()
@@ -127,10 +126,10 @@ def _plans_of_big_tables(queries) -> list[tuple[str, list[str]]]:
     ]
 
 
-def test_it_reads_a_timeline_through_the_ids_not_through_every_unlinked_entry(client, many_rows):
+def test_it_reads_a_timeline_through_the_ids_not_through_every_unlinked_entry(support, client, many_rows):
     # The 20,000 rows have no link: an index on "link_id IS NULL" would read them all.
     link = Link.objects.create(order_id="123", deal_id="100123")
-    client.force_login(support_make())
+    client.force_login(support)
 
     with CaptureQueriesContext(connection) as queries:
         html = client.get(f"/admin/statussync/link/{link.id}/change/").content.decode()
@@ -142,8 +141,8 @@ def test_it_reads_a_timeline_through_the_ids_not_through_every_unlinked_entry(cl
         assert not unlinked_by_index, plan
 
 
-def test_it_counts_the_dashboards_day_from_the_time_indexes_alone(client, many_rows):
-    client.force_login(support_make())
+def test_it_counts_the_dashboards_day_from_the_time_indexes_alone(support, client, many_rows):
+    client.force_login(support)
 
     with CaptureQueriesContext(connection) as queries:
         assert client.get("/admin/dashboard/").status_code == 200

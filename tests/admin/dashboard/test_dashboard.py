@@ -7,7 +7,6 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from statussync.admin.charts import axis_scale
@@ -16,7 +15,6 @@ from statussync.bitrix import TransientError
 from statussync.bitrix.ratelimit import limiter_for, limiter_level
 from statussync.models import AuditEntry, InboundEvent, Job, JobState, Link, Watermark
 from statussync.reasons import why
-from tests.admin.people import support_make
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +28,7 @@ def audit(
     AuditEntry.objects.filter(id=row.id).update(created_at=(now or timezone.now()) - ago)
 
 
-def test_it_draws_events_and_decisions_per_hour_as_svg(client):
+def test_it_draws_events_and_decisions_per_hour_as_svg(support, client):
     for i in range(3):
         InboundEvent.objects.create(side="cms", event="ONSALEORDERSAVED", entity_id=str(i), dedupe_key=str(i))
     audit("applied")
@@ -38,7 +36,7 @@ def test_it_draws_events_and_decisions_per_hour_as_svg(client):
     audit("echo")
     audit("regression_blocked", ago=timedelta(hours=2))
     audit("applied", ago=timedelta(hours=30))  # older than the chart
-    client.force_login(support_make())
+    client.force_login(support)
 
     response = client.get(DASHBOARD)
 
@@ -80,7 +78,7 @@ def test_it_reports_payment_latency_p50_and_p99():
     assert (latency.count, latency.p50, latency.p99) == (100, "500 ms", "990 ms")
 
 
-def test_it_lists_links_needing_attention_dead_letters_and_queues(client):
+def test_it_lists_links_needing_attention_dead_letters_and_queues(support, client):
     Link.objects.create(
         order_id="1",
         deal_id="10",
@@ -89,7 +87,7 @@ def test_it_lists_links_needing_attention_dead_letters_and_queues(client):
     )
     Job.objects.create(kind="deal", entity_id="10", state=JobState.DEAD, not_before=timezone.now())
     Job.objects.create(kind="order", entity_id="2", not_before=timezone.now() - timedelta(minutes=1))
-    client.force_login(support_make())
+    client.force_login(support)
 
     html = client.get(DASHBOARD).content.decode()
 
@@ -99,11 +97,11 @@ def test_it_lists_links_needing_attention_dead_letters_and_queues(client):
     assert re.search(r"Everything else</th>\s*<td>1</td><td>0</td>\s*<td[^>]*>6\d s", html)
 
 
-def test_it_says_how_much_of_one_portals_limit_bxsync_leaves_to_others(client, portals):
+def test_it_says_how_much_of_one_portals_limit_bxsync_leaves_to_others(support, client, portals):
     # settings/performance/limits.md: one bucket per Bitrix24, shared by its applications.
     # One Bitrix24, two roles: the CRM webhook on the shop's host.
     portals.BXSYNC_CRM_REST_URL = "https://shop.example.ru/rest/7/crmsecretcode456/"
-    client.force_login(support_make())
+    client.force_login(support)
 
     html = client.get(DASHBOARD).content.decode()
 
@@ -112,13 +110,13 @@ def test_it_says_how_much_of_one_portals_limit_bxsync_leaves_to_others(client, p
     assert "ordinary work stops at 30, the last 10 are kept for payments" in html
 
 
-def test_it_shows_the_rest_limit_in_use_and_the_last_reconciliation(client, portals):
+def test_it_shows_the_rest_limit_in_use_and_the_last_reconciliation(support, client, portals):
     portals.BXSYNC_RATE_PER_SECOND = 0.01  # so the bucket does not drain while the test runs
     limiter = limiter_for("crm")
     for _ in range(12):
         limiter.acquire()
     Watermark.objects.create(portal="cms", value=timezone.now() - timedelta(minutes=5))
-    client.force_login(support_make())
+    client.force_login(support)
 
     html = client.get(DASHBOARD).content.decode()
 
@@ -130,8 +128,8 @@ def test_it_shows_the_rest_limit_in_use_and_the_last_reconciliation(client, port
     assert "not run yet" in html  # the CRM's watermark
 
 
-def test_it_needs_the_dashboard_permission(client):
-    staff = get_user_model().objects.create_user(username="x", password="y" * 12, is_staff=True)
+def test_it_needs_the_dashboard_permission(staff, client):
+    staff = staff
     client.force_login(staff)
 
     assert client.get(DASHBOARD).status_code == 403
@@ -139,18 +137,18 @@ def test_it_needs_the_dashboard_permission(client):
     assert "/admin/dashboard/" not in client.get("/admin/").content.decode()
 
 
-def test_it_is_linked_from_the_admin_index_and_header(client):
-    client.force_login(support_make())
+def test_it_is_linked_from_the_admin_index_and_header(support, client):
+    client.force_login(support)
 
     html = client.get("/admin/").content.decode()
 
     assert html.count('href="/admin/dashboard/"') == 2
 
 
-def test_it_reads_a_bounded_number_of_queries(client, django_assert_max_num_queries):
+def test_it_reads_a_bounded_number_of_queries(support, client, django_assert_max_num_queries):
     for i in range(300):
         audit("applied" if i % 2 else "echo", ago=timedelta(minutes=i * 7), latency_ms=i)
-    client.force_login(support_make())
+    client.force_login(support)
 
     # 30; whether a portal moved (from the cache); the newest portal check; whether each side is connected as
     # an application (statussync/health.py)
@@ -166,14 +164,14 @@ def test_it_picks_round_axis_steps(peak, expected):
     assert axis_scale(peak) == expected
 
 
-def test_it_says_when_a_portals_last_outage_began_and_when_it_answered_again(client, portals):
+def test_it_says_when_a_portals_last_outage_began_and_when_it_answered_again(support, client, portals):
     from statussync.health import portal_contact_record
     from statussync.models import PortalHealth
 
     portal_contact_record(portal="crm", error=TransientError(portal="crm", method="batch", http_status=503))
     PortalHealth.objects.filter(portal="crm").update(failing_since=datetime(2026, 3, 2, 10, 0, tzinfo=UTC))
     portal_contact_record(portal="crm")
-    client.force_login(support_make())
+    client.force_login(support)
 
     html = client.get(DASHBOARD).content.decode()
 

@@ -26,24 +26,12 @@ from statussync.models import (
     Pipeline,
 )
 from statussync.reasons import why
-from tests.admin_links.roles import MANAGERS, SUPPORT, role_user
 from tests.conftest import CMS_URL, CRM_URL
+from tests.support.roles import SUPPORT, user_make
 
 pytestmark = pytest.mark.django_db
 
 LINKS = "/admin/statussync/link/"
-
-
-@pytest.fixture
-def manager(client):
-    client.force_login(role_user(MANAGERS, username="alice"))
-    return client
-
-
-@pytest.fixture
-def support(client):
-    client.force_login(role_user(SUPPORT, username="sam"))
-    return client
 
 
 def link_make(order_id: str, deal_id: str, **fields) -> Link:
@@ -73,14 +61,14 @@ def text(response) -> str:
 # --- The list ----------------------------------------------------------------------------------------------
 
 
-def test_it_shows_both_sides_as_last_read_the_base_and_the_state(manager, portals):
+def test_it_shows_both_sides_as_last_read_the_base_and_the_state(manager_client, portals):
     link_make("11", "111", last_order_status="F", last_order_paid=True, last_deal_stage="PREPARATION")
     regression = why("regression", stage="NEW", target="N")
     link_make(
         "12", "112", needs_attention=True, attention=regression.as_json(), attention_reason=str(regression)
     )
 
-    page = text(manager.get(LINKS))
+    page = text(manager_client.get(LINKS))
 
     assert "In sync" in page
     assert "Regression blocked" in page
@@ -89,10 +77,10 @@ def test_it_shows_both_sides_as_last_read_the_base_and_the_state(manager, portal
     assert ">paid<" in page
 
 
-def test_it_links_the_order_and_the_deal_to_their_portals_without_the_webhook_secret(manager, portals):
+def test_it_links_the_order_and_the_deal_to_their_portals_without_the_webhook_secret(manager_client, portals):
     link_make("11", "111")
 
-    page = manager.get(LINKS).content.decode()
+    page = manager_client.get(LINKS).content.decode()
 
     assert 'href="https://shop.example.ru/bitrix/admin/sale_order_view.php?ID=11"' in page
     assert 'href="https://crm.example.ru/crm/deal/details/111/"' in page
@@ -122,7 +110,7 @@ def test_it_builds_portal_links_from_the_host_only():
         ("in_sync", "11", "12"),
     ],
 )
-def test_it_filters_links_by_state(manager, status, expected, hidden):
+def test_it_filters_links_by_state(manager_client, status, expected, hidden):
     def flagged(order_id, reason):
         return link_make(order_id, f"1{order_id}", needs_attention=True, attention=reason.as_json())
 
@@ -135,18 +123,18 @@ def test_it_filters_links_by_state(manager, status, expected, hidden):
     Job.objects.create(kind=JobKind.DEAL, entity_id="116", state=JobState.DEAD, not_before=timezone.now())
     link_make("17", "117", state=LinkState.CLOSED)
 
-    page = text(manager.get(LINKS, {"status": status}))
+    page = text(manager_client.get(LINKS, {"status": status}))
 
     assert f">{expected}<" in page
     assert f">{hidden}<" not in page
 
 
-def test_it_finds_a_link_by_its_exact_order_or_deal_id(manager):
+def test_it_finds_a_link_by_its_exact_order_or_deal_id(manager_client):
     link_make("11", "111")
     link_make("110", "222")
 
-    by_order = text(manager.get(LINKS, {"q": "11"}))
-    by_deal = text(manager.get(LINKS, {"q": "222"}))
+    by_order = text(manager_client.get(LINKS, {"q": "11"}))
+    by_deal = text(manager_client.get(LINKS, {"q": "222"}))
 
     assert ">11<" in by_order
     assert ">110<" not in by_order
@@ -154,7 +142,9 @@ def test_it_finds_a_link_by_its_exact_order_or_deal_id(manager):
     assert ">11<" not in by_deal
 
 
-def test_it_lists_dozens_of_links_in_a_bounded_number_of_queries(manager, django_assert_max_num_queries):
+def test_it_lists_dozens_of_links_in_a_bounded_number_of_queries(
+    manager_client, django_assert_max_num_queries
+):
     Pipeline.objects.create(pipeline_id=0)
     for n in range(60):
         reason = why("conflict_manual", status="F", stage="LOSE")
@@ -165,7 +155,7 @@ def test_it_lists_dozens_of_links_in_a_bounded_number_of_queries(manager, django
             )
 
     with django_assert_max_num_queries(10):
-        response = manager.get(LINKS)
+        response = manager_client.get(LINKS)
 
     assert response.status_code == 200
     assert text(response).count("bxsync-state ") == 60
@@ -182,10 +172,10 @@ def test_it_lists_dozens_of_links_in_a_bounded_number_of_queries(manager, django
         ("take_crm", "Make the orders follow their deals for 2 links?", "crm"),
     ],
 )
-def test_it_asks_before_it_queues_a_sync_of_the_selected_links(manager, action, question, wins):
+def test_it_asks_before_it_queues_a_sync_of_the_selected_links(manager_client, action, question, wins):
     links = [link_make("5", "105"), link_make("6", "106")]
 
-    confirmation = post_action(manager, action, links, confirm=False)
+    confirmation = post_action(manager_client, action, links, confirm=False)
 
     assert confirmation.status_code == 200
     page = text(confirmation)
@@ -194,7 +184,7 @@ def test_it_asks_before_it_queues_a_sync_of_the_selected_links(manager, action, 
     assert 'name="confirm" value="yes"' in page
     assert not Job.objects.exists()
 
-    done = post_action(manager, action, links, confirm=True)
+    done = post_action(manager_client, action, links, confirm=True)
 
     assert "Queued 2 links" in text(done)
     jobs = Job.objects.order_by("entity_id")
@@ -207,24 +197,24 @@ def test_it_asks_before_it_queues_a_sync_of_the_selected_links(manager, action, 
     assert request.message.startswith("alice asked")
 
 
-def test_it_says_what_taking_a_side_means_before_doing_it(manager):
+def test_it_says_what_taking_a_side_means_before_doing_it(manager_client):
     link = link_make("5", "105")
 
-    page = text(post_action(manager, "take_shop", [link], confirm=False))
+    page = text(post_action(manager_client, "take_shop", [link], confirm=False))
 
     assert "Each deal is moved to the stage mapped to its order's status now" in page
     assert "A payment still comes first" in page
     assert "Yes, take the shop's value" in page
 
 
-def test_it_closes_a_link_and_queues_its_order_to_rediscover_it(manager):
+def test_it_closes_a_link_and_queues_its_order_to_rediscover_it(manager_client):
     link = link_make("5", "105")
 
-    confirmation = post_action(manager, "rediscover", [link], confirm=False)
+    confirmation = post_action(manager_client, "rediscover", [link], confirm=False)
     assert "Close 1 link and find the order's deal again?" in text(confirmation)
     assert Link.objects.get().state == LinkState.ACTIVE
 
-    done = post_action(manager, "rediscover", [link], confirm=True)
+    done = post_action(manager_client, "rediscover", [link], confirm=True)
 
     assert "Closed 1 link; bxsync is looking for its order's deal again." in text(done)
     link.refresh_from_db()
@@ -235,23 +225,23 @@ def test_it_closes_a_link_and_queues_its_order_to_rediscover_it(manager):
     assert (job.kind, job.entity_id, job.origin) == (JobKind.ORDER, "5", "admin")
 
 
-def test_it_leaves_closed_links_alone_and_says_so(manager):
+def test_it_leaves_closed_links_alone_and_says_so(manager_client):
     active, closed = link_make("5", "105"), link_make("6", "106", state=LinkState.CLOSED)
 
-    page = text(post_action(manager, "resync", [active, closed], confirm=True))
+    page = text(post_action(manager_client, "resync", [active, closed], confirm=True))
 
     assert "Queued 1 link for resync" in page
     assert "1 closed link was left as it is." in page
     assert list(Job.objects.values_list("entity_id", flat=True)) == ["5"]
 
 
-def test_it_acts_on_every_filtered_link_when_all_are_selected(manager):
+def test_it_acts_on_every_filtered_link_when_all_are_selected(manager_client):
     flagged = why("conflict_manual", status="F", stage="LOSE").as_json()
     conflicted = [link_make(str(n), str(100 + n), needs_attention=True, attention=flagged) for n in range(3)]
     link_make("50", "150")
 
     post_action(
-        manager,
+        manager_client,
         "resync",
         conflicted[:1],
         confirm=True,
@@ -262,15 +252,15 @@ def test_it_acts_on_every_filtered_link_when_all_are_selected(manager):
     assert sorted(Job.objects.values_list("entity_id", flat=True)) == ["0", "1", "2"]
 
 
-def test_it_runs_a_large_selection_in_the_background_with_a_progress_page(manager, monkeypatch):
+def test_it_runs_a_large_selection_in_the_background_with_a_progress_page(manager_client, monkeypatch):
     monkeypatch.setattr(links_admin, "INLINE_LIMIT", 3)
     monkeypatch.setattr(bulk, "CHUNK", 2)
     links = [link_make(str(n), str(100 + n)) for n in range(5)]
 
-    confirmation = post_action(manager, "resync", links, confirm=False)
+    confirmation = post_action(manager_client, "resync", links, confirm=False)
     assert "handled in the background" in text(confirmation)
 
-    started = post_action(manager, "resync", links, confirm=True)
+    started = post_action(manager_client, "resync", links, confirm=True)
 
     operation = BulkOperation.objects.get()
     assert started.redirect_chain[-1][0] == f"/admin/statussync/bulkoperation/{operation.id}/change/"
@@ -285,12 +275,12 @@ def test_it_runs_a_large_selection_in_the_background_with_a_progress_page(manage
     operation.refresh_from_db()
     assert (operation.state, operation.done) == (BulkState.DONE, 5)
     assert Job.objects.count() == 5
-    progress = text(manager.get(f"/admin/statussync/bulkoperation/{operation.id}/change/"))
+    progress = text(manager_client.get(f"/admin/statussync/bulkoperation/{operation.id}/change/"))
     assert "5 of 5 links handled" in progress
     assert '<meta http-equiv="refresh"' not in progress
 
 
-def test_it_resumes_a_background_operation_where_it_stopped(manager):
+def test_it_resumes_a_background_operation_where_it_stopped(manager_client):
     links = [link_make(str(n), str(100 + n)) for n in range(5)]
     operation = BulkOperation.objects.create(
         action="resync", link_ids=[link.id for link in links], total=5, done=3, state=BulkState.RUNNING
@@ -303,7 +293,7 @@ def test_it_resumes_a_background_operation_where_it_stopped(manager):
     assert (operation.state, operation.done) == (BulkState.DONE, 5)
 
 
-def test_it_lets_one_task_at_a_time_work_through_a_background_operation(manager, monkeypatch):
+def test_it_lets_one_task_at_a_time_work_through_a_background_operation(manager_client, monkeypatch):
     """Finding 10: the sweeper restarted an operation still queued behind busy workers, and both tasks
     handled the same chunks (done + skipped above the total, every link's audit entry twice)."""
     monkeypatch.setattr(bulk, "CHUNK", 2)
@@ -328,7 +318,7 @@ def test_it_lets_one_task_at_a_time_work_through_a_background_operation(manager,
     assert AuditEntry.objects.count() == 5
 
 
-def test_it_has_a_task_that_lost_its_operation_stop_before_its_next_chunk(manager, monkeypatch):
+def test_it_has_a_task_that_lost_its_operation_stop_before_its_next_chunk(manager_client, monkeypatch):
     """A task whose lease ran out (it stalled) while the sweeper's task took the operation over stops."""
     monkeypatch.setattr(bulk, "CHUNK", 2)
     links = [link_make(str(n), str(100 + n)) for n in range(4)]
@@ -353,16 +343,16 @@ def test_it_has_a_task_that_lost_its_operation_stop_before_its_next_chunk(manage
     assert AuditEntry.objects.count() == 2
 
 
-def test_it_lets_support_see_links_but_change_nothing(support):
+def test_it_lets_support_see_links_but_change_nothing(support_client):
     link = link_make("5", "105")
 
-    listing = support.get(LINKS)
+    listing = support_client.get(LINKS)
 
     assert listing.status_code == 200
     assert 'name="action"' not in listing.content.decode()
     for action in ("resync", "take_shop", "take_crm", "rediscover"):
-        assert post_action(support, action, [link], confirm=False).status_code == 403
-        assert post_action(support, action, [link], confirm=True).status_code == 403
+        assert post_action(support_client, action, [link], confirm=False).status_code == 403
+        assert post_action(support_client, action, [link], confirm=True).status_code == 403
     assert not Job.objects.exists()
     assert Link.objects.get().state == LinkState.ACTIVE
 
@@ -370,7 +360,7 @@ def test_it_lets_support_see_links_but_change_nothing(support):
 def test_it_offers_each_action_only_to_whom_it_is_allowed(client):
     from django.contrib.auth.models import Permission
 
-    user = role_user(SUPPORT, username="rita")
+    user = user_make("rita", groups=(SUPPORT,))
     user.user_permissions.add(Permission.objects.get(codename="resync_link"))
     client.force_login(user)
     link = link_make("5", "105")
@@ -387,7 +377,7 @@ def test_it_has_the_sweeper_restart_a_background_operation_that_lost_its_task():
     from datetime import timedelta
 
     from statussync import tasks
-    from tests.broker import queued_tasks
+    from tests.support.broker import queued_tasks
 
     stalled = BulkOperation.objects.create(action="resync", link_ids=[1], total=1, state=BulkState.RUNNING)
     BulkOperation.objects.create(action="resync", link_ids=[2], total=1, state=BulkState.QUEUED)  # just asked

@@ -1,39 +1,10 @@
-"""Helpers for the mapping admin's tests: users in the two groups, a change form as the browser posts it."""
+"""Helpers for the mapping admin's tests: a change form as the browser posts it, and its rule rows."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
-from django.test import Client
-
-from statussync import roles
-
 PIPELINES_URL = "/admin/statussync/pipeline/"
-
-
-def user_in(group: str, username: str | None = None):
-    """A staff user who belongs to `group` only ("Sync managers" or "Support")."""
-    user = get_user_model().objects.create_user(
-        username=username or group.lower().replace(" ", "-"), password="pw", is_staff=True
-    )
-    user.groups.add(Group.objects.get(name=group))
-    return user
-
-
-def client_for(group: str) -> Client:
-    client = Client()
-    client.force_login(user_in(group))
-    return client
-
-
-def manager_client() -> Client:
-    return client_for(roles.SYNC_MANAGERS)
-
-
-def support_client() -> Client:
-    return client_for(roles.SUPPORT)
 
 
 def form_data(response) -> dict[str, Any]:

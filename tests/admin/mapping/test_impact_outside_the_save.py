@@ -10,8 +10,8 @@ from django.db import connection
 
 from statussync.mapping.store import mapping_export
 from statussync.models import Link, MappingChange
-from tests.mapping.support import PIPELINES_URL, manager_client
-from tests.mapping.test_mapping_admin import mapped, mapped_with_d, moved_preparation, page_of, upload
+from tests.admin.mapping.support import PIPELINES_URL
+from tests.admin.mapping.test_pipelines import mapped, mapped_with_d, moved_preparation, page_of, upload
 
 pytestmark = pytest.mark.django_db
 __all__ = ["mapped", "mapped_with_d"]  # fixtures
@@ -30,15 +30,14 @@ class LinkCounts:
         return execute(sql, params, many, context)
 
 
-def test_it_counts_a_pipeline_forms_impact_outside_the_save_transaction(mapped_with_d):
-    client = manager_client()
-    data = moved_preparation(client, mapped_with_d[0])
+def test_it_counts_a_pipeline_forms_impact_outside_the_save_transaction(manager_client, mapped_with_d):
+    data = moved_preparation(manager_client, mapped_with_d[0])
     counts = LinkCounts()
 
     with connection.execute_wrapper(counts):
-        preview = client.post(page_of(mapped_with_d[0]), data)
+        preview = manager_client.post(page_of(mapped_with_d[0]), data)
         data.update(_mapping_decision="save", _mapping_previewed=preview.context["previewed"])
-        client.post(page_of(mapped_with_d[0]), data)
+        manager_client.post(page_of(mapped_with_d[0]), data)
 
     assert (preview.context["impact"].affected, preview.context["impact"].moving) == (3, 3)
     change = MappingChange.objects.get()
@@ -47,8 +46,7 @@ def test_it_counts_a_pipeline_forms_impact_outside_the_save_transaction(mapped_w
     assert set(counts.depths) == {0}, counts.depths
 
 
-def test_it_counts_a_file_imports_impact_outside_the_import_transaction(mapped_with_d):
-    client = manager_client()
+def test_it_counts_a_file_imports_impact_outside_the_import_transaction(manager_client, mapped_with_d):
     document = mapping_export()
     swap = {("P", "PREPARATION"): "EXECUTING", ("D", "EXECUTING"): "PREPARATION"}  # as the form test does
     for rule in document["pipelines"][0]["rules"]:
@@ -57,8 +55,8 @@ def test_it_counts_a_file_imports_impact_outside_the_import_transaction(mapped_w
     counts = LinkCounts()
 
     with connection.execute_wrapper(counts):
-        preview = upload(client, text)
-        client.post(
+        preview = upload(manager_client, text)
+        manager_client.post(
             f"{PIPELINES_URL}import/",
             {
                 "mapping_text": text,
@@ -73,12 +71,11 @@ def test_it_counts_a_file_imports_impact_outside_the_import_transaction(mapped_w
     assert set(counts.depths) == {0}, counts.depths
 
 
-def test_it_counts_a_deleted_pipelines_impact_outside_the_delete_transaction(mapped_with_d):
-    client = manager_client()
+def test_it_counts_a_deleted_pipelines_impact_outside_the_delete_transaction(manager_client, mapped_with_d):
     counts = LinkCounts()
 
     with connection.execute_wrapper(counts):
-        response = client.post(f"{PIPELINES_URL}{mapped_with_d[0].pk}/delete/", {"post": "yes"})
+        response = manager_client.post(f"{PIPELINES_URL}{mapped_with_d[0].pk}/delete/", {"post": "yes"})
 
     assert response.status_code == 302
     change = MappingChange.objects.get(source="admin_delete")
@@ -87,10 +84,9 @@ def test_it_counts_a_deleted_pipelines_impact_outside_the_delete_transaction(map
     assert set(counts.depths) == {0}, counts.depths
 
 
-def test_it_records_the_impact_of_pipelines_deleted_from_the_list(mapped_with_d):
-    client = manager_client()
+def test_it_records_the_impact_of_pipelines_deleted_from_the_list(manager_client, mapped_with_d):
 
-    response = client.post(
+    response = manager_client.post(
         PIPELINES_URL,
         {"action": "delete_selected", "_selected_action": [mapped_with_d[0].pk], "post": "yes"},
     )

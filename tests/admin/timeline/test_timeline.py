@@ -11,7 +11,6 @@ from django.utils import timezone
 from statussync.admin.timeline import Cursor, DecisionStep, EventStep, link_timeline, reason_text
 from statussync.models import AuditEntry, InboundEvent, Link, LinkState
 from statussync.reasons import why
-from tests.admin.people import support_make
 from tests.admin.story import link_story
 
 pytestmark = pytest.mark.django_db
@@ -28,9 +27,9 @@ def _steps_in_page(html: str) -> list[str]:
     return steps
 
 
-def test_it_tells_the_story_in_order(sb, client):
+def test_it_tells_the_story_in_order(support, sb, client):
     story = link_story(sb)
-    client.force_login(support_make())
+    client.force_login(support)
 
     response = client.get(f"/admin/statussync/link/{story.link.id}/change/")
 
@@ -52,9 +51,9 @@ def test_it_tells_the_story_in_order(sb, client):
     ]
 
 
-def test_it_says_why_in_plain_words_with_the_write_and_its_cost(sb, client):
+def test_it_says_why_in_plain_words_with_the_write_and_its_cost(support, sb, client):
     story = link_story(sb)
-    client.force_login(support_make())
+    client.force_login(support)
 
     html = client.get(f"/admin/statussync/link/{story.link.id}/change/").content.decode()
 
@@ -68,9 +67,9 @@ def test_it_says_why_in_plain_words_with_the_write_and_its_cost(sb, client):
     assert "Bitrix sent it 2 times; handled once." in html  # the duplicate, counted
 
 
-def test_it_makes_payments_and_blocked_regressions_stand_out(sb, client):
+def test_it_makes_payments_and_blocked_regressions_stand_out(support, sb, client):
     story = link_story(sb)
-    client.force_login(support_make())
+    client.force_login(support)
 
     html = client.get(f"/admin/statussync/link/{story.link.id}/change/").content.decode()
 
@@ -85,9 +84,9 @@ def test_it_makes_payments_and_blocked_regressions_stand_out(sb, client):
     assert "order status P, paid; deal stage NEW" in summary
 
 
-def test_it_changes_nothing_for_support(sb, client):
+def test_it_changes_nothing_for_support(support, sb, client):
     story = link_story(sb)
-    client.force_login(support_make())
+    client.force_login(support)
     url = f"/admin/statussync/link/{story.link.id}/change/"
 
     html = client.get(url).content.decode()

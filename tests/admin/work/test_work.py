@@ -23,24 +23,11 @@ from statussync.models import (
     StatusRule,
     UnmappedValue,
 )
-from tests.admin_links.roles import MANAGERS, SUPPORT, role_user
 
 pytestmark = pytest.mark.django_db
 
 LETTERS = "/admin/statussync/deadletter/"
 UNMAPPED = "/admin/statussync/unmappedvalue/"
-
-
-@pytest.fixture
-def manager(client):
-    client.force_login(role_user(MANAGERS, username="alice"))
-    return client
-
-
-@pytest.fixture
-def support(client):
-    client.force_login(role_user(SUPPORT, username="sam"))
-    return client
 
 
 def text(response) -> str:
@@ -72,11 +59,11 @@ def post_action(client, action: str, jobs, *, confirm: bool, **extra):
 # --- Dead letters ------------------------------------------------------------------------------------------
 
 
-def test_it_lists_failed_work_with_its_error_and_attempts(manager):
+def test_it_lists_failed_work_with_its_error_and_attempts(manager_client):
     dead("9")
     Job.objects.create(kind=JobKind.DEAL, entity_id="10", state=JobState.DONE, not_before=timezone.now())
 
-    page = text(manager.get(LETTERS))
+    page = text(manager_client.get(LETTERS))
 
     assert "PermanentError: crm.deal.update: ACCESS_DENIED" in page
     assert ">8<" in page  # attempts
@@ -84,65 +71,65 @@ def test_it_lists_failed_work_with_its_error_and_attempts(manager):
     assert "deal 10" not in page
 
 
-def test_it_finds_the_failed_work_of_a_links_deal_by_its_order_id(manager):
+def test_it_finds_the_failed_work_of_a_links_deal_by_its_order_id(manager_client):
     Link.objects.create(order_id="5", deal_id="9")
     dead("9")
     dead("77")
 
-    page = text(manager.get(LETTERS, {"q": "5"}))
+    page = text(manager_client.get(LETTERS, {"q": "5"}))
 
     assert "deal 9" in page
     assert "deal 77" not in page
 
 
-def test_it_asks_before_it_replays_failed_work(manager):
+def test_it_asks_before_it_replays_failed_work(manager_client):
     letters = [dead("9"), dead("10", kind=JobKind.ORDER)]
 
-    confirmation = text(post_action(manager, "replay", letters, confirm=False))
+    confirmation = text(post_action(manager_client, "replay", letters, confirm=False))
     assert "Replay 2 failed jobs?" in confirmation
     assert Job.objects.filter(state=JobState.PENDING).count() == 0
 
-    done = text(post_action(manager, "replay", letters, confirm=True))
+    done = text(post_action(manager_client, "replay", letters, confirm=True))
 
     assert "Queued 2 failed jobs again; they run in a moment." in done
     fresh = Job.objects.filter(state=JobState.PENDING).order_by("entity_id")
     assert [(j.entity_id, j.attempts, j.origin) for j in fresh] == [("10", 0, "admin"), ("9", 0, "admin")]
 
 
-def test_it_discards_failed_work_but_keeps_it_for_the_audit(manager):
+def test_it_discards_failed_work_but_keeps_it_for_the_audit(manager_client):
     Link.objects.create(order_id="5", deal_id="9")
     letters = [dead("9"), dead("11")]
 
-    confirmation = text(post_action(manager, "discard", letters, confirm=False))
+    confirmation = text(post_action(manager_client, "discard", letters, confirm=False))
     assert "Discard 2 failed jobs?" in confirmation
     assert "the audit records who discarded it" in confirmation
 
-    done = text(post_action(manager, "discard", letters, confirm=True))
+    done = text(post_action(manager_client, "discard", letters, confirm=True))
 
     assert "Discarded 2 failed jobs" in done
     assert set(Job.objects.values_list("state", flat=True)) == {JobState.DISCARDED}
     entry = AuditEntry.objects.get(deal_id="9")
     assert (entry.order_id, entry.origin, entry.reason["code"]) == ("5", "admin", "job_discarded")
     assert entry.message.startswith("alice discarded the failed work on deal 9: PermanentError")
-    assert ">9<" not in text(manager.get(LETTERS)).split("<tbody>")[-1]
-    assert "deal 9" in text(manager.get(LETTERS, {"letter_state": "discarded"}))
+    assert ">9<" not in text(manager_client.get(LETTERS)).split("<tbody>")[-1]
+    assert "deal 9" in text(manager_client.get(LETTERS, {"letter_state": "discarded"}))
 
 
-def test_it_lets_support_see_failed_work_but_not_replay_or_discard_it(support):
+def test_it_lets_support_see_failed_work_but_not_replay_or_discard_it(support_client):
     letter = dead("9")
 
-    assert support.get(LETTERS).status_code == 200
-    assert post_action(support, "replay", [letter], confirm=True).status_code == 403
-    assert post_action(support, "discard", [letter], confirm=True).status_code == 403
+    assert support_client.get(LETTERS).status_code == 200
+    assert post_action(support_client, "replay", [letter], confirm=True).status_code == 403
+    assert post_action(support_client, "discard", [letter], confirm=True).status_code == 403
     assert Job.objects.get().state == JobState.DEAD
 
 
-def test_it_lists_dozens_of_dead_letters_in_bounded_queries(manager, django_assert_max_num_queries):
+def test_it_lists_dozens_of_dead_letters_in_bounded_queries(manager_client, django_assert_max_num_queries):
     for n in range(50):
         dead(str(n), kind=JobKind.ORDER if n % 2 else JobKind.DEAL)
 
     with django_assert_max_num_queries(10):
-        response = manager.get(LETTERS)
+        response = manager_client.get(LETTERS)
 
     assert text(response).count("ACCESS_DENIED") >= 50
 
@@ -150,13 +137,13 @@ def test_it_lists_dozens_of_dead_letters_in_bounded_queries(manager, django_asse
 # --- Unmapped values ---------------------------------------------------------------------------------------
 
 
-def test_it_offers_to_add_a_rule_for_an_unmapped_value_in_the_pipelines_editor(manager):
+def test_it_offers_to_add_a_rule_for_an_unmapped_value_in_the_pipelines_editor(manager_client):
     pipeline = Pipeline.objects.create(pipeline_id=0)
     UnmappedValue.objects.create(side="cms", pipeline_id=0, value="D", times_seen=4)
     UnmappedValue.objects.create(side="crm", pipeline_id=0, value="EXECUTING")
     UnmappedValue.objects.create(side="crm", pipeline_id=3, value="C3:NEW")
 
-    page = manager.get(UNMAPPED).content.decode()
+    page = manager_client.get(UNMAPPED).content.decode()
 
     assert f'href="/admin/statussync/pipeline/{pipeline.pk}/change/?add_rule_status=D"' in page
     assert f'href="/admin/statussync/pipeline/{pipeline.pk}/change/?add_rule_stage=EXECUTING"' in page
@@ -164,43 +151,43 @@ def test_it_offers_to_add_a_rule_for_an_unmapped_value_in_the_pipelines_editor(m
     assert "4 times" in page
 
 
-def test_it_says_when_a_rule_was_added_since(manager):
+def test_it_says_when_a_rule_was_added_since(manager_client):
     pipeline = Pipeline.objects.create(pipeline_id=0)
     StatusRule.objects.create(pipeline=pipeline, order_status="D", deal_stage="EXECUTING", direction="to_crm")
     UnmappedValue.objects.create(side="cms", pipeline_id=0, value="D")
     UnmappedValue.objects.create(side="crm", pipeline_id=0, value="EXECUTING")  # to_crm only: still unmapped
 
-    page = manager.get(UNMAPPED).content.decode()
+    page = manager_client.get(UNMAPPED).content.decode()
 
     assert page.count("Rule added") == 1
     assert "add_rule_stage=EXECUTING" in page
 
 
-def test_it_shows_support_the_unmapped_values_without_the_editor(support):
+def test_it_shows_support_the_unmapped_values_without_the_editor(support_client):
     Pipeline.objects.create(pipeline_id=0)
     UnmappedValue.objects.create(side="cms", pipeline_id=0, value="D")
 
-    page = support.get(UNMAPPED).content.decode()
+    page = support_client.get(UNMAPPED).content.decode()
 
     assert ">D<" in page
     assert "add_rule_status" not in page
 
 
-def test_it_lists_dozens_of_unmapped_values_in_bounded_queries(manager, django_assert_max_num_queries):
+def test_it_lists_dozens_of_unmapped_values_in_bounded_queries(manager_client, django_assert_max_num_queries):
     for pipeline_id in range(3):
         Pipeline.objects.create(pipeline_id=pipeline_id)
     for n in range(45):
         UnmappedValue.objects.create(side="cms" if n % 2 else "crm", pipeline_id=n % 4, value=f"V{n}")
 
     with django_assert_max_num_queries(10):
-        response = manager.get(UNMAPPED)
+        response = manager_client.get(UNMAPPED)
 
     assert response.content.decode().count("Add a rule for this value") == 45
 
 
 @pytest.mark.parametrize(("action", "state"), [("replay", JobState.DONE), ("discard", JobState.DISCARDED)])
 def test_it_replays_or_discards_thousands_of_dead_letters_in_the_background(
-    manager, monkeypatch, action, state
+    manager_client, monkeypatch, action, state
 ):
     """Thousands of dead letters in one transaction would hold SQLite's write lock while webhooks time out:
     above the inline limit the work goes to a background operation, a chunk per transaction, with progress."""
@@ -208,7 +195,7 @@ def test_it_replays_or_discards_thousands_of_dead_letters_in_the_background(
     monkeypatch.setattr(bulk, "CHUNK", 2)
     letters = [dead(str(n)) for n in range(5)]
 
-    started = post_action(manager, action, letters, confirm=True)
+    started = post_action(manager_client, action, letters, confirm=True)
 
     operation = BulkOperation.objects.get()
     assert started.redirect_chain[-1][0] == f"/admin/statussync/bulkoperation/{operation.id}/change/"
@@ -220,5 +207,5 @@ def test_it_replays_or_discards_thousands_of_dead_letters_in_the_background(
     operation.refresh_from_db()
     assert (operation.state, operation.done) == (BulkState.DONE, 5)
     assert set(Job.objects.filter(id__in=[j.id for j in letters]).values_list("state", flat=True)) == {state}
-    progress = text(manager.get(f"/admin/statussync/bulkoperation/{operation.id}/change/"))
+    progress = text(manager_client.get(f"/admin/statussync/bulkoperation/{operation.id}/change/"))
     assert "5 of 5 failed jobs handled" in progress
