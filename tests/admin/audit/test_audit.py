@@ -194,3 +194,10 @@ def test_it_changes_nothing_for_anyone(admin_client):
     assert admin_client.post(f"{LIST}{row.id}/change/", {"outcome": "applied"}).status_code == 403
     assert admin_client.post(f"{LIST}{row.id}/delete/").status_code == 403
     assert AuditEntry.objects.get(id=row.id).outcome == "no_change"
+
+
+def test_it_never_lets_anyone_edit_the_audit(admin_client):
+    entry = AuditEntry.objects.create(outcome="applied")
+
+    assert admin_client.get("/admin/statussync/auditentry/add/").status_code == 403
+    assert admin_client.post(f"/admin/statussync/auditentry/{entry.id}/delete/").status_code == 403

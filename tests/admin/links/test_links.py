@@ -401,3 +401,17 @@ def test_it_keeps_a_managers_choice_when_a_retried_job_is_superseded_by_a_new_ev
     job_retry(job=claimed, error="portal busy")
 
     assert Job.objects.get(state=JobState.PENDING).wins == "cms"
+
+
+def test_it_queues_a_resync_of_the_selected_links(admin_client):
+    link = Link.objects.create(order_id="5", deal_id="105")
+
+    response = admin_client.post(
+        "/admin/statussync/link/",
+        {"action": "resync", "index": 0, "_selected_action": [link.id], "confirm": "yes"},
+        follow=True,
+    )
+
+    assert "Queued 1 link for resync" in response.content.decode()
+    job = Job.objects.get()
+    assert (job.kind, job.entity_id, job.origin, job.state) == (JobKind.ORDER, "5", "admin", JobState.PENDING)

@@ -209,3 +209,20 @@ def test_it_replays_or_discards_thousands_of_dead_letters_in_the_background(
     assert set(Job.objects.filter(id__in=[j.id for j in letters]).values_list("state", flat=True)) == {state}
     progress = text(manager_client.get(f"/admin/statussync/bulkoperation/{operation.id}/change/"))
     assert "5 of 5 failed jobs handled" in progress
+
+
+def test_it_replays_a_dead_letter_job(admin_client):
+    dead = Job.objects.create(
+        kind=JobKind.DEAL, entity_id="9", state=JobState.DEAD, attempts=8, not_before=timezone.now()
+    )
+
+    response = admin_client.post(
+        "/admin/statussync/deadletter/",
+        {"action": "replay", "index": 0, "_selected_action": [dead.id], "confirm": "yes"},
+        follow=True,
+    )
+
+    assert "Queued 1 failed job again" in response.content.decode()
+    fresh = Job.objects.get(state=JobState.PENDING)
+    assert (fresh.entity_id, fresh.attempts) == ("9", 0)
+    assert Job.objects.get(id=dead.id).state == JobState.DONE
