@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from bitrix_sandbox import Sandbox, SandboxConfig
 from statussync.mapping.store import mapping_import
 from tests.support.mappings import two_pipelines
-from tests.support.sandbox import sandbox_use
+from tests.support.sandbox import sandbox_fixture, sandbox_fresh
 
-
-@pytest.fixture(scope="module")
-def sandbox():
-    with Sandbox(SandboxConfig(seed=5)) as sb:
-        yield sb
+sandbox = sandbox_fixture(seed=5)
 
 
 @pytest.fixture
 def sb(sandbox, settings, db):
     """A fresh sandbox; bxsync uses the shop's webhook and no CRM webhook: the CRM is to be connected as an
     application."""
-    sandbox.reset()
-    sandbox_use(sandbox, settings, rest_timeout=5)
+    sandbox_fresh(sandbox, settings)
     settings.BXSYNC_CRM_REST_URL = ""
     mapping_import(data=two_pipelines())
     return sandbox

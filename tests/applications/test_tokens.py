@@ -17,7 +17,7 @@ from statussync.health import health_report
 from statussync.jobs import job_request
 from statussync.models import ConnectedPortal, ConnectionState, Job, JobKind, JobState
 from tests.applications.support import connect
-from tests.support.sandbox import before_writes, linked_pair, run_worker, sandbox_use
+from tests.support.sandbox import before_writes, linked_pair, run_worker, sandbox_fresh
 
 
 def _refreshes(sb) -> int:
@@ -67,8 +67,7 @@ def test_it_reuses_the_token_another_process_renewed_meanwhile(sb) -> None:
 @pytest.mark.only_leg("scaled", reason="two connections racing need a database with row locks")
 @pytest.mark.django_db(transaction=True)
 def test_it_renews_once_when_two_processes_find_the_token_expired_at_once(sandbox, settings) -> None:
-    sandbox.reset()
-    sandbox_use(sandbox, settings, rest_timeout=5)
+    sandbox_fresh(sandbox, settings)
     settings.BXSYNC_CRM_REST_URL = ""
     connect(sandbox.crm, "crm")
     sandbox.crm.clock.advance(3601)

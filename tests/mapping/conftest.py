@@ -1,22 +1,16 @@
-"""The mapping's fixtures: sandbox portals for the catalog of names, users in the two groups."""
+"""The mapping's fixtures: sandbox portals for the catalog of names."""
 
 from __future__ import annotations
 
 import pytest
 
-from bitrix_sandbox import Sandbox, SandboxConfig
-from tests.support.sandbox import sandbox_use
+from tests.support.sandbox import sandbox_fixture, sandbox_fresh
 
-
-@pytest.fixture(scope="module")
-def sandbox():
-    with Sandbox(SandboxConfig(seed=7)) as sb:
-        yield sb
+sandbox = sandbox_fixture(seed=7)
 
 
 @pytest.fixture
 def portals_up(sandbox, settings, db):
     """bxsync pointed at fresh sandbox portals (a shop and a CRM with pipelines 0 and 1)."""
-    sandbox.reset()
-    sandbox_use(sandbox, settings, rest_timeout=5)
+    sandbox_fresh(sandbox, settings)
     return sandbox

@@ -1,4 +1,5 @@
-"""Helpers of the sync tests: bxsync in-process against the sandbox portals (real HTTP on localhost).
+"""bxsync in-process against the sandbox portals (real HTTP on localhost): the portals as a fixture, bxsync
+pointed at them, and the steps of a sync the tests take by hand.
 
 Events are not delivered here (no handler URL): each test requests the jobs an event would, and runs a worker
 pass by hand, so every step is deterministic. tests/e2e/ does the same through real servers and processes.
@@ -6,9 +7,12 @@ pass by hand, so every step is deterministic. tests/e2e/ does the same through r
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from bitrix_sandbox import Sandbox
+import pytest
+
+from bitrix_sandbox import Sandbox, SandboxConfig
 from statussync.jobs import job_request, jobs_claim
 from statussync.models import JobKind, Link
 from statussync.sync import jobs_handle, write
@@ -25,6 +29,26 @@ def sandbox_use(sandbox: Sandbox, settings, *, rest_timeout: float | None = None
     if rest_timeout is not None:
         settings.BXSYNC_REST_TIMEOUT = rest_timeout
     return sandbox
+
+
+def sandbox_fixture(*, seed: int) -> Any:
+    """A module-scoped `sandbox` fixture: the sandbox portals started once for a test module, seeded with
+    `seed` (each folder keeps its own, so its entities are the same run after run). A conftest names it:
+    `sandbox = sandbox_fixture(seed=3)`."""
+
+    @pytest.fixture(scope="module", name="sandbox")
+    def started() -> Iterator[Sandbox]:
+        with Sandbox(SandboxConfig(seed=seed)) as sandbox:
+            yield sandbox
+
+    return started
+
+
+def sandbox_fresh(sandbox: Sandbox, settings: Any) -> Sandbox:
+    """The portals reset to their seeded state and bxsync pointed at them, with a short REST timeout (a test
+    of a portal that stops answering waits 5 s, not the production default)."""
+    sandbox.reset()
+    return sandbox_use(sandbox, settings, rest_timeout=5)
 
 
 def run_worker(queue: str = "default") -> int:

@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from bitrix_sandbox import Sandbox, SandboxConfig
 from statussync.mapping.store import mapping_import
 from tests.support.mappings import two_pipelines
-from tests.support.sandbox import sandbox_use
+from tests.support.sandbox import sandbox_fixture, sandbox_fresh
 
 MAPPING = two_pipelines()
 
 
-@pytest.fixture(scope="module")
-def sandbox():
-    with Sandbox(SandboxConfig(seed=3)) as sb:
-        yield sb
+sandbox = sandbox_fixture(seed=3)
 
 
 @pytest.fixture
 def sb(sandbox, settings, db):
     """A fresh sandbox state, bxsync pointed at it, and the example mapping plus a pipeline 1."""
-    sandbox.reset()
-    sandbox_use(sandbox, settings, rest_timeout=5)
+    sandbox_fresh(sandbox, settings)
     mapping_import(data=MAPPING)
     options = sandbox.shop.options()
     yield sandbox
