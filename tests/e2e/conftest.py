@@ -1,5 +1,5 @@
 """End-to-end fixtures: the stack of tests/e2e/stack.py in the configuration of this run's leg (embedded:
-SQLite and the ORM broker; scaled: PostgreSQL and Redis — tests/legs.py), settled before each test."""
+SQLite and the ORM broker; scaled: PostgreSQL and Redis — tests/support/legs.py), settled before each test."""
 
 from __future__ import annotations
 
