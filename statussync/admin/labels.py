@@ -16,7 +16,7 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext
 
 from statussync.mapping import catalog
-from statussync.mapping.document import Problem
+from statussync.mapping.validate import Problem
 
 
 def wrappable(code: str) -> str:

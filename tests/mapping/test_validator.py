@@ -17,8 +17,8 @@ from django.utils import translation
 
 from statussync.admin.labels import problem_text
 from statussync.mapping.catalog import CatalogSnapshot, catalog_snapshot
-from statussync.mapping.document import MappingError, mapping_parse, mapping_validate
 from statussync.mapping.store import mapping_check, mapping_export, mapping_import, mapping_store
+from statussync.mapping.validate import MappingError, mapping_parse, mapping_validate
 from tests.mapping.catalogs import catalog_make, catalog_snapshot_make
 from tests.mappings import two_pipelines
 

@@ -5,7 +5,7 @@ validator, previewed against the existing links before it is saved, and every ch
   (`statussync.mapping.catalog`); a stored code the portal no longer lists stays selectable, labelled as
   missing.
   Without a catalog (never refreshed), the fields are plain text.
-- The rules are checked as part of the whole mapping by `statussync.mapping.document`'s validator: errors go
+- The rules are checked as part of the whole mapping by `statussync.mapping.validate`: errors go
   on the field they are about (two conflicting new rows included, which Django's own formset check misses: the
   unique constraints are conditional), warnings on the confirmation page.
 - Saving a change that makes existing links map differently shows the impact first (how many, a sample)
@@ -34,9 +34,9 @@ from django.utils.translation import gettext_lazy, ngettext
 from statussync import roles
 from statussync.mapping import catalog
 from statussync.mapping.catalog import pipeline_label, stage_label, status_label
-from statussync.mapping.document import MappingError, Problem, mapping_parse, mapping_validate
 from statussync.mapping.impact import MappingImpact, mapping_affects_links, mapping_impact
 from statussync.mapping.store import mapping_change_record, mapping_check, mapping_export
+from statussync.mapping.validate import MappingError, Problem, mapping_parse, mapping_validate
 from statussync.models import (
     AwaitingPaymentStatus,
     Direction,
