@@ -3,10 +3,10 @@ one pass, not one error per run. It serves `statusmap import`/`check` and the ad
 
 Each problem is a `Problem` with a level, the JSON path it is about (the admin puts it on the field of that
 path) and a code with parameters, rendered for a file (`pipelines[0].rules[2].deal_stage: deal stage "C1:WON"
-…`) or for the form (names from the catalog, "row 3"). `mapping_decode` and `mapping_parse` check the text and
-the shape (errors only); `mapping_validate` is a pure function of the parsed mapping and a `CatalogSnapshot`
-of what the portals list; its callers (`mapping_store.mapping_import`, `mapping_store.mapping_check`, the
-admin) read the snapshot.
+…`) or for the form (names from the catalog, "the rule on row 3"). `mapping_decode` and `mapping_parse` check
+the text and the shape (errors only); `mapping_validate` is a pure function of the parsed mapping and a
+`CatalogSnapshot` of what the portals list; its callers (`mapping_store.mapping_import`,
+`mapping_store.mapping_check`, the admin) read the snapshot.
 
 - Errors refuse the mapping: a malformed document, a source value with two targets in one direction, a
   repeated rule, a stage of another pipeline (the engine cannot write it: `crm.deal.update` ignores a stage
@@ -199,7 +199,7 @@ class Problem:
     ) -> str:
         """The sentence in the reader's language. Order statuses pass through `status` and deal stages through
         `stage` (quoted, for a file; the admin passes the catalog's "name (code)" labels); other rules are
-        `rules[i]` for a file, "row n" for the form, or what `rule_name` says."""
+        `rules[i]` for a file, "the rule on row n" for the form, or what `rule_name` says."""
 
         def show(value: Any) -> Any:
             if isinstance(value, Status):
@@ -216,7 +216,10 @@ class Problem:
             if isinstance(value, RuleRef):
                 if rule_name is not None:
                     return rule_name(value.index)
-                return _("row %(n)s") % {"n": value.index + 1} if for_form else f"rules[{value.index}]"
+                # "the rule on row 1", not "(row 1)": shown on row 3, a bare row number reads as its own.
+                if for_form:
+                    return _("the rule on row %(n)s") % {"n": value.index + 1}
+                return f"rules[{value.index}]"
             return value
 
         return str(TEXTS[self.code]) % {k: show(v) for k, v in self.params.items()}
