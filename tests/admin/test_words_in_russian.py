@@ -6,7 +6,16 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone, translation
 
-from statussync.models import Job, JobKind, JobState, Link, MappingChange, MappingChangeSource
+from statussync.models import (
+    CatalogPipeline,
+    CatalogStage,
+    Job,
+    JobKind,
+    JobState,
+    Link,
+    MappingChange,
+    MappingChangeSource,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -48,3 +57,18 @@ def test_it_titles_a_job_and_a_mapping_change_in_words(admin_client):
         assert str(change).endswith(" statusmap import")  # was "… ?": the command has no user
     page = admin_client.get(f"/admin/statussync/job/{job.pk}/change/", HTTP_ACCEPT_LANGUAGE="ru")
     assert "Заказ изменён: 1 (Готово)" in page.content.decode()
+
+
+def test_it_filters_the_crms_stages_by_pipeline_names(admin_client):
+    CatalogPipeline.objects.create(pipeline_id=1, name="Опт", sort=200, refreshed_at=timezone.now())
+    for pipeline, code in ((0, "NEW"), (1, "C1:NEW")):
+        CatalogStage.objects.create(
+            pipeline_id=pipeline, code=code, name="Новая", refreshed_at=timezone.now()
+        )
+
+    page = admin_client.get("/admin/statussync/catalogstage/", HTTP_ACCEPT_LANGUAGE="ru").content.decode()
+    wholesale = admin_client.get("/admin/statussync/catalogstage/?pipeline_id=1").content.decode()
+
+    assert ">Опт (1)</a></li>" in page  # was a bare "1"
+    assert "C1:NEW" in wholesale
+    assert ">NEW<" not in wholesale
