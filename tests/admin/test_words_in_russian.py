@@ -72,3 +72,11 @@ def test_it_filters_the_crms_stages_by_pipeline_names(admin_client):
     assert ">Опт (1)</a></li>" in page  # was a bare "1"
     assert "C1:NEW" in wholesale
     assert ">NEW<" not in wholesale
+
+
+def test_it_capitalises_the_connect_pages_labels_alike(admin_client):
+    response = admin_client.get("/admin/statussync/connectedportal/add/", HTTP_ACCEPT_LANGUAGE="ru")
+    page = response.content.decode()
+
+    assert "Код приложения (client_id)" in page
+    assert "Ключ приложения (client_secret)" in page  # was "ключ …" under "Код …"
