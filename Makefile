@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo run test lint migrate clean lock messages
+.PHONY: demo run test lint migrate clean lock messages screenshots
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,15 @@ lint: $(STAMP)
 PYTEST_ARGS ?=
 test: lint
 	PY=$(PY) .ci/test-legs $(PYTEST_ARGS)
+
+# docs/screenshots/*.png taken anew from the current code: the browser tests that save them (those calling
+# `screenshot(...)` or `panel_shot(...)`), on the embedded leg, which writes there (the scaled leg writes its
+# copies to its own temp dir). Needs what the browser tests need: Debian's chromium (.ci/system-packages).
+SCREENSHOT_CALL := ^ +(screenshot|panel_shot)[(]
+SCREENSHOT_TESTS = $(shell grep -lE '$(SCREENSHOT_CALL)' tests/browser/test_*.py)
+screenshots: $(STAMP)
+	env -u BXSYNC_TEST_SCREENSHOTS -u DATABASE_URL -u REDIS_URL BXSYNC_TEST_LEG=embedded \
+		$(PY) -m pytest -q $(SCREENSHOT_TESTS)
 
 # The translation catalogs: extract the marked strings into locale/*/LC_MESSAGES/django.po (Django's
 # makemessages needs Debian's gettext: xgettext, msgmerge), then compile them to the committed .mo files in

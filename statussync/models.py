@@ -356,7 +356,8 @@ class Job(models.Model):
         indexes = [models.Index(fields=["queue", "state", "not_before"])]
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.entity_id} ({self.state})"
+        # The change page's title: in the reader's words, not the codes ("order 1 (done)").
+        return f"{self.get_kind_display()}: {self.entity_id} ({self.get_state_display()})"
 
 
 class DeadLetter(Job):
@@ -688,7 +689,8 @@ class MappingChange(models.Model):
         verbose_name_plural = _("mapping changes")
 
     def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M} {self.username or '?'}"
+        # `statusmap import` run without a user has no username: its source says who, where "?" did not.
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.username or self.get_source_display()}"
 
 
 class LinkProblemKind(models.TextChoices):

@@ -15,8 +15,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from statussync.mapping.document import MappingError, mapping_parse
 from statussync.mapping.store import mapping_import, mapping_load
+from statussync.mapping.validate import MappingError, mapping_parse
 from tests.support.mappings import DESIGN_EXAMPLE
 
 REPO = Path(__file__).resolve().parent.parent

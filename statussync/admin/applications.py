@@ -15,6 +15,7 @@ from django.db import models
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -36,7 +37,7 @@ def _https_by_default(field: models.Field, **kwargs: Any) -> forms.Field | None:
 
 class ConnectedPortalForm(forms.ModelForm):
     client_secret = forms.CharField(
-        label=gettext_lazy("client secret"),
+        label=capfirst(gettext_lazy("client secret")),  # as the model's own fields' labels are
         required=False,
         strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),

@@ -49,10 +49,29 @@ class CatalogStatusAdmin(CatalogAdmin):
         return status_name(obj.code) or "—"
 
 
+class CatalogPipelineFilter(admin.SimpleListFilter):
+    """The stages' pipelines by name ("Общая (0)"), where Django's own filter listed bare ids."""
+
+    title = gettext_lazy("pipeline")
+    parameter_name = "pipeline_id"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        ids = CatalogStage.objects.order_by("pipeline_id").values_list("pipeline_id", flat=True).distinct()
+        return [(str(p), pipeline_label(p)) for p in ids]
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        if self.value() is None:
+            return queryset
+        try:
+            return queryset.filter(pipeline_id=int(self.value()))
+        except ValueError:
+            return queryset.none()
+
+
 @admin.register(CatalogStage)
 class CatalogStageAdmin(CatalogAdmin):
     list_display = ["code", "name", "pipeline", "sort", "semantics", "present", "refreshed_at"]
-    list_filter = ["pipeline_id", "semantics", "present"]
+    list_filter = [CatalogPipelineFilter, "semantics", "present"]
     search_fields = ["code", "name"]
 
     @admin.display(description=gettext_lazy("pipeline"), ordering="pipeline_id")

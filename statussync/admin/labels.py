@@ -16,7 +16,7 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext
 
 from statussync.mapping import catalog
-from statussync.mapping.document import Problem
+from statussync.mapping.validate import Problem
 
 
 def wrappable(code: str) -> str:
@@ -31,8 +31,8 @@ def ago(moment: datetime) -> str:
 
 
 def problem_text(problem: Problem, *, rule_name: Callable[[int], str] | None = None) -> str:
-    """A mapping problem for the admin's forms: codes as "name (code)", other rules as "row n" (or what
-    `rule_name` says)."""
+    """A mapping problem for the admin's forms: codes as "name (code)", other rules as "the rule on row n" (or
+    what `rule_name` says)."""
     return problem.message(
         for_form=True, rule_name=rule_name, status=catalog.status_label, stage=catalog.stage_label
     )

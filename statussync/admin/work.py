@@ -275,7 +275,7 @@ class UnmappedPipelineFilter(admin.SimpleListFilter):
 
     def lookups(self, request, model_admin):
         ids = UnmappedValue.objects.order_by("pipeline_id").values_list("pipeline_id", flat=True).distinct()
-        return [(str(p), str(p)) for p in ids]
+        return [(str(p), catalog.pipeline_label(p)) for p in ids]  # "Общая (0)", not a bare id
 
     def queryset(self, request, queryset):
         try:

@@ -1,9 +1,9 @@
-"""The stored status ↔ stage mapping: import a document (validated by `statussync.mapping.document` against
+"""The stored status ↔ stage mapping: import a document (validated by `statussync.mapping.validate` against
 the catalog's snapshot, then stored whole, atomically, with its change recorded), export it, check it, and
 load it for the engine.
 
-`statussync.mapping.document` decides (parse, validate, diff: pure functions of documents and a
-`CatalogSnapshot`); this module does the reading and writing around it.
+`statussync.mapping.validate` and `statussync.mapping.document` decide (parse, validate, diff: pure functions
+of documents and a `CatalogSnapshot`); this module does the reading and writing around it.
 """
 
 from __future__ import annotations
@@ -17,14 +17,8 @@ from django.utils.translation import gettext as _
 
 from statussync import engine
 from statussync.mapping.catalog import catalog_snapshot
-from statussync.mapping.document import (
-    MappingError,
-    ParsedMapping,
-    Problem,
-    mapping_of_document,
-    mapping_parse,
-    mapping_validate,
-)
+from statussync.mapping.document import ParsedMapping, mapping_of_document
+from statussync.mapping.validate import MappingError, Problem, mapping_parse, mapping_validate
 from statussync.models import (
     AwaitingPaymentStatus,
     MappingChange,

@@ -19,6 +19,7 @@ from django.contrib import admin
 from playwright.sync_api import Browser, Page
 
 from statussync.mapping.catalog_refresh import catalog_refresh
+from statussync.mapping.store import mapping_import
 from statussync.models import Pipeline
 from tests.admin.story import link_story
 from tests.browser.conftest import log_in, user_make
@@ -164,3 +165,35 @@ def test_it_finds_an_internal_code_in_a_message(screen, live_server):
     )
 
     assert internal_codes(page) == ["pipelines[0]", "rules[2]", "to_cms"]
+
+
+def test_it_names_the_rule_a_message_points_at_by_the_number_its_row_shows(screen, live_server, sb):
+    # Issue 18 read "(строка 1)" on the third row as a wrong row: the rows now show their numbers, and the
+    # message says "the rule on row n", counted as the page counts (a deleted row and blank ones included).
+    catalog_refresh()
+    rules = [{"order_status": "N", "deal_stage": "NEW"}, {"order_status": "P", "deal_stage": "PREPARATION"}]
+    mapping_import(data={"pipelines": [{"pipeline": 0, "paid_stage": "PREPARATION", "rules": rules}]})
+    user_make("ops", superuser=True)
+    page = screen("ru-RU", 1280)
+    log_in(page, live_server, "ops")
+    page.goto(f"{live_server.url}/admin/statussync/pipeline/{Pipeline.objects.get(pipeline_id=0).pk}/change/")
+
+    page.check("#id_rules-0-DELETE")
+    page.locator("#rules-group .add-row a").click()  # a fourth row, left blank: it is not counted before
+    page.select_option("#id_rules-2-order_status", "D")
+    page.select_option("#id_rules-2-deal_stage", "PREPARATION")
+    page.select_option("#id_rules-2-direction", "to_cms")
+    page.locator("input[name=_save]").click()
+    page.wait_for_selector("#rules-group .errorlist")  # the page posted back with its errors
+
+    rows = page.locator("#rules-group tr.form-row:not(.empty-form)")
+    numbers = rows.evaluate_all(
+        "rows => rows.map(r => getComputedStyle(r.querySelector('td.original'), '::before').content)"
+    )
+    assert numbers == ["counter(rule-row)"] * 4  # each row shows its number (1-4 by the CSS counter)
+    errors = [row.locator(".errorlist").all_inner_texts() for row in rows.all()]
+    assert errors[0] == errors[1] == errors[3] == []
+    assert "(правило в строке 2)" in " ".join(errors[2])
+    assert rows.nth(1).locator("select").nth(1).input_value() == "PREPARATION"  # the row it names
+    # Posted back, the page still says when the names its dropdowns show were read (issue 18).
+    assert "Названия статусов и стадий прочитаны из порталов" in page.inner_text("#content")

@@ -17,8 +17,8 @@ from django.utils import translation
 
 from statussync.admin.labels import problem_text
 from statussync.mapping.catalog import CatalogSnapshot, catalog_snapshot
-from statussync.mapping.document import MappingError, mapping_parse, mapping_validate
 from statussync.mapping.store import mapping_check, mapping_export, mapping_import, mapping_store
+from statussync.mapping.validate import MappingError, mapping_parse, mapping_validate
 from tests.support.catalogs import catalog_make, catalog_snapshot_make
 from tests.support.mappings import two_pipelines
 
@@ -290,12 +290,17 @@ def test_it_names_codes_and_rows_for_the_form_in_the_readers_language():
 
     with translation.override("en"):
         text = problem_text(lossy)
+    with translation.override("ru"):
+        text_ru = problem_text(lossy)
 
+    # "the rule on row 6": shown on another row, a bare "(row 6)" read as the row the message is on.
     assert text == (
         "order status Paid, preparing for shipment (P) goes out as deal stage Подготовка документов "
-        "(PREPARATION), which comes back as order status Handed to delivery (D) (row 6): the shop would not "
-        "get its own status back"
+        "(PREPARATION), which comes back as order status Handed to delivery (D) (the rule on row 6): the "
+        "shop would not get its own status back"
     )
+    assert "возвращается статусом Передан в службу доставки (D) (правило в строке 6):" in text_ru
+    assert "(rules[5])" in str(lossy)  # a file names the rule by its path
 
 
 def test_it_finds_two_conflicting_new_rules_in_one_pipeline():

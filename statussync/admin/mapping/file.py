@@ -14,9 +14,9 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 
 from statussync.mapping.catalog import catalog_snapshot
-from statussync.mapping.document import MappingError, mapping_decode, mapping_parse, mapping_validate
 from statussync.mapping.impact import mapping_impact
 from statussync.mapping.store import mapping_export, mapping_import
+from statussync.mapping.validate import MappingError, mapping_decode, mapping_parse, mapping_validate
 from statussync.models import MappingChangeSource
 
 from ..labels import problem_text

@@ -5,7 +5,7 @@ validator, previewed against the existing links before it is saved, and every ch
   (`statussync.mapping.catalog`); a stored code the portal no longer lists stays selectable, labelled as
   missing.
   Without a catalog (never refreshed), the fields are plain text.
-- The rules are checked as part of the whole mapping by `statussync.mapping.document`'s validator: errors go
+- The rules are checked as part of the whole mapping by `statussync.mapping.validate`: errors go
   on the field they are about (two conflicting new rows included, which Django's own formset check misses: the
   unique constraints are conditional), warnings on the confirmation page.
 - Saving a change that makes existing links map differently shows the impact first (how many, a sample)
@@ -34,9 +34,9 @@ from django.utils.translation import gettext_lazy, ngettext
 from statussync import roles
 from statussync.mapping import catalog
 from statussync.mapping.catalog import pipeline_label, stage_label, status_label
-from statussync.mapping.document import MappingError, Problem, mapping_parse, mapping_validate
 from statussync.mapping.impact import MappingImpact, mapping_affects_links, mapping_impact
 from statussync.mapping.store import mapping_change_record, mapping_check, mapping_export
+from statussync.mapping.validate import MappingError, Problem, mapping_parse, mapping_validate
 from statussync.models import (
     AwaitingPaymentStatus,
     Direction,
@@ -159,7 +159,8 @@ class RuleFormSet(BaseInlineFormSet):
         errors = 0
 
         def row_name(i: int) -> str:
-            return _("row %(n)s") % {"n": self.forms.index(rule_forms[i]) + 1}
+            # Counted among all the rows on the page (blank and deleted ones too), as the table numbers them.
+            return _("the rule on row %(n)s") % {"n": self.forms.index(rule_forms[i]) + 1}
 
         warnings: list[str] = []
         unplaced: list[str] = []
@@ -451,8 +452,12 @@ class PipelineSaving:
     ):
         if request.method == "POST":
             request._mapping_before = mapping_export()
-        else:
-            extra_context = {**(extra_context or {}), **self._form_context(request, object_id)}
+        # A form posted back with errors is the same page: it says when the names were read, as its dropdowns
+        # show them (the stored mapping's warnings are a GET's only: a POST shows the posted rules' own).
+        extra_context = {
+            **(extra_context or {}),
+            **self._form_context(request, object_id, stored_warnings=request.method != "POST"),
+        }
         try:
             response = super().changeform_view(request, object_id, form_url, extra_context)
         except _ConfirmationNeeded as needed:
@@ -473,7 +478,9 @@ class PipelineSaving:
         _impact_after_save(request)  # the "delete selected" action
         return response
 
-    def _form_context(self, request: HttpRequest, object_id: str | None) -> dict[str, Any]:
+    def _form_context(
+        self, request: HttpRequest, object_id: str | None, *, stored_warnings: bool = True
+    ) -> dict[str, Any]:
         # The add page offers the names too (the statuses, the CRM's pipelines): it says when they were read.
         context: dict[str, Any] = {
             "can_refresh_catalog": roles.user_can(request.user, roles.REFRESH_CATALOG),
@@ -482,12 +489,10 @@ class PipelineSaving:
         obj = self.get_object(request, unquote(object_id)) if object_id is not None else None
         if obj is None:
             return context
-        found = self._problems_for(obj.pipeline_id)
-        return {
-            **context,
-            "mapping_warnings": [problem_text(p) for p in found],
-            "catalog_known": catalog.catalog_knows_pipeline(obj.pipeline_id),
-        }
+        context["catalog_known"] = catalog.catalog_knows_pipeline(obj.pipeline_id)
+        if stored_warnings:
+            context["mapping_warnings"] = [problem_text(p) for p in self._problems_for(obj.pipeline_id)]
+        return context
 
     def _problems_for(self, pipeline_id: int) -> list[Problem]:
         return _stored_problems(pipeline_id)

@@ -10,8 +10,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.translation import gettext
 
-from statussync.mapping.document import MappingError, mapping_decode
 from statussync.mapping.store import mapping_check, mapping_describe, mapping_export, mapping_import
+from statussync.mapping.validate import MappingError, mapping_decode
 from statussync.models import MappingChangeSource
 
 

@@ -108,7 +108,7 @@ def test_it_catches_two_conflicting_new_rules_saved_together_as_a_form_error(man
     assert "The mapping has 1 problem" in page
     assert (
         "order status Handed to delivery (D) already maps to deal stage В работе (EXECUTING) in direction "
-        "“Shop → CRM only” (row 7)" in page
+        "“Shop → CRM only” (the rule on row 7)" in page
     )
     assert mapping_export() == before
 
@@ -523,6 +523,9 @@ def test_it_names_the_direction_of_a_conflicting_rule_in_words_in_russian(manage
 
     page = manager_client.post(page_of(mapped[0]), data, HTTP_ACCEPT_LANGUAGE="ru").content.decode()
 
-    assert "в направлении «Только CRM → магазин» уже задана: строка 4 (направление «В обе стороны»)" in page
+    assert (
+        "в направлении «Только CRM → магазин» уже задана: правило в строке 4 (направление «В обе стороны»)"
+        in page
+    )
     errors = " ".join(re.findall(r'<ul class="errorlist[^>]*>(.*?)</ul>', page, re.DOTALL))
     assert "to_cms" not in errors
