@@ -1,11 +1,10 @@
-"""Shared fixtures: portal settings for tests, raw webhook bodies, the admin's users in their roles; the leg
-this run is (tests/support/legs.py)."""
+"""Shared fixtures: portal settings for tests (tests/support/webhooks.py), the admin's users in their roles
+(tests/support/roles.py); the leg this run is (tests/support/legs.py)."""
 
 from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import pytest
 import redis
@@ -13,13 +12,7 @@ from django.conf import settings as django_settings
 
 from tests.support.legs import LEGS, leg, leg_problem
 from tests.support.roles import MANAGERS, SUPPORT, user_make
-
-FIXTURES = Path(__file__).parent / "fixtures"
-
-CMS_TOKEN = "shoptoken0123456789abcdefghijklm"
-CRM_TOKEN = "jvh9y1ulvt2m6k5or90v9mg8nn32ozas"
-CMS_URL = "https://shop.example.ru/rest/1/cmssecretcode123/"
-CRM_URL = "https://crm.example.ru/rest/7/crmsecretcode456/"
+from tests.support.webhooks import CMS_TOKEN, CMS_URL, CRM_TOKEN, CRM_URL
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -144,11 +137,6 @@ def support_client(support):
     client = Client()
     client.force_login(support)
     return client
-
-
-def event_body(name: str) -> bytes:
-    """A raw webhook body from tests/fixtures/events."""
-    return (FIXTURES / "events" / f"{name}.txt").read_bytes()
 
 
 @pytest.fixture(autouse=True)

@@ -59,7 +59,7 @@ def behind_tls_proxy(settings):
 @pytest.mark.django_db
 @pytest.mark.usefixtures("portals", "behind_tls_proxy")
 def test_it_keeps_webhooks_working_behind_a_tls_proxy_that_redirects(client):
-    from tests.conftest import event_body
+    from tests.support.webhooks import event_body
 
     body = event_body("crm_deal_update")
     over_tls = client.post(

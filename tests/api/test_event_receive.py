@@ -13,8 +13,8 @@ from django.db import OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from statussync.models import InboundEvent, Job, JobKind, JobState
-from tests.conftest import CRM_TOKEN, event_body
 from tests.support.broker import queued_tasks
+from tests.support.webhooks import CRM_TOKEN, event_body
 
 FORM = "application/x-www-form-urlencoded"
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("portals")]

@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
 
 from statussync.api.parsers import BitrixFormParser, RequestTooLarge
 from statussync.models import InboundEvent, Job
-from tests.conftest import CMS_TOKEN, CRM_TOKEN
+from tests.support.webhooks import CMS_TOKEN, CRM_TOKEN
 
 FORM = "application/x-www-form-urlencoded"
 TOKENS = {"cms": CMS_TOKEN, "crm": CRM_TOKEN}

@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from statussync.api.apis import CrmEventReceiveApi, _plain_event_values
 from statussync.api.parsers import BitrixFormParser
-from tests.conftest import event_body
+from tests.support.webhooks import event_body
 
 BODIES = [
     {"event": "ONCRMDEALUPDATE", "data": {"FIELDS": {"ID": "7405"}}, "ts": "1700000000"},

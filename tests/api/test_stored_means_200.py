@@ -10,8 +10,8 @@ import pytest
 
 from statussync import jobs
 from statussync.models import InboundEvent, Job
-from tests.conftest import event_body
 from tests.support.waiting import wait_for
+from tests.support.webhooks import event_body
 
 FORM = "application/x-www-form-urlencoded"
 pytestmark = pytest.mark.usefixtures("portals")

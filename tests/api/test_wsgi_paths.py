@@ -11,7 +11,7 @@ import pytest
 from django.test import override_settings
 
 from statussync.models import InboundEvent
-from tests.conftest import CRM_TOKEN
+from tests.support.webhooks import CRM_TOKEN
 
 # The web server refuses a published SECRET_KEY (bxsync_project/secret_key.py); the tests' fallback is one.
 with override_settings(SECRET_KEY="wsgi-paths-test-" + "k" * 40):

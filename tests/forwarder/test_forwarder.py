@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from statussync.models import InboundEvent, Job, JobKind, Side
-from tests.conftest import CMS_TOKEN, CRM_TOKEN
+from tests.support.webhooks import CMS_TOKEN, CRM_TOKEN
 
 REPO = Path(__file__).resolve().parents[2]
 MODULES_ROOT = REPO / "contrib" / "bitrix"

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 import pytest
 
 from statussync.models import InboundEvent
-from tests.conftest import CMS_TOKEN
 from tests.forwarder.test_forwarder import (  # fixtures and helpers of the forwarder's tests
     HANDLER_BUDGET,
     bxsync,
@@ -22,6 +21,7 @@ from tests.forwarder.test_forwarder import (  # fixtures and helpers of the forw
     shop,
     stored,
 )
+from tests.support.webhooks import CMS_TOKEN
 
 pytestmark = pytest.mark.usefixtures("portals")
 __all__ = ["bxsync", "down_url", "make_portal"]

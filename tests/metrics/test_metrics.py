@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from statussync.jobs import job_request
 from statussync.models import Job, JobKind, JobState, Watermark
-from tests.conftest import CMS_URL, CRM_TOKEN, CRM_URL, event_body
 from tests.support.scrape import scrape, value
+from tests.support.webhooks import CMS_URL, CRM_TOKEN, CRM_URL, event_body
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("portals")]
 FORM = "application/x-www-form-urlencoded"

@@ -26,8 +26,8 @@ from statussync.models import (
     Pipeline,
 )
 from statussync.reasons import why
-from tests.conftest import CMS_URL, CRM_URL
 from tests.support.roles import SUPPORT, user_make
+from tests.support.webhooks import CMS_URL, CRM_URL
 
 pytestmark = pytest.mark.django_db
 
