@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 
 from statussync.doctor import doctor_report_latest, doctor_run, portal_quirks_get
-from statussync.doctor.findings import BLOCKING, WARNING
+from statussync.doctor.findings import BLOCKING, NOTE, WARNING
 from statussync.mapping.store import mapping_import
 from tests.mappings import DESIGN_EXAMPLE
 
@@ -141,18 +141,19 @@ def test_it_remembers_the_undocumented_answers_of_each_portal(sb):
 
     quirks = portal_quirks_get(portal="cms")
     assert quirks["order_list_start_minus_one"] is False
-    assert quirks["payment_list_order_array_filter"] == "ignored"
+    assert quirks["payment_list_array_filter"] == "ignored"
     assert quirks["order_get_not_found_code"] == "201240400001"
     assert quirks["datetime_offset_filter"] == "ok"
     assert portal_quirks_get(portal="crm") == {"datetime_offset_filter": "ok"}
 
 
-def test_it_blocks_when_a_portal_ignores_the_datetime_filter_reconciliation_reads(sb):
+def test_it_warns_when_a_portal_ignores_the_datetime_filter_reconciliation_reads(sb):
     sb.set_account("crm", datetime_offset_filter="ignored")
 
     result = doctor_run()
 
-    assert "datetime_filter_ignored" in blocking_codes(result)
+    assert found(result, "datetime_filter_ignored")[0].level == WARNING
+    assert result.verdict == "warnings"
     assert portal_quirks_get(portal="crm")["datetime_offset_filter"] == "ignored"
 
 
@@ -222,7 +223,7 @@ def test_it_learns_that_a_pipeline_move_leaves_date_modify(events_to_bxsync):
 
     result = doctor_run(round_trip=True, deal_id=deal["ID"], timeout=10)
 
-    assert found(result, "move_date_modify_no")[0].level == WARNING
+    assert found(result, "move_date_modify_no")[0].level == NOTE
     assert portal_quirks_get(portal="crm")["pipeline_move_changes_date_modify"] is False
 
 
