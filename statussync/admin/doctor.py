@@ -14,7 +14,12 @@ from django.utils.translation import gettext
 
 from statussync import roles
 from statussync.doctor import doctor_report_latest
-from statussync.doctor.background import doctor_check_failed_since, doctor_check_running, doctor_check_start
+from statussync.doctor.background import (
+    FAILED,
+    doctor_check_is_running,
+    doctor_check_latest,
+    doctor_check_start,
+)
 from statussync.doctor.findings import ANSWERS, BLOCKING, NOTE, OK, POINTS, WARNING
 
 from .timeline import SIDE_WORDS
@@ -27,13 +32,18 @@ def doctor_panel(*, user: Any) -> dict[str, Any]:
     """What the dashboard's portal check shows: the newest report (None: never run), its findings grouped
     into those to act on and those passed, and whether this reader may run it again."""
     result = doctor_report_latest()
-    running = doctor_check_running()
+    check = doctor_check_latest()
     panel: dict[str, Any] = {
         "result": result,
         "can_run": roles.user_can(user, roles.RUN_DOCTOR),
-        "checking_since": running.created_at if running is not None else None,
-        "failed": doctor_check_failed_since(result.checked_at if result is not None else None),
+        "checking_since": None,
+        "failed": None,
     }
+    newer = check is not None and (result is None or check.created_at > result.checked_at)
+    if check is not None and doctor_check_is_running(check):
+        panel["checking_since"] = check.created_at
+    elif check is not None and check.verdict == FAILED and newer:
+        panel["failed"] = check  # the report shown stays the last one that finished
     if result is None:
         return panel
     rows = [

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import timedelta
-from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -31,20 +30,19 @@ CHECK_STALE_SECONDS = 300
 
 def doctor_check_running() -> DoctorReport | None:
     """The check running now, if any (started less than `CHECK_STALE_SECONDS` ago, not finished)."""
+    latest = doctor_check_latest()
+    return latest if latest is not None and doctor_check_is_running(latest) else None
+
+
+def doctor_check_latest() -> DoctorReport | None:
+    """The newest check that is running, abandoned or failed (one query: the dashboard's panel)."""
+    return DoctorReport.objects.filter(verdict__in=(CHECKING, FAILED)).order_by("-created_at", "-id").first()
+
+
+def doctor_check_is_running(check: DoctorReport) -> bool:
+    """Whether `check` is still running: "checking", and started less than `CHECK_STALE_SECONDS` ago."""
     since = timezone.now() - timedelta(seconds=CHECK_STALE_SECONDS)
-    return (
-        DoctorReport.objects.filter(verdict=CHECKING, created_at__gte=since)
-        .order_by("-created_at", "-id")
-        .first()
-    )
-
-
-def doctor_check_failed_since(moment: Any) -> DoctorReport | None:
-    """The newest check that failed after `moment` (None: the newest report, when there is one, is newer)."""
-    failed = DoctorReport.objects.filter(verdict=FAILED)
-    if moment is not None:
-        failed = failed.filter(created_at__gt=moment)
-    return failed.order_by("-created_at", "-id").first()
+    return check.verdict == CHECKING and check.created_at >= since
 
 
 def doctor_check_start(*, base_url: str, started_by: str) -> tuple[DoctorReport, bool]:
