@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.e2e.stack import Stack, running_stack  # noqa: E402
-from tests.waiting import wait_for  # noqa: E402
+from tests.support.waiting import wait_for  # noqa: E402
 
 SECTION_START = "<!-- scale:start -->"
 SECTION_END = "<!-- scale:end -->"

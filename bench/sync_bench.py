@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.e2e.stack import Stack, running_stack  # noqa: E402
-from tests.waiting import wait_for  # noqa: E402
+from tests.support.waiting import wait_for  # noqa: E402
 
 
 def payment_latency(stack: Stack, order_id: int, deal_id: int, paid_stage: str) -> float:

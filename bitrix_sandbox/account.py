@@ -140,11 +140,12 @@ class Account:
             and str(_param(params, "start")) == "-1"
         ):
             raise RestError(400, 0, "start: wrong value")
-        if method == "sale.payment.list" and _has_array(params, "orderId"):
+        if method == "sale.payment.list" and _has_array(params):
+            # `=id` as bxsync reads payments, or `orderId`: an array in any field of the filter.
             if s.payment_array_filter == "error":
-                raise RestError(400, 0, "filter: wrong value for orderId")
+                raise RestError(400, 0, "filter: wrong value")
             if s.payment_array_filter == "ignored":
-                params = _without_filter(params, lambda key, value: key == "orderId")
+                params = _without_filter(params, lambda key, value: isinstance(value, list | tuple))
         if method in ("crm.deal.list", "sale.order.list") and _has_offset_datetime(params):
             if s.datetime_offset_filter == "error":
                 raise RestError(400, "", "Invalid date format in filter")
@@ -215,8 +216,8 @@ def _filter(params: dict[str, Any]) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _has_array(params: dict[str, Any], key: str) -> bool:
-    return isinstance(_filter(params).get(key), list | tuple)
+def _has_array(params: dict[str, Any]) -> bool:
+    return any(isinstance(value, list | tuple) for value in _filter(params).values())
 
 
 def _is_offset_datetime(value: Any) -> bool:

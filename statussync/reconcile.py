@@ -4,6 +4,11 @@ on both portals since a watermark (with overlap) and syncs it; `reconcile --all`
 Each portal's change feed is read a page (50 rows) at a time in id order — `start=-1` and a `>ID` filter, as
 Bitrix recommends for big scans — and the watermark records after every page how far the pass got. A pass cut
 short by the task timeout, an outage or a restart resumes there; the window never grows because a pass failed.
+
+Where `bitrix doctor` found a portal doing otherwise than assumed, the feeds adapt (the client's
+`behaviour`, docs/bitrix.md "Undocumented behaviours"): a portal that does not honour the datetime filter is
+read newest change first, stopping at the window's start; a CRM whose pipeline moves leave `DATE_MODIFY` as
+it was is also read by `>MOVED_TIME`, in the same window.
 """
 
 from __future__ import annotations
@@ -48,7 +53,8 @@ class ReconcileReport:
 
 @dataclass(frozen=True)
 class _Feed:
-    """One portal's change feed: the list method, its change-time and id fields, and the job kind."""
+    """One portal's change feed: the list method, its change-time and id fields, and the job kind.
+    `resumes`: the feed whose progress the watermark keeps (a side's other feed reads its window again)."""
 
     side: str
     method: str
@@ -57,12 +63,17 @@ class _Feed:
     order: dict[str, str]
     items_key: str | None
     kind: str
+    resumes: bool = True
 
 
 # `>DATE_MODIFY` / `>dateUpdate`: the reconciliation feeds of the contract [docs/bitrix.md "Reconciliation"].
 _FEEDS = (
     _Feed(Side.CMS, "sale.order.list", "dateUpdate", "id", {"id": "asc"}, "orders", JobKind.ORDER),
     _Feed(Side.CRM, "crm.deal.list", "DATE_MODIFY", "ID", {"ID": "ASC"}, None, JobKind.DEAL),
+)
+# A pipeline move sets the deal's MOVED_TIME (its stage changes); read where it leaves DATE_MODIFY alone.
+_MOVES_FEED = _Feed(
+    Side.CRM, "crm.deal.list", "MOVED_TIME", "ID", {"ID": "ASC"}, None, JobKind.DEAL, resumes=False
 )
 
 
@@ -82,27 +93,33 @@ def reconcile_run(
     say = progress or (lambda _msg: None)
     deadline = None if max_seconds is None else time.monotonic() + max_seconds
     report = ReconcileReport(since={})
-    feeds: list[tuple[_Feed, Watermark, Iterator[list[dict]]]] = []
-    for feed in _FEEDS:
-        mark = _window_open(feed.side, dry_run=dry_run)
-        report.since[feed.side] = mark.window_since  # type: ignore[assignment]
-        feeds.append((feed, mark, _pages(client_for(feed.side), feed, mark)))
+    feeds: list[tuple[_Feed, Watermark, tuple[Iterator[list[dict]], bool]]] = []
+    for side_feed in _FEEDS:
+        client = client_for(side_feed.side)
+        mark = _window_open(side_feed.side, dry_run=dry_run)
+        report.since[side_feed.side] = mark.window_since  # type: ignore[assignment]
+        side_feeds = [side_feed]
+        if side_feed.side == Side.CRM and not client.behaviour.move_changes_date_modify:
+            side_feeds.append(_MOVES_FEED)
+        feeds += [(feed, mark, _pages(client, feed, mark)) for feed in side_feeds]
+    reading = Counter(feed.side for feed, _, _ in feeds)
     # A page of each feed in turn: a long backlog on one portal must not starve the other's changes until
     # the pass runs out of time (a pass cut short resumes both where they stopped).
     while feeds:
         for entry in list(feeds):
-            feed, mark, pages = entry
+            feed, mark, (pages, by_id) = entry
             page = next(pages, None)
             if page is None:
                 feeds.remove(entry)
-                if not dry_run:
+                reading[feed.side] -= 1
+                if not dry_run and not reading[feed.side]:  # the side's window is read to its end
                     Watermark.objects.filter(id=mark.id).update(
                         value=mark.window_started, window_since=None, window_started=None, window_after_id=0
                     )
                 continue
             ids = [str(row[feed.id_field]) for row in page]
             _page_sync(feed, page, report, dry_run=dry_run, process_inline=process_inline)
-            if not dry_run:
+            if not dry_run and feed.resumes and by_id:
                 Watermark.objects.filter(id=mark.id).update(window_after_id=int(ids[-1]))
             say(
                 f"{feed.side}: {len(report.orders if feed.side == Side.CMS else report.deals)} changed so far"
@@ -132,24 +149,60 @@ def _window_open(side: str, *, dry_run: bool) -> Watermark:
     return mark
 
 
-def _pages(client: BitrixClient, feed: _Feed, mark: Watermark) -> Iterator[list[dict]]:
+def _pages(client: BitrixClient, feed: _Feed, mark: Watermark) -> tuple[Iterator[list[dict]], bool]:
+    """The feed's pages in this window, and whether they come in id order (the watermark can resume them)."""
     assert mark.window_since is not None
+    # A deal's order field too: a deal naming an order this pass listed is covered by the order's item.
+    select = [feed.id_field] if feed.side == Side.CMS else [feed.id_field, portals.deal_order_field()]
+    if not client.behaviour.datetime_filter:
+        return _pages_newest_first(client, feed, since=mark.window_since, select=select), False
     params = {
         "filter": {f">{feed.changed_field}": filter_datetime_after(mark.window_since)},
-        # A deal's order field too: a deal naming an order this pass listed is covered by the order's item.
-        "select": [feed.id_field] if feed.side == Side.CMS else [feed.id_field, portals.deal_order_field()],
+        "select": select,
         "order": feed.order,
     }
-    return client.paging.pages_by_id(
-        feed.method, params, id_field=feed.id_field, after=mark.window_after_id, items_key=feed.items_key
+    after = mark.window_after_id if feed.resumes else 0
+    pages = client.paging.pages_by_id(
+        feed.method, params, id_field=feed.id_field, after=after, items_key=feed.items_key
     )
+    return pages, True
+
+
+def _pages_newest_first(
+    client: BitrixClient, feed: _Feed, *, since: datetime, select: list[str]
+) -> Iterator[list[dict]]:
+    """The feed on a portal that does not honour a datetime filter (doctor's `datetime_offset_filter`): the
+    list ordered by change time, newest first, read until a row changed before the window (the second
+    before `since`, as `filter_datetime_after` sends it). Offsets, not ids, move it on, so a pass cut short
+    reads its window again; a row changed meanwhile moves to the top and is seen again, never missed."""
+    oldest = since.replace(microsecond=0) - timedelta(seconds=1)
+    params = {
+        "select": [*select, feed.changed_field],
+        "order": {feed.changed_field: "DESC", feed.id_field: "DESC"},
+    }
+    page: list[dict] = []
+    for row in client.paging.list_all(feed.method, params, items_key=feed.items_key):
+        changed = portals.parse_time(row.get(feed.changed_field))
+        if changed is None or changed <= oldest:  # no date sorts last (MySQL's DESC)
+            break
+        page.append(row)
+        if len(page) == CHUNK:
+            yield page
+            page = []
+    if page:
+        yield page
 
 
 def _page_sync(
     feed: _Feed, page: list[dict], report: ReconcileReport, *, dry_run: bool, process_inline: bool
 ) -> None:
     """Sync one page of changed orders or deals, or queue them as jobs."""
+    listed = set(report.orders if feed.side == Side.CMS else report.deals)
+    # A side's second feed, or a newest-first read whose rows shifted, may list a row again: sync it once.
+    page = [row for row in page if str(row[feed.id_field]) not in listed]
     ids = [str(row[feed.id_field]) for row in page]
+    if not ids:
+        return
     if feed.side == Side.CMS:
         report.orders += ids
         # An order whose deal this pass already took (the feeds alternate) is covered by the deal's item.

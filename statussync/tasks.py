@@ -36,6 +36,14 @@ def bulk_run(operation_id: int) -> int:
     return operation.done
 
 
+def doctor_check(report_id: int) -> str:
+    """The dashboard's "check again": run doctor in the background and fill its report."""
+    from statussync.doctor.background import doctor_check_run
+
+    row = doctor_check_run(report_id=report_id)
+    return row.verdict if row is not None else "not run"
+
+
 def reconcile() -> dict[str, int]:
     """Scheduled reconciliation: queue what changed on either portal since the watermark."""
     from django.conf import settings

@@ -179,3 +179,13 @@ def _wake_ups_not_coalesced():
     from django.conf import settings
 
     settings.BXSYNC_WAKE_COALESCE_SECONDS = 0
+
+
+@pytest.fixture(autouse=True)
+def _portal_behaviours_forgotten():
+    """What doctor found a portal to do is cached per process (statussync/doctor/quirks.py); a test's
+    rolled-back answers must not steer the next test's client."""
+    yield
+    quirks = sys.modules.get("statussync.doctor.quirks")
+    if quirks is not None:
+        quirks.behaviour_cache_clear()

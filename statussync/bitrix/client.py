@@ -17,8 +17,10 @@ from django.core.exceptions import ImproperlyConfigured
 
 from phpquery import http_build_query
 
+from .behaviour import DOCUMENTED, PortalBehaviour
 from .errors import (
     BitrixError,
+    NotFoundError,
     OperatingLimitError,
     PermanentError,
     classify_error,
@@ -39,8 +41,8 @@ _PORTAL_SETTINGS = {"cms": "BXSYNC_CMS_REST_URL", "crm": "BXSYNC_CRM_REST_URL"}
 # never exists (ids start at 1), one field, without the count (`start=-1`) [docs/bitrix.md "Lists"]. Methods
 # bxsync calls anyway [docs/contract.md "What bxsync calls on the portals"].
 _PROBES: dict[str, tuple[str, dict[str, Any]]] = {
-    "crm": ("crm.deal.list", {"filter": {"@ID": [0]}, "select": ["ID"], "start": -1}),
-    "cms": ("sale.order.list", {"filter": {"@id": [0]}, "select": ["id"], "start": -1}),
+    "crm": ("crm.deal.list", {"filter": {"@ID": [0]}, "select": ["ID"]}),
+    "cms": ("sale.order.list", {"filter": {"@id": [0]}, "select": ["id"]}),
 }
 
 
@@ -61,7 +63,8 @@ class BitrixClient:
     """REST client for one portal's inbound webhook: single calls and ``batch``; whole lists through
     ``paging`` (``ListPaging``).
 
-    The HTTP itself (pacing, redirects, the envelope, redaction) is ``WebhookTransport``'s.
+    The HTTP itself (pacing, redirects, the envelope, redaction) is ``WebhookTransport``'s. ``behaviour`` is
+    what doctor found the portal to do where the docs leave it open (``client_for`` hands it over).
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class BitrixClient:
         limiter: RateLimiter | None = None,
         session: requests.Session | None = None,
         auth: TokenSource | None = None,
+        behaviour: PortalBehaviour = DOCUMENTED,
     ) -> None:
         self.transport = WebhookTransport(
             portal=portal, base_url=base_url, timeout=timeout, limiter=limiter, session=session, auth=auth
@@ -81,7 +85,8 @@ class BitrixClient:
         self.base_url = self.transport.base_url
         self.timeout = timeout
         self.limiter = limiter
-        self.paging = ListPaging(call=self.call, portal=self.portal)
+        self.behaviour = behaviour
+        self.paging = ListPaging(call=self.call, portal=self.portal, behaviour=lambda: self.behaviour)
 
     @property
     def calls(self) -> int:
@@ -98,7 +103,19 @@ class BitrixClient:
 
         Raises a ``BitrixError`` subclass on any failure (see ``errors``).
         """
-        return self.transport.envelope(method, params)
+        try:
+            return self.transport.envelope(method, params)
+        except PermanentError as error:
+            raise self._not_found(error) from None
+
+    def _not_found(self, error: BitrixError) -> BitrixError:
+        """`error` as a ``NotFoundError`` when it carries the code doctor saw this portal give for a missing
+        order, though outside the documented families [docs/bitrix.md "Undocumented behaviours"]."""
+        known = bool(error.code) and error.code.upper() in self.behaviour.not_found_codes
+        if known and isinstance(error, PermanentError) and not isinstance(error, NotFoundError):
+            fields = {k: v for k, v in vars(error).items() if k != "retry_after"}
+            return NotFoundError(**fields)
+        return error
 
     def result(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
         """Like ``call`` but return only ``envelope["result"]``."""
@@ -107,7 +124,7 @@ class BitrixClient:
     def probe(self) -> None:
         """One cheap read-only call that answers whether the portal is up; raises a ``BitrixError`` if not."""
         method, params = _PROBES[self.portal]
-        self.call(method, params)
+        self.call(method, {**params, "start": self.behaviour.list_start})
 
     # --- batch ----------------------------------------------------------------------------------------------
 
@@ -176,7 +193,7 @@ class BitrixClient:
                 )
                 if isinstance(failure, OperatingLimitError):
                     LEDGER.refused(webhook=self.portal, error=failure)
-                out.errors[key] = failure
+                out.errors[key] = self._not_found(failure)
             if halt and chunk_errors:
                 break
         return out
@@ -230,6 +247,7 @@ def client_for(portal: str, *, priority: bool = False) -> BitrixClient:
 
         client: BitrixClient | None = application_client(portal=portal, priority=priority)
         if client is not None:
+            client.behaviour = portal_behaviour(portal)
             return client
         raise ImproperlyConfigured(
             f"{setting} is not set: give the inbound webhook URL of the {portal} portal "
@@ -240,4 +258,12 @@ def client_for(portal: str, *, priority: bool = False) -> BitrixClient:
         base_url=base_url,
         timeout=settings.BXSYNC_REST_TIMEOUT,
         limiter=limiter_for(portal, priority=priority),
+        behaviour=portal_behaviour(portal),
     )
+
+
+def portal_behaviour(portal: str) -> PortalBehaviour:
+    """What doctor last found `portal` to do (cached per process, see ``portal_behaviour_cached``)."""
+    from statussync.doctor.quirks import portal_behaviour_cached
+
+    return portal_behaviour_cached(portal=portal)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from .behaviour import DOCUMENTED, PortalBehaviour
 from .errors import PermanentError
 
 # List methods answer 50 rows a page, whatever is asked [docs/bitrix.md "Lists"].
@@ -18,9 +19,12 @@ Call = Callable[[str, Mapping[str, Any] | None], dict[str, Any]]
 class ListPaging:
     """Read whole list methods of one portal through its client's ``call`` (``BitrixClient.paging``)."""
 
-    def __init__(self, *, call: Call, portal: str) -> None:
+    def __init__(
+        self, *, call: Call, portal: str, behaviour: Callable[[], PortalBehaviour] = lambda: DOCUMENTED
+    ) -> None:
         self.call = call
         self.portal = portal
+        self.behaviour = behaviour  # the client's, read at each scan (client_for may hand a newer one)
 
     def list_all(
         self,
@@ -72,12 +76,15 @@ class ListPaging:
         The way Bitrix recommends for big scans: ``start=-1`` (no total to count) and a ``>ID`` filter moved
         past each page, instead of offsets that grow slower with every page
         [docs/bitrix.md "Lists"]. ``params`` carries the ``order`` by ``id_field`` ascending.
-        A caller that stores each page's last id can resume a scan where it stopped.
+        A caller that stores each page's last id can resume a scan where it stopped. On a portal that doctor
+        found refusing ``start=-1`` each page asks ``start=0``: the ``>ID`` filter still moves the pages on.
         """
         base = dict(params)
         filters = dict(base.pop("filter", None) or {})
+        start = self.behaviour().list_start
         while True:
-            envelope = self.call(method, {**base, "filter": {**filters, f">{id_field}": after}, "start": -1})
+            page_filter = {**filters, f">{id_field}": after}
+            envelope = self.call(method, {**base, "filter": page_filter, "start": start})
             page = self._items(method, envelope.get("result"), items_key)
             if not page:
                 return

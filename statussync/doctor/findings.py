@@ -219,18 +219,18 @@ TEXTS: dict[str, tuple[str, str]] = {
     "start_minus_one_refused": (
         gettext_noop("sale.order.list refuses start=-1: {error}"),
         gettext_noop(
-            "Reconciliation reads the shop's orders with start=-1 and cannot read this portal: report it "
-            "to bxsync's maintainers."
+            "Nothing to do: bxsync reads this shop's lists with start=0, which makes the portal count the "
+            "rows for every page (slower on a big shop)."
         ),
     ),
-    "payment_filter_ok": (gettext_noop("sale.payment.list filters by a list of orders"), ""),
+    "payment_filter_ok": (gettext_noop("sale.payment.list filters by a list of payments (=id)"), ""),
     "payment_filter_ignored": (
-        gettext_noop("sale.payment.list ignores a filter by a list of orders"),
-        gettext_noop("Nothing to do: bxsync reads payments by their own ids, not by a list of orders."),
+        gettext_noop("sale.payment.list ignores a filter by a list of payments (=id)"),
+        gettext_noop("Nothing to do: bxsync reads this shop's payments one by one, a request each."),
     ),
     "payment_filter_refused": (
-        gettext_noop("sale.payment.list refuses a filter by a list of orders: {error}"),
-        gettext_noop("Nothing to do: bxsync reads payments by their own ids, not by a list of orders."),
+        gettext_noop("sale.payment.list refuses a filter by a list of payments (=id): {error}"),
+        gettext_noop("Nothing to do: bxsync reads this shop's payments one by one, a request each."),
     ),
     "not_found_code_known": (
         gettext_noop("sale.order.get answers {error_code} for a missing order: bxsync reads it as deleted"),
@@ -238,42 +238,65 @@ TEXTS: dict[str, tuple[str, str]] = {
     ),
     "not_found_code_unknown": (
         gettext_noop(
-            "sale.order.get answers {error_code} for a missing order, which bxsync does not read as deleted"
+            "sale.order.get answers {error_code} for a missing order, a code the documentation does not "
+            "give: bxsync now reads it as deleted on this portal"
         ),
         gettext_noop(
-            "A deleted order's link would stay open and its work fail: report the code to bxsync's "
-            "maintainers."
+            "Nothing to do; if the shop gives this code for anything but a missing order, report it to "
+            "bxsync's maintainers."
         ),
     ),
     "datetime_filter_ok": (gettext_noop("{method} filters by a date with an offset ({example})"), ""),
     "datetime_filter_ignored": (
         gettext_noop("{method} ignores a filter by a date with an offset ({example})"),
         gettext_noop(
-            "Reconciliation cannot read what changed since a time on this portal: report it to bxsync's "
-            "maintainers."
+            "Reconciliation reads this portal's changes newest first without the filter, which takes more "
+            "requests; report it to bxsync's maintainers."
         ),
     ),
     "datetime_filter_refused": (
         gettext_noop("{method} refuses a filter by a date with an offset ({example}): {error}"),
         gettext_noop(
-            "Reconciliation cannot read what changed since a time on this portal: report it to bxsync's "
-            "maintainers."
+            "Reconciliation reads this portal's changes newest first without the filter, which takes more "
+            "requests; report it to bxsync's maintainers."
         ),
     ),
     "move_date_modify_yes": (gettext_noop("a pipeline move changes the deal's DATE_MODIFY"), ""),
     "move_date_modify_no": (
         gettext_noop("a pipeline move leaves the deal's DATE_MODIFY as it was"),
         gettext_noop(
-            "Reconciliation cannot see pipeline moves on this portal; only events bring them. Install bxsync "
-            "as an application to receive ONCRMDEALMOVETOCATEGORY."
+            "Nothing to do: reconciliation also reads the deals whose stage changed (MOVED_TIME) on this "
+            "portal. Installed as an application, bxsync is told of a move at once."
         ),
     ),
     "quirk_unprobed": (gettext_noop("{quirk}: not probed ({why})"), ""),
 }
 
+# Each probed point as the reader would ask it, and its answers in words (the panel's "What the portals do",
+# and `quirk` of quirk_unprobed): the stored names are bxsync's, never shown.
+POINTS: dict[str, str] = {
+    "order_list_start_minus_one": gettext_noop("The shop lists orders without counting them (start=-1)"),
+    "payment_list_array_filter": gettext_noop("The shop filters payments by several ids at once"),
+    "order_get_not_found_code": gettext_noop("The error the shop gives for a missing order"),
+    "datetime_offset_filter": gettext_noop("Lists filter by a change date with a time zone"),
+    "pipeline_move_changes_date_modify": gettext_noop("A pipeline move changes the deal's modification date"),
+    # Older reports name the payment probe this way.
+    "sale.payment.list orderId[]": gettext_noop("The shop filters payments by several ids at once"),
+}
+ANSWERS: dict[Any, str] = {
+    True: gettext_noop("yes"),
+    False: gettext_noop("no"),
+    "ok": gettext_noop("yes"),
+    "ignored": gettext_noop("no, it ignores the filter"),
+    "refused": gettext_noop("no, it refuses the filter"),
+    "Y": gettext_noop("available"),
+    "N": gettext_noop("not available"),
+}
+
 # Reasons a point was not probed (`why` of quirk_unprobed), shown as they are.
 WHY: dict[str, str] = {
     "no_orders": gettext_noop("the shop has no order to probe with"),
+    "no_payments": gettext_noop("the shop has no payment to probe with"),
     "needs_round_trip": gettext_noop(
         "it needs a write: run with --round-trip --deal <id of an unlinked deal>"
     ),
@@ -334,6 +357,10 @@ def _render(text: str, params: dict[str, Any]) -> str:
     shown = dict(params)
     if "why" in shown and shown["why"] in WHY:
         shown["why"] = gettext(WHY[shown["why"]])
+    if shown.get("quirk") in POINTS:
+        shown["quirk"] = gettext(POINTS[shown["quirk"]])
+    if shown.get("available") in ANSWERS:
+        shown["available"] = gettext(ANSWERS[shown["available"]])
     try:
         return gettext(text).format(**shown)
     except (KeyError, IndexError, ValueError):

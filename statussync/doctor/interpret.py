@@ -145,10 +145,11 @@ def rows_of(result: Any, key: str | None) -> list[dict[str, Any]]:
     )
 
 
-def payment_filter_honoured(rows: list[dict[str, Any]], *, order_ids: list[str]) -> bool:
-    """Whether a `sale.payment.list` answer to `{"orderId": [ids]}` kept to those orders (rows carry
-    `orderId`, api-reference/sale/payment/sale-payment-list.md)."""
-    return all(str(row.get("orderId")) in order_ids for row in rows)
+def payment_filter_honoured(rows: list[dict[str, Any]], *, payment_ids: list[str]) -> bool:
+    """Whether a `sale.payment.list` answer to `{"=id": [ids]}` kept to those payments, which exist (rows
+    carry `id`; `=` "works with arrays too", api-reference/sale/payment/sale-payment-list.md): no row, or a
+    row of another payment, means the filter was not honoured."""
+    return bool(rows) and all(str(row.get("id")) in payment_ids for row in rows)
 
 
 def paid_stage_reachable(

@@ -19,7 +19,7 @@ from statussync.bitrix import BitrixClient, BitrixError
 from statussync.models import InboundEvent, Side
 
 from .checks import Visit, handler_url, said
-from .findings import BLOCKING, NOTE, OK, WARNING
+from .findings import BLOCKING, NOTE, OK
 from .quirks import MOVE_CHANGES_DATE_MODIFY
 
 # Bitrix's times have whole seconds: a second change within the same second would look like none.
@@ -111,7 +111,7 @@ def _pipeline_move_probe(visit: Visit, client: BitrixClient, deal: dict[str, Any
     visit.add(
         "quirks",
         Side.CRM,
-        OK if changed else WARNING,
+        OK if changed else NOTE,
         "move_date_modify_yes" if changed else "move_date_modify_no",
     )
     return {MOVE_CHANGES_DATE_MODIFY: changed}

@@ -124,15 +124,24 @@ def doctor_run(
     return result
 
 
+# The verdicts of a finished report (a background check's row says "checking" or "failed" until then).
+VERDICTS = ("healthy", "warnings", "blocked")
+
+
 def doctor_report_store(*, result: DoctorResult) -> DoctorReport:
     """Keep the report for the dashboard (the last `REPORTS_KEPT`)."""
     row = DoctorReport.objects.create(verdict=result.verdict, report=result.as_json())
-    old = DoctorReport.objects.order_by("-created_at", "-id").values_list("id", flat=True)[REPORTS_KEPT:]
-    DoctorReport.objects.filter(id__in=list(old)).delete()
+    doctor_reports_prune()
     return row
 
 
+def doctor_reports_prune() -> None:
+    """Keep the last `REPORTS_KEPT` reports."""
+    old = DoctorReport.objects.order_by("-created_at", "-id").values_list("id", flat=True)[REPORTS_KEPT:]
+    DoctorReport.objects.filter(id__in=list(old)).delete()
+
+
 def doctor_report_latest() -> DoctorResult | None:
-    """The newest stored report, or None when doctor never ran."""
-    row = DoctorReport.objects.order_by("-created_at", "-id").first()
+    """The newest finished report, or None when doctor never finished one."""
+    row = DoctorReport.objects.filter(verdict__in=VERDICTS).order_by("-created_at", "-id").first()
     return DoctorResult.from_json(row.report) if row is not None else None

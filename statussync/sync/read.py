@@ -39,9 +39,11 @@ def payments_resolve(run: SyncRun) -> None:
         for item in wanted[payment_id]:
             item.fail(error, if_missing=why("payment_not_found", payment=payment_id))
 
-    _plan_by_id(
-        plan, wanted, read=portals.payments_read, get=portals.payment_get, found=found, missing=missing
-    )
+    # A portal doctor found refusing (or ignoring) an array in `=id` is asked one payment at a time: a
+    # refused list would cost a failed command per 50 payments first [docs/bitrix.md "Undocumented
+    # behaviours"].
+    read = portals.payments_read if run.cms.behaviour.payment_array_filter else None
+    _plan_by_id(plan, wanted, read=read, get=portals.payment_get, found=found, missing=missing)
     plan.run(contact=run.contact)
     # A payment and an order event for the same order in one batch: one item, and the payment counts.
     run.items = items_merge(
@@ -154,12 +156,13 @@ def _plan_by_id(
     plan: BatchPlan,
     wanted: dict[str, list[Item]],
     *,
-    read: Callable[[list[str]], portals.ListRead],
+    read: Callable[[list[str]], portals.ListRead] | None,
     get: Callable[[str], portals.Command],
     found: Callable[[str, Any], None],
     missing: Callable[[str, BitrixError], None],
 ) -> None:
-    """Read the entities `wanted` names with list commands of up to 50 ids [docs/bitrix.md "Lists"].
+    """Read the entities `wanted` names with list commands of up to 50 ids [docs/bitrix.md "Lists"] (with no
+    `read`, one at a time by `get`).
 
     An id a list leaves out is asked for by itself, in the plan's next round: a list leaves out what the
     webhook's user may not see as well as what was deleted, and only the single read tells them apart (an
@@ -177,6 +180,9 @@ def _plan_by_id(
                 on_error=partial(missing, entity_id),
             )
 
+    if read is None:  # no list to read them with on this portal
+        one_by_one(ids)
+        return
     for start in range(0, len(ids), portals.LIST_PAGE):
         chunk = ids[start : start + portals.LIST_PAGE]
 

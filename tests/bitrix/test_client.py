@@ -748,7 +748,7 @@ def test_it_waits_for_the_limiter(rsps, base_url, body, clock):
 # --- client_for ----------------------------------------------------------------------------------------
 
 
-def test_it_builds_a_client_from_settings(settings):
+def test_it_builds_a_client_from_settings(settings, db):
     settings.BXSYNC_CRM_REST_URL = "https://b24.example.ru/rest/1/abc123"
     settings.BXSYNC_REST_TIMEOUT = 7.5
     settings.REDIS_URL = ""
@@ -776,7 +776,7 @@ def test_it_paces_real_requests_through_the_database_bucket(settings, rsps, body
     assert RateBucket.objects.get(key="shop.example.ru").tat > 0
 
 
-def test_it_accepts_a_text_choice_as_portal(settings):
+def test_it_accepts_a_text_choice_as_portal(settings, db):
     class Side(models.TextChoices):  # like statussync.models.Side
         CMS = "cms"
 

@@ -1,6 +1,6 @@
-"""The dashboard's portal check in a real browser: a Sync manager checks the portals again and reads what to
-fix, in English and in Russian; Support read the same report without the button. Writes
-docs/screenshots/doctor.png and docs/screenshots/doctor-ru.png."""
+"""The dashboard's portal check in a real browser: a Sync manager checks the portals again (in the
+background) and reads what to fix, in English and in Russian; Support read the same report without the
+button. Writes docs/screenshots/doctor.png and docs/screenshots/doctor-ru.png."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from playwright.sync_api import Browser, Page
 
 from bitrix_sandbox import Sandbox, SandboxConfig
 from statussync import roles
+from statussync.doctor.background import CHECKING, doctor_check_run
 from statussync.mapping.store import mapping_import
+from statussync.models import DoctorReport
 from tests.browser.conftest import SCREENSHOTS, log_in, user_make
 from tests.support.mappings import DESIGN_EXAMPLE
 from tests.support.sandbox import sandbox_use
@@ -53,8 +55,15 @@ def test_it_lets_a_manager_check_the_portals_and_read_the_fixes_in_both_language
     assert "The portals have not been checked yet." in page.inner_text("#bx-doctor")
     page.click("#bx-doctor button[type=submit]")
     page.wait_for_selector(".messagelist")
+    # The check runs in a worker: the panel says so, with no second button, until the report is in.
+    panel = page.inner_text("#bx-doctor")
+    assert "Checking… (started" in panel
+    assert page.locator("#bx-doctor button[type=submit]").count() == 0
+    doctor_check_run(report_id=DoctorReport.objects.get(verdict=CHECKING).id)  # the worker's task
+    page.reload()
 
     panel = page.inner_text("#bx-doctor")
+    assert "Checking…" not in panel
     assert "Bitrix doctor: syncing is blocked: 1 problem(s) to fix" in panel
     assert "the mapping uses stage PREPARATION of pipeline 0, which the CRM does not list" in panel
     assert "the portal's clock is +120 s off bxsync's" in panel or "+119 s" in panel or "+121 s" in panel

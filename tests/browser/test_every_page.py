@@ -33,6 +33,9 @@ WIDTHS = (1280, 1920)
 LANGUAGES = ("ru-RU", "en-US")
 # The codes of the mapping file and the JSON paths of its problems: words in a file, never on a page.
 INTERNAL_CODE = re.compile(r"\b(to_cms|to_crm|cms_wins|crm_wins)\b|\b(pipelines|rules)\[\d+\]")
+INTERNAL_CODE = re.compile(
+    rf"{INTERNAL_CODE.pattern}|\b\w+_(minus_one|array_filter|found_code|offset_filter|date_modify)\b"
+)
 MESSAGES = ".errorlist, .errornote, .messagelist, .bx-warnings, .bx-problems, .help"
 # Boxes that must not overlap: the header's parts, and the title with the buttons beside it.
 HEADER_PARTS = "#header > *"
