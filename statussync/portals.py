@@ -143,6 +143,14 @@ def payment_get(payment_id: str) -> Command:
     return "sale.payment.get", {"id": payment_id}
 
 
+def order_of_payment(payment_key: str) -> Command:
+    """The order of the payment that the command `payment_key` of the same `batch` call read with
+    `payment_get`: `sale.order.get` with the id taken from that answer, `$result[key][payment][orderId]`
+    (settings/how-to-call-rest-api/batch.md "Linked Calls"; api-reference/sale/payment/sale-payment-get.md
+    wraps the payment in "payment") [docs/bitrix.md "Batch"]."""
+    return "sale.order.get", {"id": f"$result[{payment_key}][payment][orderId]"}
+
+
 def deal_stage_update(deal_id: str, stage: str) -> Command:
     # crm.deal.update only moves a deal within its current pipeline; the engine always maps within the
     # deal's own pipeline [docs/bitrix.md "Deals"]. No Live Feed/history noise.

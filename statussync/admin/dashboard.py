@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from statussync.bitrix.ratelimit import bucket_share, buckets_shared, limiter_level
+from statussync.bitrix.ratelimit import bucket_share, buckets_shared, limiter_level, priority_reserve
 from statussync.health import health_report
 from statussync.models import AuditEntry, InboundEvent, Link, LinkState, Outcome, Side, Watermark
 
@@ -237,7 +237,7 @@ def portals_overview(*, report: dict[str, Any]) -> list[PortalRow]:
                 health=report.get("portals", {}).get(side, {}),
                 level=limiter_level(side),
                 burst=settings.BXSYNC_RATE_BURST,
-                reserve=settings.BXSYNC_RATE_PRIORITY_RESERVE,
+                reserve=priority_reserve(),
                 rate=settings.BXSYNC_RATE_PER_SECOND,
                 watermark=watermarks.get(side),
                 own_burst=own_burst,

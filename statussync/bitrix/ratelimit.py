@@ -42,6 +42,7 @@ __all__ = [
     "gcra_reserve",
     "limiter_for",
     "limiter_level",
+    "priority_reserve",
 ]
 
 
@@ -244,18 +245,28 @@ def bucket_share() -> tuple[float, int]:
     return rate, burst
 
 
+def priority_reserve() -> int:
+    """The slots of bxsync's share of a bucket that only payment work may use: BXSYNC_RATE_PRIORITY_RESERVE
+    per role drawing from the bucket. A payment costs requests on both roles (the shop's read, the CRM's read
+    and write), so a shop and a CRM on one portal keep both roles' reserves in their one bucket, as two
+    portals keep one each in theirs. Ordinary work always keeps at least one slot."""
+    _, burst = bucket_share()
+    roles = 2 if buckets_shared() else 1
+    return max(min(int(settings.BXSYNC_RATE_PRIORITY_RESERVE) * roles, burst - 1), 0)
+
+
 def limiter_for(portal: str, *, priority: bool = False) -> GcraLimiter:
     """The shared limiter for ``portal``'s bucket (``bucket_key``) from settings: Redis when ``REDIS_URL`` is
     set, else the database.
 
     bxsync fills only its share of the portal's bucket (``bucket_share``), and ordinary callers only up to
-    that share less BXSYNC_RATE_PRIORITY_RESERVE: the last slots are kept for ``priority`` callers
-    (payments), so a bulk edit that saturates the portal does not make a payment queue behind it.
+    that share less ``priority_reserve``: the last slots are kept for ``priority`` callers (payments), so
+    a bulk edit that saturates the portal does not make a payment queue behind it.
     """
     redis_url = settings.REDIS_URL
     store: BucketStore = _redis_store(redis_url) if redis_url else DatabaseBucketStore()
     rate, burst = bucket_share()
-    reserve = int(settings.BXSYNC_RATE_PRIORITY_RESERVE)
+    reserve = priority_reserve()
     return GcraLimiter(
         key=bucket_key(portal),
         rate=rate,

@@ -31,6 +31,9 @@ class Item:
     started: datetime | None = None
     link: Link | None = None
     order: OrderState | None = None
+    # When `order` was read before the run held the order's lock (a payment's order, read with it): kept
+    # only if no other run may have written the order since (statussync/sync/read.py: links_reread).
+    order_read_at: datetime | None = None
     order_missing: bool = False
     deal: DealState | None = None
     deal_missing: bool = False

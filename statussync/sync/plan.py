@@ -48,9 +48,14 @@ class BatchPlan:
         on_result: Callable[[Any], None],
         on_error: Callable[[BitrixError], None] | None = None,
         guarded: bool = False,
-    ) -> None:
+    ) -> str:
         """Plan `command` for `items`. Its error goes to `on_error`, by default failing each of the items.
-        A `guarded` command (a write) is dropped if one of its items stops being live before it is sent."""
+        A `guarded` command (a write) is dropped if one of its items stops being live before it is sent.
+
+        Returns the command's key in its `batch` call: a later command of the same call may name its answer
+        as `$result[key][field]` (settings/how-to-call-rest-api/batch.md "Linked Calls"). A plan's first 50
+        commands go in one call; past them, the caller keeps a command and its reference in one call."""
+        key = _key(len(self.steps))
         self.steps.append(
             _Step(
                 command,
@@ -60,6 +65,7 @@ class BatchPlan:
                 guarded,
             )
         )
+        return key
 
     def add_list(
         self,
@@ -113,7 +119,7 @@ class BatchPlan:
         """One `batch` call; its answers to their handlers. Returns the error of the call itself, if any."""
         if not numbered:
             return None  # and no contact with the portal to report
-        keys = {f"c{n}": step for n, step in numbered}
+        keys = {_key(n): step for n, step in numbered}
         for step in keys.values():
             for item in step.items:
                 item.calls += 1
@@ -136,6 +142,11 @@ class BatchPlan:
                 logger.exception("could not handle the answer to %s", step.command[0])
                 _fail_all(step.items, exc)
         return None
+
+
+def _key(n: int) -> str:
+    """The `batch` key of a plan's n-th command: the same in every call, so `$result[...]` names it."""
+    return f"c{n}"
 
 
 def _fail_all(items: list[Item], error: Exception) -> None:

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import Q
+from django.utils import timezone
 
 from statussync import portals
 from statussync.bitrix import AuthError, BitrixError, NotFoundError
+from statussync.bitrix.client import BATCH_LIMIT
 from statussync.engine import DealState, link_resolve
 from statussync.models import Link, LinkState, Outcome
 from statussync.reasons import why
@@ -27,9 +30,15 @@ logger = logging.getLogger(__name__)
 
 
 def payments_resolve(run: SyncRun) -> None:
-    """A payment event carries the payment's id: read the payments, 50 to a command, for their orders."""
+    """A payment event carries the payment's id: read the payments for their orders. A payment's run (a few
+    payments) reads each payment and its order in one request; many payments are read 50 to a command."""
     wanted = _by_id(run.items, lambda item: item.payment_id)
     plan = BatchPlan(run.cms)
+    if wanted and len(wanted) <= BATCH_LIMIT // 2:
+        _plan_payments_with_orders(plan, wanted)
+        plan.run(contact=run.contact)
+        _payments_merge(run)
+        return
 
     def found(payment_id: str, result: Any) -> None:
         for item in wanted[payment_id]:
@@ -45,10 +54,56 @@ def payments_resolve(run: SyncRun) -> None:
     read = portals.payments_read if run.cms.behaviour.payment_array_filter else None
     _plan_by_id(plan, wanted, read=read, get=portals.payment_get, found=found, missing=missing)
     plan.run(contact=run.contact)
+    _payments_merge(run)
+
+
+def _payments_merge(run: SyncRun) -> None:
     # A payment and an order event for the same order in one batch: one item, and the payment counts.
     run.items = items_merge(
         run.items, lambda i: i.order_id if i.order_id and not i.deal_id and i.live else None
     )
+
+
+def _plan_payments_with_orders(plan: BatchPlan, wanted: dict[str, list[Item]]) -> None:
+    """Each payment (`sale.payment.get`) and, in the same call, its order (`sale.order.get` by the payment's
+    `orderId`, a `$result` reference): one request where a list of payments and a list of their orders
+    would be two, and a payment's run is a request shorter [docs/benchmarks.md "One portal, both roles"].
+
+    The order is read before the run holds its lock (the order id is unknown until the payment is read), so
+    it is kept only as `early_order`: `links_reread` drops it when another run may have written the order
+    meanwhile, and `sides_read` then reads it again under the lock. An error of the order's command (a
+    payment not found, a deleted order) is left to that read, which tells the cases apart."""
+    read_at = timezone.now()
+    for payment_id, items in wanted.items():
+        key = plan.add(
+            portals.payment_get(payment_id),
+            items=items,
+            on_result=partial(_got_payments, items),
+            on_error=partial(_payment_missing, payment_id, items),
+        )
+        plan.add(
+            portals.order_of_payment(key),
+            items=items,
+            on_result=partial(_got_early_order, items, read_at),
+            on_error=lambda error: None,
+        )
+
+
+def _got_payments(items: list[Item], result: Any) -> None:
+    for item in items:
+        _got_payment(item, result)
+
+
+def _payment_missing(payment_id: str, items: list[Item], error: BitrixError) -> None:
+    for item in items:
+        item.fail(error, if_missing=why("payment_not_found", payment=payment_id))
+
+
+def _got_early_order(items: list[Item], read_at: datetime, result: Any) -> None:
+    order = portals.order_from_rest(result)
+    for item in items:
+        if item.live and item.order_id == order.order_id:
+            item.order, item.order_read_at = order, read_at
 
 
 def _got_payment(item: Item, result: Any) -> None:
@@ -95,13 +150,33 @@ def links_reread(run: SyncRun) -> None:
             item.link = link
         elif item.link or item.order_id in linked_since:
             item.busy = True
+        early = item.order_read_at
+        if early is not None and link is not None and _link_moved_since(link, early):
+            item.order, item.order_read_at = None, None  # read before the lock: read again under it
+
+
+# Other hosts stamp the link by their own clocks: a write recorded up to this long before our read (by our
+# clock) may have landed after it.
+_CLOCK_MARGIN = timedelta(seconds=5)
+
+
+def _link_moved_since(link: Link, moment: datetime) -> bool:
+    """Whether another run may have written the link's order since `moment`: a write still unconfirmed, or
+    one confirmed since. Every write of bxsync's records its intent before it leaves and, once it landed, its
+    confirmation (`last_write_at`, clearing the intent), both under the order's lock; a run that only read
+    changed nothing on the portal, so its stamps do not count."""
+    if link.intent_side:
+        return True
+    since = moment - _CLOCK_MARGIN
+    stamps = (link.intent_at, link.last_write_at)
+    return any(stamp is not None and stamp >= since for stamp in stamps)
 
 
 def sides_read(run: SyncRun) -> None:
     """Round one: every known order and deal, and the deals naming each order that has no link yet."""
     items = run.live()
     cms, crm = BatchPlan(run.cms), BatchPlan(run.crm)
-    _plan_orders(cms, items)
+    _plan_orders(cms, [i for i in items if i.order is None])  # a payment's order may be read with it
     _plan_deals(crm, items)
     _plan_candidates(crm, [i for i in items if i.link is None])
     cms.run(contact=run.contact)

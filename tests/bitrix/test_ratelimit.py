@@ -16,7 +16,7 @@ from statussync.bitrix import (
     RedisBucketStore,
     limiter_for,
 )
-from statussync.bitrix.ratelimit import _redis_store, bucket_key, buckets_shared
+from statussync.bitrix.ratelimit import _redis_store, bucket_key, buckets_shared, priority_reserve
 from statussync.models import RateBucket
 
 SCALED_ONLY = pytest.mark.only_leg("scaled", reason="the Redis store needs the scaled leg's Redis")
@@ -200,6 +200,19 @@ def test_it_counts_one_portals_two_webhooks_in_one_bucket(settings, shop, crm, s
     assert buckets_shared() is shared
 
 
+@pytest.mark.parametrize(
+    ("shop", "ordinary", "reserve"),
+    [("https://b24-x.bitrix24.ru/rest/1/a/", 20, 20), ("https://shop.example.ru/rest/1/a/", 30, 10)],
+)
+def test_it_keeps_a_payment_reserve_for_each_role_drawing_from_a_bucket(settings, shop, ordinary, reserve):
+    settings.BXSYNC_CMS_REST_URL, settings.BXSYNC_CRM_REST_URL = shop, "https://b24-x.bitrix24.ru/rest/1/b/"
+    settings.BXSYNC_RATE_BURST, settings.BXSYNC_RATE_SHARE = 50, 0.8
+    settings.BXSYNC_RATE_PRIORITY_RESERVE = 10
+
+    assert priority_reserve() == reserve
+    assert (limiter_for("crm").burst, limiter_for("crm", priority=True).burst) == (ordinary, 40)
+
+
 def test_it_names_a_bucket_without_the_webhook_code(portals):
     settings = portals
     assert bucket_key("cms") == "shop.example.ru"
@@ -227,14 +240,17 @@ def test_it_fills_its_share_of_one_portals_bucket_from_both_roles(settings, new_
             sleep=waits.append,
         )
 
-    for n in range(30):
+    for n in range(20):
         limiter("cms" if n % 2 else "crm").acquire()
     assert waits == []
-    limiter("cms").acquire()  # the 31st ordinary request of the portal, whichever role: it waits
+    limiter("cms").acquire()  # the 21st ordinary request of the portal, whichever role: it waits
     assert len(waits) == 1
-    for _ in range(9):
-        limiter("crm", priority=True).acquire()  # payments still have their 10 ...
+    for n in range(19):
+        # Payments still have both roles' 10: a payment reads the shop and reads and writes the CRM ...
+        limiter("cms" if n % 3 == 0 else "crm", priority=True).acquire()
     assert len(waits) == 1  # ... and 10 of the portal's 50 stay with its other applications
+    limiter("crm", priority=True).acquire()
+    assert len(waits) == 2
 
 
 def test_it_keeps_the_last_slots_of_a_saturated_bucket_for_payments(new_store, clock):

@@ -2,7 +2,7 @@
 leaky bucket of 2 requests a second and 50 at once (settings/performance/limits.md: intensity is tracked per
 Bitrix24, and applications of one server share it) [docs/bitrix.md "Limits"]. bxsync keys its limiter by
 the portal's host, so a bulk edit with payments meanwhile never overflows the bucket, and payments keep their
-slots.
+slots: every payment reaches the CRM in under a second.
 """
 
 from __future__ import annotations
@@ -75,8 +75,9 @@ def test_it_keeps_one_portals_two_roles_under_its_one_bucket_and_payments_fast(o
     retried = stack.query(
         "SELECT last_error FROM statussync_job WHERE queue = 'payments' AND last_error != ''"
     )
-    # The goal is every payment under 1 s, NOT met here yet: four payments in a row at about four requests
-    # each outrun the 10 slots kept for payments in a bucket that refills at 1.6 a second (bxsync's share of
-    # 2), so the later ones wait for the bucket: 0.1-0.4 s for the first, up to 2.4 s for the last
-    # (docs/benchmarks.md "One portal, both roles"). Held here: none past 3 s.
-    assert max(latencies) < 3000, f"payment latencies {latencies} ms; payment jobs given back: {retried}"
+    # The goal: every payment under 1 s. A payment costs three requests (the shop's payment and order in one
+    # batch, the CRM's deal read, its write with the read-back), and a bucket serving both roles keeps both
+    # roles' payment reserves (20 of bxsync's 40): four payments in a row fit in it while the bulk edit
+    # holds the rest (docs/benchmarks.md "One portal, both roles").
+    print(f"payment latencies (ms): {latencies}; requests: {requests_made}")
+    assert max(latencies) < 1000, f"payment latencies {latencies} ms; payment jobs given back: {retried}"

@@ -5,11 +5,12 @@ naming an order [docs/bitrix.md "Lists"]."""
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 
 from statussync import portals
 from statussync.jobs import job_request, jobs_claim
 from statussync.models import AuditEntry, Job, JobKind, JobState, Link, LinkState
-from statussync.sync import items_for, items_sync, jobs_handle
+from statussync.sync import items_for, items_sync, jobs_handle, read
 from tests.support.sandbox import pay, run_worker
 
 
@@ -111,7 +112,7 @@ def test_it_sees_every_deal_naming_its_orders_across_pages(sb):
     assert sb.counters()["crm"]["rest_calls"] == {"batch": 1, "crm.deal.list": 3, "crm.status.list": 1}
 
 
-def test_it_reads_the_payments_of_a_run_in_one_command(sb):
+def test_it_reads_a_run_of_payments_and_their_orders_in_one_request(sb):
     pairs = linked(sb, 3)
     payment_ids = [pay(sb, order_id) for order_id, _ in pairs]
     sb.reset_counters()
@@ -120,13 +121,52 @@ def test_it_reads_the_payments_of_a_run_in_one_command(sb):
 
     run_worker("payments")
 
-    assert commands(sb, "sale.payment.list") == 1
-    assert commands(sb, "sale.payment.get") == 0
+    # Each order read by its payment's `orderId` in the same batch (settings/how-to-call-rest-api/batch.md
+    # "Linked Calls"), not by a list after the payments' answer.
+    assert sb.counters()["shop"]["rest_calls"] == {"batch": 1, "sale.payment.get": 3, "sale.order.get": 3}
     assert all(sb.crm.get_deal(int(d))["STAGE_ID"] == "PREPAYMENT_INVOICE" for _, d in pairs)
 
 
+def test_it_costs_a_payment_three_requests(sb):
+    (order_id, deal_id), *_ = linked(sb, 1)
+    payment_id = pay(sb, order_id)
+    sb.reset_counters()
+    job_request(kind=JobKind.PAYMENT, entity_id=payment_id)
+
+    run_worker("payments")
+
+    assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "PREPAYMENT_INVOICE"
+    # The shop: the payment and its order in one batch. The CRM: the deal, then its stage written and read
+    # back in one batch (docs/benchmarks.md "One portal, both roles").
+    assert (requests_to(sb, "shop"), requests_to(sb, "crm")) == (1, 2)
+    assert sb.counters()["crm"]["rest_calls"] == {"crm.deal.list": 2, "batch": 1, "crm.deal.update": 1}
+
+
+def test_it_reads_a_payments_order_again_under_the_lock_when_another_run_may_have_written_it(sb, monkeypatch):
+    (order_id, _), *_ = linked(sb, 1)
+    payment_id = pay(sb, order_id)
+    attach = read.links_attach
+
+    def another_run_writes_the_order_meanwhile(run):
+        attach(run)
+        # As a run of the default queue holding the order would: write it, then confirm the write.
+        sb.shop.set_order_status(int(order_id), "D")
+        Link.objects.filter(order_id=order_id).update(last_write_at=timezone.now())
+
+    monkeypatch.setattr(read, "links_attach", another_run_writes_the_order_meanwhile)
+    sb.reset_counters()
+    job_request(kind=JobKind.PAYMENT, entity_id=payment_id)
+
+    run_worker("payments")
+
+    assert commands(sb, "sale.order.get") == 1  # with its payment, before the lock
+    assert commands(sb, "sale.order.list") == 1  # again, under the lock
+    assert Link.objects.get(order_id=order_id).last_order_status == "D"
+
+
 def test_it_reads_one_by_one_what_a_refused_list_command_named(sb):
-    pairs = linked(sb, 3)
+    # More payments than one batch holds with their orders: they are read by list.
+    pairs = linked(sb, 26)
     payment_ids = [pay(sb, order_id) for order_id, _ in pairs]
     sb.reset_counters()
     # The list method held by the operating-time limit (settings/performance/limits.md): the command fails
@@ -136,11 +176,12 @@ def test_it_reads_one_by_one_what_a_refused_list_command_named(sb):
         job_request(kind=JobKind.PAYMENT, entity_id=payment_id)
 
     try:
-        run_worker("payments")
+        while jobs := jobs_claim(queue="payments", limit=100):
+            jobs_handle(jobs)
     finally:
         sb.set_limits("shop", rate=1000, burst=1000, operating_limits={})
 
-    assert commands(sb, "sale.payment.get") == 3
+    assert commands(sb, "sale.payment.get") == 26
     assert all(sb.crm.get_deal(int(d))["STAGE_ID"] == "PREPAYMENT_INVOICE" for _, d in pairs)
     assert not Job.objects.filter(state=JobState.DEAD).exists()
 

@@ -299,7 +299,7 @@ def test_it_decides_from_the_base_as_it_stands_once_the_order_is_locked(sb, monk
 
 def test_it_lets_a_payment_take_its_order_over_from_a_run_of_the_default_queue(sb):
     """Finding 6: a payment waited behind the default run holding its order (4.94 s in the scaled bulk
-    edit), polling sale.payment.list every second meanwhile. It takes the order over; the default run's
+    edit), reading its payment every second meanwhile. It takes the order over; the default run's
     fenced write round drops the order it lost."""
     order_id, deal_id = linked_pair(sb)
     SyncLock.objects.create(
@@ -312,5 +312,5 @@ def test_it_lets_a_payment_take_its_order_over_from_a_run_of_the_default_queue(s
     run_worker("payments")
 
     assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "PREPAYMENT_INVOICE"
-    assert sb.counters()["shop"]["rest_calls"]["sale.payment.list"] == 1
+    assert sb.counters()["shop"]["rest_calls"]["sale.payment.get"] == 1
     assert set(Job.objects.values_list("state", flat=True)) == {JobState.DONE}

@@ -107,7 +107,8 @@ def test_it_says_how_much_of_one_portals_limit_bxsync_leaves_to_others(support, 
 
     assert "bxsync leaves 10 of them to the portal's other applications" in html
     assert "The shop and the CRM are one portal here: they share one limit." in html
-    assert "ordinary work stops at 30, the last 10 are kept for payments" in html
+    # Both roles' payment reserves, since a payment reads the shop and reads and writes the CRM.
+    assert "ordinary work stops at 20, the last 20 are kept for payments" in html
 
 
 def test_it_shows_the_rest_limit_in_use_and_the_last_reconciliation(support, client, portals):
