@@ -38,24 +38,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+from .errors import RestError
+
 ACCESS_TOKEN_SECONDS = 3600
 CODE_SECONDS = 30
 OFFLINE_LIMIT = 50
 APP_EVENTS = frozenset({"ONAPPUNINSTALL", "ONOFFLINEEVENT"})
-
-
-class OAuthError(Exception):
-    """An authorization-server or token error: HTTP status, ``error`` code, description."""
-
-    def __init__(self, status: int, error: str, description: str) -> None:
-        super().__init__(f"{status} {error}: {description}")
-        self.status = status
-        self.error = error
-        self.description = description
-
-    def body(self) -> dict[str, Any]:
-        """The JSON error answer."""
-        return {"error": self.error, "error_description": self.description}
 
 
 @dataclass
@@ -140,10 +128,10 @@ class Application:
         """The URL a signed-in administrator is sent back to, with a fresh one-time ``code``."""
         with self.lock:
             if not self.installed or client_id != self.client_id:
-                raise OAuthError(400, "invalid_client", "Application not installed")
+                raise RestError(400, "invalid_client", "Application not installed")
             target = self.redirect_uri or redirect_uri
             if not target:
-                raise OAuthError(400, "invalid_request", "The application has no redirect_uri")
+                raise RestError(400, "invalid_request", "The application has no redirect_uri")
             code = _token(self._rng)
             self._codes[code] = self.now() + CODE_SECONDS
             self.metrics.inc("oauth", "authorize")
@@ -169,20 +157,20 @@ class Application:
         grant = str(params.get("grant_type") or "")
         with self.lock:
             if params.get("client_id") != self.client_id or params.get("client_secret") != self.client_secret:
-                raise OAuthError(401, "invalid_client", "Invalid client")
+                raise RestError(401, "invalid_client", "Invalid client")
             if not self.installed:
-                raise OAuthError(401, "invalid_client", "Application not installed")
+                raise RestError(401, "invalid_client", "Application not installed")
             if grant == "authorization_code":
                 expires = self._codes.pop(str(params.get("code") or ""), None)
                 if expires is None or expires < self.now():
-                    raise OAuthError(400, "invalid_grant", "Invalid authorization code")
+                    raise RestError(400, "invalid_grant", "Invalid authorization code")
             elif grant == "refresh_token":
                 refresh = str(params.get("refresh_token") or "")
                 if refresh not in self._refresh:
-                    raise OAuthError(400, "invalid_grant", "Invalid refresh token")
+                    raise RestError(400, "invalid_grant", "Invalid refresh token")
                 self._refresh.discard(refresh)  # replaced on use
             else:
-                raise OAuthError(400, "invalid_request", "Unknown grant_type")
+                raise RestError(400, "invalid_request", "Unknown grant_type")
             self.metrics.inc("oauth", grant)
             access, refresh = _token(self._rng), _token(self._rng)
             expires_at = self.now() + ACCESS_TOKEN_SECONDS
@@ -211,14 +199,14 @@ class Application:
             self._refresh.add(refresh)
         return access, refresh, int(expires_at)
 
-    def token_check(self, access_token: str) -> OAuthError | None:
+    def token_check(self, access_token: str) -> RestError | None:
         """None when ``access_token`` may call REST; else the error to answer."""
         with self.lock:
             expires = self._access.get(access_token) if self.installed else None
             if expires is None:
-                return OAuthError(401, "invalid_token", "Unable to get application by token")
+                return RestError(401, "invalid_token", "Unable to get application by token")
             if expires <= self.now():
-                return OAuthError(401, "expired_token", "The access token provided has expired.")
+                return RestError(401, "expired_token", "The access token provided has expired.")
         return None
 
     def uninstall(self) -> None:
@@ -259,9 +247,9 @@ class Application:
         offline = str(params.get("event_type") or "online").lower() == "offline"
         handler = str(params.get("handler") or "")
         if event not in known_events | APP_EVENTS:
-            raise OAuthError(400, "ERROR_EVENT_NOT_FOUND", "Event not found")
+            raise RestError(400, "ERROR_EVENT_NOT_FOUND", "Event not found")
         if not offline and not handler:
-            raise OAuthError(400, "ERROR_HANDLER_REQUIRED", "Handler is required")
+            raise RestError(400, "ERROR_HANDLER_REQUIRED", "Handler is required")
         options = params.get("options") if isinstance(params.get("options"), dict) else {}
         binding = Binding(
             event=event,
@@ -277,7 +265,7 @@ class Application:
                 == (binding.event, binding.handler, binding.offline, binding.auth_connector)
                 for b in self.bindings
             ):
-                raise OAuthError(400, "ERROR_EVENT_HANDLER_EXISTS", "Handler already binded")
+                raise RestError(400, "ERROR_EVENT_HANDLER_EXISTS", "Handler already binded")
             self.bindings.append(binding)
         return True
 
@@ -357,7 +345,7 @@ class Application:
         """``event.offline.get``: the oldest records; deleted (``clear=1``) or reserved (``clear=0``)."""
         clear = str(params.get("clear", 1)) not in ("0", "false", "N")
         if not clear and not self.features.get("rest_offline_extended", False):
-            raise OAuthError(403, "ACCESS_DENIED", "Feature rest_offline_extended is not available")
+            raise RestError(403, "ACCESS_DENIED", "Feature rest_offline_extended is not available")
         connector = str(params.get("auth_connector") or "")
         limit = max(1, min(int(params.get("limit") or OFFLINE_LIMIT), OFFLINE_LIMIT))
         with_errors = str(params.get("error", 0)) in ("1", "true", "Y")
@@ -398,7 +386,7 @@ class Application:
         """``event.offline.clear``: delete the records of ``process_id`` (or those ``id``, ``message_id``)."""
         process_id = str(params.get("process_id") or "")
         if not process_id:
-            raise OAuthError(400, "INVALID_ARG_VALUE", "process_id is required")
+            raise RestError(400, "INVALID_ARG_VALUE", "process_id is required")
         ids = {str(i) for i in _as_list(params.get("id"))}
         message_ids = {str(m) for m in _as_list(params.get("message_id"))}
         with self.lock:

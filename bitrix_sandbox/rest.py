@@ -33,7 +33,8 @@ import requests
 
 from phpquery import http_build_query, parse_bracket_query
 
-from .app import Application, OAuthError
+from .app import Application
+from .errors import RestError
 from .events import EventDispatcher
 from .faults import Faults
 from .filters import FilterError
@@ -48,20 +49,6 @@ log = logging.getLogger(__name__)
 DEFAULT_WEBHOOK_USER = 1
 DEFAULT_HUMAN_USER = 7
 BATCH_MAX = 50
-
-
-class RestError(Exception):
-    """A Bitrix error answer: HTTP status + ``error`` code (string or sale's numeric) + description."""
-
-    def __init__(self, status: int, error: str | int, description: str) -> None:
-        super().__init__(f"{status} {error}: {description}")
-        self.status = status
-        self.error = error
-        self.description = description
-
-    def body(self) -> dict[str, Any]:
-        """The JSON error envelope."""
-        return {"error": self.error, "error_description": self.description}
 
 
 @dataclass
@@ -506,7 +493,7 @@ class Portal:
         )
 
     def oauth_token(self, params: dict[str, Any]) -> dict[str, Any]:
-        """``/oauth/token/``: a new token pair (raises ``OAuthError``)."""
+        """``/oauth/token/``: a new token pair (raises ``RestError``)."""
         return self.app.token(params, f"{self.base_url}/rest/")
 
     def app_install_post(self, url: str) -> int:
@@ -695,8 +682,6 @@ class Portal:
             connector = str(params.get("auth_connector") or "") if ctx.app else ""
             with self.app.acting(connector):
                 result = handler(params, ctx)
-        except OAuthError as exc:
-            status, error = exc.status, exc.body()
         except RestError as exc:
             status, error = exc.status, exc.body()
         except FilterError as exc:
