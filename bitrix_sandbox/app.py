@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from .errors import RestError
+from .filters import filter_rows, order_rows, paginate
 
 ACCESS_TOKEN_SECONDS = 3600
 CODE_SECONDS = 30
@@ -339,7 +340,7 @@ class Application:
                 return
             self._last_wake = now
         for handler, _ in handlers:
-            self.on_wake(handler, "ONOFFLINEEVENT", {"TIMESTAMP_X": self.portal_clock.now_iso()})
+            self.on_wake(handler, "ONOFFLINEEVENT", {})  # "data" arrives empty (on-offline-event.md)
 
     def offline_get(self, params: dict[str, Any]) -> dict[str, Any]:
         """``event.offline.get``: the oldest records; deleted (``clear=1``) or reserved (``clear=0``)."""
@@ -413,6 +414,30 @@ class Application:
                     record.error, record.process_id = True, ""
                     self.metrics.inc("offline", "errors")
         return True
+
+    def offline_list(self, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int | None, int | None]:
+        """``event.offline.list`` (api-reference/events/event-offline-list.md): the queue as it is, nothing
+        reserved or deleted; ``filter``/``order`` on ``ID``, ``TIMESTAMP_X``, ``EVENT_NAME``, ``MESSAGE_ID``,
+        ``PROCESS_ID``, ``ERROR``; pages of 50 by ``start``; only the records of the ``auth_connector``
+        given (none: those without a source). Returns (page, total, next)."""
+        connector = str(params.get("auth_connector") or "")
+        with self.lock:
+            rows = [
+                self._row(r) | {"PROCESS_ID": r.process_id, "ERROR": "1" if r.error else "0"}
+                for r in self.queue
+                if r.connector == connector
+            ]
+        types = {
+            "ID": "int",
+            "TIMESTAMP_X": "datetime",
+            "EVENT_NAME": "str",
+            "MESSAGE_ID": "str",
+            "PROCESS_ID": "str",
+            "ERROR": "int",
+        }
+        rows = filter_rows(rows, params.get("filter"), types, self.portal_clock)
+        rows = order_rows(rows, params.get("order"), types, self.portal_clock, "ID")
+        return paginate(rows, params.get("start"))
 
     def depth(self) -> int:
         """Records waiting (reserved or not, errors excluded)."""

@@ -475,13 +475,20 @@ class Portal:
         self.register("event.offline.get", app_only(self.app.offline_get))
         self.register("event.offline.clear", app_only(self.app.offline_clear))
         self.register("event.offline.error", app_only(self.app.offline_error))
-        self.register("event.offline.list", app_only(lambda p: self.app.info()["queue"]))
+        self.register("event.offline.list", self._offline_list)
         self.register(
             "feature.get",
             lambda p, ctx: MethodResult(
                 {"value": "Y" if self.app.features.get(str(lower_keys(p).get("code") or "")) else "N"}
             ),
         )
+
+    def _offline_list(self, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+        """``event.offline.list``: a list method, so ``total`` and ``next`` come with the page."""
+        if not ctx.app:
+            raise RestError(401, "WRONG_AUTH_TYPE", "Current authorization type is denied for this method")
+        page, total, nxt = self.app.offline_list(lower_keys(params))
+        return MethodResult(page, total=total, next=nxt)
 
     def oauth_authorize(self, params: dict[str, Any]) -> str:
         """``/oauth/authorize/``: the redirect target with a fresh code (the administrator is signed in)."""

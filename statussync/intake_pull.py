@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.cache import cache
 from django.utils import timezone
 
 from statussync.applications import AUTH_CONNECTOR, application_client, pull_events
@@ -28,6 +29,9 @@ from statussync.models import ConnectedPortal, ConnectionState, IntakeMode
 log = logging.getLogger("statussync.intake")
 
 PULL_LIMIT = 50  # event.offline.get's default and largest page (event-offline-get.md)
+# The admin's queue depth costs a request of the portal's budget: one per portal per this many seconds,
+# however many pages are open.
+QUEUE_DEPTH_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -192,8 +196,37 @@ def _record_store(*, portal: str, record: Any) -> bool:
     return True
 
 
+def offline_queue_depth(*, portal: str) -> int | None:
+    """How many records wait in ``portal``'s offline queue (set-aside errors not counted); None when the
+    portal is not connected in pull mode or cannot be read now.
+
+    ``event.offline.list`` reads the queue without reserving anything and answers ``total`` with its first
+    page (api-reference/events/event-offline-list.md). Asked only when someone looks (the admin), cached
+    for ``QUEUE_DEPTH_SECONDS``; the last answer is kept on the portal's row for when the portal is away."""
+    key = f"bxsync:offline-depth:{portal}"
+    cached = cache.get(key)
+    if cached is not None:
+        return int(cached)
+    connection = ConnectedPortal.objects.filter(
+        portal=portal, state=ConnectionState.CONNECTED, intake_mode=IntakeMode.PULL
+    ).first()
+    if connection is None:
+        return None
+    try:
+        answer = _client(connection).call(
+            "event.offline.list", {"filter": {"ERROR": 0}, "auth_connector": AUTH_CONNECTOR}
+        )
+    except BitrixError as error:
+        log.info("[%s] reading the offline queue's depth failed: %s", portal, error)
+        return None
+    depth = int(answer.get("total") or len(answer.get("result") or []))
+    cache.set(key, depth, timeout=QUEUE_DEPTH_SECONDS)
+    ConnectedPortal.objects.filter(pk=connection.pk).update(queue_depth=depth)
+    return depth
+
+
 def _pulled(connection: ConnectedPortal, read: int, stored: int) -> PullResult:
-    ConnectedPortal.objects.filter(pk=connection.pk).update(last_pull_at=timezone.now(), queue_depth=read)
+    ConnectedPortal.objects.filter(pk=connection.pk).update(last_pull_at=timezone.now())
     return PullResult(read=read, stored=stored, failed=read - stored)
 
 

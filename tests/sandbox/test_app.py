@@ -174,3 +174,20 @@ def test_it_wakes_an_online_handler_and_says_when_the_application_is_removed(
     crm.app.configure(installed=False)
     poll(lambda: receiver.events("ONAPPUNINSTALL"))
     assert _call(crm, token, "event.get").json()["error"] == "invalid_token"
+
+
+def test_it_lists_the_queue_with_its_total_and_reserves_nothing(sandbox: Sandbox) -> None:
+    crm, token = sandbox.crm, _connect(sandbox.crm)["access_token"]
+    _ok(crm, token, "event.bind", event="ONCRMDEALUPDATE", event_type="offline", auth_connector="bxsync")
+    deals = [deal for _, deal in sandbox.seed(60, pipeline_share=0.0)]
+    for deal_id in deals:
+        crm.move_deal(deal_id, "PREPARATION")
+    reserved = _ok(crm, token, "event.offline.get", clear=0, limit=2, auth_connector="bxsync")
+
+    listed = _call(crm, token, "event.offline.list", filter={"ERROR": 0}, auth_connector="bxsync").json()
+
+    assert (listed["total"], len(listed["result"]), listed["next"]) == (60, 50, 50)
+    assert sum(1 for row in listed["result"] if row["PROCESS_ID"] == reserved["process_id"]) == 2
+    # Nothing reserved or deleted by the list; another source's queue is another list.
+    assert len(_ok(crm, token, "event.offline.get", clear=0, auth_connector="bxsync")["events"]) == 50
+    assert _call(crm, token, "event.offline.list").json()["total"] == 0
