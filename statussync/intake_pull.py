@@ -32,6 +32,10 @@ PULL_LIMIT = 50  # event.offline.get's default and largest page (event-offline-g
 # The admin's queue depth costs a request of the portal's budget: one per portal per this many seconds,
 # however many pages are open.
 QUEUE_DEPTH_SECONDS = 5
+# ONOFFLINEEVENT's minTimeout: the portal posts it at most once in this many seconds
+# (api-reference/events/on-offline-event.md "Notification Frequency"; 1 is its default).
+WAKE_MIN_TIMEOUT = 1
+WAKE_EVENT = "ONOFFLINEEVENT"
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,8 @@ def application_events_ensure(*, connection: ConnectedPortal) -> list[str]:
                     "event.bind", {"event": event, "event_type": "offline", "auth_connector": AUTH_CONNECTOR}
                 )
                 bound.add(event)
+        if connection.events_url:
+            bound |= _wake_bind(connection, client, listed)
     feature = client.result("feature.get", {"CODE": "rest_offline_extended"}) or {}
     connection.offline_extended = str(feature.get("value", "")).upper() == "Y"
     connection.bound_events = sorted(bound)
@@ -94,6 +100,22 @@ def _online_bind(connection: ConnectedPortal, client: BitrixClient, listed: list
     return bound
 
 
+def _wake_bind(connection: ConnectedPortal, client: BitrixClient, listed: list[Any]) -> set[str]:
+    """Pull mode where bxsync is reachable: ONOFFLINEEVENT at bxsync's wake endpoint, so a change is read
+    at once rather than at the next poll (api-reference/events/on-offline-event.md)."""
+    handler = _wake_handler(connection)
+    if any(str(r.get("event", "")).upper() == WAKE_EVENT and r.get("handler") == handler for r in listed):
+        return {WAKE_EVENT}
+    client.result(
+        "event.bind", {"event": WAKE_EVENT, "handler": handler, "options": {"minTimeout": WAKE_MIN_TIMEOUT}}
+    )
+    return {WAKE_EVENT}
+
+
+def _wake_handler(connection: ConnectedPortal) -> str:
+    return f"{connection.events_url.rstrip('/')}/api/bitrix/app/wake/{connection.portal}/"
+
+
 def _handler(connection: ConnectedPortal) -> str:
     return f"{connection.events_url.rstrip('/')}/api/bitrix/{connection.portal}/"
 
@@ -104,6 +126,8 @@ def application_events_unbind(*, connection: ConnectedPortal) -> None:
     for event in connection.bound_events or pull_events(portal=connection.portal):
         if connection.intake_mode == IntakeMode.PUSH:
             client.result("event.unbind", {"event": event, "handler": _handler(connection)})
+        elif event == WAKE_EVENT:
+            client.result("event.unbind", {"event": event, "handler": _wake_handler(connection)})
         else:
             client.result("event.unbind", {"event": event, "event_type": "offline"})
     connection.bound_events = []

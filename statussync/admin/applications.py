@@ -58,6 +58,12 @@ class ConnectedPortalForm(forms.ModelForm):
             "events_url",
             "oauth_server",
         ]
+        help_texts = {
+            "events_url": gettext_lazy(
+                "Where the portal can reach bxsync, e.g. https://bxsync.example.com: push posts the events "
+                "there; pull gets a wake-up there when changes wait, and polls without one."
+            )
+        }
 
     def clean_client_secret(self) -> str:
         secret = self.cleaned_data.get("client_secret", "")
