@@ -210,6 +210,12 @@ class Application:
                 return RestError(401, "expired_token", "The access token provided has expired.")
         return None
 
+    def access_seconds_left(self) -> float:
+        """Seconds the newest access token has left on the portal's clock (0 without one): a test moves the
+        clock to just before it expires."""
+        with self.lock:
+            return max((expires - self.now() for expires in self._access.values()), default=0.0)
+
     def uninstall(self) -> None:
         """The administrator removes the application: tokens, bindings and queue go; ONAPPUNINSTALL fires."""
         with self.lock:
@@ -239,6 +245,17 @@ class Application:
             yield
         finally:
             self._acting.connector = previous
+
+    @contextmanager
+    def rest_call(self):
+        """One call to the portal (a batch included): ``ONOFFLINEEVENT`` with ``minTimeout`` 0 is sent once
+        per call, however many records it queues (on-offline-event.md "Notification Frequency")."""
+        outer = getattr(self._acting, "call_woken", None)
+        self._acting.call_woken = False
+        try:
+            yield
+        finally:
+            self._acting.call_woken = outer
 
     # -- bindings --------------------------------------------------------------------------------------------
 
@@ -328,15 +345,25 @@ class Application:
         self.metrics.inc("offline", "queued", event)
 
     def _wake(self) -> None:
+        """``ONOFFLINEEVENT`` to its online handlers for a new record (on-offline-event.md "Notification
+        Frequency"): ``minTimeout`` > 0 (1 unless bound otherwise): the first record sends one, the next not
+        before that many seconds have passed, what is queued meanwhile sends none; 0: one per call."""
         handlers: list[tuple[str, float]] = []
         with self.lock:
             for binding in self.bindings:
                 if binding.event == "ONOFFLINEEVENT" and binding.handler:
-                    handlers.append((binding.handler, float(binding.options.get("minTimeout") or 1)))
+                    timeout = binding.options.get("mintimeout", binding.options.get("minTimeout", 1))
+                    handlers.append((binding.handler, float(timeout if timeout not in (None, "") else 1)))
             if not handlers or self.on_wake is None:
                 return
+            min_timeout = min(timeout for _, timeout in handlers)
             now = time.time()
-            if now - self._last_wake < min(timeout for _, timeout in handlers):
+            if min_timeout <= 0:
+                if getattr(self._acting, "call_woken", None):
+                    return
+                if getattr(self._acting, "call_woken", None) is False:
+                    self._acting.call_woken = True
+            elif now - self._last_wake < min_timeout:
                 return
             self._last_wake = now
         for handler, _ in handlers:
@@ -482,6 +509,7 @@ class Application:
             self.installed = True
             self.redirect_uri = ""
             self.features = {"rest_offline_extended": True}
+            self._last_wake = 0.0
             self._codes.clear()
             self._access.clear()
             self._refresh.clear()

@@ -609,6 +609,12 @@ class Portal:
         return self._serve(method, params, CallContext(user_id=self.app.user_id, app=True))
 
     def _serve(self, method: str, params: dict[str, Any], ctx: CallContext) -> tuple[int, dict[str, Any]]:
+        with self.app.rest_call():
+            return self._serve_call(method, params, ctx)
+
+    def _serve_call(
+        self, method: str, params: dict[str, Any], ctx: CallContext
+    ) -> tuple[int, dict[str, Any]]:
         method = method.lower()
         # [docs/bitrix.md "Limits"] one HTTP request = 1 in the bucket, a batch included.
         if not self.bucket.try_acquire():
