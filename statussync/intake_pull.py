@@ -176,13 +176,16 @@ def offline_events_pull(*, portal: str) -> PullResult:
     return _pulled(connection, len(records), len(stored))
 
 
-def pull_round(*, checked: set[str]) -> bool:
-    """Read every portal connected in pull mode once; True when a page came back full (read again now).
+def pull_round(*, checked: set[str], portals: set[str] | None = None) -> bool:
+    """Read every portal connected in pull mode once (or those of ``portals``: the ones whose portal woke
+    bxsync); True when a page came back full (read again now).
 
     A portal not in ``checked`` first has its bindings checked and repaired (``event.get``): at every start
     of the pull process, since an application update drops them."""
     more = False
     connected = ConnectedPortal.objects.filter(state=ConnectionState.CONNECTED, intake_mode=IntakeMode.PULL)
+    if portals is not None:
+        connected = connected.filter(portal__in=portals)
     for connection in connected:
         try:
             if connection.portal not in checked:

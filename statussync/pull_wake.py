@@ -58,22 +58,22 @@ class PullWaiter:
         """Whether a wake-up can reach this puller."""
         return self._socket is not None
 
-    def wait(self, seconds: float) -> bool:
-        """Sleep up to ``seconds``; True when woken (every wake-up waiting is taken: one read serves all)."""
+    def wait(self, seconds: float) -> set[str]:
+        """Sleep up to ``seconds``; the portals whose wake-ups came meanwhile (empty after the whole wait).
+        Every wake-up waiting is taken: one read of a portal serves all of its."""
         if self._socket is None:
             raise RuntimeError("not listening")
         ready, _, _ = select.select([self._socket], [], [], max(0.0, seconds))
-        woken = False
+        woken: set[str] = set()
         while ready:
             try:
-                self._socket.recv(64)
+                woken.add(self._socket.recv(64).decode(errors="replace"))
             except BlockingIOError:
                 break
-            woken = True
         return woken
 
     def interrupt(self) -> None:
-        """Cut a wait short (a stop signal): a datagram to ourselves."""
+        """Cut a wait short (a stop signal): a datagram to ourselves, naming no portal."""
         if self._socket is not None:
             with contextlib.suppress(OSError):
                 self._socket.sendto(b"", self.path)

@@ -58,13 +58,13 @@ def test_it_polls_without_a_wake_up_where_bxsync_is_not_reachable(sb) -> None:
 
 def test_it_wakes_the_puller_when_the_portal_says_changes_wait(sb, waiter) -> None:
     connect(sb.crm, "crm", events_url=PUBLIC)
-    assert waiter.wait(0) is False
+    assert waiter.wait(0) == set()
 
     answer = _wake("crm", sb.crm.app.application_token)
 
     assert answer.json() == {"status": "woken"}
-    assert waiter.wait(5) is True
-    assert waiter.wait(0) is False  # one wake-up, taken once
+    assert waiter.wait(5) == {"crm"}
+    assert waiter.wait(0) == set()  # one wake-up, taken once
 
 
 def test_it_refuses_a_wake_up_with_another_application_token_or_for_a_portal_not_pulled(sb, waiter) -> None:
@@ -73,4 +73,4 @@ def test_it_refuses_a_wake_up_with_another_application_token_or_for_a_portal_not
 
     assert _wake("crm", "forged").status_code == 403
     assert _wake("cms", "").status_code == 403
-    assert waiter.wait(0) is False
+    assert waiter.wait(0) == set()

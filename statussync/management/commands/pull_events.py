@@ -41,24 +41,31 @@ class Command(BaseCommand):
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, stopping)
-        woken = False
+        # A portal is silent for minTimeout after a wake-up: what it queues meanwhile sends none, so each
+        # woken portal is read once more when that time is up.
+        follow_up: dict[str, float] = {}
+        reading: set[str] | None = None  # None: every portal
+        polled = 0.0
         try:
             while not stop.is_set():
                 close_old_connections()  # a long-running process: drop a connection the database closed
                 started = time.monotonic()
-                more = pull_round(checked=checked)
-                if more:  # a full page: more is waiting, read on at once
-                    continue
-                # After a wake-up the portal stays silent for minTimeout: what arrives meanwhile is read
-                # when that time is up, not a whole interval later.
-                interval = settings.BXSYNC_PULL_SECONDS
-                if woken:
-                    interval = min(interval, WAKE_MIN_TIMEOUT)
+                if reading is None:
+                    polled = started
+                if pull_round(checked=checked, portals=reading):
+                    continue  # a full page: more is waiting, read on at once
                 if not waiter.listening:
-                    stop.wait(interval)
+                    stop.wait(settings.BXSYNC_PULL_SECONDS)
                     continue
-                woken = waiter.wait(interval)
+                poll_at = polled + settings.BXSYNC_PULL_SECONDS
+                woken = waiter.wait(min([poll_at, *follow_up.values()]) - time.monotonic()) - {""}
+                now = time.monotonic()
+                follow_up.update(dict.fromkeys(woken, now + WAKE_MIN_TIMEOUT))
+                due = {portal for portal, at in follow_up.items() if at <= now}
+                for portal in due:
+                    del follow_up[portal]
+                reading = None if now >= poll_at else woken | due
                 if woken and not stop.is_set():
-                    stop.wait(max(0.0, WAKE_MIN_GAP - (time.monotonic() - started)))
+                    stop.wait(max(0.0, WAKE_MIN_GAP - (now - started)))
         finally:
             waiter.close()
