@@ -38,24 +38,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+from .errors import RestError
+from .filters import filter_rows, order_rows, paginate
+
 ACCESS_TOKEN_SECONDS = 3600
 CODE_SECONDS = 30
 OFFLINE_LIMIT = 50
 APP_EVENTS = frozenset({"ONAPPUNINSTALL", "ONOFFLINEEVENT"})
-
-
-class OAuthError(Exception):
-    """An authorization-server or token error: HTTP status, ``error`` code, description."""
-
-    def __init__(self, status: int, error: str, description: str) -> None:
-        super().__init__(f"{status} {error}: {description}")
-        self.status = status
-        self.error = error
-        self.description = description
-
-    def body(self) -> dict[str, Any]:
-        """The JSON error answer."""
-        return {"error": self.error, "error_description": self.description}
 
 
 @dataclass
@@ -140,10 +129,10 @@ class Application:
         """The URL a signed-in administrator is sent back to, with a fresh one-time ``code``."""
         with self.lock:
             if not self.installed or client_id != self.client_id:
-                raise OAuthError(400, "invalid_client", "Application not installed")
+                raise RestError(400, "invalid_client", "Application not installed")
             target = self.redirect_uri or redirect_uri
             if not target:
-                raise OAuthError(400, "invalid_request", "The application has no redirect_uri")
+                raise RestError(400, "invalid_request", "The application has no redirect_uri")
             code = _token(self._rng)
             self._codes[code] = self.now() + CODE_SECONDS
             self.metrics.inc("oauth", "authorize")
@@ -169,20 +158,20 @@ class Application:
         grant = str(params.get("grant_type") or "")
         with self.lock:
             if params.get("client_id") != self.client_id or params.get("client_secret") != self.client_secret:
-                raise OAuthError(401, "invalid_client", "Invalid client")
+                raise RestError(401, "invalid_client", "Invalid client")
             if not self.installed:
-                raise OAuthError(401, "invalid_client", "Application not installed")
+                raise RestError(401, "invalid_client", "Application not installed")
             if grant == "authorization_code":
                 expires = self._codes.pop(str(params.get("code") or ""), None)
                 if expires is None or expires < self.now():
-                    raise OAuthError(400, "invalid_grant", "Invalid authorization code")
+                    raise RestError(400, "invalid_grant", "Invalid authorization code")
             elif grant == "refresh_token":
                 refresh = str(params.get("refresh_token") or "")
                 if refresh not in self._refresh:
-                    raise OAuthError(400, "invalid_grant", "Invalid refresh token")
+                    raise RestError(400, "invalid_grant", "Invalid refresh token")
                 self._refresh.discard(refresh)  # replaced on use
             else:
-                raise OAuthError(400, "invalid_request", "Unknown grant_type")
+                raise RestError(400, "invalid_request", "Unknown grant_type")
             self.metrics.inc("oauth", grant)
             access, refresh = _token(self._rng), _token(self._rng)
             expires_at = self.now() + ACCESS_TOKEN_SECONDS
@@ -211,15 +200,21 @@ class Application:
             self._refresh.add(refresh)
         return access, refresh, int(expires_at)
 
-    def token_check(self, access_token: str) -> OAuthError | None:
+    def token_check(self, access_token: str) -> RestError | None:
         """None when ``access_token`` may call REST; else the error to answer."""
         with self.lock:
             expires = self._access.get(access_token) if self.installed else None
             if expires is None:
-                return OAuthError(401, "invalid_token", "Unable to get application by token")
+                return RestError(401, "invalid_token", "Unable to get application by token")
             if expires <= self.now():
-                return OAuthError(401, "expired_token", "The access token provided has expired.")
+                return RestError(401, "expired_token", "The access token provided has expired.")
         return None
+
+    def access_seconds_left(self) -> float:
+        """Seconds the newest access token has left on the portal's clock (0 without one): a test moves the
+        clock to just before it expires."""
+        with self.lock:
+            return max((expires - self.now() for expires in self._access.values()), default=0.0)
 
     def uninstall(self) -> None:
         """The administrator removes the application: tokens, bindings and queue go; ONAPPUNINSTALL fires."""
@@ -251,6 +246,17 @@ class Application:
         finally:
             self._acting.connector = previous
 
+    @contextmanager
+    def rest_call(self):
+        """One call to the portal (a batch included): ``ONOFFLINEEVENT`` with ``minTimeout`` 0 is sent once
+        per call, however many records it queues (on-offline-event.md "Notification Frequency")."""
+        outer = getattr(self._acting, "call_woken", None)
+        self._acting.call_woken = False
+        try:
+            yield
+        finally:
+            self._acting.call_woken = outer
+
     # -- bindings --------------------------------------------------------------------------------------------
 
     def bind(self, params: dict[str, Any], known_events: frozenset[str]) -> bool:
@@ -259,9 +265,9 @@ class Application:
         offline = str(params.get("event_type") or "online").lower() == "offline"
         handler = str(params.get("handler") or "")
         if event not in known_events | APP_EVENTS:
-            raise OAuthError(400, "ERROR_EVENT_NOT_FOUND", "Event not found")
+            raise RestError(400, "ERROR_EVENT_NOT_FOUND", "Event not found")
         if not offline and not handler:
-            raise OAuthError(400, "ERROR_HANDLER_REQUIRED", "Handler is required")
+            raise RestError(400, "ERROR_HANDLER_REQUIRED", "Handler is required")
         options = params.get("options") if isinstance(params.get("options"), dict) else {}
         binding = Binding(
             event=event,
@@ -277,7 +283,7 @@ class Application:
                 == (binding.event, binding.handler, binding.offline, binding.auth_connector)
                 for b in self.bindings
             ):
-                raise OAuthError(400, "ERROR_EVENT_HANDLER_EXISTS", "Handler already binded")
+                raise RestError(400, "ERROR_EVENT_HANDLER_EXISTS", "Handler already binded")
             self.bindings.append(binding)
         return True
 
@@ -339,25 +345,35 @@ class Application:
         self.metrics.inc("offline", "queued", event)
 
     def _wake(self) -> None:
+        """``ONOFFLINEEVENT`` to its online handlers for a new record (on-offline-event.md "Notification
+        Frequency"): ``minTimeout`` > 0 (1 unless bound otherwise): the first record sends one, the next not
+        before that many seconds have passed, what is queued meanwhile sends none; 0: one per call."""
         handlers: list[tuple[str, float]] = []
         with self.lock:
             for binding in self.bindings:
                 if binding.event == "ONOFFLINEEVENT" and binding.handler:
-                    handlers.append((binding.handler, float(binding.options.get("minTimeout") or 1)))
+                    timeout = binding.options.get("mintimeout", binding.options.get("minTimeout", 1))
+                    handlers.append((binding.handler, float(timeout if timeout not in (None, "") else 1)))
             if not handlers or self.on_wake is None:
                 return
+            min_timeout = min(timeout for _, timeout in handlers)
             now = time.time()
-            if now - self._last_wake < min(timeout for _, timeout in handlers):
+            if min_timeout <= 0:
+                if getattr(self._acting, "call_woken", None):
+                    return
+                if getattr(self._acting, "call_woken", None) is False:
+                    self._acting.call_woken = True
+            elif now - self._last_wake < min_timeout:
                 return
             self._last_wake = now
         for handler, _ in handlers:
-            self.on_wake(handler, "ONOFFLINEEVENT", {"TIMESTAMP_X": self.portal_clock.now_iso()})
+            self.on_wake(handler, "ONOFFLINEEVENT", {})  # "data" arrives empty (on-offline-event.md)
 
     def offline_get(self, params: dict[str, Any]) -> dict[str, Any]:
         """``event.offline.get``: the oldest records; deleted (``clear=1``) or reserved (``clear=0``)."""
         clear = str(params.get("clear", 1)) not in ("0", "false", "N")
         if not clear and not self.features.get("rest_offline_extended", False):
-            raise OAuthError(403, "ACCESS_DENIED", "Feature rest_offline_extended is not available")
+            raise RestError(403, "ACCESS_DENIED", "Feature rest_offline_extended is not available")
         connector = str(params.get("auth_connector") or "")
         limit = max(1, min(int(params.get("limit") or OFFLINE_LIMIT), OFFLINE_LIMIT))
         with_errors = str(params.get("error", 0)) in ("1", "true", "Y")
@@ -398,7 +414,7 @@ class Application:
         """``event.offline.clear``: delete the records of ``process_id`` (or those ``id``, ``message_id``)."""
         process_id = str(params.get("process_id") or "")
         if not process_id:
-            raise OAuthError(400, "INVALID_ARG_VALUE", "process_id is required")
+            raise RestError(400, "INVALID_ARG_VALUE", "process_id is required")
         ids = {str(i) for i in _as_list(params.get("id"))}
         message_ids = {str(m) for m in _as_list(params.get("message_id"))}
         with self.lock:
@@ -425,6 +441,30 @@ class Application:
                     record.error, record.process_id = True, ""
                     self.metrics.inc("offline", "errors")
         return True
+
+    def offline_list(self, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int | None, int | None]:
+        """``event.offline.list`` (api-reference/events/event-offline-list.md): the queue as it is, nothing
+        reserved or deleted; ``filter``/``order`` on ``ID``, ``TIMESTAMP_X``, ``EVENT_NAME``, ``MESSAGE_ID``,
+        ``PROCESS_ID``, ``ERROR``; pages of 50 by ``start``; only the records of the ``auth_connector``
+        given (none: those without a source). Returns (page, total, next)."""
+        connector = str(params.get("auth_connector") or "")
+        with self.lock:
+            rows = [
+                self._row(r) | {"PROCESS_ID": r.process_id, "ERROR": "1" if r.error else "0"}
+                for r in self.queue
+                if r.connector == connector
+            ]
+        types = {
+            "ID": "int",
+            "TIMESTAMP_X": "datetime",
+            "EVENT_NAME": "str",
+            "MESSAGE_ID": "str",
+            "PROCESS_ID": "str",
+            "ERROR": "int",
+        }
+        rows = filter_rows(rows, params.get("filter"), types, self.portal_clock)
+        rows = order_rows(rows, params.get("order"), types, self.portal_clock, "ID")
+        return paginate(rows, params.get("start"))
 
     def depth(self) -> int:
         """Records waiting (reserved or not, errors excluded)."""
@@ -469,6 +509,7 @@ class Application:
             self.installed = True
             self.redirect_uri = ""
             self.features = {"rest_offline_extended": True}
+            self._last_wake = 0.0
             self._codes.clear()
             self._access.clear()
             self._refresh.clear()

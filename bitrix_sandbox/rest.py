@@ -33,7 +33,8 @@ import requests
 
 from phpquery import http_build_query, parse_bracket_query
 
-from .app import Application, OAuthError
+from .app import Application
+from .errors import RestError
 from .events import EventDispatcher
 from .faults import Faults
 from .filters import FilterError
@@ -48,20 +49,6 @@ log = logging.getLogger(__name__)
 DEFAULT_WEBHOOK_USER = 1
 DEFAULT_HUMAN_USER = 7
 BATCH_MAX = 50
-
-
-class RestError(Exception):
-    """A Bitrix error answer: HTTP status + ``error`` code (string or sale's numeric) + description."""
-
-    def __init__(self, status: int, error: str | int, description: str) -> None:
-        super().__init__(f"{status} {error}: {description}")
-        self.status = status
-        self.error = error
-        self.description = description
-
-    def body(self) -> dict[str, Any]:
-        """The JSON error envelope."""
-        return {"error": self.error, "error_description": self.description}
 
 
 @dataclass
@@ -488,13 +475,20 @@ class Portal:
         self.register("event.offline.get", app_only(self.app.offline_get))
         self.register("event.offline.clear", app_only(self.app.offline_clear))
         self.register("event.offline.error", app_only(self.app.offline_error))
-        self.register("event.offline.list", app_only(lambda p: self.app.info()["queue"]))
+        self.register("event.offline.list", self._offline_list)
         self.register(
             "feature.get",
             lambda p, ctx: MethodResult(
                 {"value": "Y" if self.app.features.get(str(lower_keys(p).get("code") or "")) else "N"}
             ),
         )
+
+    def _offline_list(self, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+        """``event.offline.list``: a list method, so ``total`` and ``next`` come with the page."""
+        if not ctx.app:
+            raise RestError(401, "WRONG_AUTH_TYPE", "Current authorization type is denied for this method")
+        page, total, nxt = self.app.offline_list(lower_keys(params))
+        return MethodResult(page, total=total, next=nxt)
 
     def oauth_authorize(self, params: dict[str, Any]) -> str:
         """``/oauth/authorize/``: the redirect target with a fresh code (the administrator is signed in)."""
@@ -506,7 +500,7 @@ class Portal:
         )
 
     def oauth_token(self, params: dict[str, Any]) -> dict[str, Any]:
-        """``/oauth/token/``: a new token pair (raises ``OAuthError``)."""
+        """``/oauth/token/``: a new token pair (raises ``RestError``)."""
         return self.app.token(params, f"{self.base_url}/rest/")
 
     def app_install_post(self, url: str) -> int:
@@ -615,6 +609,12 @@ class Portal:
         return self._serve(method, params, CallContext(user_id=self.app.user_id, app=True))
 
     def _serve(self, method: str, params: dict[str, Any], ctx: CallContext) -> tuple[int, dict[str, Any]]:
+        with self.app.rest_call():
+            return self._serve_call(method, params, ctx)
+
+    def _serve_call(
+        self, method: str, params: dict[str, Any], ctx: CallContext
+    ) -> tuple[int, dict[str, Any]]:
         method = method.lower()
         # [docs/bitrix.md "Limits"] one HTTP request = 1 in the bucket, a batch included.
         if not self.bucket.try_acquire():
@@ -695,8 +695,6 @@ class Portal:
             connector = str(params.get("auth_connector") or "") if ctx.app else ""
             with self.app.acting(connector):
                 result = handler(params, ctx)
-        except OAuthError as exc:
-            status, error = exc.status, exc.body()
         except RestError as exc:
             status, error = exc.status, exc.body()
         except FilterError as exc:

@@ -80,6 +80,8 @@ from urllib.parse import urlsplit
 
 from phpquery import parse_bracket_query
 
+from .errors import RestError
+
 if TYPE_CHECKING:
     from .rest import Portal
 
@@ -189,8 +191,6 @@ class _Handler(BaseHTTPRequestHandler):
         return portal.handle_rest(user_id, code, method, self._params(query, body))
 
     def _oauth(self, path: str, query: str, body: bytes) -> None:
-        from .app import OAuthError
-
         params = self._params(query, body)
         portal = self.server.portal
         try:
@@ -198,7 +198,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(200, portal.oauth_token(params))
                 return
             target = portal.oauth_authorize(params)
-        except OAuthError as exc:
+        except RestError as exc:
             self._send_json(exc.status, exc.body())
             return
         # A signed-in administrator goes straight back to the application (settings/oauth/index.md).

@@ -254,6 +254,19 @@ def application_lost(*, connection_id: int, reason: str) -> None:
         _state_set(row, ConnectionState.DISCONNECTED, reason)
 
 
+def application_wake_believed(*, portal: str, application_token: str) -> bool:
+    """Whether an ONOFFLINEEVENT for ``portal`` may wake the puller: the portal is connected in pull mode
+    and, where the application token is known, the event carries it (compared in constant time)."""
+    row = ConnectedPortal.objects.filter(
+        portal=portal, state=ConnectionState.CONNECTED, intake_mode=IntakeMode.PULL
+    ).first()
+    if row is None:
+        return False
+    return not row.application_token or secrets.compare_digest(
+        row.application_token.encode(), application_token.encode()
+    )
+
+
 def pull_events(*, portal: str) -> list[str]:
     """The events bxsync binds on ``portal``: every event it reacts to (``events.EVENT_KINDS``), the
     application-only ``ONCRMDEALMOVETOCATEGORY`` included."""

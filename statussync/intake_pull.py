@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.cache import cache
 from django.utils import timezone
 
 from statussync.applications import AUTH_CONNECTOR, application_client, pull_events
@@ -28,6 +29,13 @@ from statussync.models import ConnectedPortal, ConnectionState, IntakeMode
 log = logging.getLogger("statussync.intake")
 
 PULL_LIMIT = 50  # event.offline.get's default and largest page (event-offline-get.md)
+# The admin's queue depth costs a request of the portal's budget: one per portal per this many seconds,
+# however many pages are open.
+QUEUE_DEPTH_SECONDS = 5
+# ONOFFLINEEVENT's minTimeout: the portal posts it at most once in this many seconds
+# (api-reference/events/on-offline-event.md "Notification Frequency"; 1 is its default).
+WAKE_MIN_TIMEOUT = 1
+WAKE_EVENT = "ONOFFLINEEVENT"
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,8 @@ def application_events_ensure(*, connection: ConnectedPortal) -> list[str]:
                     "event.bind", {"event": event, "event_type": "offline", "auth_connector": AUTH_CONNECTOR}
                 )
                 bound.add(event)
+        if connection.events_url:
+            bound |= _wake_bind(connection, client, listed)
     feature = client.result("feature.get", {"CODE": "rest_offline_extended"}) or {}
     connection.offline_extended = str(feature.get("value", "")).upper() == "Y"
     connection.bound_events = sorted(bound)
@@ -90,6 +100,22 @@ def _online_bind(connection: ConnectedPortal, client: BitrixClient, listed: list
     return bound
 
 
+def _wake_bind(connection: ConnectedPortal, client: BitrixClient, listed: list[Any]) -> set[str]:
+    """Pull mode where bxsync is reachable: ONOFFLINEEVENT at bxsync's wake endpoint, so a change is read
+    at once rather than at the next poll (api-reference/events/on-offline-event.md)."""
+    handler = _wake_handler(connection)
+    if any(str(r.get("event", "")).upper() == WAKE_EVENT and r.get("handler") == handler for r in listed):
+        return {WAKE_EVENT}
+    client.result(
+        "event.bind", {"event": WAKE_EVENT, "handler": handler, "options": {"minTimeout": WAKE_MIN_TIMEOUT}}
+    )
+    return {WAKE_EVENT}
+
+
+def _wake_handler(connection: ConnectedPortal) -> str:
+    return f"{connection.events_url.rstrip('/')}/api/bitrix/app/wake/{connection.portal}/"
+
+
 def _handler(connection: ConnectedPortal) -> str:
     return f"{connection.events_url.rstrip('/')}/api/bitrix/{connection.portal}/"
 
@@ -100,6 +126,8 @@ def application_events_unbind(*, connection: ConnectedPortal) -> None:
     for event in connection.bound_events or pull_events(portal=connection.portal):
         if connection.intake_mode == IntakeMode.PUSH:
             client.result("event.unbind", {"event": event, "handler": _handler(connection)})
+        elif event == WAKE_EVENT:
+            client.result("event.unbind", {"event": event, "handler": _wake_handler(connection)})
         else:
             client.result("event.unbind", {"event": event, "event_type": "offline"})
     connection.bound_events = []
@@ -148,13 +176,16 @@ def offline_events_pull(*, portal: str) -> PullResult:
     return _pulled(connection, len(records), len(stored))
 
 
-def pull_round(*, checked: set[str]) -> bool:
-    """Read every portal connected in pull mode once; True when a page came back full (read again now).
+def pull_round(*, checked: set[str], portals: set[str] | None = None) -> bool:
+    """Read every portal connected in pull mode once (or those of ``portals``: the ones whose portal woke
+    bxsync); True when a page came back full (read again now).
 
     A portal not in ``checked`` first has its bindings checked and repaired (``event.get``): at every start
     of the pull process, since an application update drops them."""
     more = False
     connected = ConnectedPortal.objects.filter(state=ConnectionState.CONNECTED, intake_mode=IntakeMode.PULL)
+    if portals is not None:
+        connected = connected.filter(portal__in=portals)
     for connection in connected:
         try:
             if connection.portal not in checked:
@@ -192,8 +223,37 @@ def _record_store(*, portal: str, record: Any) -> bool:
     return True
 
 
+def offline_queue_depth(*, portal: str) -> int | None:
+    """How many records wait in ``portal``'s offline queue (set-aside errors not counted); None when the
+    portal is not connected in pull mode or cannot be read now.
+
+    ``event.offline.list`` reads the queue without reserving anything and answers ``total`` with its first
+    page (api-reference/events/event-offline-list.md). Asked only when someone looks (the admin), cached
+    for ``QUEUE_DEPTH_SECONDS``; the last answer is kept on the portal's row for when the portal is away."""
+    key = f"bxsync:offline-depth:{portal}"
+    cached = cache.get(key)
+    if cached is not None:
+        return int(cached)
+    connection = ConnectedPortal.objects.filter(
+        portal=portal, state=ConnectionState.CONNECTED, intake_mode=IntakeMode.PULL
+    ).first()
+    if connection is None:
+        return None
+    try:
+        answer = _client(connection).call(
+            "event.offline.list", {"filter": {"ERROR": 0}, "auth_connector": AUTH_CONNECTOR}
+        )
+    except BitrixError as error:
+        log.info("[%s] reading the offline queue's depth failed: %s", portal, error)
+        return None
+    depth = int(answer.get("total") or len(answer.get("result") or []))
+    cache.set(key, depth, timeout=QUEUE_DEPTH_SECONDS)
+    ConnectedPortal.objects.filter(pk=connection.pk).update(queue_depth=depth)
+    return depth
+
+
 def _pulled(connection: ConnectedPortal, read: int, stored: int) -> PullResult:
-    ConnectedPortal.objects.filter(pk=connection.pk).update(last_pull_at=timezone.now(), queue_depth=read)
+    ConnectedPortal.objects.filter(pk=connection.pk).update(last_pull_at=timezone.now())
     return PullResult(read=read, stored=stored, failed=read - stored)
 
 

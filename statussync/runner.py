@@ -20,6 +20,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from statussync.pull_wake import WAKE_SOCKET_ENV, pull_wake_socket_path
+
 logger = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = 20
@@ -103,6 +105,8 @@ def services_run(
     """
     metrics_dir = metrics_dir_reset(port=port)
     env = {**os.environ, **(extra_env or {}), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    # The web server's ONOFFLINEEVENT wakes this instance's puller through it (statussync/pull_wake.py).
+    env.setdefault(WAKE_SOCKET_ENV, str(pull_wake_socket_path(port=port)))
     env.pop("Q_CLUSTER_NAME", None)
     children: dict[str, subprocess.Popen] = {}
     stopping = False

@@ -25,7 +25,8 @@ from statussync.applications import (
     application_disconnect,
 )
 from statussync.bitrix import BitrixError
-from statussync.models import ConnectedPortal, ConnectionState
+from statussync.intake_pull import offline_queue_depth
+from statussync.models import ConnectedPortal, ConnectionState, IntakeMode
 
 
 def _https_by_default(field: models.Field, **kwargs: Any) -> forms.Field | None:
@@ -58,6 +59,12 @@ class ConnectedPortalForm(forms.ModelForm):
             "events_url",
             "oauth_server",
         ]
+        help_texts = {
+            "events_url": gettext_lazy(
+                "Where the portal can reach bxsync, e.g. https://bxsync.example.com: push posts the events "
+                "there; pull gets a wake-up there when changes wait, and polls without one."
+            )
+        }
 
     def clean_client_secret(self) -> str:
         secret = self.cleaned_data.get("client_secret", "")
@@ -70,8 +77,8 @@ class ConnectedPortalForm(forms.ModelForm):
 class ConnectedPortalAdmin(admin.ModelAdmin):
     form = ConnectedPortalForm
     change_form_template = "admin/statussync/connectedportal/change_form.html"
-    list_display = ["portal", "address", "intake_mode", "state", "state_reason", "events", "queue_depth"]
-    readonly_fields = ["state", "state_reason", "state_changed_at", "events", "queue_depth", "last_pull_at"]
+    list_display = ["portal", "address", "intake_mode", "state", "state_reason", "events", "queue"]
+    readonly_fields = ["state", "state_reason", "state_changed_at", "events", "queue", "last_pull_at"]
     actions = None
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
@@ -92,6 +99,18 @@ class ConnectedPortalAdmin(admin.ModelAdmin):
     @admin.display(description=gettext_lazy("bound events"))
     def events(self, obj: ConnectedPortal) -> str:
         return ", ".join(obj.bound_events or []) or "—"
+
+    @admin.display(description=gettext_lazy("events waiting"))
+    def queue(self, obj: ConnectedPortal) -> str:
+        """The offline queue's depth as the portal counts it now (pull mode; a few seconds' cache)."""
+        if obj.intake_mode != IntakeMode.PULL or obj.state != ConnectionState.CONNECTED:
+            return "—"
+        depth = offline_queue_depth(portal=obj.portal)
+        if depth is not None:
+            return str(depth)
+        if obj.queue_depth is None:
+            return _("unknown: the portal does not answer")
+        return _("%(depth)s when last read; the portal does not answer now") % {"depth": obj.queue_depth}
 
     def get_urls(self) -> list[Any]:
         view = self.admin_site.admin_view

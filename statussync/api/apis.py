@@ -24,10 +24,11 @@ from statussync.api.authentication import (
     CrmApplicationTokenAuthentication,
 )
 from statussync.api.parsers import BitrixFormParser, BitrixJSONParser
-from statussync.applications import application_install, application_removed
+from statussync.applications import application_install, application_removed, application_wake_believed
 from statussync.events import event_kind, event_receive
 from statussync.health import health_live, health_report
 from statussync.models import Side
+from statussync.pull_wake import pull_wake
 
 
 class JsonAlwaysNegotiation(DefaultContentNegotiation):
@@ -194,6 +195,25 @@ class AppInstallApi(_JsonApi):
         except PermissionError:
             return Response({"status": "refused"}, status=status.HTTP_403_FORBIDDEN)
         return Response({"status": "connected"})
+
+
+@extend_schema(exclude=True)  # the portal's own notification, not an endpoint for integrators
+class AppWakeApi(_JsonApi):
+    """ONOFFLINEEVENT: the portal's offline queue has records (api-reference/events/on-offline-event.md);
+    the puller reads it at once. The event carries no data, so a forged one costs at most a read, which
+    the puller spaces out; with the application token known (the installation callback), it is checked."""
+
+    http_method_names = ["post"]
+    parser_classes = [BitrixFormParser, BitrixJSONParser]
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    def post(self, request: Request, portal: str) -> Response:
+        auth = request.data.get("auth") if isinstance(request.data, dict) else None
+        token = str((auth or {}).get("application_token") or "") if isinstance(auth, dict) else ""
+        if portal not in Side.values or not application_wake_believed(portal=portal, application_token=token):
+            return Response({"status": "refused"}, status=status.HTTP_403_FORBIDDEN)
+        return Response({"status": "woken" if pull_wake(portal=portal) else "noted"})
 
 
 class _HealthApi(_JsonApi):

@@ -13,7 +13,9 @@ from statussync.models import ConnectedPortal, IntakeMode
 CALLBACK = "http://testserver/admin/statussync/connectedportal/connect/done/"
 
 
-def connect(portal: Portal, side: str, *, intake_mode: str = IntakeMode.PULL) -> ConnectedPortal:
+def connect(
+    portal: Portal, side: str, *, intake_mode: str = IntakeMode.PULL, events_url: str = ""
+) -> ConnectedPortal:
     """What the manager's browser does: Connect, sign in on the portal, come back with the code."""
     portal.app.configure(redirect_uri=CALLBACK)
     url = application_connect_start(
@@ -23,6 +25,7 @@ def connect(portal: Portal, side: str, *, intake_mode: str = IntakeMode.PULL) ->
         client_secret=portal.app.client_secret,
         intake_mode=intake_mode,
         oauth_server=portal.base_url,  # the sandbox portal is its own authorization server
+        events_url=events_url,
     )
     answer = requests.get(url, allow_redirects=False, timeout=5)
     assert answer.status_code == 302, answer.text

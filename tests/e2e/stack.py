@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 import redis
@@ -183,6 +184,26 @@ class Stack:
         self.sandbox.advance_clock(5)  # later human changes are whole seconds after creation
         return pairs
 
+    def application_connect(self, portal: Any, side: str, *, reachable: bool = True) -> None:
+        """Connect ``portal`` as an application in pull mode, as a manager does in the admin: Connect, the
+        browser's sign-in on the portal, back with the code. ``reachable``: bxsync's address given, so the
+        portal wakes the puller (ONOFFLINEEVENT)."""
+        portal.app.configure(redirect_uri=f"{self.url}/admin/statussync/connectedportal/connect/done/")
+        start = _APPLICATION_CONNECT.format(
+            side=side,
+            address=portal.base_url,
+            client_id=portal.app.client_id,
+            secret=portal.app.client_secret,
+            events_url=self.url if reachable else "",
+        )
+        sign_in = self.manage("shell", "-c", start).stdout.strip().splitlines()[-1]
+        back = requests.get(sign_in, allow_redirects=False, timeout=5).headers["Location"]
+        query = {k: v[0] for k, v in parse_qs(urlsplit(back).query).items()}
+        finish = (
+            "from statussync.applications import application_connect_finish as f; f(state={!r}, code={!r})"
+        )
+        self.manage("shell", "-c", finish.format(query["state"], query["code"]))
+
     def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, str(ROOT / "manage.py"), *args],
@@ -193,6 +214,13 @@ class Stack:
             timeout=120,
             check=check,
         )
+
+
+_APPLICATION_CONNECT = """
+from statussync.applications import application_connect_start
+print(application_connect_start(portal={side!r}, address={address!r}, client_id={client_id!r},
+      client_secret={secret!r}, oauth_server={address!r}, events_url={events_url!r}))
+"""
 
 
 @contextmanager

@@ -6,6 +6,7 @@ event-offline-get.md, event-offline-clear.md, event-offline-error.md, event-bind
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -174,3 +175,55 @@ def test_it_wakes_an_online_handler_and_says_when_the_application_is_removed(
     crm.app.configure(installed=False)
     poll(lambda: receiver.events("ONAPPUNINSTALL"))
     assert _call(crm, token, "event.get").json()["error"] == "invalid_token"
+
+
+def test_it_lists_the_queue_with_its_total_and_reserves_nothing(sandbox: Sandbox) -> None:
+    crm, token = sandbox.crm, _connect(sandbox.crm)["access_token"]
+    _ok(crm, token, "event.bind", event="ONCRMDEALUPDATE", event_type="offline", auth_connector="bxsync")
+    deals = [deal for _, deal in sandbox.seed(60, pipeline_share=0.0)]
+    for deal_id in deals:
+        crm.move_deal(deal_id, "PREPARATION")
+    reserved = _ok(crm, token, "event.offline.get", clear=0, limit=2, auth_connector="bxsync")
+
+    listed = _call(crm, token, "event.offline.list", filter={"ERROR": 0}, auth_connector="bxsync").json()
+
+    assert (listed["total"], len(listed["result"]), listed["next"]) == (60, 50, 50)
+    assert sum(1 for row in listed["result"] if row["PROCESS_ID"] == reserved["process_id"]) == 2
+    # Nothing reserved or deleted by the list; another source's queue is another list.
+    assert len(_ok(crm, token, "event.offline.get", clear=0, auth_connector="bxsync")["events"]) == 50
+    assert _call(crm, token, "event.offline.list").json()["total"] == 0
+
+
+def test_it_wakes_once_per_min_timeout_or_once_per_call_with_zero(sandbox: Sandbox, receiver) -> None:
+    crm, token = sandbox.crm, _connect(sandbox.crm)["access_token"]
+    _ok(crm, token, "event.bind", event="ONCRMDEALUPDATE", event_type="offline")
+    _ok(
+        crm,
+        token,
+        "event.bind",
+        event="ONOFFLINEEVENT",
+        handler=f"{receiver.url}/w",
+        options={"minTimeout": 60},
+    )
+    deals = [deal for _, deal in sandbox.seed(3, pipeline_share=0.0)]
+    for deal_id in deals:
+        crm.move_deal(deal_id, "PREPARATION")
+    poll(lambda: receiver.events("ONOFFLINEEVENT"))
+    time.sleep(0.3)  # a second would have been posted by now
+    assert len(receiver.events("ONOFFLINEEVENT")) == 1  # then a minute's quiet
+
+    _ok(crm, token, "event.unbind", event="ONOFFLINEEVENT", handler=f"{receiver.url}/w")
+    _ok(
+        crm,
+        token,
+        "event.bind",
+        event="ONOFFLINEEVENT",
+        handler=f"{receiver.url}/z",
+        options={"minTimeout": 0},
+    )
+    commands = {f"m{d}": f"crm.deal.update?id={d}&fields[STAGE_ID]=EXECUTING" for d in deals}
+    _ok(crm, token, "batch", cmd=commands)  # three records, one call
+    crm.move_deal(deals[0], "PREPARATION")  # another call
+    poll(lambda: len(receiver.events("ONOFFLINEEVENT")) >= 3)
+    time.sleep(0.3)  # a fourth would have been posted by now
+    assert len(receiver.events("ONOFFLINEEVENT")) == 3

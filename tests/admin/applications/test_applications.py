@@ -3,9 +3,11 @@ round trip (settings/oauth/index.md); Support sees it and changes nothing; the s
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 import requests
+from django.core.cache import cache
 
 from statussync.models import ConnectedPortal, ConnectionState
 
@@ -87,3 +89,20 @@ def test_it_shows_support_the_connection_but_lets_them_change_nothing(
     assert support_client.post(f"{URL}{row.pk}/disconnect/").status_code == 403
     assert support_client.get(f"{URL}connect/done/?code=x&state=y").status_code == 403
     assert ConnectedPortal.objects.get(pk=row.pk).state == ConnectionState.CONNECTED
+
+
+def test_it_shows_the_queue_depth_the_portal_counts_for_one_request_every_few_seconds(sb) -> None:
+    cache.delete("bxsync:offline-depth:crm")
+    client = manager_client()
+    sb.crm.app.configure(redirect_uri=f"http://testserver{URL}connect/done/")
+    _round_trip(client, client.post(f"{URL}add/", _form(sb)))
+    for _, deal_id in sb.seed(3, pipeline_share=0.0, orders_without_deal=0, deals_without_order=0):
+        sb.crm.move_deal(deal_id, "PREPARATION")
+    sb.reset_counters()
+
+    listing = client.get(URL).content.decode()
+    client.get(f"{URL}{ConnectedPortal.objects.get(portal='crm').pk}/change/")
+
+    assert re.search(r'class="field-queue">3<', listing), listing
+    assert sb.crm.metrics.get("rest_calls", "event.offline.list") == 1  # the second page used the cache
+    assert sb.crm.app.depth() == 3  # reading the depth reserved nothing
