@@ -65,3 +65,31 @@ def test_it_serves_everything_else_through_the_whole_stack():
 
     assert status == "200 OK"
     assert headers["Content-Language"] == "ru"
+
+
+def test_it_builds_the_lean_path_without_changing_any_setting(monkeypatch):
+    from django.conf import LazySettings, settings
+
+    changed: list[str] = []
+    original = LazySettings.__setattr__
+
+    def watched(self, name, value):
+        changed.append(name)
+        original(self, name, value)
+
+    middleware = list(settings.MIDDLEWARE)
+    monkeypatch.setattr(LazySettings, "__setattr__", watched)
+
+    handler = wsgi.WebhookHandler()
+
+    assert [name for name in changed if name.isupper()] == []
+    assert list(settings.MIDDLEWARE) == middleware
+    # The chain is the lean list, outermost first, in settings.MIDDLEWARE's order.
+    chain, names = handler._middleware_chain, []
+    while hasattr(chain, "__wrapped__") or hasattr(chain, "get_response"):
+        chain = getattr(chain, "__wrapped__", chain)
+        if hasattr(chain, "get_response"):
+            names.append(f"{type(chain).__module__}.{type(chain).__name__}")
+            chain = chain.get_response
+    assert names == wsgi.webhook_middleware()
+    assert len(names) == 3
