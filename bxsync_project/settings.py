@@ -72,10 +72,12 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / '
 # The web server's processes keep their connection between requests: opening one (and, on SQLite, running
 # the PRAGMAs below) cost an eighth of a webhook's time in the intake profile (docs/benchmarks.md). Only
 # there (`manage.py serve` marks them): django-q2 forks its workers, and a connection kept open across a
-# fork would be shared by two processes. Health checks replace a connection the database dropped.
+# fork would be shared by two processes. No CONN_HEALTH_CHECKS: its `SELECT 1` before each request was a
+# second round trip per webhook; bxsync_project/wsgi.py checks the connection for every other request, and
+# a webhook's one statement is retried on a new connection if the database dropped the old one
+# (statussync/upsert.py).
 if env("BXSYNC_PROCESS", default="") == "web":
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("BXSYNC_WEB_DB_CONN_MAX_AGE", default=300)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web and workers share one SQLite file. WAL lets readers run beside the one writer; IMMEDIATE takes the
     # write lock at BEGIN so a read-then-write transaction waits instead of failing at once with

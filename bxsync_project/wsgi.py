@@ -13,6 +13,7 @@ import os
 from django.core.handlers.exception import convert_exception_to_response
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.wsgi import get_wsgi_application
+from django.db import connection
 from django.utils.module_loading import import_string
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bxsync_project.settings")
@@ -73,5 +74,11 @@ webhooks = WebhookHandler()
 def application(environ, start_response):
     """The webhook URLs to the lean handler, everything else to Django's whole stack."""
     if environ.get("PATH_INFO", "") in WEBHOOK_PATHS:
+        # No `SELECT 1` first: the webhook's one statement finds a dropped connection itself and is sent
+        # again on a new one (statussync/upsert.py: upserts_run).
         return webhooks(environ, start_response)
+    # What CONN_HEALTH_CHECKS did for every request (settings.py keeps connections without it): a
+    # connection the database dropped while the process idled is replaced before the page uses it.
+    if connection.connection is not None and not connection.is_usable():
+        connection.close()
     return site(environ, start_response)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection, models
+from django.db import InterfaceError, OperationalError, connection, models
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,23 @@ def upserts_atomic() -> bool:
 
 def upserts_run(upserts: list[Upsert]) -> list[Any]:
     """Each upsert's `returning` value, in order: on PostgreSQL in one statement, elsewhere one after
-    another."""
+    another.
+
+    On PostgreSQL outside a transaction, a statement that fails because the database dropped the connection
+    (a restart, a failover) is sent once more on a new one: the web process keeps its connection between
+    webhooks without a `SELECT 1` before each (bxsync_project/wsgi.py), so a dropped connection is found
+    here. The statement is atomic, so it either stored nothing or, if only its answer was lost, stored the
+    event that the second try counts as a duplicate of it."""
+    try:
+        return _upserts_execute(upserts)
+    except (OperationalError, InterfaceError):
+        if not upserts_atomic() or connection.in_atomic_block or connection.is_usable():
+            raise
+        connection.close()
+        return _upserts_execute(upserts)
+
+
+def _upserts_execute(upserts: list[Upsert]) -> list[Any]:
     with connection.cursor() as cursor:
         if len(upserts) > 1 and upserts_atomic():
             parts, params = [], []

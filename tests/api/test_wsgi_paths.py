@@ -7,11 +7,14 @@ import io
 import sys
 from urllib.parse import urlencode
 
+import psycopg
 import pytest
+from django.db import connection
 from django.test import override_settings
 
 from statussync.models import InboundEvent
 from tests.conftest import CRM_TOKEN
+from tests.legs import leg
 
 # The web server refuses a published SECRET_KEY (bxsync_project/secret_key.py); the tests' fallback is one.
 with override_settings(SECRET_KEY="wsgi-paths-test-" + "k" * 40):
@@ -93,3 +96,24 @@ def test_it_builds_the_lean_path_without_changing_any_setting(monkeypatch):
             chain = chain.get_response
     assert names == wsgi.webhook_middleware()
     assert len(names) == 3
+
+
+@pytest.mark.skipif(leg() != "scaled", reason="a PostgreSQL server drops connections; SQLite has none")
+def test_it_stores_a_webhook_on_a_new_connection_when_the_database_dropped_the_kept_one(monkeypatch):
+    # As in the web server: the connection is kept between requests (settings.py), with no SELECT 1 first.
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 300)
+    connection.close()
+    connection.ensure_connection()
+    with psycopg.connect(**connection.get_connection_params(), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid])
+    body = urlencode(
+        {"event": "ONCRMDEALUPDATE", "data[FIELDS][ID]": "8", "ts": "1", "auth[application_token]": CRM_TOKEN}
+    ).encode()
+
+    try:
+        status, _, content = call("POST", "/api/bitrix/crm/", body)
+    finally:
+        connection.close()
+
+    assert (status, content) == ("200 OK", b'{"status":"stored","event":"ONCRMDEALUPDATE","id":"8"}')
+    assert InboundEvent.objects.filter(entity_id="8").count() == 1
