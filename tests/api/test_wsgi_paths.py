@@ -4,6 +4,7 @@ stack (bxsync_project/wsgi.py)."""
 from __future__ import annotations
 
 import io
+import json
 import sys
 from urllib.parse import urlencode
 
@@ -98,14 +99,19 @@ def test_it_builds_the_lean_path_without_changing_any_setting(monkeypatch):
     assert len(names) == 3
 
 
-@pytest.mark.skipif(leg() != "scaled", reason="a PostgreSQL server drops connections; SQLite has none")
-def test_it_stores_a_webhook_on_a_new_connection_when_the_database_dropped_the_kept_one(monkeypatch):
-    # As in the web server: the connection is kept between requests (settings.py), with no SELECT 1 first.
+def kept_connection_dropped(monkeypatch) -> None:
+    """As in the web server, the connection is kept between requests (settings.py), with no SELECT 1 before
+    each; then the database drops it, as a restart or a failover does."""
     monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 300)
     connection.close()
     connection.ensure_connection()
     with psycopg.connect(**connection.get_connection_params(), autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid])
+
+
+@pytest.mark.skipif(leg() != "scaled", reason="a PostgreSQL server drops connections; SQLite has none")
+def test_it_stores_a_webhook_on_a_new_connection_when_the_database_dropped_the_kept_one(monkeypatch):
+    kept_connection_dropped(monkeypatch)
     body = urlencode(
         {"event": "ONCRMDEALUPDATE", "data[FIELDS][ID]": "8", "ts": "1", "auth[application_token]": CRM_TOKEN}
     ).encode()
@@ -117,3 +123,15 @@ def test_it_stores_a_webhook_on_a_new_connection_when_the_database_dropped_the_k
 
     assert (status, content) == ("200 OK", b'{"status":"stored","event":"ONCRMDEALUPDATE","id":"8"}')
     assert InboundEvent.objects.filter(entity_id="8").count() == 1
+
+
+@pytest.mark.skipif(leg() != "scaled", reason="a PostgreSQL server drops connections; SQLite has none")
+def test_it_serves_other_pages_on_a_new_connection_when_the_database_dropped_the_kept_one(monkeypatch):
+    kept_connection_dropped(monkeypatch)
+
+    try:
+        _, _, content = call("GET", "/api/health/")
+    finally:
+        connection.close()
+
+    assert json.loads(content)["database"]["ok"] is True
