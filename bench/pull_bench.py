@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.e2e import stack as stack_module  # noqa: E402
 from tests.e2e.stack import Stack, running_stack  # noqa: E402
-from tests.waiting import wait_for  # noqa: E402
+from tests.support.waiting import wait_for  # noqa: E402
 
 SECTION_START = "<!-- bench/pull_bench.py: start -->"
 SECTION_END = "<!-- bench/pull_bench.py: end -->"

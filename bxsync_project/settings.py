@@ -72,10 +72,12 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / '
 # The web server's processes keep their connection between requests: opening one (and, on SQLite, running
 # the PRAGMAs below) cost an eighth of a webhook's time in the intake profile (docs/benchmarks.md). Only
 # there (`manage.py serve` marks them): django-q2 forks its workers, and a connection kept open across a
-# fork would be shared by two processes. Health checks replace a connection the database dropped.
+# fork would be shared by two processes. No CONN_HEALTH_CHECKS: its `SELECT 1` before each request was a
+# second round trip per webhook; bxsync_project/wsgi.py checks the connection for every other request, and
+# a webhook's one statement is retried on a new connection if the database dropped the old one
+# (statussync/upsert.py).
 if env("BXSYNC_PROCESS", default="") == "web":
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("BXSYNC_WEB_DB_CONN_MAX_AGE", default=300)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web and workers share one SQLite file. WAL lets readers run beside the one writer; IMMEDIATE takes the
     # write lock at BEGIN so a read-then-write transaction waits instead of failing at once with
@@ -248,7 +250,12 @@ BXSYNC_AUDIT_RETENTION_DAYS = env.int("BXSYNC_AUDIT_RETENTION_DAYS", default=90)
 BXSYNC_WORKERS = env.int("BXSYNC_WORKERS", default=2)
 BXSYNC_PAYMENT_WORKERS = env.int("BXSYNC_PAYMENT_WORKERS", default=1)
 BXSYNC_WEB_WORKERS = env.int("BXSYNC_WEB_WORKERS", default=2)
-BXSYNC_WEB_THREADS = env.int("BXSYNC_WEB_THREADS", default=1)
+# On PostgreSQL a webhook's commit waits for the disk's flush: with four threads a process (gunicorn's
+# gthread worker, which also keeps the senders' connections alive) several commits share one flush. Scaled
+# intake went from 388 to 602 events/s at 32 senders (docs/benchmarks.md "Servers measured"). On SQLite the
+# threads would only queue for its one writer.
+_ON_POSTGRESQL = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+BXSYNC_WEB_THREADS = env.int("BXSYNC_WEB_THREADS", default=4 if _ON_POSTGRESQL else 1)
 # GET /metrics answers a scraper sending `Authorization: Bearer <token>`. Without a token, nobody, unless the
 # operator says the web server is bound to loopback with no proxy in front (docs/deploy.md "/metrics"): a
 # proxy on this host that adds no X-Forwarded-For (nginx by default) would make every client look local.

@@ -4,13 +4,17 @@ stack (bxsync_project/wsgi.py)."""
 from __future__ import annotations
 
 import io
+import json
 import sys
 from urllib.parse import urlencode
 
+import psycopg
 import pytest
+from django.db import connection
 from django.test import override_settings
 
 from statussync.models import InboundEvent
+from tests.support.legs import leg
 from tests.support.webhooks import CRM_TOKEN
 
 # The web server refuses a published SECRET_KEY (bxsync_project/secret_key.py); the tests' fallback is one.
@@ -65,3 +69,69 @@ def test_it_serves_everything_else_through_the_whole_stack():
 
     assert status == "200 OK"
     assert headers["Content-Language"] == "ru"
+
+
+def test_it_builds_the_lean_path_without_changing_any_setting(monkeypatch):
+    from django.conf import LazySettings, settings
+
+    changed: list[str] = []
+    original = LazySettings.__setattr__
+
+    def watched(self, name, value):
+        changed.append(name)
+        original(self, name, value)
+
+    middleware = list(settings.MIDDLEWARE)
+    monkeypatch.setattr(LazySettings, "__setattr__", watched)
+
+    handler = wsgi.WebhookHandler()
+
+    assert [name for name in changed if name.isupper()] == []
+    assert list(settings.MIDDLEWARE) == middleware
+    # The chain is the lean list, outermost first, in settings.MIDDLEWARE's order.
+    chain, names = handler._middleware_chain, []
+    while hasattr(chain, "__wrapped__") or hasattr(chain, "get_response"):
+        chain = getattr(chain, "__wrapped__", chain)
+        if hasattr(chain, "get_response"):
+            names.append(f"{type(chain).__module__}.{type(chain).__name__}")
+            chain = chain.get_response
+    assert names == wsgi.webhook_middleware()
+    assert len(names) == 3
+
+
+def kept_connection_dropped(monkeypatch) -> None:
+    """As in the web server, the connection is kept between requests (settings.py), with no SELECT 1 before
+    each; then the database drops it, as a restart or a failover does."""
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 300)
+    connection.close()
+    connection.ensure_connection()
+    with psycopg.connect(**connection.get_connection_params(), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid])
+
+
+@pytest.mark.skipif(leg() != "scaled", reason="a PostgreSQL server drops connections; SQLite has none")
+def test_it_stores_a_webhook_on_a_new_connection_when_the_database_dropped_the_kept_one(monkeypatch):
+    kept_connection_dropped(monkeypatch)
+    body = urlencode(
+        {"event": "ONCRMDEALUPDATE", "data[FIELDS][ID]": "8", "ts": "1", "auth[application_token]": CRM_TOKEN}
+    ).encode()
+
+    try:
+        status, _, content = call("POST", "/api/bitrix/crm/", body)
+    finally:
+        connection.close()
+
+    assert (status, content) == ("200 OK", b'{"status":"stored","event":"ONCRMDEALUPDATE","id":"8"}')
+    assert InboundEvent.objects.filter(entity_id="8").count() == 1
+
+
+@pytest.mark.skipif(leg() != "scaled", reason="a PostgreSQL server drops connections; SQLite has none")
+def test_it_serves_other_pages_on_a_new_connection_when_the_database_dropped_the_kept_one(monkeypatch):
+    kept_connection_dropped(monkeypatch)
+
+    try:
+        _, _, content = call("GET", "/api/health/")
+    finally:
+        connection.close()
+
+    assert json.loads(content)["database"]["ok"] is True

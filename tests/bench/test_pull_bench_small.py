@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.bench.test_intake_bench_small import bench_module
-from tests.legs import leg
+from tests.support.legs import leg
 
 pytestmark = pytest.mark.e2e
 

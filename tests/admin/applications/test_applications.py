@@ -91,9 +91,11 @@ def test_it_shows_support_the_connection_but_lets_them_change_nothing(
     assert ConnectedPortal.objects.get(pk=row.pk).state == ConnectionState.CONNECTED
 
 
-def test_it_shows_the_queue_depth_the_portal_counts_for_one_request_every_few_seconds(sb) -> None:
+def test_it_shows_the_queue_depth_the_portal_counts_for_one_request_every_few_seconds(
+    sb, manager_client
+) -> None:
     cache.delete("bxsync:offline-depth:crm")
-    client = manager_client()
+    client = manager_client
     sb.crm.app.configure(redirect_uri=f"http://testserver{URL}connect/done/")
     _round_trip(client, client.post(f"{URL}add/", _form(sb)))
     for _, deal_id in sb.seed(3, pipeline_share=0.0, orders_without_deal=0, deals_without_order=0):
