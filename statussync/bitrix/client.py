@@ -106,16 +106,7 @@ class BitrixClient:
         try:
             return self.transport.envelope(method, params)
         except PermanentError as error:
-            raise self._not_found(error) from None
-
-    def _not_found(self, error: BitrixError) -> BitrixError:
-        """`error` as a ``NotFoundError`` when it carries the code doctor saw this portal give for a missing
-        order, though outside the documented families [docs/bitrix.md "Undocumented behaviours"]."""
-        known = bool(error.code) and error.code.upper() in self.behaviour.not_found_codes
-        if known and isinstance(error, PermanentError) and not isinstance(error, NotFoundError):
-            fields = {k: v for k, v in vars(error).items() if k != "retry_after"}
-            return NotFoundError(**fields)
-        return error
+            raise _not_found(error, self.behaviour) from None
 
     def result(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
         """Like ``call`` but return only ``envelope["result"]``."""
@@ -193,7 +184,7 @@ class BitrixClient:
                 )
                 if isinstance(failure, OperatingLimitError):
                     LEDGER.refused(webhook=self.portal, error=failure)
-                out.errors[key] = self._not_found(failure)
+                out.errors[key] = _not_found(failure, self.behaviour)
             if halt and chunk_errors:
                 break
         return out
@@ -218,6 +209,16 @@ class BitrixClient:
         # not queue them as offline events (api-reference/events/offline-events.md "How to Avoid Cycles").
         connector = getattr(self.transport.auth, "auth_connector", "")
         return {**(params or {}), "auth_connector": connector} if connector else params
+
+
+def _not_found(error: BitrixError, behaviour: PortalBehaviour) -> BitrixError:
+    """`error` as a ``NotFoundError`` when it carries the code doctor saw this portal give for a missing
+    order, though outside the documented families [docs/bitrix.md "Undocumented behaviours"]."""
+    known = bool(error.code) and error.code.upper() in behaviour.not_found_codes
+    if known and isinstance(error, PermanentError) and not isinstance(error, NotFoundError):
+        fields = {k: v for k, v in vars(error).items() if k != "retry_after"}
+        return NotFoundError(**fields)
+    return error
 
 
 def _command(method: str, params: Mapping[str, Any] | None) -> str:

@@ -49,8 +49,8 @@ def payments_resolve(run: SyncRun) -> None:
             item.fail(error, if_missing=why("payment_not_found", payment=payment_id))
 
     # A portal doctor found refusing (or ignoring) an array in `=id` is asked one payment at a time: a
-    # refused list would cost a failed command per 50 payments first [docs/bitrix.md "Undocumented
-    # behaviours"].
+    # refused list would cost a failed command per 50 payments first
+    # [docs/bitrix.md "Undocumented behaviours"].
     read = portals.payments_read if run.cms.behaviour.payment_array_filter else None
     _plan_by_id(plan, wanted, read=read, get=portals.payment_get, found=found, missing=missing)
     plan.run(contact=run.contact)
