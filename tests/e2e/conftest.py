@@ -22,6 +22,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
 @pytest.fixture
 def e2e(stack: Stack) -> Iterator[Stack]:
     """The stack, settled, with faults cleared and counters zeroed before each test."""
+    stack.serve_as_started()
     stack.sandbox.clear_faults()
     stack.sandbox.resume_events()
     stack.wait_idle()

@@ -20,7 +20,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -57,6 +57,8 @@ class Stack:
     port: int = 0
     log_path: Path | None = None
     server: subprocess.Popen | None = None
+    # The environment it was started with: a test may restart it with another (test_chaos.served_with).
+    started_env: dict[str, str] = field(default_factory=dict)
 
     def health(self) -> dict[str, Any]:
         """bxsync's /api/health/ report (200 or 503 alike)."""
@@ -96,6 +98,16 @@ class Stack:
                 return False
 
         wait_for(healthy, timeout=60, what="bxsync to answer /api/health/live/")
+
+    def serve_as_started(self) -> None:
+        """Restart it with the environment it was started with, if a test restarted it with another: done
+        before the next test rather than after the changed one, so a module's last test skips a restart."""
+        if self.env == self.started_env:
+            return
+        self.stop()
+        self.env.clear()
+        self.env.update(self.started_env)
+        self.serve()
 
     def stop(self) -> None:
         """Stop bxsync as an operator would (SIGTERM: everything stops cleanly)."""
@@ -302,6 +314,7 @@ def running_stack(
         kind=kind,
         port=port,
         log_path=workdir / "serve.log",
+        started_env=dict(env),
     )
     try:
         stack.serve()

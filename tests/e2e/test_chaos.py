@@ -139,72 +139,6 @@ def test_it_converges_with_one_write_per_change_when_events_are_dropped_duplicat
     assert dead_letters(e2e, after=jobs_before) == 0
 
 
-# Longer than the stack's job lease (20 s), with production's backoff base and a one-minute cap: each job's
-# own backoff alone would keep the backlog waiting up to a minute after the portal's return (the measure of
-# issue 14: 53-58 s). Jobs that failed on a down portal wait for it instead, and flow within 5 s of its
-# return.
-OUTAGE_SECONDS = 40
-FLOWING_WITHIN_SECONDS = 5.0
-
-
-@contextmanager
-def served_with(stack: Stack, **env: str) -> Iterator[Stack]:
-    """The stack restarted with `env` for one test, then restarted as it was."""
-    saved = dict(stack.env)
-    stack.stop()
-    stack.env.update(env)
-    stack.serve()
-    try:
-        yield stack
-    finally:
-        stack.stop()
-        stack.env.clear()
-        stack.env.update(saved)
-        stack.serve()
-
-
-def test_it_waits_out_a_portal_outage_and_the_backlog_flows_within_5_s_of_the_portals_return(e2e: Stack):
-    pairs = e2e.seed_linked(45, pipeline_share=0.2)
-    jobs_before, audit_before = last_id(e2e, "job"), last_id(e2e, "auditentry")
-    rng = random.Random(60)
-    before, during, after = pairs[:15], pairs[15:30], pairs[30:]
-    with served_with(e2e, BXSYNC_RETRY_BASE_SECONDS="2", BXSYNC_RETRY_MAX_SECONDS="60"):
-        e2e.sandbox.reset_counters()
-        for order_id, deal_id in before:
-            change_one(e2e, order_id, deal_id, rng)
-        wait_for(lambda: e2e.sandbox.rest_writes() == len(before), timeout=60, what="the first changes")
-
-        e2e.sandbox.set_faults("crm", outage_seconds=OUTAGE_SECONDS)  # every CRM call answers 503
-        back = time.monotonic() + OUTAGE_SECONDS
-        for order_id, deal_id in during:
-            change_one(e2e, order_id, deal_id, rng)
-        sql = "SELECT count(*) FROM statussync_auditentry WHERE outcome = 'retried' AND id > ?"
-        wait_for(lambda: e2e.query(sql, audit_before)[0][0], timeout=30, what="bxsync to meet the outage")
-        health = e2e.health()
-        assert health["portals"]["crm"]["ok"] is False
-        assert health["portals"]["crm"]["failing_since"]
-        # Nothing can be written while the CRM cannot be read: the first write after it is the backlog's.
-        wait_for(
-            lambda: e2e.sandbox.rest_writes() > len(before),
-            timeout=OUTAGE_SECONDS + 90,
-            interval=0.1,
-            what="the backlog to flow",
-        )
-        flowing_after = time.monotonic() - back
-        for order_id, deal_id in after:
-            change_one(e2e, order_id, deal_id, rng)
-        e2e.wait_idle(timeout=90)
-        crm = e2e.health()["portals"]["crm"]
-
-        assert 0 <= flowing_after <= FLOWING_WITHIN_SECONDS, flowing_after
-        assert crm["ok"] is True
-        assert crm["last_outage_since"] == health["portals"]["crm"]["failing_since"]  # one outage, not flaps
-        assert crm["recovered_at"] > crm["last_outage_since"]
-        assert disagreements(e2e, pairs) == []
-        assert e2e.sandbox.rest_writes() == len(pairs)  # no write lost, none sent twice; no reconcile needed
-        assert dead_letters(e2e, after=jobs_before) == 0
-
-
 # After a restart, every change and payment is written within this many seconds, counted from the moment the
 # service is started again: the lease of the dead workers' claims (20 s in these stacks) and a run.
 RESUMED_WITHIN_SECONDS = 30
@@ -369,3 +303,67 @@ def test_it_gets_a_payment_to_a_deal_created_after_its_order_was_paid(e2e: Stack
     )
     e2e.wait_idle()
     assert e2e.sandbox.rest_writes() == 1
+
+
+# Jobs that failed on a down portal wait for it, not for their own backoff, and flow within 5 s of its return
+# (issue 14: 53-58 s after a 40 s outage, each job on its backoff). The backoff here is a flat minute (half of
+# it at least, with jitter), as in tests/sync/test_outage.py: a job left to it would retry no sooner than 30 s
+# after failing, 15 s past the return, so the 5 s bound fails without the wait for the portal, whatever the
+# jitter. The outage only needs to outlast the changes made during it and the look at health (a few seconds).
+OUTAGE_SECONDS = 15
+FLOWING_WITHIN_SECONDS = 5.0
+BACKOFF_SECONDS = "60"
+
+
+@contextmanager
+def served_with(stack: Stack, **env: str) -> Iterator[Stack]:
+    """The stack restarted with `env` for one test; the next test's `e2e` restarts it as it was (the last
+    test of the module needs no restart back: the outage test comes last for that)."""
+    stack.stop()
+    stack.env.update(env)
+    stack.serve()
+    yield stack
+
+
+def test_it_waits_out_a_portal_outage_and_the_backlog_flows_within_5_s_of_the_portals_return(e2e: Stack):
+    pairs = e2e.seed_linked(45, pipeline_share=0.2)
+    jobs_before, audit_before = last_id(e2e, "job"), last_id(e2e, "auditentry")
+    rng = random.Random(60)
+    before, during, after = pairs[:15], pairs[15:30], pairs[30:]
+    with served_with(
+        e2e, BXSYNC_RETRY_BASE_SECONDS=BACKOFF_SECONDS, BXSYNC_RETRY_MAX_SECONDS=BACKOFF_SECONDS
+    ):
+        e2e.sandbox.reset_counters()
+        for order_id, deal_id in before:
+            change_one(e2e, order_id, deal_id, rng)
+        wait_for(lambda: e2e.sandbox.rest_writes() == len(before), timeout=60, what="the first changes")
+
+        e2e.sandbox.set_faults("crm", outage_seconds=OUTAGE_SECONDS)  # every CRM call answers 503
+        back = time.monotonic() + OUTAGE_SECONDS
+        for order_id, deal_id in during:
+            change_one(e2e, order_id, deal_id, rng)
+        sql = "SELECT count(*) FROM statussync_auditentry WHERE outcome = 'retried' AND id > ?"
+        wait_for(lambda: e2e.query(sql, audit_before)[0][0], timeout=30, what="bxsync to meet the outage")
+        health = e2e.health()
+        assert health["portals"]["crm"]["ok"] is False
+        assert health["portals"]["crm"]["failing_since"]
+        # Nothing can be written while the CRM cannot be read: the first write after it is the backlog's.
+        wait_for(
+            lambda: e2e.sandbox.rest_writes() > len(before),
+            timeout=OUTAGE_SECONDS + 90,
+            interval=0.1,
+            what="the backlog to flow",
+        )
+        flowing_after = time.monotonic() - back
+        for order_id, deal_id in after:
+            change_one(e2e, order_id, deal_id, rng)
+        e2e.wait_idle(timeout=90)
+        crm = e2e.health()["portals"]["crm"]
+
+        assert 0 <= flowing_after <= FLOWING_WITHIN_SECONDS, flowing_after
+        assert crm["ok"] is True
+        assert crm["last_outage_since"] == health["portals"]["crm"]["failing_since"]  # one outage, not flaps
+        assert crm["recovered_at"] > crm["last_outage_since"]
+        assert disagreements(e2e, pairs) == []
+        assert e2e.sandbox.rest_writes() == len(pairs)  # no write lost, none sent twice; no reconcile needed
+        assert dead_letters(e2e, after=jobs_before) == 0
