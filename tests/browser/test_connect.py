@@ -1,6 +1,7 @@
 """Connect in a real browser: a Sync manager enters the CRM's address and the local application's keys,
 presses Connect, the browser signs in on the (sandbox) portal and comes back connected, with the bound events
-shown. bxsync is never called by the portal. Writes docs/screenshots/connect.png."""
+and the offline queue's depth shown; Support sees the same and has nothing to press. bxsync is never called by
+the portal. Writes docs/screenshots/connect.png."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from statussync import roles
 from statussync.models import ConnectedPortal, ConnectionState
 from tests.browser.conftest import log_in, screenshot, user_make
 from tests.support.sandbox import sandbox_use
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,4 +44,25 @@ def test_it_connects_the_crm_through_the_portals_sign_in(page, live_server, sb) 
     assert "ONCRMDEALMOVETOCATEGORY" in page.content()
     assert ConnectedPortal.objects.get(portal="crm").state == ConnectionState.CONNECTED
     assert sb.crm.app.client_secret not in page.content()
+
+    # Two deals change while nobody pulls: the list shows the queue as the portal counts it, once the few
+    # seconds the last count is kept for have passed.
+    for _, deal_id in sb.seed(2, pipeline_share=0.0, orders_without_deal=0, deals_without_order=0):
+        sb.crm.move_deal(deal_id, "PREPARATION")
+
+    def queue_shown() -> str:
+        page.reload()
+        return page.inner_text("td.field-queue").strip()
+
+    wait_for(lambda: queue_shown() == "2", timeout=15, what="the queue's depth of 2 on the list")
     screenshot(page, "connect")
+
+    user_make("support", groups=(roles.SUPPORT,))
+    page.context.clear_cookies()
+    log_in(page, live_server, "support")
+    page.goto(f"{live_server.url}/admin/statussync/connectedportal/")
+    assert page.inner_text("td.field-queue").strip() == "2"
+    assert "ONCRMDEALMOVETOCATEGORY" in page.content()
+    page.click("th.field-portal a")
+    assert page.locator("input[value=Connect], button.deletelink").count() == 0
+    assert ConnectedPortal.objects.get(portal="crm").state == ConnectionState.CONNECTED
