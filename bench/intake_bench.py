@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.report import section_write  # noqa: E402
+
 if TYPE_CHECKING:
     from tests.e2e.stack import Stack
 
@@ -253,19 +255,8 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.out:
-        _section_write(args.out, text)
-
-
-def _section_write(path: Path, text: str) -> None:
-    """Replace the text between the intake markers (appending them if missing); the rest is others'."""
-    current = path.read_text() if path.exists() else ""
-    block = f"{SECTION_START}\n{text}\n{SECTION_END}"
-    if SECTION_START in current and SECTION_END in current:
-        head, rest = current.split(SECTION_START, 1)
-        tail = rest.split(SECTION_END, 1)[1]
-        path.write_text(head + block + tail)
-    else:
-        path.write_text(current.rstrip("\n") + "\n\n## Webhook intake\n\n" + block + "\n")
+        block = f"{SECTION_START}\n{text}\n{SECTION_END}"
+        section_write(args.out, block, start=SECTION_START, end=SECTION_END, heading="Webhook intake")
 
 
 if __name__ == "__main__":

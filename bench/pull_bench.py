@@ -30,6 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.report import section_write  # noqa: E402
 from tests.e2e import stack as stack_module  # noqa: E402
 from tests.e2e.stack import Stack, running_stack  # noqa: E402
 from tests.support.waiting import wait_for  # noqa: E402
@@ -173,14 +174,7 @@ def section(results: list[dict[str, Any]], *, command: str) -> list[str]:
 def write_section(path: Path, lines: list[str]) -> None:
     """Replace this benchmark's section of `path` (between its markers), or append it under its heading;
     the rest stays."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = "\n".join(lines)
-    if SECTION_START in text and SECTION_END in text:
-        before, rest = text.split(SECTION_START, 1)
-        text = before + block + rest.split(SECTION_END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n## Push versus pull\n\n" + block + "\n"
-    path.write_text(text)
+    section_write(path, "\n".join(lines), start=SECTION_START, end=SECTION_END, heading="Push versus pull")
 
 
 def main() -> None:

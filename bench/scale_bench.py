@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.report import section_write  # noqa: E402
 from tests.e2e.stack import Stack, running_stack  # noqa: E402
 from tests.support.waiting import wait_for  # noqa: E402
 
@@ -107,14 +108,8 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.out:
-        current = args.out.read_text() if args.out.exists() else ""
         block = f"{SECTION_START}\n{text}\n{SECTION_END}"
-        if SECTION_START in current and SECTION_END in current:
-            head, rest = current.split(SECTION_START, 1)
-            current = head + block + rest.split(SECTION_END, 1)[1]
-        else:
-            current = current.rstrip("\n") + "\n\n## Two instances vs one\n\n" + block + "\n"
-        args.out.write_text(current)
+        section_write(args.out, block, start=SECTION_START, end=SECTION_END, heading="Two instances vs one")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.report import section_write  # noqa: E402
 from tests.e2e.stack import Stack, running_stack  # noqa: E402
 from tests.support.waiting import wait_for  # noqa: E402
 
@@ -468,15 +469,7 @@ def payment_lines(when: str, p: dict) -> list[str]:
 
 def write_section(path: Path, lines: list[str]) -> None:
     """Replace this benchmark's section of `path` (between its markers), or append it; the rest stays."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = "\n".join(lines)
-    if SECTION_START in text and SECTION_END in text:
-        before, rest = text.split(SECTION_START, 1)
-        after = rest.split(SECTION_END, 1)[1]
-        text = before + block + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
+    section_write(path, "\n".join(lines), start=SECTION_START, end=SECTION_END)
 
 
 def main() -> None:
