@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.report import section_write  # noqa: E402
+# Beside this script, for the tests that load it by its path too.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_report import section_write  # noqa: E402
 
 if TYPE_CHECKING:
     from tests.e2e.stack import Stack

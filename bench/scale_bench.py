@@ -22,7 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.report import section_write  # noqa: E402
+# Beside this script, for the tests that load it by its path too.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_report import section_write  # noqa: E402
+
 from tests.e2e.stack import Stack, running_stack  # noqa: E402
 from tests.support.waiting import wait_for  # noqa: E402
 
