@@ -126,3 +126,10 @@ def test_it_says_so_when_a_filter_in_the_address_cannot_be_read(superuser_client
     assert "Not a date: 2026-13-45" in audit.content.decode()
     assert "Part of the address could not be read" in links.content.decode()
     assert "That place in the story could not be read" in timeline.content.decode()
+
+
+@pytest.mark.parametrize("query", ["action__exact=%00", "q=1%00", "%00=1"])
+def test_it_refuses_a_nul_byte_in_the_address_with_400(superuser_client, rows, query):
+    # PostgreSQL refuses NUL in text: a filter carrying one reached the database as a 500 on the scaled leg.
+    response = superuser_client.get(f"/admin/statussync/bulkoperation/?{query}")
+    assert response.status_code == 400
