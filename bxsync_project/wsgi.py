@@ -1,4 +1,4 @@
-"""WSGI entry point (gunicorn bxsync_project.wsgi).
+"""WSGI entry point (`granian --interface wsgi bxsync_project.wsgi:application`, statussync/runner.py).
 
 The two webhook URLs take a lean path: a second Django handler whose middleware chain holds only what a
 webhook answer needs (security headers and redirects, the Host check, the frame header). A webhook has no

@@ -4,7 +4,7 @@ Two kinds, on purpose (docs/decisions.md "Metrics: counters per process, gauges 
 
 - Counters and histograms of things that happen in a process — events received (the intake view), REST
   requests and limiter waits (the Bitrix client), writes and decisions (the record step), payment latency.
-  gunicorn workers and django-q2 workers are separate processes, so `manage.py serve` gives them one
+  The web server's and django-q2's workers are separate processes, so `manage.py serve` gives them one
   PROMETHEUS_MULTIPROC_DIR, emptied at start, and prometheus-client's multiprocess mode adds them up at
   scrape time (https://prometheus.github.io/client_python/multiprocess/). Without that directory (tests,
   `runserver`) they live in the process's own registry.

@@ -46,23 +46,31 @@ def service_commands(*, host: str, port: int) -> dict[str, tuple[list[str], dict
     python = sys.executable
     manage = str(Path(settings.BASE_DIR) / "manage.py")
     return {
+        # granian: HTTP parsed and connections kept in Rust, the WSGI app in each process's threads. Against
+        # gunicorn's sync worker it took a third off the CPU a webhook costs (docs/decisions.md "The web
+        # server: granian"). No access log: it cost a tenth of that CPU again, every event is stored with its
+        # time anyway, and the TLS proxy in front keeps one (docs/deploy.md).
         "web": (
             [
                 python,
                 "-m",
-                "gunicorn",
-                "bxsync_project.wsgi",
-                "--bind",
-                f"{host}:{port}",
+                "granian",
+                "--interface",
+                "wsgi",
+                "--http",
+                "1",
+                "--host",
+                host,
+                "--port",
+                str(port),
                 "--workers",
                 str(settings.BXSYNC_WEB_WORKERS),
-                # More than one thread makes gunicorn's gthread worker, which keeps connections alive.
-                "--threads",
+                "--blocking-threads",
                 str(settings.BXSYNC_WEB_THREADS),
-                "--access-logfile",
-                "-",
-                "--graceful-timeout",
+                # A stop lets requests in flight finish for up to 10 s, as gunicorn's graceful timeout did.
+                "--workers-kill-timeout",
                 "10",
+                "bxsync_project.wsgi:application",
             ],
             {"BXSYNC_PROCESS": "web"},
         ),

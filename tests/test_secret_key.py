@@ -49,7 +49,7 @@ def run(args: list[str], tmp_path: Path, timeout: float = 60, **env: str) -> sub
     )
 
 
-WEB = ["-c", "import bxsync_project.wsgi"]  # what gunicorn does first in each of its processes
+WEB = ["-c", "import bxsync_project.wsgi"]  # what the web server does first in each of its processes
 
 
 def test_it_refuses_to_start_the_web_server_with_env_examples_placeholder(tmp_path):

@@ -1,5 +1,5 @@
-"""The WSGI entry point gunicorn serves: webhooks through a lean middleware path, the rest through the whole
-stack (bxsync_project/wsgi.py)."""
+"""The WSGI entry point the web server serves: webhooks through a lean middleware path, the rest through the
+whole stack (bxsync_project/wsgi.py)."""
 
 from __future__ import annotations
 

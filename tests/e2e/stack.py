@@ -1,5 +1,5 @@
 """The end-to-end stack: the sandbox portals, and bxsync as `make run` starts it — `manage.py serve`, which
-runs gunicorn and two real `qcluster` processes — on a database of its own.
+runs the web server (granian) and two real `qcluster` processes — on a database of its own.
 
 Tests (tests/e2e/) and benchmarks (bench/) act as humans on the sandbox and watch the other portal, the
 sandbox's counters and bxsync's database.
@@ -69,7 +69,7 @@ class Stack:
         self.sandbox.reset_counters()
 
     def serve(self) -> None:
-        """Start `manage.py serve` (gunicorn and the qclusters) and wait until it answers /api/health/."""
+        """Start `manage.py serve` (the web server and the qclusters); wait until it answers /api/health/."""
         assert self.log_path is not None
         with self.log_path.open("a") as log:
             self.server = subprocess.Popen(

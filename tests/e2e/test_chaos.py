@@ -1,6 +1,6 @@
 """Chaos, end to end: exactly one write per change and nothing left inconsistent, whatever breaks.
 
-Each test breaks things on purpose against the real stack (sandbox portals, webhooks over HTTP, gunicorn, real
+Each test breaks things on purpose against the real stack (sandbox portals, webhooks over HTTP, granian, real
 qcluster workers, REST) on both configurations, then counts: the writes the portals received must equal the
 human changes that needed one, and every pair must agree under the mapping (a paid order's deal at or past
 the paid stage). Each change is made on a pair of its own, so "the changes that needed a write" is exact.

@@ -1,6 +1,6 @@
 """Issue 14: a sender of an oversized webhook body reads its 413, as the contract promises, rather than a
-connection reset — against gunicorn as `manage.py serve` runs it, from a raw socket that writes the whole
-body before it reads the answer (as Bitrix's queue and most HTTP clients do)."""
+connection reset — against the web server as `manage.py serve` runs it, from a raw socket that writes the
+whole body before it reads the answer (as Bitrix's queue and most HTTP clients do)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ BODY_BYTES = 3 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def gunicorn(tmp_path_factory) -> Iterator[str]:
-    """gunicorn alone, with the arguments `manage.py serve` gives it; the 413 needs no database row."""
+def web_server(tmp_path_factory) -> Iterator[str]:
+    """The web server alone, with the arguments `manage.py serve` gives it; the 413 needs no database row."""
     port = free_port()
     workdir: Path = tmp_path_factory.mktemp("oversized")
     argv, own_env = service_commands(host="127.0.0.1", port=port)["web"]
@@ -38,19 +38,19 @@ def gunicorn(tmp_path_factory) -> Iterator[str]:
         "PROMETHEUS_MULTIPROC_DIR": str(workdir),
     }
     env.pop("BXSYNC_TEST_DB", None)
-    with (workdir / "gunicorn.log").open("a") as log:
+    with (workdir / "web.log").open("a") as log:
         server = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
 
     def answering() -> bool:
-        assert server.poll() is None, (workdir / "gunicorn.log").read_text()[-3000:]
+        assert server.poll() is None, (workdir / "web.log").read_text()[-3000:]
         try:
             return requests.get(f"{url}/api/bitrix/crm/", timeout=2).status_code == 405
         except requests.RequestException:
             return False
 
     try:
-        wait_for(answering, timeout=60, what="gunicorn to answer")
+        wait_for(answering, timeout=60, what="the web server to answer")
         yield url
     finally:
         server.terminate()
@@ -80,13 +80,14 @@ def send_oversized(url: str) -> bytes:
     return answer
 
 
-def test_it_answers_413_to_a_sender_still_writing_an_oversized_body(gunicorn):
+def test_it_answers_413_to_a_sender_still_writing_an_oversized_body(web_server):
     answers = []
     for _ in range(10):
         try:
-            answer = send_oversized(gunicorn)
+            answer = send_oversized(web_server)
         except ConnectionError as exc:
             answer = type(exc).__name__.encode()
-        answers.append(answer.split(b"\r\n", 1)[0])
+        # The status code is the contract; the reason phrase is the server's own wording.
+        answers.append(answer.split(b"\r\n", 1)[0][:12])
 
-    assert answers == [b"HTTP/1.1 413 Request Entity Too Large"] * 10
+    assert answers == [b"HTTP/1.1 413"] * 10

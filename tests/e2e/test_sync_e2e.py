@@ -1,4 +1,4 @@
-"""bxsync end to end: sandbox portals → webhooks over HTTP → gunicorn → jobs → qcluster workers → REST."""
+"""bxsync end to end: sandbox portals → webhooks over HTTP → granian → jobs → qcluster workers → REST."""
 
 from __future__ import annotations
 
