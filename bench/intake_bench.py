@@ -15,6 +15,7 @@ shared and noisy: read medians and ratios, not absolutes, and the CPU bxsync use
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import platform
@@ -28,12 +29,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-# Beside this script, for the tests that load it by its path too.
+# Beside this script (the tests load it by its path too); importing it puts the code measured on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark_report import section_write  # noqa: E402
+from benchmark_report import section_write
 
 if TYPE_CHECKING:
     from tests.e2e.stack import Stack
@@ -270,6 +268,18 @@ def intake_rows(results: list[IntakeResult]) -> list[str]:
     return rows
 
 
+def intake_figures(result: IntakeResult) -> dict[str, float]:
+    """One measurement's figures, for `bench/goals.py`."""
+    return {
+        "senders": result.senders,
+        "rate": result.rate,
+        "p50_ms": result.quantile(0.5) * 1000,
+        "p99_ms": result.quantile(0.99) * 1000,
+        "web_ms_per_event": result.web_ms_per_event,
+        "failures": sum(result.failures.values()),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -279,6 +289,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="how long each number of senders posts")
     parser.add_argument("--keep", help="a folder for the database and serve.log, kept afterwards")
     parser.add_argument("--out", type=Path, help="write the table into this file's intake section")
+    parser.add_argument("--json", type=Path, help="also write each measurement's figures here")
     parser.add_argument(
         "--env", action="append", default=[], help="NAME=VALUE for bxsync, e.g. a setting to try"
     )
@@ -295,12 +306,14 @@ def main() -> None:
         f"Python {platform.python_version()}, one run on a shared 2-core machine (the senders, the sandbox "
         "portals and bxsync on the same two cores).",
     ]
+    figures: dict[str, list[dict[str, float]]] = {}
     for kind in kinds:
         with tempfile.TemporaryDirectory(prefix="bxsync-intake-") as tmp:
             workdir = Path(args.keep) / kind if args.keep else Path(tmp)
             workdir.mkdir(parents=True, exist_ok=True)
             print(f"{kind}: working in {workdir} (serve.log there)", file=sys.stderr)
             results = intake_run(kind, senders=senders, seconds=args.seconds, workdir=workdir, **extra)
+        figures[kind] = [intake_figures(r) for r in results]
         label = "SQLite + ORM broker" if kind == "embedded" else "PostgreSQL + Redis"
         lines += [
             "",
@@ -313,6 +326,8 @@ def main() -> None:
         ]
     text = "\n".join(lines)
     print(text)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
     if args.out:
         block = f"{SECTION_START}\n{text}\n{SECTION_END}"
         section_write(args.out, block, start=SECTION_START, end=SECTION_END, heading="Webhook intake")

@@ -27,16 +27,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-# Beside this script, for the tests that load it by its path too.
+# Beside this script (the tests load it by its path too); importing it puts the code measured on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark_report import section_write  # noqa: E402
+from benchmark_report import section_write
 
-from tests.e2e import stack as stack_module  # noqa: E402
-from tests.e2e.stack import Stack, running_stack  # noqa: E402
-from tests.support.waiting import wait_for  # noqa: E402
+from tests.e2e import stack as stack_module
+from tests.e2e.stack import Stack, running_stack
+from tests.support.waiting import wait_for
 
 SECTION_START = "<!-- bench/pull_bench.py: start -->"
 SECTION_END = "<!-- bench/pull_bench.py: end -->"
