@@ -251,10 +251,10 @@ BXSYNC_AUDIT_RETENTION_DAYS = env.int("BXSYNC_AUDIT_RETENTION_DAYS", default=90)
 BXSYNC_WORKERS = env.int("BXSYNC_WORKERS", default=2)
 BXSYNC_PAYMENT_WORKERS = env.int("BXSYNC_PAYMENT_WORKERS", default=1)
 BXSYNC_WEB_WORKERS = env.int("BXSYNC_WEB_WORKERS", default=2)
-# On PostgreSQL a webhook's commit waits for the disk's flush: with four threads a process (gunicorn's
-# gthread worker, which also keeps the senders' connections alive) several commits share one flush. Scaled
-# intake went from 388 to 602 events/s at 32 senders (docs/benchmarks.md "Servers measured"). On SQLite the
-# threads would only queue for its one writer.
+# The threads of each web process that run the app (granian's blocking threads). On PostgreSQL a webhook's
+# commit waits for the disk's flush: with four threads a process several commits share one flush (with
+# gunicorn's threads, scaled intake went from 388 to 602 events/s at 32 senders: docs/benchmarks.md "Servers
+# measured"). On SQLite the threads would only queue for its one writer.
 _ON_POSTGRESQL = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 BXSYNC_WEB_THREADS = env.int("BXSYNC_WEB_THREADS", default=4 if _ON_POSTGRESQL else 1)
 # GET /metrics answers a scraper sending `Authorization: Bearer <token>`. Without a token, nobody, unless the
