@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from statussync.jobs import job_requested, job_upsert
 from statussync.models import InboundEvent, JobKind, Side
+from statussync.sqlite_turns import sqlite_write_turn
 from statussync.upsert import Upsert, upserts_atomic, upserts_run
 
 # Which events mean work, and for what. Events carry only an id
@@ -78,7 +79,8 @@ def event_receive(
     if kind:
         upserts.append(job_upsert(kind=kind, entity_id=entity_id, origin="event", event=event))
     # One statement on PostgreSQL, atomic by itself: one round trip instead of four with BEGIN and COMMIT.
-    with nullcontext() if upserts_atomic() else transaction.atomic():
+    # On SQLite, the web processes take their turns at the write lock in the kernel, not in SQLite's sleeps.
+    with sqlite_write_turn(), nullcontext() if upserts_atomic() else transaction.atomic():
         duplicates = upserts_run(upserts)[0]
         if kind:
             job_requested(kind=kind)
