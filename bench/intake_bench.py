@@ -84,8 +84,13 @@ class IntakeResult:
 SENDER_PROCESSES = 2
 
 
+# `--close`: every request on a new connection (`Connection: close`), for a sender that keeps none alive.
+# Set in the environment, which the spawned senders inherit.
+CLOSE_ENV = "BXSYNC_BENCH_CLOSE"
+
+
 def _request(host: str, token: str, deal_id: int) -> bytes:
-    """One outgoing-webhook POST as Bitrix sends it: a form body, its length, kept alive."""
+    """One outgoing-webhook POST as Bitrix sends it: a form body, its length; kept alive unless `--close`."""
     body = urllib.parse.urlencode(
         {
             "event": "ONCRMDEALUPDATE",
@@ -98,7 +103,7 @@ def _request(host: str, token: str, deal_id: int) -> bytes:
         f"POST /api/bitrix/crm/ HTTP/1.1\r\nHost: {host}\r\n"
         "Content-Type: application/x-www-form-urlencoded\r\n"
         f"Content-Length: {len(body)}\r\n"
-        + ("Connection: close\r\n" if os.environ.get("BENCH_CLOSE") else "")
+        + ("Connection: close\r\n" if os.environ.get(CLOSE_ENV) else "")
         + "\r\n"
     )
     return head.encode() + body
@@ -290,6 +295,7 @@ def main() -> None:
     parser.add_argument("--keep", help="a folder for the database and serve.log, kept afterwards")
     parser.add_argument("--out", type=Path, help="write the table into this file's intake section")
     parser.add_argument("--json", type=Path, help="also write each measurement's figures here")
+    parser.add_argument("--close", action="store_true", help="a new connection for every request")
     parser.add_argument(
         "--env", action="append", default=[], help="NAME=VALUE for bxsync, e.g. a setting to try"
     )
@@ -297,9 +303,11 @@ def main() -> None:
 
     kinds = ["embedded", "scaled"] if args.kind == "both" else [args.kind]
     senders = [int(n) for n in args.senders.split(",")]
+    if args.close:
+        os.environ[CLOSE_ENV] = "1"
     extra = dict(item.split("=", 1) for item in args.env)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    envs = "".join(f" --env {e}" for e in args.env)
+    envs = "".join(f" --env {e}" for e in args.env) + (" --close" if args.close else "")
     lines = [
         f"`bench/intake_bench.py --kind {args.kind} --senders {args.senders} "
         f"--seconds {args.seconds:g}{envs}`, {stamp}, {platform.machine()}, "
