@@ -189,7 +189,9 @@ def process_cpu(stack: Stack) -> dict[str, float]:
             continue  # exited meanwhile
         # utime and stime, fields 14 and 15 of proc(5), the 12th and 13th after the command's ")".
         seconds = (int(fields[11]) + int(fields[12])) / tick
-        used["web" if b"granian" in cmdline else "worker"] += seconds
+        # gunicorn: the web server of commits before granian, which bench/goals.py measures too.
+        web = b"granian" in cmdline or b"gunicorn" in cmdline
+        used["web" if web else "worker"] += seconds
     return used
 
 
