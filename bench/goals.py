@@ -49,8 +49,12 @@ def measure(code: Path, kind: str, *, deals: int, workdir: Path) -> dict:
         [python, str(BENCH / "sync_bench.py"), *sync],
     ]
     for command in commands:
-        print(f"{code.name} {kind}: {' '.join(command[1:3])}", file=sys.stderr, flush=True)
-        subprocess.run(command, env=env, cwd=code, check=True, stdout=subprocess.DEVNULL)
+        log = workdir / f"{Path(command[1]).stem}.log"
+        print(f"{code.name} {kind}: {Path(command[1]).name} (its output in {log})", file=sys.stderr, flush=True)
+        with log.open("w") as output:
+            done = subprocess.run(command, env=env, cwd=code, stdout=output, stderr=subprocess.STDOUT)
+        if done.returncode:
+            raise SystemExit(f"{Path(command[1]).name} failed on {code}:\n{log.read_text()[-3000:]}")
     [figures] = json.loads(sync_json.read_text())
     [intake_figures] = json.loads(intake_json.read_text())[kind]
     return {"intake": intake_figures, "bulk": figures["bulk"], "storm": figures["storm"]}
