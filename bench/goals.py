@@ -50,7 +50,7 @@ def measure(code: Path, kind: str, *, deals: int, workdir: Path) -> dict:
     ]
     for command in commands:
         log = workdir / f"{Path(command[1]).stem}.log"
-        print(f"{code.name} {kind}: {Path(command[1]).name} (its output in {log})", file=sys.stderr, flush=True)
+        print(f"{code.name} {kind}: {Path(command[1]).name}, output in {log}", file=sys.stderr, flush=True)
         with log.open("w") as output:
             done = subprocess.run(command, env=env, cwd=code, stdout=output, stderr=subprocess.STDOUT)
         if done.returncode:
