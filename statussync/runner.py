@@ -46,10 +46,10 @@ def service_commands(*, host: str, port: int) -> dict[str, tuple[list[str], dict
     python = sys.executable
     manage = str(Path(settings.BASE_DIR) / "manage.py")
     return {
-        # granian: HTTP parsed and connections kept in Rust, the WSGI app in each process's threads. Against
-        # gunicorn's sync worker it took a third off the CPU a webhook costs (docs/decisions.md "The web
-        # server: granian"). No access log: it cost a tenth of that CPU again, every event is stored with its
-        # time anyway, and the TLS proxy in front keeps one (docs/deploy.md).
+        # granian: HTTP parsed and connections kept in Rust, the WSGI app in each process's threads; against
+        # gunicorn's sync worker it took a third off the CPU a webhook costs
+        # (docs/decisions.md "The web server: granian"). No access log: it cost a tenth of that CPU again,
+        # every event is stored with its time anyway, and the TLS proxy in front keeps one (docs/deploy.md).
         "web": (
             [
                 python,
