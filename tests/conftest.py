@@ -20,6 +20,10 @@ def pytest_configure(config: pytest.Config) -> None:
     problem = leg_problem(database=django_settings.DATABASES["default"], redis_url=django_settings.REDIS_URL)
     if problem:
         raise pytest.UsageError(problem)
+    # A fast hasher: hundreds of tests make a user with a password, and PBKDF2's 1,000,000 rounds cost 0.6 s
+    # each on CI's machine. Hashing is Django's; no test here is about its strength (the e2e stacks and the
+    # deploy check run in processes of their own, with the production settings).
+    django_settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     _redis_empty()
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -16,3 +21,21 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class PipelineFilter(admin.SimpleListFilter):
+    """A list filter by the CRM pipeline's id; each page names its parameter and lists its own pipelines.
+
+    An id that is not a number matches nothing (an empty list, never a 500).
+    """
+
+    title = gettext_lazy("pipeline")
+    parameter_name = "pipeline"
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() is None:
+            return queryset
+        try:
+            return queryset.filter(pipeline_id=int(self.value()))
+        except ValueError:
+            return queryset.none()

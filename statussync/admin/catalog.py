@@ -19,7 +19,7 @@ from statussync.mapping.catalog import pipeline_label, status_name
 from statussync.mapping.catalog_refresh import catalog_refresh
 from statussync.models import CatalogStage, CatalogStatus
 
-from .base import ReadOnlyAdmin
+from .base import PipelineFilter, ReadOnlyAdmin
 
 
 class CatalogAdmin(ReadOnlyAdmin):
@@ -49,23 +49,14 @@ class CatalogStatusAdmin(CatalogAdmin):
         return status_name(obj.code) or "—"
 
 
-class CatalogPipelineFilter(admin.SimpleListFilter):
+class CatalogPipelineFilter(PipelineFilter):
     """The stages' pipelines by name ("Общая (0)"), where Django's own filter listed bare ids."""
 
-    title = gettext_lazy("pipeline")
     parameter_name = "pipeline_id"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         ids = CatalogStage.objects.order_by("pipeline_id").values_list("pipeline_id", flat=True).distinct()
         return [(str(p), pipeline_label(p)) for p in ids]
-
-    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
-        if self.value() is None:
-            return queryset
-        try:
-            return queryset.filter(pipeline_id=int(self.value()))
-        except ValueError:
-            return queryset.none()
 
 
 @admin.register(CatalogStage)

@@ -46,7 +46,7 @@ from statussync.models import (
 )
 
 from .actions import SAMPLE_SIZE, ActionPermissionMixin, action_confirmed, confirmation_page
-from .base import ReadOnlyAdmin
+from .base import PipelineFilter, ReadOnlyAdmin
 from .labels import ago, deal_html, order_html, order_page_url, portal_anchor, wrappable
 from .timeline import LinkTimelineMixin, reason_text
 
@@ -143,23 +143,12 @@ class LinkStateFilter(admin.SimpleListFilter):
         return queryset
 
 
-class PipelineFilter(admin.SimpleListFilter):
+class LinkPipelineFilter(PipelineFilter):
     """Pipelines from the mapping (a small table), not a DISTINCT over every link."""
-
-    title = _("pipeline")
-    parameter_name = "pipeline"
 
     def lookups(self, request, model_admin):
         pipelines = Pipeline.objects.values_list("pipeline_id", flat=True)
         return [(str(p), catalog.pipeline_label(p)) for p in pipelines]
-
-    def queryset(self, request, queryset):
-        if self.value() is None:
-            return queryset
-        try:
-            return queryset.filter(pipeline_id=int(self.value()))
-        except ValueError:
-            return queryset.none()
 
 
 # --- The links list and its actions -------------------------------------------------------------------------
@@ -284,7 +273,7 @@ class LinkList:
     ]
     # The order id links to the link's own page; the ids' "shop ↗" / "CRM ↗" open the portals.
     list_display_links = None
-    list_filter = [LinkStateFilter, PipelineFilter]
+    list_filter = [LinkStateFilter, LinkPipelineFilter]
     search_fields = ["=order_id", "=deal_id"]
     search_help_text = _("An order or deal id, exactly.")
     show_full_result_count = False

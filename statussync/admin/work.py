@@ -33,7 +33,7 @@ from statussync.models import (
 )
 
 from .actions import SAMPLE_SIZE, ActionPermissionMixin, action_confirmed, confirmation_page
-from .base import ReadOnlyAdmin
+from .base import PipelineFilter, ReadOnlyAdmin
 from .labels import ago, deal_html, order_html, wrappable
 
 
@@ -269,19 +269,10 @@ def _rule_exists() -> tuple[Exists, Exists]:
     return Exists(StatusRule.objects.filter(cms)), Exists(StatusRule.objects.filter(crm))
 
 
-class UnmappedPipelineFilter(admin.SimpleListFilter):
-    title = _("pipeline")
-    parameter_name = "pipeline"
-
+class UnmappedPipelineFilter(PipelineFilter):
     def lookups(self, request, model_admin):
         ids = UnmappedValue.objects.order_by("pipeline_id").values_list("pipeline_id", flat=True).distinct()
         return [(str(p), catalog.pipeline_label(p)) for p in ids]  # "Общая (0)", not a bare id
-
-    def queryset(self, request, queryset):
-        try:
-            return queryset.filter(pipeline_id=int(self.value())) if self.value() is not None else queryset
-        except ValueError:
-            return queryset.none()
 
 
 @admin.register(UnmappedValue)

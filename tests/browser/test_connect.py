@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from bitrix_sandbox import Sandbox, SandboxConfig
-from statussync import roles
+from statussync import intake_pull, roles
 from statussync.models import ConnectedPortal, ConnectionState
 from tests.browser.conftest import log_in, screenshot, user_make
 from tests.support.sandbox import sandbox_use
@@ -25,7 +25,9 @@ def sb(settings):
         yield sandbox
 
 
-def test_it_connects_the_crm_through_the_portals_sign_in(page, live_server, sb) -> None:
+def test_it_connects_the_crm_through_the_portals_sign_in(page, live_server, sb, monkeypatch) -> None:
+    # The list keeps the portal's count for 5 s; a second here, as the wait below is for it to pass.
+    monkeypatch.setattr(intake_pull, "QUEUE_DEPTH_SECONDS", 1)
     user_make("manager", groups=(roles.SYNC_MANAGERS,))
     sb.crm.app.configure(redirect_uri=f"{live_server.url}/admin/statussync/connectedportal/connect/done/")
     log_in(page, live_server, "manager")
@@ -45,8 +47,8 @@ def test_it_connects_the_crm_through_the_portals_sign_in(page, live_server, sb) 
     assert ConnectedPortal.objects.get(portal="crm").state == ConnectionState.CONNECTED
     assert sb.crm.app.client_secret not in page.content()
 
-    # Two deals change while nobody pulls: the list shows the queue as the portal counts it, once the few
-    # seconds the last count is kept for have passed.
+    # Two deals change while nobody pulls: the list shows the queue as the portal counts it, once the time
+    # the last count is kept for has passed.
     for _, deal_id in sb.seed(2, pipeline_share=0.0, orders_without_deal=0, deals_without_order=0):
         sb.crm.move_deal(deal_id, "PREPARATION")
 

@@ -30,6 +30,7 @@ import redis
 import requests
 
 from bitrix_sandbox import CrmConfig, Sandbox, SandboxConfig, ShopConfig
+from statussync.pull_wake import pull_wake_socket_path
 from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,6 +131,13 @@ class Stack:
                 os.kill(pid, signal.SIGKILL)
         self.server.wait()
         self.server = None
+
+    def discard(self) -> None:
+        """Done with it: SIGKILL, not the operator's SIGTERM, whose clean stop (the qclusters' own, about 3 s)
+        nobody looks at, as its database is dropped next; and the files a clean stop would have removed."""
+        self.kill()
+        shutil.rmtree(Path(tempfile.gettempdir()) / f"bxsync-metrics-{self.port}", ignore_errors=True)
+        pull_wake_socket_path(port=self.port).unlink(missing_ok=True)
 
     @contextmanager
     def another_instance(self, workdir: Path) -> Iterator[Stack]:
@@ -320,7 +328,7 @@ def running_stack(
         stack.serve()
         yield stack
     finally:
-        stack.stop()
+        stack.discard()
         sandbox.stop()
         if kind == "scaled":
             _scaled_backends_drop(database_url, backends["REDIS_URL"])
