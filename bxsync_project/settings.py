@@ -225,7 +225,7 @@ BXSYNC_RATE_SHARE = env.float("BXSYNC_RATE_SHARE", default=0.8)
 BXSYNC_RATE_PRIORITY_RESERVE = env.int("BXSYNC_RATE_PRIORITY_RESERVE", default=10)
 # A run reads with list commands of 50 ids, 50 commands to a batch call: 500 jobs cost one read request
 # per portal, and their writes ten calls of 50 (statussync/sync/plan.py).
-BXSYNC_JOB_BATCH = env.int("BXSYNC_JOB_BATCH", default=500)
+BXSYNC_JOB_BATCH = env.int("BXSYNC_JOB_BATCH", default=2500)
 # Attempts before a job failing for a reason of its own (a database error, a bug) is a dead letter. A portal
 # that is busy or down is waited out instead, for up to BXSYNC_JOB_GIVE_UP_HOURS.
 BXSYNC_JOB_MAX_ATTEMPTS = env.int("BXSYNC_JOB_MAX_ATTEMPTS", default=8)
