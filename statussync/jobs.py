@@ -60,18 +60,14 @@ HOLD_SECONDS = 5.0
 # starting one each. Bounded: a lone change waits at most that second.
 # A stream that outlasts its run (a storm, a bulk edit arriving slower than a run fills) is read in runs that
 # grow: each run the stream starts by the "max" bound doubles the next one's, up to "stream" seconds, and the
-# burst's end (the quiet time) resets it. While the runs find changes to write, the next waits at most twice
-# "max" (4 s): convergence needs those runs, and a storm's stage moves arrive first. Runs that find nothing to
-# write (a storm's title edits, echoes) grow on: every run reads for the price of one request a portal, so a
-# storm of 200 s is about a dozen runs instead of a hundred. Bounded: a change waits at most max("stream",
-# "max" + "drain") = 27 s, the bound the drain already had, and only while events keep arriving without a
-# pause and the runs before it found nothing to write.
+# burst's end (the quiet time) resets it. Every run reads for the price of one request a portal, so a storm of
+# 200 s is about a dozen runs instead of a hundred. Bounded: a change waits at most max("stream", "max" +
+# "drain") = 27 s, the bound the drain already had, and only while events keep arriving without a pause.
 BATCH_WINDOW_SECONDS = {
     "default": {"quiet": 0.3, "max": 2.0, "drain": 25.0, "settle": 1.0, "stream": 24.0},
     "payments": None,
 }
 HANDFUL_JOBS = 50
-CHANGING_STREAK = 1  # while runs write, the longest wait grows to "max" * 2 ** this at most
 PAYMENT_TAKEOVER_SECONDS = 15.0
 # While jobs wait for a portal that is down, a worker stays and looks this often for the portal's return
 # (`statussync.outage` probes it every few seconds): a released backlog is claimed at once.
@@ -497,13 +493,10 @@ def jobs_recover() -> int:
     return recovered
 
 
-def jobs_process(
-    *, queue: str, handle: Callable[[list[Job]], int | None], max_seconds: float | None = None
-) -> int:
+def jobs_process(*, queue: str, handle: Callable[[list[Job]], None], max_seconds: float | None = None) -> int:
     """Claim and handle batches of due jobs until none is left, or until `max_seconds` have passed and a fresh
     task takes over. While jobs wait for a portal that is down, stay, probe it and take them the moment it
-    answers. `handle` may return how many changes its run wrote (see BATCH_WINDOW_SECONDS). Returns how many
-    jobs were handled."""
+    answers. Returns how many jobs were handled."""
     from statussync.outage import outage_hold  # it records the portals' health, which releases our jobs
 
     cache.delete(_wake_key(queue))  # from here on, a new event wakes another run rather than relying on us
@@ -515,16 +508,12 @@ def jobs_process(
             queue_wake(queue=queue)  # a successor, unless an event already woke one
             break
         ended = _batch_window(queue=queue, streak=streak)
+        streak = streak + 1 if ended in ("max", "full") else 0
         jobs = jobs_claim(queue=queue, limit=settings.BXSYNC_JOB_BATCH)
         if jobs:
-            changes = handle(jobs)
+            handle(jobs)
             handled += len(jobs)
-            if ended not in ("max", "full"):
-                streak = 0  # the burst was over when this run started
-            else:  # the stream goes on past this run
-                streak = min(streak + 1, CHANGING_STREAK) if changes else streak + 1
             continue
-        streak = 0
         if outage_hold():
             time.sleep(OUTAGE_POLL_SECONDS)
             continue

@@ -56,20 +56,17 @@ class SyncRun:
             self.contacts[portal] = error
 
 
-def jobs_handle(jobs: list[Job]) -> int:
-    """Sync a claimed batch of jobs, then finish or retry each of them. Returns how many of its items were
-    changes to write (the worker keeps runs short while changes flow: `statussync.jobs.jobs_process`)."""
+def jobs_handle(jobs: list[Job]) -> None:
+    """Sync a claimed batch of jobs, then finish or retry each of them."""
     try:
         priority = any(job.queue == Queue.PAYMENTS for job in jobs)
-        results = items_sync(items=items_from_jobs(jobs=jobs), priority=priority)
-        return sum(1 for r in results if r.item.decision is not None and r.item.decision.write is not None)
+        items_sync(items=items_from_jobs(jobs=jobs), priority=priority)
     except Exception as exc:
         # A bug or a database outage must not strand the claimed jobs until their lease runs out. Only the
         # claims this run holds: `jobs` carry our tokens, and jobs_fail changes a job only while its token is
         # still ours, so a job another worker took over after our lease ran out stays with that worker.
         logger.exception("sync run failed; its %d job(s) will be retried", len(jobs))
         jobs_fail(jobs=jobs, error=exc)
-        return 0
 
 
 def items_sync(*, items: list[Item], dry_run: bool = False, priority: bool = False) -> list[ItemResult]:
