@@ -58,8 +58,13 @@ HOLD_SECONDS = 5.0
 # ids per portal, one batch call): such a run waits until its oldest job is "settle" seconds old, so the
 # stragglers of a burst (the echoes of the last writes, a payment's order event) join one run instead of
 # starting one each. Bounded: a lone change waits at most that second.
+# A stream that outlasts its run (a storm, a bulk edit arriving slower than a run fills) is read in runs that
+# grow: each run the stream starts by the "max" bound doubles the next one's, up to "stream" seconds, and the
+# burst's end (the quiet time) resets it. Every run reads for the price of one request a portal, so a storm of
+# 200 s is about a dozen runs instead of a hundred. Bounded: a change waits at most max("stream", "max" +
+# "drain") = 27 s, the bound the drain already had, and only while events keep arriving without a pause.
 BATCH_WINDOW_SECONDS = {
-    "default": {"quiet": 0.3, "max": 2.0, "drain": 25.0, "settle": 1.0},
+    "default": {"quiet": 0.3, "max": 2.0, "drain": 25.0, "settle": 1.0, "stream": 24.0},
     "payments": None,
 }
 HANDFUL_JOBS = 50
@@ -497,11 +502,13 @@ def jobs_process(*, queue: str, handle: Callable[[list[Job]], None], max_seconds
     cache.delete(_wake_key(queue))  # from here on, a new event wakes another run rather than relying on us
     started = time.monotonic()
     handled = 0
+    streak = 0  # runs in a row that a stream of events started by its longest wait (see BATCH_WINDOW_SECONDS)
     while True:
         if max_seconds is not None and time.monotonic() - started >= max_seconds:
             queue_wake(queue=queue)  # a successor, unless an event already woke one
             break
-        _batch_window(queue=queue)
+        ended = _batch_window(queue=queue, streak=streak)
+        streak = streak + 1 if ended in ("max", "full") else 0
         jobs = jobs_claim(queue=queue, limit=settings.BXSYNC_JOB_BATCH)
         if jobs:
             handle(jobs)
@@ -536,26 +543,31 @@ def _next_due(*, queue: str) -> datetime | None:
     return next_due
 
 
-def _batch_window(*, queue: str) -> None:
-    """Wait (briefly) for a run to fill up while jobs keep coming due (see BATCH_WINDOW_SECONDS)."""
+def _batch_window(*, queue: str, streak: int = 0) -> str:
+    """Wait (briefly) for a run to fill up while jobs keep coming due (see BATCH_WINDOW_SECONDS); `streak`
+    runs in a row were started by a stream's longest wait. Returns why the wait ended: "full", "quiet", "max",
+    or "none" (no window, nothing due)."""
     window = BATCH_WINDOW_SECONDS.get(queue)
     if not window:
-        return
+        return "none"
     batch = settings.BXSYNC_JOB_BATCH
-    longest = window["max"] + _drain_seconds(cap=window["drain"])
+    stream = min(window["max"] * 2 ** min(streak, 16), window["stream"])
+    longest = max(stream, window["max"] + _drain_seconds(cap=window["drain"]))
     while True:
         now = timezone.now()
         due = Job.objects.filter(queue=queue, state=JobState.PENDING, not_before__lte=now)
         if due[batch - 1 : batch].exists():
-            return
+            return "full"
         times = due.aggregate(oldest=Min("created_at"), newest=Max("updated_at"))
         if times["oldest"] is None:
-            return
+            return "none"
         waited = (now - times["oldest"]).total_seconds()
         quiet = (now - times["newest"]).total_seconds()
         unsettled = window["settle"] - waited if not due[HANDFUL_JOBS - 1 : HANDFUL_JOBS].exists() else 0.0
-        if waited >= longest or (quiet >= window["quiet"] and unsettled <= 0):
-            return
+        if quiet >= window["quiet"] and unsettled <= 0:
+            return "quiet"
+        if waited >= longest:
+            return "max"
         time.sleep(min(max(window["quiet"] - quiet, unsettled), longest - waited, window["quiet"]) + 0.01)
 
 

@@ -266,7 +266,7 @@ def test_it_syncs_a_bulk_edit_of_300_deals_in_one_run_of_nine_requests(sb, setti
     jobs = jobs_claim(queue="default", limit=settings.BXSYNC_JOB_BATCH)
     jobs_handle(jobs)
 
-    assert len(jobs) == 300  # one run (BXSYNC_JOB_BATCH is 500)
+    assert len(jobs) == 300  # one run (BXSYNC_JOB_BATCH is 2,500)
     assert all(sb.shop.get_order(int(o))["statusId"] == "P" for o, _ in pairs)
     counters = sb.counters()
     # Reads: 6 deal lists in one CRM call, 6 order lists in one shop call; writes: 300 updates, 6 shop calls

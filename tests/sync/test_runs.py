@@ -161,3 +161,57 @@ def test_it_checks_no_lock_between_the_calls_of_a_payment_runs_short_write_round
     # the intents, none between the calls of a round shorter than a beat.
     assert len(renewals) == 1
     assert [sb.shop.get_order(o)["statusId"] for o, _ in pairs] == ["P"] * 60
+
+
+@pytest.fixture
+def stream(monkeypatch):
+    """Sleeping moves every job's times back, and then a new job comes due: events that never pause."""
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        age(seconds)
+        job_request(kind=JobKind.DEAL, entity_id=f"stream-{len(slept)}")
+
+    monkeypatch.setattr(jobs.time, "sleep", sleep)
+    return slept
+
+
+@pytest.mark.parametrize(("streak", "bound"), [(0, 2.0), (1, 4.0), (3, 16.0), (9, 24.0)])
+def test_it_reads_a_stream_that_outlasts_its_runs_in_longer_runs_up_to_a_bound(db, stream, streak, bound):
+    job_request(kind=JobKind.DEAL, entity_id="first")
+
+    ended = jobs._batch_window(queue="default", streak=streak)
+
+    assert ended == "max"
+    first = Job.objects.get(entity_id="first")
+    waited = (timezone.now() - first.created_at).total_seconds()  # slept, and the test's own time
+    assert bound <= waited <= bound + 0.35
+
+
+def test_it_starts_the_run_once_the_stream_pauses_however_long_it_went_on(db, clock):
+    for n in range(jobs.HANDFUL_JOBS):
+        job_request(kind=JobKind.DEAL, entity_id=str(n))
+
+    ended = jobs._batch_window(queue="default", streak=9)
+
+    assert ended == "quiet"
+    assert 0 < sum(clock) <= jobs.BATCH_WINDOW_SECONDS["default"]["quiet"] + 0.05
+
+
+def test_it_counts_a_streak_only_while_runs_are_started_by_a_stream(db, monkeypatch):
+    endings = iter(["max", "max", "quiet", "max"])
+    streaks: list[int] = []
+
+    def window(*, queue: str, streak: int) -> str:
+        streaks.append(streak)
+        return next(endings, "none")
+
+    monkeypatch.setattr(jobs, "_batch_window", window)
+    calls = iter([True, True, True, True])
+    monkeypatch.setattr(jobs, "jobs_claim", lambda **kw: [object()] if next(calls, False) else [])
+    monkeypatch.setattr(jobs, "_next_due", lambda **kw: None)
+
+    jobs.jobs_process(queue="default", handle=lambda batch: None)
+
+    assert streaks == [0, 1, 2, 0, 1]
