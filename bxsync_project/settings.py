@@ -224,8 +224,8 @@ BXSYNC_RATE_SHARE = env.float("BXSYNC_RATE_SHARE", default=0.8)
 # Slots of the burst that only payment work may use, so a saturating bulk edit never delays a payment.
 BXSYNC_RATE_PRIORITY_RESERVE = env.int("BXSYNC_RATE_PRIORITY_RESERVE", default=10)
 # A run reads with list commands of 50 ids, 50 commands to a batch call: 2,500 jobs cost one read request
-# per portal, and their writes a call per 50 (statussync/sync/plan.py; docs/decisions.md "Runs grow while a
-# stream goes on").
+# per portal, and their writes a call per 50 (statussync/sync/plan.py;
+# docs/decisions.md "Runs grow while a stream goes on").
 BXSYNC_JOB_BATCH = env.int("BXSYNC_JOB_BATCH", default=2500)
 # Attempts before a job failing for a reason of its own (a database error, a bug) is a dead letter. A portal
 # that is busy or down is waited out instead, for up to BXSYNC_JOB_GIVE_UP_HOURS.
