@@ -84,6 +84,11 @@ def service_commands(*, host: str, port: int) -> dict[str, tuple[list[str], dict
     }
 
 
+def metrics_dir_default(*, port: int) -> Path:
+    """The metrics folder of the instance on `port` when PROMETHEUS_MULTIPROC_DIR names none."""
+    return Path(tempfile.gettempdir()) / f"bxsync-metrics-{port}"
+
+
 def metrics_dir_reset(*, port: int) -> Path:
     """The folder where every process of this instance keeps its Prometheus counters, emptied: the web
     server's and the workers' processes are separate, and prometheus-client's multiprocess mode adds up their
@@ -91,7 +96,7 @@ def metrics_dir_reset(*, port: int) -> Path:
     port, so two on one host stay apart), and emptied at each start, as that guide requires: counters
     start at zero with the service, which Prometheus's rate() expects of a restart."""
     configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    folder = Path(configured) if configured else Path(tempfile.gettempdir()) / f"bxsync-metrics-{port}"
+    folder = Path(configured) if configured else metrics_dir_default(port=port)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(mode=0o700, parents=True)
     return folder

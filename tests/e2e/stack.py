@@ -31,6 +31,7 @@ import requests
 
 from bitrix_sandbox import CrmConfig, Sandbox, SandboxConfig, ShopConfig
 from statussync.pull_wake import pull_wake_socket_path
+from statussync.runner import metrics_dir_default
 from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,7 +137,7 @@ class Stack:
         """Done with it: SIGKILL, not the operator's SIGTERM, whose clean stop (the qclusters' own, about 3 s)
         nobody looks at, as its database is dropped next; and the files a clean stop would have removed."""
         self.kill()
-        shutil.rmtree(Path(tempfile.gettempdir()) / f"bxsync-metrics-{self.port}", ignore_errors=True)
+        shutil.rmtree(metrics_dir_default(port=self.port), ignore_errors=True)
         pull_wake_socket_path(port=self.port).unlink(missing_ok=True)
 
     @contextmanager
