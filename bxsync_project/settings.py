@@ -30,8 +30,9 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "rest_framework",
     "drf_spectacular",
-    "django_q",
-    "axes",
+    # django-q2 and django-axes under names a manager reads in the admin (bxsync_project/apps.py).
+    "bxsync_project.apps.BackgroundTasksConfig",
+    "bxsync_project.apps.LoginProtectionConfig",
     "statussync",
 ]
 

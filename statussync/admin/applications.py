@@ -19,6 +19,7 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from statussync.admin.base import NamedListAdmin
 from statussync.applications import (
     application_connect_finish,
     application_connect_start,
@@ -74,7 +75,7 @@ class ConnectedPortalForm(forms.ModelForm):
 
 
 @admin.register(ConnectedPortal)
-class ConnectedPortalAdmin(admin.ModelAdmin):
+class ConnectedPortalAdmin(NamedListAdmin):
     form = ConnectedPortalForm
     change_form_template = "admin/statussync/connectedportal/change_form.html"
     list_display = ["portal", "address", "intake_mode", "state", "state_reason", "events", "queue"]

@@ -6,11 +6,24 @@ from typing import Any
 
 from django.contrib import admin
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class NamedListAdmin(admin.ModelAdmin):
+    """A list page titled by what it lists ("CRM deal stages"), not by Django's "Select CRM deal stage to
+    change": Russian declines the name after "Выберите", and Django puts it in as it stands ("Выберите
+    стадия сделки CRM для просмотра"). A page's own title, given in `extra_context`, still wins."""
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        title = capfirst(self.model._meta.verbose_name_plural)
+        return super().changelist_view(request, {"title": title, **(extra_context or {})})
+
+
+class ReadOnlyAdmin(NamedListAdmin):
     """Records bxsync writes and nobody edits: viewable, never added, changed or deleted by hand."""
 
     def has_add_permission(self, request, obj=None) -> bool:

@@ -1,5 +1,6 @@
 """Words on admin pages in Russian that Django's defaults or the models' codes got wrong: a list's count (a
-plural form Django's models do not carry) and the titles of a job and of a mapping change."""
+plural form Django's models do not carry), the titles of a job and of a mapping change, of the lists and of
+the third-party apps in the menu."""
 
 from __future__ import annotations
 
@@ -80,3 +81,25 @@ def test_it_capitalises_the_connect_pages_labels_alike(admin_client):
 
     assert "Код приложения (client_id)" in page
     assert "Ключ приложения (client_secret)" in page  # was "ключ …" under "Код …"
+
+
+def test_it_titles_each_list_by_what_it_lists(admin_client):
+    for path, title in (
+        ("/admin/statussync/catalogstage/", "Стадии сделок CRM"),
+        ("/admin/statussync/bulkoperation/", "Фоновые операции"),
+        ("/admin/statussync/connectedportal/", "Подключённые порталы"),
+        ("/admin/statussync/pipeline/", "Сопоставления воронок"),
+    ):
+        page = admin_client.get(path, HTTP_ACCEPT_LANGUAGE="ru").content.decode()
+
+        # Django said "Выберите стадия сделки CRM для просмотра": a noun left undeclined.
+        assert f"<h1>{title}</h1>" in page, path
+        assert "Выберите" not in page, path
+
+
+def test_it_names_the_task_queue_and_the_login_protection_in_the_menu(admin_client):
+    page = admin_client.get("/admin/", HTTP_ACCEPT_LANGUAGE="ru").content.decode()
+
+    assert "Очередь задач" in page  # was "Django Q"
+    assert "Защита входа" in page  # was "Axes"
+    assert "Django Q" not in page

@@ -45,6 +45,7 @@ from statussync.models import (
     StatusRule,
 )
 
+from ..base import NamedListAdmin
 from ..catalog import catalog_refresh_view, catalog_refreshed_at
 from ..labels import problem_text
 from .file import mapping_export_view, mapping_import_view
@@ -573,7 +574,7 @@ class PipelineSaving:
 
 
 @admin.register(Pipeline)
-class PipelineAdmin(PipelineList, PipelineFormLayout, PipelineSaving, admin.ModelAdmin):
+class PipelineAdmin(PipelineList, PipelineFormLayout, PipelineSaving, NamedListAdmin):
     """Pipeline mappings: the list, the form and its save above, and the mapping file's import and export
     and the catalog's refresh as pages of their own."""
 
