@@ -34,6 +34,8 @@ from benchmark_report import section_write  # noqa: E402 - beside this script
 SECTION_START = "<!-- bench/goals.py: start -->"
 SECTION_END = "<!-- bench/goals.py: end -->"
 INTAKE_SENDERS = 32
+PAYING = 5  # customers paying during the bulk edit and the storm
+STORM_ROUNDS = 10  # events a deal in the storm: its stage moved once, its title edited nine times
 
 
 def measure(code: Path, kind: str, *, deals: int, workdir: Path) -> dict:
@@ -42,7 +44,8 @@ def measure(code: Path, kind: str, *, deals: int, workdir: Path) -> dict:
     intake_json, sync_json = workdir / f"{kind}-intake.json", workdir / f"{kind}-sync.json"
     python = sys.executable
     intake = ["--kind", kind, "--senders", str(INTAKE_SENDERS), "--seconds", "10", "--json", str(intake_json)]
-    sync = ["--kind", kind, "--only", "bulk,storm", "--payments", "5", "--storm-rounds", "10"]
+    sync = ["--kind", kind, "--only", "bulk,storm", "--payments", str(PAYING)]
+    sync += ["--storm-rounds", str(STORM_ROUNDS)]
     sync += ["--deals", str(deals), "--json", str(sync_json), "--out", str(workdir / "sync.md")]
     commands = [
         [python, str(BENCH / "intake_bench.py"), *intake],
@@ -69,11 +72,13 @@ def _payments_p99(figures: dict) -> float:
     return max(v for v in values if v is not None)
 
 
-# Each goal: what is measured, the goal in words, how to print it from a leg's figures, whether it is met.
+# Each goal: what is measured (`{deals}` and `{events}` filled in with the run's size), the goal in words,
+# how to print it from a leg's figures, whether it is met.
 Goal = tuple[str, str, Callable[[dict], str], Callable[[dict], bool]]
 GOALS: list[Goal] = [
     (
-        "1,000 deals moved at once, 5 customers paying meanwhile: HTTP requests vs naive (3 per change)",
+        "{deals:,} deals moved at once, {paying} customers paying meanwhile: "
+        "HTTP requests vs naive (3 per change)",
         "≤ 1%",
         lambda f: f"{_percent(f['bulk']['with_payments'])} (alone {_percent(f['bulk'])})",
         lambda f: f["bulk"]["with_payments"]["http_ratio"] <= 0.01,
@@ -91,16 +96,18 @@ GOALS: list[Goal] = [
         lambda f: f["intake"]["rate"] >= 1000 and f["intake"]["p99_ms"] < 50 and not f["intake"]["failures"],
     ),
     (
-        "10,000-event storm (every deal moved once, edited nine more times, each event delivered twice): "
+        "{events:,}-event storm (every deal moved once, edited nine more times, each event delivered twice): "
         "HTTP requests vs naive",
         "≤ 1.5%",
-        lambda f: f"{_percent(f['storm'])} (5 paying: {_percent(f['storm']['with_payments'])})",
+        lambda f: f"{_percent(f['storm'])} ({PAYING} paying: {_percent(f['storm']['with_payments'])})",
         lambda f: f["storm"]["http_ratio"] <= 0.015,
     ),
     (
         "the same: time to converge",
         "≤ 20 s",
-        lambda f: f"{f['storm']['seconds']:.1f} s (5 paying: {f['storm']['seconds_with_payments']:.1f} s)",
+        lambda f: (
+            f"{f['storm']['seconds']:.1f} s ({PAYING} paying: {f['storm']['seconds_with_payments']:.1f} s)"
+        ),
         lambda f: f["storm"]["seconds"] <= 20,
     ),
     (
@@ -112,13 +119,15 @@ GOALS: list[Goal] = [
 ]
 
 
-def table(before: dict, after: dict, kinds: list[str]) -> list[str]:
-    """The goals table: each leg's before → after, and met or not (after, on every leg measured)."""
+def table(before: dict, after: dict, kinds: list[str], *, deals: int = 1000) -> list[str]:
+    """The goals table: each leg's before → after, and met or not (after, on every leg measured); `deals`
+    is the size of the bulk edit (the storm is ten events a deal)."""
     head = " | ".join(f"{k}: before → after" for k in kinds)
     lines = [f"| workload | goal | {head} | |", "|---|---|" + "---|" * len(kinds) + "---|"]
     for what, goal, show, met in GOALS:
         cells = " | ".join(f"{show(before[k])} → **{show(after[k])}**" for k in kinds)
         ok = all(met(after[k]) for k in kinds)
+        what = what.format(deals=deals, events=deals * STORM_ROUNDS, paying=PAYING)
         lines.append(f"| {what} | {goal} | {cells} | {'met' if ok else '**not met**'} |")
     return lines
 
@@ -127,6 +136,14 @@ def _commit(ref: str, cwd: Path) -> str:
     return subprocess.run(
         ["git", "rev-parse", "--short", ref], cwd=cwd, check=True, capture_output=True, text=True
     ).stdout.strip()
+
+
+def _uncommitted(cwd: Path) -> str:
+    """ " (uncommitted changes included)" when the checkout measured differs from its commit."""
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, check=True, capture_output=True
+    )
+    return " (uncommitted changes included)" if status.stdout.strip() else ""
 
 
 def main() -> None:
@@ -161,13 +178,13 @@ def main() -> None:
         args.json.write_text(json.dumps(results, indent=1))
     lines = [
         SECTION_START,
-        f"`bench/goals.py --before {before_commit}` at `{after_commit}` (uncommitted changes included), "
+        f"`bench/goals.py --before {before_commit}` at `{after_commit}`{_uncommitted(HERE)}, "
         f"{started:%Y-%m-%d %H:%M} to {finished:%H:%M} UTC, {platform.machine()}, Python "
         f"{platform.python_version()}, {os.cpu_count()} cores shared by the senders, the sandbox portals, "
         "bxsync, PostgreSQL and Redis. For each leg, the earlier code and then this code, minutes apart, "
         "with the same benchmarks. One run each: read the two numbers of a cell side by side.",
         "",
-        *table(results["before"], results["after"], kinds),
+        *table(results["before"], results["after"], kinds, deals=args.deals),
         SECTION_END,
     ]
     block = "\n".join(lines)

@@ -55,3 +55,13 @@ def test_it_says_not_met_when_one_leg_misses():
     intake = lines[4]
     assert intake.endswith("| **not met** |")
     assert "1100/s, p99 40 ms → **900/s, p99 40 ms**" in intake
+
+
+def test_it_names_the_workloads_by_the_size_measured():
+    goals = bench_module("goals")
+    leg = {"embedded": figures(bulk_http=3, intake_rate=1100, intake_p99=40)}
+
+    lines = goals.table(leg, leg, ["embedded"], deals=100)
+
+    assert lines[2].startswith("| 100 deals moved at once, 5 customers paying")
+    assert lines[5].startswith("| 1,000-event storm")
