@@ -103,3 +103,14 @@ def test_it_names_the_task_queue_and_the_login_protection_in_the_menu(admin_clie
     assert "Очередь задач" in page  # was "Django Q"
     assert "Защита входа" in page  # was "Axes"
     assert "Django Q" not in page
+
+
+def test_it_opens_the_menu_with_the_sync(admin_client):
+    page = admin_client.get("/admin/", HTTP_ACCEPT_LANGUAGE="ru").content.decode()
+
+    # Django sorts the sections by name: "Защита входа" and "Очередь задач" came before the sync.
+    sections = [
+        page.index(name) for name in ("Синхронизация статусов", "Пользователи и группы", "Очередь задач")
+    ]
+    assert sections == sorted(sections)
+    assert "View site" not in page and "Открыть сайт" not in page
