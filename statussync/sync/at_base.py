@@ -12,7 +12,7 @@ holds no deal's id, so no deal moves. That read-back is then the run's read of t
 decided as usual, a write still due going in the run's write round: as many requests as before.
 
 So a payment costs two requests, the shop's and this one, where reading the deal and writing it were three
-[docs/benchmarks.md "Bulk edit with customers paying"].
+[docs/benchmarks.md "A payment checked and written in one call"].
 """
 
 from __future__ import annotations

@@ -13,13 +13,18 @@ def _crm_requests(sb) -> int:
     return sb.counters()["crm"].get("rest_requests", 0)
 
 
-def test_it_says_which_stage_the_deal_was_moved_from_when_it_stood_at_its_base(sb):
-    order_id, deal_id = linked_pair(sb)
+def _customer_pays(sb, order_id: str) -> None:
+    """The customer pays; the payment's run is counted from here on."""
     payment_id = pay(sb, order_id)
     sb.reset_counters()
-
     job_request(kind=JobKind.PAYMENT, entity_id=payment_id)
     run_worker("payments")
+
+
+def test_it_says_which_stage_the_deal_was_moved_from_when_it_stood_at_its_base(sb):
+    order_id, deal_id = linked_pair(sb)
+
+    _customer_pays(sb, order_id)
 
     assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "PREPAYMENT_INVOICE"
     assert _crm_requests(sb) == 1
@@ -34,11 +39,8 @@ def test_it_says_which_stage_the_deal_was_moved_from_when_it_stood_at_its_base(s
 def test_it_leaves_a_deal_moved_past_the_paid_stage_since_the_base_where_it_is(sb):
     order_id, deal_id = linked_pair(sb)
     sb.crm.move_deal(int(deal_id), "EXECUTING")  # its event not yet handled: the base still says NEW
-    payment_id = pay(sb, order_id)
-    sb.reset_counters()
 
-    job_request(kind=JobKind.PAYMENT, entity_id=payment_id)
-    run_worker("payments")
+    _customer_pays(sb, order_id)
 
     assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "EXECUTING"
     assert not sb.counters()["crm"].get("writes", {}).get("rest")  # nothing written to the CRM
@@ -54,11 +56,8 @@ def test_it_leaves_a_deal_moved_past_the_paid_stage_since_the_base_where_it_is(s
 def test_it_still_moves_a_deal_moved_elsewhere_before_the_paid_stage_in_the_write_round(sb):
     order_id, deal_id = linked_pair(sb)
     sb.crm.move_deal(int(deal_id), "PREPARATION")  # moved since the base, still before the paid stage
-    payment_id = pay(sb, order_id)
-    sb.reset_counters()
 
-    job_request(kind=JobKind.PAYMENT, entity_id=payment_id)
-    run_worker("payments")
+    _customer_pays(sb, order_id)
 
     assert sb.crm.get_deal(int(deal_id))["STAGE_ID"] == "PREPAYMENT_INVOICE"
     # The check (its read-back the run's read), then the write: what reading and writing cost before.
