@@ -834,15 +834,18 @@ def _from_ts(ts: float, clock: PortalClock) -> datetime:
     return datetime.fromtimestamp(ts, clock.tz)
 
 
+_UNRESOLVED = object()
+
+
 def _lookup(results: dict[str, Any], key: str, path: str) -> Any:
-    node: Any = results.get(key)
+    node: Any = results.get(key, _UNRESOLVED)
     for part in re.findall(r"\[([^\]]*)\]", path):
         if isinstance(node, list) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
         elif isinstance(node, dict) and part in node:
             node = node[part]
         else:
-            return ""
+            return _UNRESOLVED
     return node
 
 
@@ -853,5 +856,15 @@ def _substitute(value: Any, results: dict[str, Any]) -> Any:
     if isinstance(value, list):
         return [_substitute(v, results) for v in value]
     if isinstance(value, str) and "$result[" in value:
-        return _RESULT_REF.sub(lambda m: str(_lookup(results, m.group(1), m.group(2))), value)
+        return _RESULT_REF.sub(lambda m: _substituted(m, results), value)
     return value
+
+
+def _substituted(match: re.Match[str], results: dict[str, Any]) -> str:
+    """A reference's value; one that names nothing (a failed command, a row an empty list does not have) is
+    left as its own text: "the server substitutes the unresolved text as an ordinary value, and the next
+    command runs with a corrupted parameter" (b24restdocs sdk/b24gosdk/index.md "Batch Requests")."""
+    value = _lookup(results, match.group(1), match.group(2))
+    if value is _UNRESOLVED:
+        return match.group(0)
+    return "" if value is None else str(value)

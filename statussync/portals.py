@@ -151,6 +151,26 @@ def order_of_payment(payment_key: str) -> Command:
     return "sale.order.get", {"id": f"$result[{payment_key}][payment][orderId]"}
 
 
+def deal_at(*, deal_id: str, stage: str, pipeline: int, semantics: str, order_id: str) -> Command:
+    """The deal, if it still stands where the link's base says: `crm.deal.list` filtered by its id, stage,
+    pipeline, stage semantics and order field (exact match, the filter's default; any field crm.deal.fields
+    lists may be filtered: api-reference/crm/deals/crm-deal-list.md). No row when it moved on."""
+    condition = {
+        "ID": deal_id,
+        "STAGE_ID": stage,
+        "CATEGORY_ID": pipeline,
+        "STAGE_SEMANTIC_ID": semantics,
+        deal_order_field(): order_id,
+    }
+    return "crm.deal.list", {"filter": condition, "select": deal_select()}
+
+
+def first_row_id(key: str) -> str:
+    """The id of the first row that the list command `key` of the same `batch` call answered:
+    `$result[key][0][ID]` (settings/how-to-call-rest-api/batch.md "Linked Calls", for a list method)."""
+    return f"$result[{key}][0][ID]"
+
+
 def deal_stage_update(deal_id: str, stage: str) -> Command:
     # crm.deal.update only moves a deal within its current pipeline; the engine always maps within the
     # deal's own pipeline [docs/bitrix.md "Deals"]. No Live Feed/history noise.

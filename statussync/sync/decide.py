@@ -62,7 +62,7 @@ def decisions_make(run: SyncRun) -> None:
             item.settle(Outcome.AMBIGUOUS, problem)
             continue
         try:
-            item.decision = _decision(item, mapping)
+            item.decision = decision_for(item, mapping)
             error = unreadable.get(item.deal.pipeline) if item.deal is not None else None
             if error is not None and item.decision.reason.code == "payment_held":
                 # The stage list could not be read, so nobody knows where the deal stands: retry later rather
@@ -75,7 +75,8 @@ def decisions_make(run: SyncRun) -> None:
             item.fail(exc)
 
 
-def _decision(item: Item, mapping: Mapping) -> Decision:
+def decision_for(item: Item, mapping: Mapping) -> Decision:
+    """The engine's decision for the item as read (its link's base, any unconfirmed write, the mapping)."""
     order = None if item.order_missing else item.order
     deal = None if item.deal_missing else item.deal
     base = base_of(item.link)

@@ -44,6 +44,9 @@ class Item:
     decision: Decision | None = None
     landed: str = ""  # an earlier write, sent but unconfirmed, that the target now shows: how it was noticed
     write_sent: bool = False
+    # Decided and written in one call with the check that the deal stood at its base (a payment's run,
+    # statussync/sync/at_base.py): the run's later steps pass it by, to its recording.
+    at_base: bool = False
     written: OrderState | DealState | None = None  # the target side as read right after our write
     outcome: str = ""  # set when the item ends before the engine (unlinked, ambiguous, ignored)
     reason: Reason | None = None

@@ -177,7 +177,7 @@ def sides_read(run: SyncRun) -> None:
     items = run.live()
     cms, crm = BatchPlan(run.cms), BatchPlan(run.crm)
     _plan_orders(cms, [i for i in items if i.order is None])  # a payment's order may be read with it
-    _plan_deals(crm, items)
+    _plan_deals(crm, [i for i in items if i.deal is None])  # a payment's deal may be read with its check
     _plan_candidates(crm, [i for i in items if i.link is None])
     cms.run(contact=run.contact)
     crm.run(contact=run.contact)

@@ -21,7 +21,7 @@ from statussync.jobs import jobs_fail
 from statussync.leases import heartbeat
 from statussync.models import Job, Queue, Side
 
-from . import comments, decide, echoes, locks, read, record, write
+from . import at_base, comments, decide, echoes, locks, read, record, write
 from .items import Item, ItemResult, items_from_jobs
 
 logger = logging.getLogger(__name__)
@@ -44,8 +44,8 @@ class SyncRun:
     comments_planned: bool = False  # the CRM explanations have found their batch (statussync.sync.comments)
 
     def live(self) -> list[Item]:
-        """The items still on their way to a decision."""
-        return [i for i in self.items if i.live]
+        """The items still on their way to a decision (or to their write)."""
+        return [i for i in self.items if i.live and not i.at_base]
 
     def contact(self, portal: str, error: BitrixError | None) -> None:
         """Note how a call to `portal` went; one failure in a run marks the portal as failing."""
@@ -100,6 +100,8 @@ def _steps(run: SyncRun) -> list[ItemResult]:
             locks.orders_lock(run, run.items)  # by order id: new pairs are held too
             read.links_reread(run)  # the base as it stands under the lock
             echoes.echoes_recognise(run)  # the event of our own confirmed write: settled unread
+            if run.priority:
+                at_base.payments_write_at_base(run)  # the deal still at its base: checked and written at once
         read.sides_read(run)  # orders, deals and the deals naming each unlinked order
         read.unlinked_deals_read(run)  # deals seen without a link: lock and read their order
         decide.decisions_make(run)

@@ -32,7 +32,7 @@ def writes_send(run: SyncRun) -> None:
     locks_renew(run)  # a run that outlived its lease sends nothing
     items = [i for i in run.live() if i.decision and i.decision.write]
     for item in items:
-        _intent_record(run, item)
+        intent_record(run, item)
     crm, cms = BatchPlan(run.crm), BatchPlan(run.cms)
     written_deals: list[Item] = []
     for item in items:
@@ -93,7 +93,7 @@ def _renewal(run: SyncRun, *, renewed_at: float) -> Callable[[], None]:
     return before_send
 
 
-def _intent_record(run: SyncRun, item: Item) -> None:
+def intent_record(run: SyncRun, item: Item) -> None:
     """Before the write leaves: the link (made now for a pair seen for the first time) records the write and
     the base it leads to, under the run's lock. No lock, no write."""
     decision = item.decision

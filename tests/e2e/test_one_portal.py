@@ -75,9 +75,9 @@ def test_it_keeps_one_portals_two_roles_under_its_one_bucket_and_payments_fast(o
     retried = stack.query(
         "SELECT last_error FROM statussync_job WHERE queue = 'payments' AND last_error != ''"
     )
-    # The goal: every payment under 1 s. A payment costs three requests (the shop's payment and order in one
-    # batch, the CRM's deal read, its write with the read-back), and a bucket serving both roles keeps both
-    # roles' payment reserves (20 of bxsync's 40): four payments in a row fit in it while the bulk edit
-    # holds the rest (docs/benchmarks.md "One portal, both roles").
+    # The goal: every payment under 1 s. A payment costs two requests (the shop's payment and order in one
+    # batch, the CRM's deal checked, written and read back in another), and a bucket serving both roles
+    # keeps both roles' payment reserves (20 of bxsync's 40): four payments in a row fit in it while the bulk
+    # edit holds the rest (docs/benchmarks.md "One portal, both roles").
     print(f"payment latencies (ms): {latencies}; requests: {requests_made}")
     assert max(latencies) < 1000, f"payment latencies {latencies} ms; payment jobs given back: {retried}"

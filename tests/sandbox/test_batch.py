@@ -83,6 +83,27 @@ def test_it_substitutes_result_references(sandbox: Sandbox, rest) -> None:
     assert body["result"]["get"]["ID"] == str(deal_id)
 
 
+def test_it_leaves_a_reference_to_a_row_an_empty_list_lacks_as_its_text(sandbox: Sandbox, rest) -> None:
+    # b24restdocs sdk/b24gosdk/index.md "Batch Requests": an unresolved substitution is not an error, "the
+    # server substitutes the unresolved text as an ordinary value"; crm.deal.update then refuses an id that is
+    # no positive integer (api-reference/crm/deals/crm-deal-update.md "ID is not defined or invalid"), and
+    # with halt 0 the commands after it still run (settings/how-to-call-rest-api/batch.md "Error Handling").
+    sandbox.seed(1, pipeline_share=0.0, orders_without_deal=0, deals_without_order=0)
+    cmd = {
+        "find": "crm.deal.list?filter[ID]=101&filter[STAGE_ID]=WON&select[]=ID",
+        "move": "crm.deal.update?id=$result[find][0][ID]&fields[STAGE_ID]=PREPARATION",
+        "failed": "crm.deal.get?id=99999",
+        "after": "crm.deal.update?id=$result[failed][ID]&fields[STAGE_ID]=PREPARATION",
+        "back": "crm.deal.get?id=101",
+    }
+    body = rest.ok(sandbox.crm, "batch", {"halt": 0, "cmd": cmd})["result"]
+    assert body["result"]["find"] == []
+    assert body["result_error"]["move"]["error_description"] == "ID is not defined or invalid."
+    assert body["result_error"]["after"]["error_description"] == "ID is not defined or invalid."
+    assert body["result"]["back"]["STAGE_ID"] == "NEW"
+    assert sandbox.crm.get_deal(101)["STAGE_ID"] == "NEW"
+
+
 def test_it_accepts_a_list_of_commands_and_returns_lists(sandbox: Sandbox, rest) -> None:
     sandbox.seed(2, orders_without_deal=0, deals_without_order=0)
     body = rest.ok(sandbox.crm, "batch", {"cmd": ["crm.deal.get?id=101", "crm.deal.get?id=102"]})["result"]
