@@ -12,7 +12,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -23,7 +23,7 @@ from django.db.models import F, Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from statussync.bitrix import AuthError, BitrixError, OperatingLimitError, TransientError, portal_unreachable
-from statussync.bitrix.ratelimit import bucket_share, limiter_level
+from statussync.bitrix.ratelimit import bucket_share, limiter_level, priority_reserve
 from statussync.models import (
     AuditEntry,
     Job,
@@ -51,20 +51,23 @@ HOLD_SECONDS = 5.0
 # for QUIET seconds (the burst is over), or the oldest due job has waited MAX seconds (a steady stream never
 # starves). A trickle pays at most QUIET in latency; a bulk edit of 1,000 deals becomes a few runs instead of
 # dozens. Payment jobs never wait.
-# While the portals' rate-limit bucket is full, a run started now would wait for its slots anyway: the longest
-# wait grows by the time the fuller bucket takes to drain (up to "drain" seconds), so a storm that keeps the
-# portal saturated is read in fewer, fuller runs at the same pace, and the slots kept for payments stay free.
+# While the portals' rate-limit bucket has no room for a run's reads, a run started now would wait for its
+# slot anyway: the longest wait grows by the time the fuller bucket takes to make that room (up to "room"
+# seconds). A bucket with room does not hold a run back: after a first run's 20 writes the bucket is half
+# full, and waiting for it to drain made the stage moves that missed that run wait 11 s more.
 # A run of a handful of jobs costs a portal as many requests as a run of a full list command (one list of 50
 # ids per portal, one batch call): such a run waits until its oldest job is "settle" seconds old, so the
 # stragglers of a burst (the echoes of the last writes, a payment's order event) join one run instead of
 # starting one each. Bounded: a lone change waits at most that second.
 # A stream that outlasts its run (a storm, a bulk edit arriving slower than a run fills) is read in runs that
 # grow: each run the stream starts by the "max" bound doubles the next one's, up to "stream" seconds, and the
-# burst's end (the quiet time) resets it. Every run reads for the price of one request a portal, so a storm of
-# 200 s is about a dozen runs instead of a hundred. Bounded: a change waits at most max("stream", "max" +
-# "drain") = 27 s, the bound the drain already had, and only while events keep arriving without a pause.
+# burst's end (the quiet time) resets it. The streak is the queue's, not a worker's (`_streak`), and one
+# worker gathers at a time (`_gathering`): a second worker woken by the stream would otherwise start over at
+# 2 s beside the first and split its runs. Bounded: a change waits at most "stream" seconds for its run, the
+# age of the oldest job, while events keep arriving without a pause; a storm of a minute is still read in a
+# dozen runs.
 BATCH_WINDOW_SECONDS = {
-    "default": {"quiet": 0.3, "max": 2.0, "drain": 25.0, "settle": 1.0, "stream": 24.0},
+    "default": {"quiet": 0.3, "max": 2.0, "room": 10.0, "settle": 1.0, "stream": 8.0},
     "payments": None,
 }
 HANDFUL_JOBS = 50
@@ -502,14 +505,15 @@ def jobs_process(*, queue: str, handle: Callable[[list[Job]], None], max_seconds
     cache.delete(_wake_key(queue))  # from here on, a new event wakes another run rather than relying on us
     started = time.monotonic()
     handled = 0
-    streak = 0  # runs in a row that a stream of events started by its longest wait (see BATCH_WINDOW_SECONDS)
     while True:
         if max_seconds is not None and time.monotonic() - started >= max_seconds:
             queue_wake(queue=queue)  # a successor, unless an event already woke one
             break
-        ended = _batch_window(queue=queue, streak=streak)
-        streak = streak + 1 if ended in ("max", "full") else 0
-        jobs = jobs_claim(queue=queue, limit=settings.BXSYNC_JOB_BATCH)
+        with _gathering(queue=queue):
+            streak = _streak(queue=queue)
+            ended = _batch_window(queue=queue, streak=streak)
+            _streak_set(queue=queue, streak=streak + 1 if ended in ("max", "full") else 0)
+            jobs = jobs_claim(queue=queue, limit=settings.BXSYNC_JOB_BATCH)
         if jobs:
             handle(jobs)
             handled += len(jobs)
@@ -552,7 +556,7 @@ def _batch_window(*, queue: str, streak: int = 0) -> str:
         return "none"
     batch = settings.BXSYNC_JOB_BATCH
     stream = min(window["max"] * 2 ** min(streak, 16), window["stream"])
-    longest = max(stream, window["max"] + _drain_seconds(cap=window["drain"]))
+    longest = max(stream, window["max"] + _room_seconds(cap=window["room"]))
     while True:
         now = timezone.now()
         due = Job.objects.filter(queue=queue, state=JobState.PENDING, not_before__lte=now)
@@ -564,22 +568,90 @@ def _batch_window(*, queue: str, streak: int = 0) -> str:
         waited = (now - times["oldest"]).total_seconds()
         quiet = (now - times["newest"]).total_seconds()
         unsettled = window["settle"] - waited if not due[HANDFUL_JOBS - 1 : HANDFUL_JOBS].exists() else 0.0
-        if quiet >= window["quiet"] and unsettled <= 0:
+        # A pause while another run of ours records its items is that run's doing (the webhooks wait for the
+        # database meanwhile, on SQLite for its one writer), not the burst's end.
+        paused = quiet >= window["quiet"] and unsettled <= 0
+        if paused and not _run_going_on(queue=queue, now=now):
             return "quiet"
         if waited >= longest:
             return "max"
-        time.sleep(min(max(window["quiet"] - quiet, unsettled), longest - waited, window["quiet"]) + 0.01)
+        wake = window["quiet"] if paused else max(window["quiet"] - quiet, unsettled)
+        time.sleep(min(wake, longest - waited, window["quiet"]) + 0.01)
 
 
-def _drain_seconds(*, cap: float) -> float:
-    """How long the fuller of the two portals' shared buckets takes to drain (0 when unknown)."""
+def _run_going_on(*, queue: str, now: datetime) -> bool:
+    """Whether another worker's run of `queue` holds jobs (a live claim, not one whose worker died)."""
+    return Job.objects.filter(queue=queue, state=JobState.RUNNING, lease_until__gte=now).exists()
+
+
+def _room_seconds(*, cap: float) -> float:
+    """How long until the fuller of the two portals' shared buckets has room for a run's read (0 when it has,
+    or when unknown): ordinary work fills a bucket only up to bxsync's share less the payments' reserve."""
     try:
         levels = [limiter_level(portal) or 0.0 for portal in ("cms", "crm")]
     except Exception as exc:  # the limiter's store is down: the run's own calls will say so
         logger.warning("could not read the rate-limit level: %s", type(exc).__name__)
         return 0.0
-    rate, _ = bucket_share()
-    return min(max(levels) / rate, cap)
+    rate, burst = bucket_share()
+    room = burst - priority_reserve() - 1  # the level at which one more request still fits
+    return min(max(max(levels) - room, 0.0) / rate, cap)
+
+
+# A gatherer holds its flag at most this long: longer than any window ("max" + "room"), so a live one keeps
+# it, and a worker killed while gathering holds up the others no longer than that (a restart clears it).
+GATHER_FLAG_SECONDS = 30
+GATHER_POLL_SECONDS = 0.1
+
+
+@contextlib.contextmanager
+def _gathering(*, queue: str) -> Iterator[None]:
+    """Let one worker of `queue` at a time gather and claim its next run; the others wait until it has
+    claimed, then the next gathers the jobs that came due since. Best effort: a cache that fails lets
+    workers gather side by side, as each of them would alone."""
+    if not BATCH_WINDOW_SECONDS.get(queue):
+        yield
+        return
+    key, token = _gathering_key(queue), uuid.uuid4().hex
+    try:
+        while not cache.add(key, token, timeout=GATHER_FLAG_SECONDS):
+            time.sleep(GATHER_POLL_SECONDS)
+    except Exception as exc:
+        logger.warning("could not take the %s queue's gathering flag: %s", queue, type(exc).__name__)
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            if cache.get(key) == token:  # not a successor's, should ours have expired
+                cache.delete(key)
+
+
+def _streak(*, queue: str) -> int:
+    """Runs in a row that a stream of events started by its longest wait, whichever worker ran them (0 for a
+    queue without a window, with no look at the cache: payments)."""
+    if not BATCH_WINDOW_SECONDS.get(queue):
+        return 0
+    try:
+        return int(cache.get(_streak_key(queue), 0))
+    except Exception:
+        return 0
+
+
+def _streak_set(*, queue: str, streak: int) -> None:
+    if not BATCH_WINDOW_SECONDS.get(queue):
+        return
+    # Expires: a streak is a stream's, and a stream that nobody gathered for that long is over.
+    with contextlib.suppress(Exception):
+        cache.set(_streak_key(queue), streak, timeout=GATHER_FLAG_SECONDS)
+
+
+def _gathering_key(queue: str) -> str:
+    return f"bxsync:gathering:{queue}"
+
+
+def _streak_key(queue: str) -> str:
+    return f"bxsync:streak:{queue}"
 
 
 def _wake_key(queue: str) -> str:
@@ -587,9 +659,10 @@ def _wake_key(queue: str) -> str:
 
 
 def queue_wake_flags_clear() -> None:
-    """Forget every queue's wake-up flag: after a crash it may stand for a wake-up that died with a worker
-    (the Redis broker hands a message out once), and would keep events from waking the queue meanwhile."""
-    cache.delete_many([_wake_key(queue) for queue in Queue.values])
+    """Forget every queue's wake-up and gathering flag: after a crash one may stand for a wake-up that died
+    with a worker (the Redis broker hands a message out once), and would keep events from waking the queue
+    meanwhile; or for a gatherer that died, and would keep the others waiting for it."""
+    cache.delete_many([key(queue) for queue in Queue.values for key in (_wake_key, _gathering_key)])
 
 
 def jobs_sweep() -> dict[str, int]:

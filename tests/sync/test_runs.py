@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
 
 from statussync import jobs
@@ -147,6 +148,22 @@ def test_it_gathers_a_longer_run_while_the_portals_bucket_drains(db, clock, monk
     assert clock == []  # an idle bucket: the oldest job waited its 2 s, the run starts
 
 
+def test_it_does_not_hold_a_run_back_for_a_bucket_that_has_room_for_its_reads(
+    db, clock, monkeypatch, settings
+):
+    # After a first run's 20 writes and 2 reads the CRM's bucket holds 22 of bxsync's 40 (30 for ordinary
+    # work): the next run's read goes out at once, so the stage moves that missed the first run need not wait
+    # for the bucket to drain.
+    settings.BXSYNC_RATE_PER_SECOND = 2
+    monkeypatch.setattr(jobs, "limiter_level", lambda portal: 22.0 if portal == "crm" else 0.0)
+    job_request(kind=JobKind.ORDER, entity_id="old")
+    age(jobs.BATCH_WINDOW_SECONDS["default"]["max"])
+    job_request(kind=JobKind.ORDER, entity_id="new")  # the stream goes on
+
+    assert jobs._batch_window(queue="default") == "max"
+    assert clock == []
+
+
 def test_it_checks_no_lock_between_the_calls_of_a_payment_runs_short_write_round(sb, monkeypatch):
     pairs = sb.seed(60, pipeline_share=0, orders_without_deal=0, deals_without_order=0)
     items_sync(items=items_for(order_ids=[str(o) for o, _ in pairs]))
@@ -177,7 +194,7 @@ def stream(monkeypatch):
     return slept
 
 
-@pytest.mark.parametrize(("streak", "bound"), [(0, 2.0), (1, 4.0), (3, 16.0), (9, 24.0)])
+@pytest.mark.parametrize(("streak", "bound"), [(0, 2.0), (1, 4.0), (2, 8.0), (9, 8.0)])
 def test_it_reads_a_stream_that_outlasts_its_runs_in_longer_runs_up_to_a_bound(db, stream, streak, bound):
     job_request(kind=JobKind.DEAL, entity_id="first")
 
@@ -215,3 +232,87 @@ def test_it_counts_a_streak_only_while_runs_are_started_by_a_stream(db, monkeypa
     jobs.jobs_process(queue="default", handle=lambda batch: None)
 
     assert streaks == [0, 1, 2, 0, 1]
+
+
+def test_it_does_not_take_a_pause_made_by_its_own_run_for_the_end_of_a_burst(db, clock):
+    # While another worker's run records its items, webhooks wait for the database: the stream seems to pause.
+    running = job_request(kind=JobKind.DEAL, entity_id="in another run")
+    Job.objects.filter(id=running.id).update(
+        state="running", claim_token="other", lease_until=timezone.now() + timedelta(seconds=20)
+    )
+    for n in range(jobs.HANDFUL_JOBS):
+        job_request(kind=JobKind.DEAL, entity_id=str(n))
+    age(0.5)
+
+    ended = jobs._batch_window(queue="default")
+
+    assert ended == "max"  # not "quiet": the run starts at the stream's bound, with what came meanwhile
+    waited = (timezone.now() - Job.objects.get(entity_id="0").created_at).total_seconds()
+    assert (
+        jobs.BATCH_WINDOW_SECONDS["default"]["max"]
+        <= waited
+        <= jobs.BATCH_WINDOW_SECONDS["default"]["max"] + 0.35
+    )
+    Job.objects.filter(id=running.id).update(state="done")
+    clock.clear()
+    job_request(kind=JobKind.DEAL, entity_id="later")
+    age(0.5)
+    assert jobs._batch_window(queue="default") == "quiet"  # with no run going on, a pause ends the burst
+
+
+def test_it_carries_a_streams_growth_from_one_worker_to_the_next(db, monkeypatch):
+    # A second worker woken by the stream goes on where the first left off, rather than at 2 s beside it.
+    streaks: list[int] = []
+    endings = iter(["max", "max", "none", "none"])
+
+    def window(*, queue: str, streak: int) -> str:
+        streaks.append(streak)
+        return next(endings)
+
+    monkeypatch.setattr(jobs, "_batch_window", window)
+    claims = iter([[object()], [object()], []])
+    monkeypatch.setattr(jobs, "jobs_claim", lambda **kw: next(claims, []))
+    monkeypatch.setattr(jobs, "_next_due", lambda **kw: None)
+    first_worker_handles = []
+
+    def handle(batch):
+        if not first_worker_handles:  # while the first worker runs its first batch, a second one is woken
+            first_worker_handles.append(batch)
+            jobs.jobs_process(queue="default", handle=lambda batch: None)
+
+    jobs.jobs_process(queue="default", handle=handle)
+
+    # The first worker's run, the second worker's two windows (the stream goes on, then stops), the first's.
+    assert streaks == [0, 1, 2, 0]
+
+
+def test_it_lets_one_worker_gather_a_run_at_a_time(db, monkeypatch):
+    other = "another worker's claim"
+    cache.set(jobs._gathering_key("default"), other)
+    gathered: list[str] = []
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 3:  # the other worker has claimed its run
+            cache.delete(jobs._gathering_key("default"))
+
+    monkeypatch.setattr(jobs.time, "sleep", sleep)
+
+    with jobs._gathering(queue="default"):
+        gathered.append("default")
+        assert cache.get(jobs._gathering_key("default")) not in (None, other)
+    with jobs._gathering(queue="payments"):  # payments never wait for anyone
+        gathered.append("payments")
+
+    assert sleeps == [jobs.GATHER_POLL_SECONDS] * 3
+    assert gathered == ["default", "payments"]
+    assert cache.get(jobs._gathering_key("default")) is None
+
+
+def test_it_forgets_a_gatherer_that_died_with_its_instance(db):
+    cache.set(jobs._gathering_key("default"), "a worker killed while gathering")
+
+    jobs.queue_wake_flags_clear()
+
+    assert cache.get(jobs._gathering_key("default")) is None
