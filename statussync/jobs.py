@@ -72,6 +72,11 @@ BATCH_WINDOW_SECONDS = {
 }
 HANDFUL_JOBS = 50
 PAYMENT_TAKEOVER_SECONDS = 15.0
+# A claim takes its jobs this many at a time, each chunk a statement of its own. On SQLite a statement that
+# writes holds the database's one write lock throughout, and every webhook waits: one UPDATE of 2,500 jobs
+# held it 16 ms on an idle machine and 20-64 ms beside 1,000 webhooks a second (bench/intake_bench.py's
+# slowest answers came in those moments); 250 jobs hold it about 2 ms.
+CLAIM_CHUNK = 250
 # While jobs wait for a portal that is down, a worker stays and looks this often for the portal's return
 # (`statussync.outage` probes it every few seconds): a released backlog is claimed at once.
 OUTAGE_POLL_SECONDS = 0.5
@@ -300,7 +305,8 @@ def jobs_release_waiting(*, portal: str) -> int:
 def jobs_claim(*, queue: str, limit: int) -> list[Job]:
     """Take up to `limit` claimable jobs of `queue` for this worker (compare-and-set, no row locks, so it
     works the same on SQLite and PostgreSQL). Each claim gets a new token; every later update of the job
-    checks it, so a worker whose claim was taken over changes nothing."""
+    checks it, so a worker whose claim was taken over changes nothing. The jobs are taken CLAIM_CHUNK at a
+    time, each chunk compare-and-set on its own: a job another worker took between two chunks is its."""
     now = timezone.now()
     claimable = _claimable(queue=queue, now=now)
     ids = list(
@@ -310,14 +316,16 @@ def jobs_claim(*, queue: str, limit: int) -> list[Job]:
         return []
     token = uuid.uuid4().hex
     lease = now + timedelta(seconds=settings.BXSYNC_JOB_LEASE_SECONDS)
-    Job.objects.filter(claimable, id__in=ids).update(
-        state=JobState.RUNNING,
-        claim_token=token,
-        lease_until=lease,
-        attempts=F("attempts") + 1,
-        waiting_for_portal="",
-        updated_at=now,
-    )
+    # In chunks, each a statement of its own: on SQLite, webhooks wait while any statement writes.
+    for start in range(0, len(ids), CLAIM_CHUNK):
+        Job.objects.filter(claimable, id__in=ids[start : start + CLAIM_CHUNK]).update(
+            state=JobState.RUNNING,
+            claim_token=token,
+            lease_until=lease,
+            attempts=F("attempts") + 1,
+            waiting_for_portal="",
+            updated_at=now,
+        )
     return list(Job.objects.filter(claim_token=token, state=JobState.RUNNING).order_by("id"))
 
 

@@ -56,3 +56,16 @@ def test_it_keeps_entities_of_different_kinds_apart():
     job_request(kind=JobKind.ORDER, entity_id="7")
 
     assert Job.objects.count() == 2
+
+
+def test_it_claims_a_batch_larger_than_a_chunk_at_once_under_one_token(monkeypatch):
+    monkeypatch.setattr("statussync.jobs.CLAIM_CHUNK", 3)
+    for entity in range(8):
+        job_request(kind=JobKind.DEAL, entity_id=str(entity))
+
+    claimed = jobs_claim(queue="default", limit=7)
+
+    assert len(claimed) == 7
+    assert len({job.claim_token for job in claimed}) == 1
+    assert Job.objects.filter(state=JobState.RUNNING).count() == 7
+    assert Job.objects.filter(state=JobState.PENDING).count() == 1
