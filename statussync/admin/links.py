@@ -286,9 +286,6 @@ class LinkList:
     def get_queryset(self, request: HttpRequest) -> QuerySet[Link]:
         return super().get_queryset(request).annotate(has_dead_letters=_dead_letters())
 
-    def changelist_view(self, request: HttpRequest, extra_context=None):
-        return super().changelist_view(request, {"title": gettext("Links"), **(extra_context or {})})
-
     def get_search_results(self, request, queryset, search_term):
         """Exact ids, compared as stored: the stock "=" search is case-insensitive (UPPER(...) on
         PostgreSQL), which no index on the id columns serves."""

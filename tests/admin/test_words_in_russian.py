@@ -89,6 +89,7 @@ def test_it_titles_each_list_by_what_it_lists(admin_client):
         ("/admin/statussync/bulkoperation/", "Фоновые операции"),
         ("/admin/statussync/connectedportal/", "Подключённые порталы"),
         ("/admin/statussync/pipeline/", "Сопоставления воронок"),
+        ("/admin/statussync/link/", "Связи"),
     ):
         page = admin_client.get(path, HTTP_ACCEPT_LANGUAGE="ru").content.decode()
 
