@@ -18,16 +18,16 @@ Facts emulated:
 from __future__ import annotations
 
 import heapq
+import http.client
 import itertools
+import select
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
-
-import requests
+from urllib.parse import urlencode, urlsplit
 
 from .faults import Faults
 from .store import Counters
@@ -243,17 +243,17 @@ class EventDispatcher:
                 self._cond.wait(timeout=max(min(waits), 0.001) if waits else None)
 
     def _run(self) -> None:
-        session = requests.Session()
+        connection = _Connection()
         try:
             while (item := self._next()) is not None:
                 try:
-                    self._deliver(session, item.name, item.fields, item.wrap)
+                    self._deliver(connection, item.name, item.fields, item.wrap)
                 finally:
                     with self._cond:
                         self._in_flight -= 1
                         self._cond.notify_all()
         finally:
-            session.close()
+            connection.close()
 
     def build_body(self, name: str, fields: dict[str, Any], wrap: str | None = "FIELDS") -> str:
         """The exact form body Bitrix would POST for this event (``data[FIELDS][ID]``, or ``data[ID]``)."""
@@ -271,7 +271,7 @@ class EventDispatcher:
         return urlencode(pairs)
 
     def _deliver(
-        self, session: requests.Session, name: str, fields: dict[str, Any], wrap: str | None = "FIELDS"
+        self, connection: _Connection, name: str, fields: dict[str, Any], wrap: str | None = "FIELDS"
     ) -> None:
         url = self.handler_url
         if not url:
@@ -282,19 +282,8 @@ class EventDispatcher:
         self._counters.inc("events", "sent", name)
         status: int | None = None
         try:
-            response = session.post(
-                url,
-                data=body.encode("ascii"),
-                headers={
-                    "Content-Type": "application/x-www-form-urlencoded",
-                    "User-Agent": "Bitrix24 Webhook Engine (sandbox)",
-                },
-                timeout=self.handler_timeout,
-                allow_redirects=False,
-            )
-            status = response.status_code
-            response.close()
-        except requests.RequestException:
+            status = connection.post(url, body.encode("ascii"), timeout=self.handler_timeout)
+        except (OSError, http.client.HTTPException):
             status = None
         # [docs/bitrix.md "Events"] no retries: a failure is only recorded.
         outcome = "delivered" if status is not None and 200 <= status < 300 else "failed"
@@ -328,3 +317,56 @@ class EventDispatcher:
         """Forget the event log."""
         with self._cond:
             self._log.clear()
+
+
+class _Connection:
+    """One delivery worker's kept-alive HTTP/1.1 connection to the handler, opened again when the handler
+    closed it. Plain `http.client`, not requests: the sandbox shares the benchmarks' two cores with bxsync,
+    and requests' own CPU per POST capped a storm's delivery at 660-890 events/s against a handler that does
+    nothing (docs/benchmarks.md "The sandbox's senders"). Redirects are not followed, as before."""
+
+    HEADERS = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "User-Agent": "Bitrix24 Webhook Engine (sandbox)",
+    }
+
+    def __init__(self) -> None:
+        self._http: http.client.HTTPConnection | None = None
+        self._origin: tuple[str, str] = ("", "")
+
+    def post(self, url: str, body: bytes, *, timeout: float) -> int:
+        """POST `body` to `url`; the answer's status. Raises OSError or HTTPException if none came."""
+        parts = urlsplit(url)
+        origin = (parts.scheme, parts.netloc)
+        if self._http is None or origin != self._origin or self._closed_by_handler():
+            self.close()
+            kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+            self._http, self._origin = kind(parts.netloc, timeout=timeout), origin
+        self._http.timeout = timeout
+        if self._http.sock is not None:
+            self._http.sock.settimeout(timeout)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        try:
+            self._http.request("POST", path, body=body, headers=self.HEADERS)
+            response = self._http.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException):
+            self.close()
+            raise
+        if response.will_close:
+            self.close()
+        return response.status
+
+    def _closed_by_handler(self) -> bool:
+        """Whether the idle connection has something to read: the handler closed it (or sent what no
+        request asked for), so it cannot carry the next request. urllib3 checks the same before reuse."""
+        sock = self._http.sock if self._http is not None else None
+        if sock is None:
+            return False
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable)
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None

@@ -53,8 +53,13 @@ class EventReceiver:
 
     def __init__(self) -> None:
         self.status = 200
+        # How the receiver ends a connection after each answer: "" keeps it alive, "announced" says
+        # `Connection: close`, "silently" just closes it (as a server's keep-alive timeout does).
+        self.close = ""
         self.received: list[Received] = []
         self._lock = threading.Lock()
+        self._connections = 0
+        self._closed = threading.Condition(self._lock)
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -63,6 +68,17 @@ class EventReceiver:
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                with receiver._lock:
+                    receiver._connections += 1
+
+            def finish(self) -> None:
+                super().finish()
+                with receiver._lock:
+                    receiver._connections -= 1
+                    receiver._closed.notify_all()
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -77,8 +93,11 @@ class EventReceiver:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
+                if receiver.close == "announced":
+                    self.send_header("Connection", "close")
                 self.end_headers()
                 self.wfile.write(body)
+                self.close_connection = self.close_connection or bool(receiver.close)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -87,6 +106,11 @@ class EventReceiver:
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
         self._thread.start()
+
+    def wait_closed(self, timeout: float = 5.0) -> None:
+        """Wait until the receiver has closed every connection it was sent events over."""
+        with self._closed:
+            assert self._closed.wait_for(lambda: self._connections == 0, timeout=timeout)
 
     def events(self, name: str | None = None, path: str | None = None) -> list[Received]:
         """Captured events, optionally only one event name and/or handler path."""

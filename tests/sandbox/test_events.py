@@ -123,6 +123,21 @@ def test_it_counts_an_unreachable_handler_as_failed(sandbox: Sandbox) -> None:
     assert sandbox.crm.counters()["events"]["failed"] == {"ONCRMDEALUPDATE": 1}
 
 
+@pytest.mark.parametrize("close", ["", "announced", "silently"])
+def test_it_delivers_every_event_however_the_handler_ends_its_connections(
+    sandbox: Sandbox, receiver, close: str
+) -> None:
+    receiver.close = close
+    [(_, deal_id)] = sandbox.seed(1, pipeline_share=0.0)
+    for stage in ("PREPARATION", "EXECUTING", "FINAL_INVOICE"):
+        sandbox.crm.move_deal(deal_id, stage)
+        _idle(sandbox)
+        if close:
+            receiver.wait_closed()  # the next event goes over a connection the handler has closed
+    assert len(receiver.events("ONCRMDEALUPDATE")) == 3
+    assert sandbox.crm.counters()["events"]["delivered"] == {"ONCRMDEALUPDATE": 3}
+
+
 def test_it_emits_the_payment_id_on_payment_and_applies_status_on_paid(sandbox: Sandbox, receiver) -> None:
     order_id, _ = sandbox.seed(1)[0]
     payment_id = sandbox.shop.get_order(order_id)["payments"][0]["id"]
