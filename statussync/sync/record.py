@@ -49,10 +49,11 @@ logger = logging.getLogger(__name__)
 
 
 # How many items one transaction records, by database. One transaction an item made a run of 1,000 items
-# take 6-10 s to record on PostgreSQL (each commit waits for a disk flush) while the next run found its orders
+# take 7-12 s to record on PostgreSQL (each commit waits for a disk flush) while the next run found its orders
 # still locked; there a chunk's transaction locks only its own rows. On SQLite it holds the one write lock
-# every webhook waits for (IMMEDIATE, bxsync_project/settings.py), and 10 items hold it 2-4 ms, as a claim's
-# chunk does (statussync/jobs.py: CLAIM_CHUNK). Measured in docs/decisions.md "How a run records its items".
+# every webhook waits for (IMMEDIATE, bxsync_project/settings.py): 10 items hold it 7-11 ms, one item alone
+# held it 2 ms and its jobs' commit once more, so 1,000 items hold it about a third as long in all, in longer
+# stretches. docs/decisions.md "How a run records its items".
 RECORD_CHUNK = {"postgresql": 100, "sqlite": 10}
 
 
