@@ -67,7 +67,7 @@ def items_record(run: SyncRun) -> list[ItemResult]:
             stored.append(n)
         else:
             results[n] = item_record_safely(run, item)
-    # An order two items name keeps its lock until the run ends (both items are merged as a rule).
+    # An order two items of the run name (they are merged as a rule) keeps its lock until the run ends.
     once = {o for o, times in Counter(i.order_id for i in run.items).items() if times == 1}
     size = RECORD_CHUNK.get(connection.vendor, 10)
     for start in range(0, len(stored), size):
