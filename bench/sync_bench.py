@@ -123,6 +123,7 @@ class Cost:
     jobs: int = 0
     runs: int = 0
     jobs_per_run_median: float = 0.0
+    busy: int = 0  # jobs given back at least once because another run held their order
 
 
 def cost_of(stack: Stack, first_job_id: int) -> Cost:
@@ -151,6 +152,11 @@ def cost_of(stack: Stack, first_job_id: int) -> Cost:
         jobs=stack.query("SELECT count(*) FROM statussync_job WHERE id > ?", first_job_id)[0][0],
         runs=len(runs),
         jobs_per_run_median=statistics.median(runs) if runs else 0.0,
+        busy=stack.query(
+            "SELECT count(*) FROM statussync_job WHERE id > ? AND last_error LIKE ?",
+            first_job_id,
+            "%order busy%",
+        )[0][0],
     )
 
 
@@ -265,7 +271,9 @@ def twice(run: Callable[..., dict], stages: dict, payers: list, settle_first: Ca
     paying = run(payers, to=stages["payments"])
     # The pass with customers paying costs its payments' runs too: the brief's "N customers paying
     # meanwhile" row, against the same naive cost of the workload's changes.
-    with_payments = {k: paying[k] for k in ("http", "http_ratio", "runs", "jobs", "by_method", "writes")}
+    with_payments = {
+        k: paying[k] for k in ("http", "http_ratio", "runs", "jobs", "busy", "by_method", "writes")
+    }
     return {
         **alone,
         "payments": paying["payments"],
@@ -296,6 +304,7 @@ def report_of(name: str, stack: Stack, first: int, *, changes: int, seconds: flo
         "jobs": cost.jobs,
         "runs": cost.runs,
         "jobs_per_run_median": cost.jobs_per_run_median,
+        "busy": cost.busy,
         "by_method": cost.by_method,
         "payments": payments,
     }

@@ -332,8 +332,15 @@ def jobs_claim(*, queue: str, limit: int) -> list[Job]:
 def jobs_finish(*, jobs: list[Job]) -> None:
     """Mark jobs done — those still held by the claim that took them."""
     now = timezone.now()
+    claims: dict[str, list[int]] = {}
     for job in jobs:
-        _held(job).update(state=JobState.DONE, finished_at=now, lease_until=None, updated_at=now)
+        claims.setdefault(job.claim_token, []).append(job.id)
+    # One statement per claim (a run's jobs come from one or two): the recording of a run's items finishes
+    # a chunk's jobs at once.
+    for token, ids in claims.items():
+        Job.objects.filter(id__in=ids, state=JobState.RUNNING, claim_token=token).update(
+            state=JobState.DONE, finished_at=now, lease_until=None, updated_at=now
+        )
 
 
 def _held(job: Job) -> QuerySet[Job]:

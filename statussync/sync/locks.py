@@ -86,12 +86,26 @@ def run_claims_renew(*, lock_token: str, claim_tokens: set[str]) -> set[str]:
 def lock_held(run: SyncRun, order_id: str) -> bool:
     """Whether the run still holds `order_id`'s lock; call inside the transaction that records a write, which
     then keeps the lock row from being taken until it commits (fencing)."""
-    if not order_id:
-        return True  # nothing to hold: an item that never named an order writes only its audit entry
-    held = SyncLock.objects.filter(order_id=order_id, token=run.lock_token, until__gte=timezone.now())
+    return not order_id or order_id in locks_held(run, [order_id])
+
+
+def locks_held(run: SyncRun, order_ids: Iterable[str]) -> set[str]:
+    """Which of `order_ids` the run still holds, in one query; inside a transaction, as `lock_held`."""
+    held = SyncLock.objects.filter(
+        order_id__in=set(order_ids), token=run.lock_token, until__gte=timezone.now()
+    )
     if connection.features.has_select_for_update:
         held = held.select_for_update()
-    return held.exists()
+    return set(held.values_list("order_id", flat=True))
+
+
+def locks_give_back(run: SyncRun, order_ids: Iterable[str]) -> None:
+    """Give back the locks of orders whose items are recorded, before the run ends: the next run may take
+    them at once instead of handing their jobs back as busy."""
+    order_ids = set(order_ids) & run.locked
+    if order_ids:
+        SyncLock.objects.filter(token=run.lock_token, order_id__in=order_ids).delete()
+        run.locked -= order_ids
 
 
 def locks_release(run: SyncRun) -> None:

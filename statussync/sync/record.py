@@ -1,13 +1,18 @@
-"""Recording: move the link's base, write the audit entry and finish the jobs — one small transaction per item
-— or hand failed work to the jobs' failure policy. Also the portals' health as this run saw it."""
+"""Recording: move the link's base, write the audit entry and finish the jobs — one transaction for a chunk of
+items, each item alone when its chunk fails — or hand failed work to the jobs' failure policy. Also the
+portals' health as this run saw it."""
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -34,7 +39,7 @@ from statussync.reasons import Reason, why
 
 from .decide import base_of
 from .items import Item, ItemResult
-from .locks import lock_held
+from .locks import locks_give_back, locks_held
 from .stages import catalog_refresh_soon
 
 if TYPE_CHECKING:
@@ -43,9 +48,57 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def item_record_safely(run: SyncRun, item: Item) -> ItemResult:
+# How many items one transaction records, by database. One transaction an item made a run of 1,000 items
+# take 7-12 s to record on PostgreSQL (each commit waits for a disk flush) while the next run found its orders
+# still locked; there a chunk's transaction locks only its own rows. On SQLite it holds the one write lock
+# every webhook waits for (IMMEDIATE, bxsync_project/settings.py): 10 items hold it 7-11 ms, one item alone
+# held it 2 ms and its jobs' commit once more, so 1,000 items hold it about a third as long in all, in longer
+# stretches. docs/decisions.md "How a run records its items".
+RECORD_CHUNK = {"postgresql": 100, "sqlite": 10}
+
+
+def items_record(run: SyncRun) -> list[ItemResult]:
+    """Record every item of the run, in its order: the items to store in chunks (RECORD_CHUNK), one
+    transaction each, giving back their orders' locks as they go; the rest (busy, failed, a dry run) alone."""
+    results: dict[int, ItemResult] = {}
+    stored: list[int] = []
+    for n, item in enumerate(run.items):
+        if _stored(run, item):
+            stored.append(n)
+        else:
+            results[n] = item_record_safely(run, item)
+    # An order two items of the run name (they are merged as a rule) keeps its lock until the run ends.
+    once = {o for o, times in Counter(i.order_id for i in run.items).items() if times == 1}
+    size = RECORD_CHUNK.get(connection.vendor, 10)
+    for start in range(0, len(stored), size):
+        chunk = stored[start : start + size]
+        recorded = _chunk_record_safely(run, [run.items[n] for n in chunk], release=once)
+        results.update(zip(chunk, recorded, strict=True))
+    return [results[n] for n in range(len(run.items))]
+
+
+def _stored(run: SyncRun, item: Item) -> bool:
+    """Whether recording `item` stores its ending (link, audit, jobs finished) under the run's lock."""
+    return not (run.dry_run or item.busy or item.error is not None)
+
+
+def _chunk_record_safely(run: SyncRun, items: list[Item], *, release: set[str]) -> list[ItemResult]:
+    """`_chunk_record`; a chunk that fails is recorded again item by item, so one bad item fails alone."""
+    if len(items) > 1:
+        try:
+            results = _chunk_record(run, items, release=release)
+        except Exception:
+            logger.exception("could not record %d items together; recording them one by one", len(items))
+        else:
+            for result in results:
+                _metrics_count(result.item, result)
+            return results
+    return [item_record_safely(run, item, release=release) for item in items]
+
+
+def item_record_safely(run: SyncRun, item: Item, *, release: Collection[str] = ()) -> ItemResult:
     """`item_record`, with a bug or a database error met on one item failing that item alone."""
-    result = _item_record_safely(run, item)
+    result = _item_record_safely(run, item, release=release)
     if not run.dry_run:
         _metrics_count(item, result)
     return result
@@ -65,9 +118,9 @@ def _metrics_count(item: Item, result: ItemResult) -> None:
         metrics.PAYMENT_LATENCY.observe(max((timezone.now() - item.started).total_seconds(), 0.0))
 
 
-def _item_record_safely(run: SyncRun, item: Item) -> ItemResult:
+def _item_record_safely(run: SyncRun, item: Item, *, release: Collection[str]) -> ItemResult:
     try:
-        return item_record(run, item)
+        return item_record(run, item, release=release)
     except Exception as exc:
         logger.exception("could not record %s", item.describe())
         item.error = exc
@@ -78,8 +131,9 @@ def _item_record_safely(run: SyncRun, item: Item) -> ItemResult:
             return ItemResult(item, Outcome.FAILED, why("error", error=error_text(exc)))
 
 
-def item_record(run: SyncRun, item: Item) -> ItemResult:
-    """Record how `item` ended and finish, release or retry its jobs."""
+def item_record(run: SyncRun, item: Item, *, release: Collection[str] = ()) -> ItemResult:
+    """Record how `item` ended and finish, release or retry its jobs; its order's lock is given back at
+    once if `release` names the order."""
     if item.busy:
         if run.dry_run:
             return ItemResult(item, "busy", why("busy"))
@@ -88,12 +142,33 @@ def item_record(run: SyncRun, item: Item) -> ItemResult:
         return ItemResult(item, "busy", why("busy"))
     if item.error is not None:
         return _record_failure(run, item)
+    if run.dry_run:
+        ending = _ending(item)
+        return ItemResult(item, ending.outcome, ending.reason)
+    try:
+        return _chunk_record(run, [item], release=release)[0]
+    except IntegrityError as exc:
+        # Another worker linked the same order or deal a moment ago; the retry will find its link.
+        item.error = TransientError(portal="db", method="link", code="race", description=str(exc)[:200])
+        return _record_failure(run, item)
+
+
+@dataclass
+class _Ending:
+    """How an item that reached its end is recorded: its outcome and why, whether its write took effect,
+    and whether the deal stayed where it was (the write had no effect at all)."""
+
+    outcome: str
+    reason: Reason
+    took_effect: bool
+    stuck: bool
+
+
+def _ending(item: Item) -> _Ending:
     if item.decision is not None:
         outcome, reason = item.decision.outcome, item.decision.reason
     else:
         outcome, reason = item.outcome or Outcome.IGNORED, item.reason or why("nothing_to_sync")
-    if run.dry_run:
-        return ItemResult(item, outcome, reason)
     took_effect = _write_took_effect(item)
     stuck = not took_effect and _deal_stayed(item)
     if stuck:
@@ -109,32 +184,91 @@ def item_record(run: SyncRun, item: Item) -> ItemResult:
         # Only a deal read back elsewhere fails the check (_write_took_effect).
         pipeline = item.written.pipeline if isinstance(item.written, DealState) else None
         reason = why("write_no_effect", then=reason, pipeline=pipeline)
-    try:
-        with transaction.atomic():
-            if not lock_held(run, item.order_id):
-                # Fencing: this run outlived its lock and another worker has the order now; whatever this
-                # run wrote is on the link as an intent, which that worker settles.
-                return ItemResult(item, "lost", why("lock_lost"))
-            link = _link_save(item, took_effect=took_effect, flag=reason if stuck else None)
-            _problem_record(item, link)
-            after = _after_dict(item) if took_effect else {"deal": "unchanged: the write had no effect"}
-            _audit(item, outcome=outcome, reason=reason, link=link, after=after)
-            if item.decision and item.decision.unmapped:
-                _unmapped_seen(*item.decision.unmapped)
-            if not took_effect and not stuck:
-                job_request(kind=JobKind.DEAL, entity_id=item.deal_id, origin="reconcile", event="redecide")
-    except IntegrityError as exc:
-        # Another worker linked the same order or deal a moment ago; the retry will find its link.
-        item.error = TransientError(portal="db", method="link", code="race", description=str(exc)[:200])
-        return _record_failure(run, item)
-    if stuck:
-        # The base stayed, so the change (a payment too) is decided again on the retry, with the catalog
-        # read afresh: a stage deleted in the CRM then stops the write before it is sent (engine.decide).
-        catalog_refresh_soon()
-        jobs_fail(jobs=item.jobs or _jobs_for_later(item), error=WriteHadNoEffect(str(reason)))
-        return ItemResult(item, outcome, reason)
-    jobs_finish(jobs=item.jobs)
-    return ItemResult(item, outcome, reason)
+    return _Ending(outcome, reason, took_effect, stuck)
+
+
+@dataclass(eq=False)
+class _Stored:
+    """What recording one item stores, gathered before its chunk's transaction: on SQLite that transaction
+    holds the one write lock, so it only runs the statements."""
+
+    item: Item
+    ending: _Ending
+    link: Link | None  # a first-seen pair's link is made here, unsaved
+    changes: dict[str, Any] = field(default_factory=dict)  # for the link
+    writes: list[Callable[[], object]] = field(default_factory=list)  # problems, unmapped values, a job
+    entry: AuditEntry | None = None
+
+    def change(self, fields: dict[str, Any]) -> None:
+        """Change the link's `fields` (after any change made before)."""
+        if self.link is not None and self.link.pk is None:
+            for name, value in fields.items():
+                setattr(self.link, name, value)
+        else:
+            self.changes.update(fields)
+
+
+def _chunk_record(run: SyncRun, items: list[Item], *, release: Collection[str]) -> list[ItemResult]:
+    """Store the endings of `items` in one transaction: each item's link, audit entry and finished jobs
+    together, or nothing of it; the locks of `release`'s orders recorded here are given back in it."""
+    now = timezone.now()  # one moment for the chunk: links left alike share one UPDATE
+    stored = [_stored_make(item, now=now) for item in items]
+    with transaction.atomic():
+        held = locks_held(run, [i.order_id for i in items if i.order_id])
+        # Fencing: a run that outlived its lock, while another worker took the order, records nothing of it;
+        # whatever it wrote is on the link as an intent, which that worker settles.
+        kept = [s for s in stored if not s.item.order_id or s.item.order_id in held]
+        links = [(s.link, s.changes) for s in kept if s.link is not None]
+        Link.objects.bulk_create([link for link, _ in links if link.pk is None])  # first-seen pairs
+        _links_update([(link, changes) for link, changes in links if changes])
+        for s in kept:
+            for write in s.writes:
+                write()
+        AuditEntry.objects.bulk_create([s.entry for s in kept if s.entry is not None])
+        jobs_finish(jobs=[job for s in kept if not s.ending.stuck for job in s.item.jobs])
+        locks_give_back(run, {s.item.order_id for s in kept if not s.ending.stuck}.intersection(release))
+    for s in kept:
+        if s.ending.stuck:
+            # The base stayed, so the change (a payment too) is decided again on the retry, with the catalog
+            # read afresh: a stage deleted in the CRM then stops the write before it is sent (engine.decide).
+            catalog_refresh_soon()
+            failed = s.item.jobs or _jobs_for_later(s.item)
+            jobs_fail(jobs=failed, error=WriteHadNoEffect(str(s.ending.reason)))
+    return [
+        ItemResult(s.item, s.ending.outcome, s.ending.reason) if s in kept else _lost(s.item) for s in stored
+    ]
+
+
+def _lost(item: Item) -> ItemResult:
+    return ItemResult(item, "lost", why("lock_lost"))
+
+
+def _stored_make(item: Item, *, now: datetime) -> _Stored:
+    """What recording `item` stores: its link's changes, its audit entry, the other writes it makes."""
+    ending = _ending(item)
+    stored = _Stored(item, ending, item.link)
+    _link_save(stored, now=now, took_effect=ending.took_effect, flag=ending.reason if ending.stuck else None)
+    _problem_record(stored)
+    after = _after_dict(item) if ending.took_effect else {"deal": "unchanged: the write had no effect"}
+    stored.entry = _audit_entry(
+        item, outcome=ending.outcome, reason=ending.reason, link=stored.link, after=after
+    )
+    if item.decision and item.decision.unmapped:
+        stored.writes.append(partial(_unmapped_seen, *item.decision.unmapped))
+    if not ending.took_effect and not ending.stuck:
+        redecide = partial(job_request, kind=JobKind.DEAL, origin="reconcile", event="redecide")
+        stored.writes.append(partial(redecide, entity_id=item.deal_id))
+    return stored
+
+
+def _links_update(changes: list[tuple[Link, dict[str, Any]]]) -> None:
+    """Save the links' changes: links left alike (a storm's title edits leave most at the same stage,
+    status and moment) share one UPDATE."""
+    alike: dict[str, tuple[dict[str, Any], list[int]]] = {}
+    for link, fields in changes:
+        alike.setdefault(repr(sorted(fields.items())), (fields, []))[1].append(link.id)
+    for fields, ids in alike.values():
+        Link.objects.filter(id__in=ids).update(**fields)
 
 
 class WriteHadNoEffect(Exception):
@@ -176,17 +310,19 @@ def _deal_stayed(item: Item) -> bool:
     )
 
 
-def _link_save(item: Item, *, took_effect: bool = True, flag: Reason | None = None) -> Link | None:
-    """Create a first-seen pair's link, move its base, close it, flag it or clear its flag. Any write intent
-    on the link is settled by now (confirmed, adopted or decided afresh) and is cleared."""
+def _link_save(
+    stored: _Stored, *, now: datetime, took_effect: bool = True, flag: Reason | None = None
+) -> None:
+    """Make a first-seen pair's link, move its base, close it, flag it or clear its flag (in `stored`). Any
+    write intent on the link is settled by now (confirmed, adopted or decided afresh) and is cleared."""
+    item = stored.item
     decision = item.decision
     link = item.link
-    now = timezone.now()
     seen = _seen(item, now=now)
     if decision is None:
         if link is not None and seen:
-            Link.objects.filter(id=link.id).update(**seen)
-        return link
+            stored.change(seen)
+        return
     if not took_effect:
         # The base stays; a write that changed nothing in the same pipeline (`flag`) waits for a manager.
         attention: dict[str, Any] = {}
@@ -196,16 +332,15 @@ def _link_save(item: Item, *, took_effect: bool = True, flag: Reason | None = No
                 "attention_reason": str(flag)[:300],
                 "attention": flag.as_json(),
             }
-        Link.objects.filter(id=link.id).update(**_NO_INTENT, **seen, **attention, updated_at=now)  # type: ignore[union-attr]
-        return link
+        stored.change({**_NO_INTENT, **seen, **attention, "updated_at": now})
+        return
     if decision.close:
         if link is not None:
-            Link.objects.filter(id=link.id).update(
-                state=LinkState.CLOSED, closed_at=now, close_reason=str(decision.reason)[:200], **seen
-            )
-        return link
+            reason = str(decision.reason)[:200]
+            stored.change({"state": LinkState.CLOSED, "closed_at": now, "close_reason": reason, **seen})
+        return
     if link is None:
-        link = Link.objects.create(
+        link = stored.link = Link(
             order_id=item.order_id,
             deal_id=item.deal_id,
             pipeline_id=item.deal.pipeline if item.deal else None,
@@ -232,11 +367,9 @@ def _link_save(item: Item, *, took_effect: bool = True, flag: Reason | None = No
                 updates["echo_expected"] = decision.write.side  # statussync/sync/echoes.py
         if link.base_at is None:
             # The order has its link now: a "several deals name it" problem is settled.
-            _problems_settle(
-                kind=LinkProblemKind.SEVERAL_DEALS,
-                key=link.order_id,
-                resolution=why("problem_linked", order=link.order_id, deal=link.deal_id),
-            )
+            resolution = why("problem_linked", order=link.order_id, deal=link.deal_id)
+            settle = partial(_problems_settle, kind=LinkProblemKind.SEVERAL_DEALS, resolution=resolution)
+            stored.writes.append(partial(settle, key=link.order_id))
     flag = decision.flag
     if flag is None and decision.outcome == Outcome.UNMAPPED:
         # No write until a manager adds a rule: the links list shows it among those needing attention.
@@ -252,11 +385,13 @@ def _link_save(item: Item, *, took_effect: bool = True, flag: Reason | None = No
         # settles the link's problem.
         updates.update(needs_attention=False, attention_reason="", attention=None)
     if _attention_code(link) in _PROBLEM_CODES:
-        _problems_settle(
-            kind=LinkProblemKind.DEAL_ORDER_CHANGED, key=link.deal_id, resolution=why("problem_gone")
+        gone = why("problem_gone")
+        stored.writes.append(
+            partial(
+                _problems_settle, kind=LinkProblemKind.DEAL_ORDER_CHANGED, key=link.deal_id, resolution=gone
+            )
         )
-    Link.objects.filter(id=link.id).update(**updates, updated_at=now)
-    return link
+    stored.change({**updates, "updated_at": now})
 
 
 def _seen(item: Item, *, now: Any) -> dict[str, Any]:
@@ -303,10 +438,11 @@ def _attention_code(link: Link | None) -> str:
     return str(attention.get("code", "")) if isinstance(attention, dict) else ""
 
 
-def _problem_record(item: Item, link: Link | None) -> None:
+def _problem_record(stored: _Stored) -> None:
     """A pair bxsync cannot sync until a manager says which deal goes with which order: flag the link and
     list the problem (once per subject while it is open; a situation a manager already settled is not asked
     again)."""
+    item, link = stored.item, stored.link
     reason = item.reason
     kind = _PROBLEM_KINDS.get(reason.code) if item.decision is None and reason is not None else None
     if kind is None or reason is None:
@@ -314,19 +450,29 @@ def _problem_record(item: Item, link: Link | None) -> None:
     if kind == LinkProblemKind.DEAL_ORDER_CHANGED:
         if link is None:
             return
-        Link.objects.filter(id=link.id).update(
-            needs_attention=True, attention_reason=str(reason)[:300], attention=reason.as_json()
+        stored.change(
+            {"needs_attention": True, "attention_reason": str(reason)[:300], "attention": reason.as_json()}
         )
-        _problem_upsert(
-            kind=kind,
-            key=link.deal_id,
-            order_id=link.order_id,
-            deal_id=link.deal_id,
-            deals=[link.deal_id],
-            named_order=str(reason.params.get("named", "")),
-            link=link,
+        named = str(reason.params.get("named", ""))
+        stored.writes.append(
+            partial(
+                _problem_upsert,
+                kind=kind,
+                key=link.deal_id,
+                order_id=link.order_id,
+                deal_id=link.deal_id,
+                deals=[link.deal_id],
+                named_order=named,
+                link=link,
+            )
         )
         return
+    stored.writes.append(partial(_problem_list_order, item, kind=kind, reason=reason))
+
+
+def _problem_list_order(item: Item, *, kind: str, reason: Reason) -> None:
+    """List the problem of an order several deals name (inside the recording transaction: it reads the
+    order's link as it stands)."""
     if reason.code == "order_linked_elsewhere":
         order_id = str(reason.params["order"])
         deals = sorted({str(reason.params["deal"]), str(reason.params["other"])})
@@ -419,8 +565,15 @@ def _jobs_for_later(item: Item) -> list[Job]:
 
 
 def _audit(item: Item, *, outcome: str, reason: Reason, link: Link | None, after: dict[str, Any]) -> None:
-    """The audit entry of one item: what asked, what was seen, what was decided or went wrong."""
-    AuditEntry.objects.create(
+    """Write the audit entry of one item."""
+    _audit_entry(item, outcome=outcome, reason=reason, link=link, after=after).save()
+
+
+def _audit_entry(
+    item: Item, *, outcome: str, reason: Reason, link: Link | None, after: dict[str, Any]
+) -> AuditEntry:
+    """The audit entry of one item, unsaved: what asked, what was seen, what was decided or went wrong."""
+    return AuditEntry(
         side={"cms": Side.CMS, "payment": Side.CMS, "crm": Side.CRM}.get(item.origin or "", ""),
         event=", ".join(sorted(set(item.events)))[:64],
         order_id=item.order_id,

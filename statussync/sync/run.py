@@ -108,7 +108,7 @@ def _steps(run: SyncRun) -> list[ItemResult]:
         if not dry_run:
             write.writes_send(run)  # intents first, then the CRM's batch (payments), then the shop's
             comments.comments_send(run)  # explanations for a run with no CRM write to ride along with
-        return [record.item_record_safely(run, item) for item in run.items]
+        return record.items_record(run)
     finally:
         if not dry_run:
             locks.locks_release(run)
