@@ -259,6 +259,11 @@ BXSYNC_WEB_WORKERS = env.int("BXSYNC_WEB_WORKERS", default=2)
 # measured"). On SQLite the threads would only queue for its one writer.
 _ON_POSTGRESQL = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 BXSYNC_WEB_THREADS = env.int("BXSYNC_WEB_THREADS", default=4 if _ON_POSTGRESQL else 1)
+# On PostgreSQL the webhook's statement is prepared on the server (statussync/upsert.py). Off behind a
+# connection pooler that does not keep prepared statements across transactions (PgBouncer's transaction
+# mode without max_prepared_statements, https://github.com/pgbouncer/pgbouncer/releases/tag/pgbouncer_1_21_0):
+# the reason Django never prepares by default.
+BXSYNC_WEBHOOK_PREPARED = env.bool("BXSYNC_WEBHOOK_PREPARED", default=True)
 # GET /metrics answers a scraper sending `Authorization: Bearer <token>`. Without a token, nobody, unless the
 # operator says the web server is bound to loopback with no proxy in front (docs/deploy.md "/metrics"): a
 # proxy on this host that adds no X-Forwarded-For (nginx by default) would make every client look local.

@@ -9,11 +9,12 @@ import json
 import logging
 
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from statussync.models import InboundEvent, Job, JobKind, JobState
 from tests.support.broker import queued_tasks
+from tests.support.legs import leg
 from tests.support.webhooks import CRM_TOKEN, event_body
 
 FORM = "application/x-www-form-urlencoded"
@@ -83,6 +84,42 @@ def test_it_coalesces_many_events_for_one_deal_into_one_job(client):
     job = Job.objects.get()
     assert job.events_coalesced == 10
     assert InboundEvent.objects.count() == 10
+
+
+on_postgresql = pytest.mark.skipif(leg() != "scaled", reason="prepared on PostgreSQL only")
+
+
+def prepared_webhook_runs() -> list[int]:
+    """For each statement storing an event prepared on this connection's server session, the times it ran
+    (PostgreSQL 14+ counts them as generic and custom plans)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT generic_plans + custom_plans FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["%INSERT INTO statussync_inboundevent%"],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+@on_postgresql
+def test_it_stores_webhooks_through_one_prepared_statement(client):
+    body = event_body("crm_deal_update").decode()
+    for ts in (1766047124, 1766047125, 1766047125):
+        post(client, "crm", body.replace("ts=1766047124", f"ts={ts}").encode())
+
+    assert [e.duplicates for e in InboundEvent.objects.order_by("ts")] == [0, 1]
+    assert Job.objects.get().events_coalesced == 3
+    # One statement prepared for the three webhooks, not one each.
+    assert len(prepared_webhook_runs()) == 1
+
+
+@on_postgresql
+def test_it_prepares_nothing_when_told_a_pooler_is_in_front(client, settings):
+    settings.BXSYNC_WEBHOOK_PREPARED = False
+    before = prepared_webhook_runs()
+    post(client, "crm", event_body("crm_deal_update"))
+
+    assert InboundEvent.objects.count() == 1
+    assert prepared_webhook_runs() == before
 
 
 def test_it_queues_again_when_the_job_is_already_running(client):
