@@ -161,13 +161,16 @@ def _plan(plan: BatchPlan, item: Item, *, deal: DealState, semantics: str) -> No
     def read_back(rows: Any) -> None:
         after = read.first(rows)
         now = portals.deal_from_rest(after) if after is not None else None
+        # The check and the read-back left in one call: the one the item keeps is the run's read of the deal.
         if at_base():
             if item.live:
                 item.deal, item.written, item.write_sent, item.at_base = seen[0], now, True, True
+                item.deal_read_at = plan.sent_at
             return
         # The deal moved on: nothing was written, and the read-back is the run's read of the deal (none: the
         # usual read asks for it again, and tells a deleted deal from a hidden one).
         item.decision, item.deal = None, now
+        item.deal_read_at = plan.sent_at if now is not None else None
 
     def read_back_failed(error: BitrixError) -> None:
         if at_base():

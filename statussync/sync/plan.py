@@ -11,7 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+
+from django.utils import timezone
 
 from statussync import portals
 from statussync.bitrix import BitrixClient, BitrixError
@@ -39,6 +42,9 @@ class BatchPlan:
 
     client: BitrixClient
     steps: list[_Step] = field(default_factory=list)
+    # When the call being answered left (before its wait for a rate-limit slot): a handler stamps its
+    # item's read with it, and events that came before it are covered by the read (covered.py).
+    sent_at: datetime | None = None
 
     def add(
         self,
@@ -123,6 +129,7 @@ class BatchPlan:
         for step in keys.values():
             for item in step.items:
                 item.calls += 1
+        self.sent_at = timezone.now()
         try:
             answer = self.client.batch({key: step.command for key, step in keys.items()})
         except BitrixError as exc:

@@ -32,6 +32,7 @@ from statussync.models import (
 )
 from statussync.reasons import Reason, why
 
+from .covered import covers_finish
 from .decide import base_of
 from .items import Item, ItemResult
 from .locks import lock_held
@@ -118,6 +119,9 @@ def item_record(run: SyncRun, item: Item) -> ItemResult:
             link = _link_save(item, took_effect=took_effect, flag=reason if stuck else None)
             _problem_record(item, link)
             after = _after_dict(item) if took_effect else {"deal": "unchanged: the write had no effect"}
+            covered = covers_finish(item) if took_effect else []
+            if covered:
+                after["covered"] = covered  # the events this item's reads answered too (covered.py)
             _audit(item, outcome=outcome, reason=reason, link=link, after=after)
             if item.decision and item.decision.unmapped:
                 _unmapped_seen(*item.decision.unmapped)
