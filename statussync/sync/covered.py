@@ -31,7 +31,7 @@ from .items import Item
 if TYPE_CHECKING:
     from .run import SyncRun
 
-CLOCK_MARGIN = timedelta(milliseconds=50)
+CLOCK_MARGIN = timedelta(milliseconds=10)
 
 
 def _reads(item: Item) -> list[tuple[str, str, datetime]]:
