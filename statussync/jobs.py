@@ -524,11 +524,10 @@ def jobs_process(*, queue: str, handle: Callable[[list[Job]], None], max_seconds
         if max_seconds is not None and time.monotonic() - started >= max_seconds:
             queue_wake(queue=queue)  # a successor, unless an event already woke one
             break
-        with _gathering(queue=queue):
-            streak = _streak(queue=queue)
-            ended = _batch_window(queue=queue, streak=streak)
-            _streak_set(queue=queue, streak=streak + 1 if ended in ("max", "full") else 0)
-            jobs = jobs_claim(queue=queue, limit=settings.BXSYNC_JOB_BATCH)
+        if BATCH_WINDOW_SECONDS.get(queue):
+            jobs = _gathered_claim(queue=queue)
+        else:
+            jobs = jobs_claim(queue=queue, limit=settings.BXSYNC_JOB_BATCH)  # payments never wait
         if jobs:
             handle(jobs)
             handled += len(jobs)
@@ -544,6 +543,15 @@ def jobs_process(*, queue: str, handle: Callable[[list[Job]], None], max_seconds
             break
         time.sleep(max(wait, 0.05))
     return handled
+
+
+def _gathered_claim(*, queue: str) -> list[Job]:
+    """Claim a run of a queue with a batch window once its jobs have gathered (see BATCH_WINDOW_SECONDS)."""
+    with _gathering(queue=queue):
+        streak = _streak(queue=queue)
+        ended = _batch_window(queue=queue, streak=streak)
+        _streak_set(queue=queue, streak=streak + 1 if ended in ("max", "full") else 0)
+        return jobs_claim(queue=queue, limit=settings.BXSYNC_JOB_BATCH)
 
 
 def _next_due(*, queue: str) -> datetime | None:
@@ -623,9 +631,6 @@ def _gathering(*, queue: str) -> Iterator[None]:
     """Let one worker of `queue` at a time gather and claim its next run; the others wait until it has
     claimed, then the next gathers the jobs that came due since. Best effort: a cache that fails lets
     workers gather side by side, as each of them would alone."""
-    if not BATCH_WINDOW_SECONDS.get(queue):
-        yield
-        return
     key, token = _gathering_key(queue), uuid.uuid4().hex
     try:
         while not cache.add(key, token, timeout=GATHER_FLAG_SECONDS):
@@ -643,10 +648,7 @@ def _gathering(*, queue: str) -> Iterator[None]:
 
 
 def _streak(*, queue: str) -> int:
-    """Runs in a row that a stream of events started by its longest wait, whichever worker ran them (0 for a
-    queue without a window, with no look at the cache: payments)."""
-    if not BATCH_WINDOW_SECONDS.get(queue):
-        return 0
+    """Runs in a row that a stream of events started by its longest wait, whichever worker ran them."""
     try:
         return int(cache.get(_streak_key(queue), 0))
     except Exception:
@@ -654,8 +656,6 @@ def _streak(*, queue: str) -> int:
 
 
 def _streak_set(*, queue: str, streak: int) -> None:
-    if not BATCH_WINDOW_SECONDS.get(queue):
-        return
     # Expires: a streak is a stream's, and a stream that nobody gathered for that long is over.
     with contextlib.suppress(Exception):
         cache.set(_streak_key(queue), streak, timeout=GATHER_FLAG_SECONDS)

@@ -4,6 +4,7 @@ into the engine's states. The HTTP itself is `statussync.bitrix`'s job; this mod
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -63,6 +64,10 @@ class ListRead:
         if isinstance(result, dict) and self.items_key is not None:
             result = result.get(self.items_key)
         return [row for row in result or [] if isinstance(row, dict)] if isinstance(result, list) else []
+
+    def first(self, result: Any) -> dict[str, Any] | None:
+        """The answer's first row, if any."""
+        return next(iter(self.rows(result)), None)
 
     def after(self, row: dict[str, Any]) -> ListRead:
         """The same read for the rows past `row` (in id order)."""
@@ -151,7 +156,7 @@ def order_of_payment(payment_key: str) -> Command:
     return "sale.order.get", {"id": f"$result[{payment_key}][payment][orderId]"}
 
 
-def deal_at(*, deal_id: str, stage: str, pipeline: int, semantics: str, order_id: str) -> Command:
+def deal_at(*, deal_id: str, stage: str, pipeline: int, semantics: str, order_id: str) -> ListRead:
     """The deal, if it still stands where the link's base says: `crm.deal.list` filtered by its id, stage,
     pipeline, stage semantics and order field (exact match, the filter's default; any field crm.deal.fields
     lists may be filtered: api-reference/crm/deals/crm-deal-list.md). No row when it moved on."""
@@ -162,7 +167,7 @@ def deal_at(*, deal_id: str, stage: str, pipeline: int, semantics: str, order_id
         "STAGE_SEMANTIC_ID": semantics,
         deal_order_field(): order_id,
     }
-    return "crm.deal.list", {"filter": condition, "select": deal_select()}
+    return ListRead("crm.deal.list", {"filter": condition, "select": deal_select()}, id_field="ID")
 
 
 def first_row_id(key: str) -> str:
@@ -261,6 +266,16 @@ def stage_semantics(row: dict[str, Any]) -> str:
     if row.get("SEMANTICS") == "S" or extra == "success":
         return StageSemantics.SUCCESS
     if row.get("SEMANTICS") == "F" or extra in ("failure", "apology"):
+        return StageSemantics.FAILURE
+    return StageSemantics.IN_PROGRESS
+
+
+def stage_semantics_in(stage: str, *, success: Collection[str], failure: Collection[str]) -> str:
+    """`stage`'s StageSemantics letter by a pipeline's success and failure stages as `stage_semantics`
+    classified them (success first, as there)."""
+    if stage in success:
+        return StageSemantics.SUCCESS
+    if stage in failure:
         return StageSemantics.FAILURE
     return StageSemantics.IN_PROGRESS
 

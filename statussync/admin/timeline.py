@@ -259,6 +259,7 @@ class DecisionStep:
     closed: bool
     rest_calls: int
     latency: str
+    covered: str = ""  # the events of pending jobs this decision's reads answered (sync/covered.py)
     kind: Literal["decision"] = "decision"
 
     @property
@@ -460,6 +461,7 @@ def decision_step(entry: AuditEntry) -> DecisionStep:
         closed=after.get("link") == "closed",
         rest_calls=entry.rest_calls,
         latency=duration_text(entry.latency_ms),
+        covered=_covered(after),
     )
 
 
@@ -469,6 +471,19 @@ def _asked_by(entry: AuditEntry) -> str:
     if events and entry.origin == "event":
         return gettext("an event from Bitrix (%(events)s)") % {"events": ", ".join(events)}
     return str(origin) if origin else ""
+
+
+def _covered(after: dict[str, Any]) -> str:
+    """The events of the pending jobs this decision's reads answered, e.g. "ONSALEORDERSAVED (2)"."""
+    covered = after.get("covered")
+    if not isinstance(covered, list):
+        return ""
+    counts: dict[str, int] = {}
+    for job in covered:
+        if isinstance(job, dict):
+            event = str(job.get("event") or job.get("kind", ""))
+            counts[event] = counts.get(event, 0) + int(job.get("events", 1))
+    return ", ".join(f"{event} ({n})" if n > 1 else event for event, n in sorted(counts.items()))
 
 
 def _seen(before: dict[str, Any]) -> list[str]:

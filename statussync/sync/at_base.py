@@ -24,7 +24,7 @@ from statussync import portals
 from statussync.bitrix import BitrixError
 from statussync.bitrix.client import BATCH_LIMIT
 from statussync.engine import DealState, Decision
-from statussync.models import Link, Outcome, StageSemantics
+from statussync.models import Link, Outcome
 
 from .decide import decision_for
 from .items import Item
@@ -58,7 +58,7 @@ def payments_write_at_base(run: SyncRun) -> None:
         mapping, unreadable = mapping_with_stages(run, pipelines=set(stages_seen), stages_seen=stages_seen)
     except BitrixError:
         return  # the usual path reads the stages again and reports the portal's trouble
-    planned: list[tuple[Item, DealState, StageSemantics]] = []
+    planned: list[tuple[Item, DealState, str]] = []
     for item in items:
         deal = _deal_at_base(_link(item))
         pm = mapping.pipelines.get(deal.pipeline)
@@ -67,8 +67,9 @@ def payments_write_at_base(run: SyncRun) -> None:
         decision = _decision_at_base(item, deal, mapping)
         if decision is not None:
             item.decision = decision
-            failed = deal.stage in pm.failure_stages
-            semantics = StageSemantics.FAILURE if failed else StageSemantics.IN_PROGRESS
+            semantics = portals.stage_semantics_in(
+                deal.stage, success=pm.success_stages, failure=pm.failure_stages
+            )
             planned.append((item, deal, semantics))
     if not planned:
         return
@@ -128,9 +129,17 @@ def _plan(plan: BatchPlan, item: Item, *, deal: DealState, semantics: str) -> No
     assert item.decision.write is not None
     wanted = (deal.deal_id, deal.stage, deal.pipeline, deal.order_id)
     seen: list[DealState] = []  # the deal as the check found it, before the write
+    check = portals.deal_at(
+        deal_id=deal.deal_id,
+        stage=deal.stage,
+        pipeline=deal.pipeline,
+        semantics=semantics,
+        order_id=deal.order_id,
+    )
+    read = portals.deals_read([deal.deal_id])
 
     def listed(rows: Any) -> None:
-        row = _first(rows)
+        row = check.first(rows)
         if row is not None:
             seen.append(portals.deal_from_rest(row))
 
@@ -150,15 +159,18 @@ def _plan(plan: BatchPlan, item: Item, *, deal: DealState, semantics: str) -> No
             item.fail(error)  # the deal stood at its base and the write itself failed
 
     def read_back(rows: Any) -> None:
-        after = _first(rows)
+        after = read.first(rows)
         now = portals.deal_from_rest(after) if after is not None else None
+        # The check and the read-back left in one call: the one the item keeps is the run's read of the deal.
         if at_base():
             if item.live:
                 item.deal, item.written, item.write_sent, item.at_base = seen[0], now, True, True
+                item.deal_read_at = plan.sent_at
             return
         # The deal moved on: nothing was written, and the read-back is the run's read of the deal (none: the
         # usual read asks for it again, and tells a deleted deal from a hidden one).
         item.decision, item.deal = None, now
+        item.deal_read_at = plan.sent_at if now is not None else None
 
     def read_back_failed(error: BitrixError) -> None:
         if at_base():
@@ -167,13 +179,7 @@ def _plan(plan: BatchPlan, item: Item, *, deal: DealState, semantics: str) -> No
             item.decision = None  # the usual read tries again
 
     key = plan.add(
-        portals.deal_at(
-            deal_id=deal.deal_id,
-            stage=deal.stage,
-            pipeline=deal.pipeline,
-            semantics=semantics,
-            order_id=deal.order_id,
-        ),
+        check.command(),
         items=[item],
         on_result=listed,
         on_error=lambda error: None,  # then the update's reference names nothing either
@@ -185,10 +191,4 @@ def _plan(plan: BatchPlan, item: Item, *, deal: DealState, semantics: str) -> No
         on_error=not_written,
         guarded=True,
     )
-    read = portals.deals_by_ids([deal.deal_id])
-    plan.add(read, items=[item], on_result=read_back, on_error=read_back_failed)
-
-
-def _first(rows: Any) -> dict[str, Any] | None:
-    """A list's first row (an empty PHP array arrives as [])."""
-    return next((r for r in rows if isinstance(r, dict)), None) if isinstance(rows, list) else None
+    plan.add(read.command(), items=[item], on_result=read_back, on_error=read_back_failed)

@@ -31,11 +31,14 @@ class Item:
     started: datetime | None = None
     link: Link | None = None
     order: OrderState | None = None
-    # When `order` was read before the run held the order's lock (a payment's order, read with it): kept
-    # only if no other run may have written the order since (statussync/sync/read.py: links_reread).
+    # When the read that gave `order` was sent. One read before the run held the order's lock (a payment's
+    # order, read with it) is kept only if no other run may have written the order since
+    # (statussync/sync/read.py: links_reread). Both moments tell which pending jobs the read covers
+    # (statussync/sync/covered.py).
     order_read_at: datetime | None = None
     order_missing: bool = False
     deal: DealState | None = None
+    deal_read_at: datetime | None = None  # when the read that gave `deal` was sent
     deal_missing: bool = False
     candidates: list[DealState] | None = None  # the deals naming the order, for a link not yet made
     calls: int = 0
@@ -51,6 +54,7 @@ class Item:
     outcome: str = ""  # set when the item ends before the engine (unlinked, ambiguous, ignored)
     reason: Reason | None = None
     busy: bool = False
+    covers: list[Job] = field(default_factory=list)  # pending jobs this run's reads may cover (covered.py)
 
     @property
     def live(self) -> bool:

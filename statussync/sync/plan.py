@@ -11,7 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+
+from django.utils import timezone
 
 from statussync import portals
 from statussync.bitrix import BitrixClient, BitrixError
@@ -39,6 +42,10 @@ class BatchPlan:
 
     client: BitrixClient
     steps: list[_Step] = field(default_factory=list)
+    # When the plan's first call left (before its wait for a rate-limit slot): every answer the plan hands
+    # on was read after it, a list's later pages and the single reads of a later round too. A handler
+    # stamps its item's read with it; the events that came before it are covered by the read (covered.py).
+    sent_at: datetime | None = None
 
     def add(
         self,
@@ -123,6 +130,8 @@ class BatchPlan:
         for step in keys.values():
             for item in step.items:
                 item.calls += 1
+        if self.sent_at is None:
+            self.sent_at = timezone.now()
         try:
             answer = self.client.batch({key: step.command for key, step in keys.items()})
         except BitrixError as exc:

@@ -307,12 +307,12 @@ def _plan_orders(plan: BatchPlan, items: list[Item]) -> None:
     def found(order_id: str, result: Any) -> None:
         order = portals.order_from_rest(result)
         for item in wanted[order_id]:
-            item.order = order
+            item.order, item.order_read_at = order, plan.sent_at
 
     def missing(order_id: str, error: BitrixError) -> None:
         for item in wanted[order_id]:
             if isinstance(error, NotFoundError):
-                item.order_missing = True
+                item.order_missing, item.order_read_at = True, plan.sent_at
             else:
                 item.fail(error)
 
@@ -325,12 +325,12 @@ def _plan_deals(plan: BatchPlan, items: list[Item]) -> None:
     def found(deal_id: str, result: Any) -> None:
         deal = portals.deal_from_rest(result)
         for item in wanted[deal_id]:
-            item.deal = deal
+            item.deal, item.deal_read_at = deal, plan.sent_at
 
     def missing(deal_id: str, error: BitrixError) -> None:
         for item in wanted[deal_id]:
             if isinstance(error, NotFoundError):
-                item.deal_missing = True
+                item.deal_missing, item.deal_read_at = True, plan.sent_at
             else:
                 item.fail(error)
 

@@ -37,6 +37,7 @@ from statussync.models import (
 )
 from statussync.reasons import Reason, why
 
+from .covered import covers_finish
 from .decide import base_of
 from .items import Item, ItemResult
 from .locks import locks_give_back, locks_held
@@ -224,6 +225,9 @@ def _chunk_record(run: SyncRun, items: list[Item], *, release: Collection[str]) 
         for s in kept:
             for write in s.writes:
                 write()
+            covered = covers_finish(s.item) if s.ending.took_effect else []
+            if covered and s.entry is not None:
+                s.entry.after["covered"] = covered  # the events this item's reads answered too (covered.py)
         AuditEntry.objects.bulk_create([s.entry for s in kept if s.entry is not None])
         jobs_finish(jobs=[job for s in kept if not s.ending.stuck for job in s.item.jobs])
         locks_give_back(run, {s.item.order_id for s in kept if not s.ending.stuck}.intersection(release))

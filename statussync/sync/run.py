@@ -21,7 +21,7 @@ from statussync.jobs import jobs_fail
 from statussync.leases import heartbeat
 from statussync.models import Job, Queue, Side
 
-from . import at_base, comments, decide, echoes, locks, read, record, write
+from . import at_base, comments, covered, decide, echoes, locks, read, record, write
 from .items import Item, ItemResult, items_from_jobs
 
 logger = logging.getLogger(__name__)
@@ -108,6 +108,8 @@ def _steps(run: SyncRun) -> list[ItemResult]:
         if not dry_run:
             write.writes_send(run)  # intents first, then the CRM's batch (payments), then the shop's
             comments.comments_send(run)  # explanations for a run with no CRM write to ride along with
+        if not dry_run:
+            covered.covers_find(run)  # the pending jobs whose events came before this run's reads
         return record.items_record(run)
     finally:
         if not dry_run:
