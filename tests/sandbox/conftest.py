@@ -74,12 +74,6 @@ class EventReceiver:
                 with receiver._lock:
                     receiver._connections += 1
 
-            def finish(self) -> None:
-                super().finish()
-                with receiver._lock:
-                    receiver._connections -= 1
-                    receiver._closed.notify_all()
-
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length).decode("ascii")
@@ -99,7 +93,14 @@ class EventReceiver:
                 self.wfile.write(body)
                 self.close_connection = self.close_connection or bool(receiver.close)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def shutdown_request(self, request: Any) -> None:
+                super().shutdown_request(request)  # the socket is closed here, after the handler's finish()
+                with receiver._lock:
+                    receiver._connections -= 1
+                    receiver._closed.notify_all()
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(
