@@ -332,20 +332,22 @@ def jobs_claim(*, queue: str, limit: int) -> list[Job]:
 def jobs_finish(*, jobs: list[Job]) -> None:
     """Mark jobs done — those still held by the claim that took them."""
     now = timezone.now()
+    # One statement: the recording of a run's items finishes a chunk's jobs at once.
+    _held(*jobs).update(state=JobState.DONE, finished_at=now, lease_until=None, updated_at=now)
+
+
+def _held(*jobs: Job) -> QuerySet[Job]:
+    """The jobs that the claims which handed them to us still hold (fencing): one condition per claim, and
+    a run's jobs come from one or two."""
     claims: dict[str, list[int]] = {}
     for job in jobs:
         claims.setdefault(job.claim_token, []).append(job.id)
-    # One statement per claim (a run's jobs come from one or two): the recording of a run's items finishes
-    # a chunk's jobs at once.
+    if not claims:
+        return Job.objects.none()
+    held = Q()
     for token, ids in claims.items():
-        Job.objects.filter(id__in=ids, state=JobState.RUNNING, claim_token=token).update(
-            state=JobState.DONE, finished_at=now, lease_until=None, updated_at=now
-        )
-
-
-def _held(job: Job) -> QuerySet[Job]:
-    """The job, if the claim that handed it to us still holds it (fencing)."""
-    return Job.objects.filter(id=job.id, state=JobState.RUNNING, claim_token=job.claim_token)
+        held |= Q(id__in=ids, claim_token=token)
+    return Job.objects.filter(held, state=JobState.RUNNING)
 
 
 def job_retry(
