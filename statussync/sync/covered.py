@@ -61,7 +61,7 @@ def covers_find(run: SyncRun) -> None:
         pending.setdefault((job.kind, job.entity_id), []).append(job)
     for item, item_reads in reads.items():
         item.covers = [
-            job
+            (job, read_at)
             for kind, entity, read_at in item_reads
             for job in pending.get((kind, entity), [])
             if job.updated_at < read_at - CLOCK_MARGIN
@@ -71,13 +71,9 @@ def covers_find(run: SyncRun) -> None:
 def covers_finish(item: Item) -> list[dict[str, Any]]:
     """Finish the jobs the item's reads cover — each only if it is still pending as it was found (no event
     since) — and say which, for the item's audit entry. Called in the transaction recording the item."""
-    read_at: dict[str, datetime | None] = {JobKind.ORDER: item.order_read_at, JobKind.DEAL: item.deal_read_at}
     now = timezone.now()
     covered = []
-    for job in item.covers:
-        read = read_at.get(job.kind)
-        if read is None:
-            continue
+    for job, read in item.covers:
         note = f"covered: its events came before the read sent at {read.isoformat()} ({item.describe()})"
         finished = Job.objects.filter(
             id=job.id,

@@ -54,7 +54,8 @@ class Item:
     outcome: str = ""  # set when the item ends before the engine (unlinked, ambiguous, ignored)
     reason: Reason | None = None
     busy: bool = False
-    covers: list[Job] = field(default_factory=list)  # pending jobs this run's reads may cover (covered.py)
+    # Pending jobs this run's reads may cover, each with when the read covering it was sent (covered.py).
+    covers: list[tuple[Job, datetime]] = field(default_factory=list)
 
     @property
     def live(self) -> bool:
